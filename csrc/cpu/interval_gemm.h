@@ -1,0 +1,49 @@
+// The fused interval matrix products that every CPU op is built from.
+//
+// All three functions take strided 2-D views, so linear layers, im2col columns and NCHW outputs
+// are consumed and produced without copies. Interval semantics and tie conventions are those of
+// csrc/interval_math.h. With `input_nonneg` the caller guarantees x_lo >= 0 (the sign-split fast
+// path, one product per bound per term).
+#pragma once
+
+#include <cstdint>
+
+namespace inn::cpu {
+
+template <typename T>
+struct ConstView {
+  const T* data;
+  int64_t row_stride;
+  int64_t col_stride;
+  T operator()(int64_t row, int64_t col) const { return data[row * row_stride + col * col_stride]; }
+};
+
+template <typename T>
+struct View {
+  T* data;
+  int64_t row_stride;
+  int64_t col_stride;
+  T& operator()(int64_t row, int64_t col) const { return data[row * row_stride + col * col_stride]; }
+};
+
+// Y (M x N) = (accumulate ? Y : 0) + X (M x K) * W (N x K)^T, both bounds.
+template <typename T>
+void interval_gemm_forward(int64_t M, int64_t N, int64_t K, ConstView<T> x_lo, ConstView<T> x_hi,
+                           ConstView<T> w_lo, ConstView<T> w_hi, View<T> y_lo, View<T> y_hi,
+                           bool input_nonneg, bool accumulate);
+
+// Gradients of the forward above with respect to X (M x K), given G (M x N) for both bounds.
+template <typename T>
+void interval_gemm_backward_input(int64_t M, int64_t N, int64_t K, ConstView<T> g_lo,
+                                  ConstView<T> g_hi, ConstView<T> x_lo, ConstView<T> x_hi,
+                                  ConstView<T> w_lo, ConstView<T> w_hi, View<T> dx_lo,
+                                  View<T> dx_hi, bool input_nonneg, bool accumulate);
+
+// Gradients of the forward above with respect to W (N x K), given G (M x N) for both bounds.
+template <typename T>
+void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T> g_lo,
+                                   ConstView<T> g_hi, ConstView<T> x_lo, ConstView<T> x_hi,
+                                   ConstView<T> w_lo, ConstView<T> w_hi, View<T> dw_lo,
+                                   View<T> dw_hi, bool input_nonneg, bool accumulate);
+
+}  // namespace inn::cpu

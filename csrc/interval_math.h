@@ -1,0 +1,74 @@
+// Interval arithmetic shared by the CPU and CUDA kernels.
+//
+// Everything here is a plain inline function that compiles as host code (g++) and as device code
+// (nvcc, NVRTC). No torch headers: the CUDA kernel bodies in csrc/kernels/ include this file and
+// must stay loadable through NVRTC.
+//
+// Conventions (documented for users in README "Semantics"):
+//  * A weight `w in [a, b]` or an input `v in [l, h]` counts as non-negative when its bound is
+//    `>= 0`; an exact zero therefore takes the non-negative branch.
+//  * The general product picks, for each bound, one of two candidate products. At a tie the
+//    candidate built from the lower input bound `l` wins; a NaN candidate always wins, so NaN
+//    propagates to the output instead of being dropped by a min/max.
+//  * Gradients flow only through the selected candidate.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define INN_HD __host__ __device__ __forceinline__
+#else
+#define INN_HD inline
+#endif
+
+namespace inn {
+
+// The one place where a product is accumulated. A floating-point-sound mode (round down for the
+// lower bound, up for the upper) will specialise these two functions.
+template <typename T>
+INN_HD T fma_lo(T x, T y, T acc) { return x * y + acc; }
+template <typename T>
+INN_HD T fma_hi(T x, T y, T acc) { return x * y + acc; }
+
+template <typename T>
+INN_HD bool is_nan(T x) { return x != x; }
+
+// Weight interval [a, b] times a non-negative input interval [l, h] (0 <= l <= h): each bound is
+// one product, the input bound chosen by the weight's sign.
+template <typename T>
+INN_HD T nonneg_lo_input(T a, T l, T h) { return a >= T(0) ? l : h; }
+template <typename T>
+INN_HD T nonneg_hi_input(T b, T l, T h) { return b >= T(0) ? h : l; }
+
+// Which candidate the general product takes for each bound. For a term w*v with w in [a, b] and
+// v in [l, h]:
+//   lo = min(l * (l >= 0 ? a : b), h * (h >= 0 ? a : b))
+//   hi = max(l * (l >= 0 ? b : a), h * (h >= 0 ? b : a))
+// `use_l` tells whether the l-candidate was selected (tie: l wins; NaN candidate wins).
+template <typename T>
+struct TermChoice {
+  T value;     // the selected product
+  T weight;    // the weight bound it multiplies (a or b)
+  bool use_l;  // the input bound it multiplies is l (else h)
+  bool weight_is_a;
+};
+
+template <typename T>
+INN_HD TermChoice<T> general_lo(T a, T b, T l, T h) {
+  const T wl = l >= T(0) ? a : b;
+  const T wh = h >= T(0) ? a : b;
+  const T pl = l * wl;
+  const T ph = h * wh;
+  const bool take_l = (pl <= ph) || is_nan(pl);
+  return take_l ? TermChoice<T>{pl, wl, true, l >= T(0)} : TermChoice<T>{ph, wh, false, h >= T(0)};
+}
+
+template <typename T>
+INN_HD TermChoice<T> general_hi(T a, T b, T l, T h) {
+  const T wl = l >= T(0) ? b : a;
+  const T wh = h >= T(0) ? b : a;
+  const T pl = l * wl;
+  const T ph = h * wh;
+  const bool take_l = (pl >= ph) || is_nan(pl);
+  return take_l ? TermChoice<T>{pl, wl, true, !(l >= T(0))} : TermChoice<T>{ph, wh, false, !(h >= T(0))};
+}
+
+}  // namespace inn

@@ -1,0 +1,21 @@
+"""inn_cuda: Interval Neural Networks for PyTorch.
+
+Fused CPU/CUDA kernels for exact interval layers (``interval_linear``, ``interval_conv1d``,
+``interval_conv2d``, ``interval_conv_transpose2d``), see README.md.
+"""
+
+from ._version import __version__
+from ._validation import check_bounds, set_check_bounds
+from .ops import (interval_conv1d, interval_conv2d, interval_conv_transpose2d, interval_linear)
+from ._backend import info
+
+__all__ = [
+    "__version__",
+    "check_bounds",
+    "info",
+    "interval_conv1d",
+    "interval_conv2d",
+    "interval_conv_transpose2d",
+    "interval_linear",
+    "set_check_bounds",
+]

@@ -1,0 +1,117 @@
+"""Argument checks of the public op functions: every error names the argument, what was expected
+and what came.
+
+The ``lo <= hi`` check reads every element (and synchronises with the GPU); switch it off with
+:func:`set_check_bounds` / :func:`check_bounds` or ``INN_CUDA_CHECK_BOUNDS=0``. It is skipped
+while ``torch.compile`` traces, where data-dependent checks would break the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator, Optional, Sequence, Tuple, Union
+
+import torch
+
+_check_bounds = os.environ.get("INN_CUDA_CHECK_BOUNDS", "1") not in ("0", "false", "False")
+
+CPU_DTYPES = (torch.float32, torch.float64)
+CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def set_check_bounds(enabled: bool) -> None:
+    """Turn the elementwise ``lo <= hi`` check of every op on or off (default on)."""
+    global _check_bounds
+    _check_bounds = bool(enabled)
+
+
+def check_bounds_enabled() -> bool:
+    return _check_bounds
+
+
+@contextlib.contextmanager
+def check_bounds(enabled: bool) -> Iterator[None]:
+    """Context manager form of :func:`set_check_bounds`."""
+    global _check_bounds
+    previous, _check_bounds = _check_bounds, bool(enabled)
+    try:
+        yield
+    finally:
+        _check_bounds = previous
+
+
+def is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
+def check_tensors(op: str, named: Sequence[Tuple[str, Optional[torch.Tensor]]]) -> None:
+    """All given tensors are floating tensors of one dtype and device allowed for that device;
+    the first one sets the expectation."""
+    first_name, first = named[0]
+    for name, t in named:
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype != first.dtype:
+            raise ValueError(f"{op}: {name} has dtype {t.dtype}, expected {first.dtype} like "
+                             f"{first_name} (mixed dtypes are not cast silently)")
+        if t.device != first.device:
+            raise ValueError(f"{op}: {name} is on {t.device}, expected {first.device} like "
+                             f"{first_name}")
+    allowed = CUDA_DTYPES if first.device.type == "cuda" else CPU_DTYPES
+    if first.dtype not in allowed:
+        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
+        raise ValueError(f"{op}: {first_name} has dtype {first.dtype}; on {first.device.type} "
+                         f"the supported dtypes are {names}")
+
+
+def check_pair(op: str, lo_name: str, lo: torch.Tensor, hi_name: str, hi: torch.Tensor) -> None:
+    """Same shape, and (if enabled) ``lo <= hi`` elementwise. NaN passes: it propagates."""
+    if hi.shape != lo.shape:
+        raise ValueError(f"{op}: {hi_name} has shape {tuple(hi.shape)}, expected "
+                         f"{tuple(lo.shape)} like {lo_name}")
+    if not _check_bounds or is_compiling() or lo is hi:
+        return
+    bad = lo > hi
+    if bool(bad.any()):
+        count = int(bad.sum())
+        index = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"{op}: {lo_name} must be <= {hi_name} elementwise; {count} of {lo.numel()} elements "
+            f"are not (first at index {index}: {float(lo[index])} > {float(hi[index])}). "
+            f"Disable this check with inn_cuda.set_check_bounds(False).")
+
+
+def check_bias(op: str, b_lo: Optional[torch.Tensor], b_hi: Optional[torch.Tensor],
+               channels: int) -> None:
+    if (b_lo is None) != (b_hi is None):
+        given, missing = ("b_lo", "b_hi") if b_hi is None else ("b_hi", "b_lo")
+        raise ValueError(f"{op}: {given} was given without {missing}; pass both or neither")
+    if b_lo is None:
+        return
+    if b_lo.shape != (channels,):
+        raise ValueError(f"{op}: b_lo has shape {tuple(b_lo.shape)}, expected ({channels},) "
+                         f"(one entry per output channel of the weight)")
+    check_pair(op, "b_lo", b_lo, "b_hi", b_hi)
+
+
+def check_rank(op: str, name: str, t: torch.Tensor, rank: int, layout: str) -> None:
+    if t.dim() != rank:
+        raise ValueError(f"{op}: {name} must have {rank} dims {layout}, got shape "
+                         f"{tuple(t.shape)}")
+
+
+IntOrPair = Union[int, Sequence[int]]
+
+
+def as_tuple(op: str, name: str, value: IntOrPair, size: int, minimum: int) -> Tuple[int, ...]:
+    """An int or a sequence of ``size`` ints, each >= minimum, as a tuple."""
+    values = (value,) * size if isinstance(value, int) else tuple(value)
+    if len(values) != size or not all(isinstance(v, int) for v in values):
+        raise ValueError(f"{op}: {name} must be an int or {size} ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return values
