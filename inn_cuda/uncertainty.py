@@ -59,13 +59,14 @@ def uncertainty_maps(out: Interval, rec: Optional[Tensor] = None) -> Uncertainty
 def image_scores(values: Tensor, quantiles: Sequence[float] = DEFAULT_QUANTILES
                  ) -> Dict[str, Tensor]:
     """Per image (dim 0) ``mean``, ``max`` and ``q<q>`` (linear-interpolated quantile, e.g.
-    ``q0.9``) of a map, in float32."""
+    ``q0.9``) of a map, in float32 (float64 for float64 maps)."""
     if values.dim() < 1 or values.shape[0] == 0:
         raise ValueError(f"values must have a batch dim with at least one image, got shape "
                          f"{tuple(values.shape)}")
     if any(not 0 <= q <= 1 for q in quantiles):
         raise ValueError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
-    flat = values.reshape(values.shape[0], -1).float()
+    flat = values.reshape(values.shape[0], -1)
+    flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
     scores = {"mean": flat.mean(1), "max": flat.amax(1)}
     if quantiles:
         qs = torch.tensor(list(quantiles), dtype=flat.dtype, device=flat.device)

@@ -1,6 +1,7 @@
 """Fitting the interval offsets of a converted model (METHOD.md section 3).
 
-Objective, means over all pixels and the batch, in float32 whatever the compute dtype:
+Objective, means over all pixels and the batch, in float32 (or float64) whatever the compute
+dtype:
 
     L = mean(relu(lo - y)^2 + relu(y - hi)^2) + beta * mean(hi - lo)
 
@@ -15,10 +16,12 @@ beta, three ways:
   measured once before the first epoch;
 * ``target_coverage=c``: calibration. beta starts from the number or the adaptive value and, after
   every epoch, moves on a log scale toward the beta whose intervals cover a fraction ``c`` of the
-  validation targets: coverage above ``c + tolerance`` multiplies beta by ``factor`` (narrower
-  intervals), below ``c - tolerance`` divides it; each time the coverage crosses the target the
-  step (in log beta) halves, a bisection that keeps tracking the offsets as they move. Within
-  the tolerance beta stays. The result reports the coverage reached.
+  validation targets: coverage above ``c + tolerance`` multiplies beta by ``factor`` (default 2;
+  narrower intervals), below ``c - tolerance`` divides it; each time the coverage crosses the
+  target the step (in log beta) halves, a bisection that keeps tracking the offsets as they move.
+  Within the tolerance beta stays. The step never grows: the offsets follow a new beta only over
+  an epoch or more, and a growing step overshoots on that lag. The result reports the coverage
+  reached.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 
 from .. import nn as inn
 from ..nn import Interval
-from .loop import TrainResult, evaluate, run_training
+from .loop import TrainResult, evaluate, run_training, upcast
 
 Tensor = torch.Tensor
 
@@ -44,17 +47,17 @@ ADAPTIVE_FACTOR = 0.1  # beta = 0.1 x mean |f(x_val) - y_val| (the authors' rule
 def interval_loss(out: Interval, target: Tensor, beta: float) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The interval objective and its parts: ``hinge`` (mean squared distance of the target
     outside [lo, hi]), ``width`` (mean hi - lo) and ``coverage`` (fraction of target elements
-    inside), all float32 scalars."""
+    inside), scalars in float32 (float64 for float64 outputs) whatever the compute dtype."""
     if not isinstance(out, Interval):
         raise TypeError(f"the interval model must return an inn_cuda.nn.Interval, got "
                         f"{type(out).__name__}")
     if out.lo.shape != target.shape:
         raise ValueError(f"output interval has shape {tuple(out.lo.shape)}, the target "
                          f"{tuple(target.shape)}")
-    lo, hi, y = out.lo.float(), out.hi.float(), target.float()
+    lo, hi, y = upcast(out.lo, out.hi, target)
     hinge = (F.relu(lo - y).square() + F.relu(y - hi).square()).mean()
     width = (hi - lo).mean()
-    coverage = ((y >= lo) & (y <= hi)).float().mean()
+    coverage = ((y >= lo) & (y <= hi)).to(lo.dtype).mean()
     return hinge + beta * width, {"hinge": hinge, "width": width, "coverage": coverage}
 
 
@@ -62,7 +65,8 @@ def _point_error(out: Interval, target: Tensor) -> Tensor:
     if out.point is None:
         raise ValueError("the interval model's output carries no point prediction (Interval."
                          "point is None); the adaptive beta rule needs it")
-    return (out.point.float() - target.float()).abs().mean()
+    point, y = upcast(out.point, target)
+    return (point - y).abs().mean()
 
 
 def default_unpack(batch) -> Tuple[Tensor, Tensor]:
@@ -173,7 +177,7 @@ def fit_intervals(model: torch.nn.Module, train_loader: Iterable,
                   val_loader: Optional[Iterable] = None, *,
                   beta: Union[float, str] = "adaptive", target_coverage: Optional[float] = None,
                   epochs: int = 10, lr: float = 1e-3, dropout: bool = False,
-                  calibration_factor: float = 4.0, coverage_tolerance: float = 0.01,
+                  calibration_factor: float = 2.0, coverage_tolerance: float = 0.01,
                   unpack: Callable[[Any], Tuple[Tensor, Tensor]] = default_unpack,
                   run_dir=None, resume=False, overwrite: bool = False,
                   seed: Optional[int] = None, device=None, autocast=None,

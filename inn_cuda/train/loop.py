@@ -68,6 +68,15 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2 ** 32)
 
 
+def upcast(*tensors: Tensor) -> Tuple[Tensor, ...]:
+    """The tensors in their common dtype, at least float32: losses and metrics of half-precision
+    (autocast) outputs are computed in float32, float64 ones stay float64."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(t.to(dtype) for t in tensors)
+
+
 def move_to(batch, device: torch.device):
     """``batch`` with every tensor (inside tuples, lists, dicts) on ``device``."""
     if isinstance(batch, Tensor):
@@ -182,6 +191,13 @@ def evaluate(model: torch.nn.Module, loader: Iterable,
 
 def _format(metrics: Dict[str, Any], keys: Sequence[str]) -> Dict[str, str]:
     return {k: f"{metrics[k]:.4g}" for k in keys if k in metrics}
+
+
+def _length(loader) -> Optional[int]:
+    try:
+        return len(loader)
+    except TypeError:  # iterable-style datasets may have no length
+        return None
 
 
 def _loader_generators(loader) -> List[torch.Generator]:
@@ -366,8 +382,8 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
             distributed.set_epoch(loader, epoch)
             (set_mode or torch.nn.Module.train)(model)
             sums = _Sums()
-            total = len(loader) if hasattr(loader, "__len__") else None
-            bar = tqdm(loader, total=total, desc=f"{desc} {epoch + 1}/{epochs}",
+            total = _length(loader)
+            bar = tqdm(loader, total=total, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
                        dynamic_ncols=True, disable=not (progress and main))
             with bar:
                 for step, batch in enumerate(bar):

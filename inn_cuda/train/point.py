@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .intervals import default_unpack
-from .loop import TrainResult, evaluate, run_training
+from .loop import TrainResult, evaluate, run_training, upcast
 
 Tensor = torch.Tensor
 
@@ -42,13 +42,14 @@ def fit_point(model: torch.nn.Module, train_loader: Iterable,
         x, y = unpack(batch)
         pred = module(x)
         _check_prediction(pred, y)
-        return F.mse_loss(pred.float(), y.float())
+        return F.mse_loss(*upcast(pred, y))
 
     def metrics(module, batch):
         x, y = unpack(batch)
         pred = module(x)
         _check_prediction(pred, y)
-        err = pred.float() - y.float()
+        pred, y = upcast(pred, y)
+        err = pred - y
         return {"loss": err.square().mean(), "mae": err.abs().mean()}
 
     def validate(module):
