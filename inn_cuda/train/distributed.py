@@ -78,8 +78,8 @@ def split_eval_loader(loader, name: str = "val_loader"):
     """Evaluation loader of this process: every ``size``-th sample starting at ``rank`` (no
     padding, so the summed metrics are exactly those of the whole set)."""
     rank, size = world()
-    if size == 1:
-        return loader
+    if size == 1 or isinstance(getattr(loader, "sampler", None), DistributedSampler):
+        return loader  # already split by the caller (its padding may repeat a few samples)
     _check_rebuildable(loader, name)
     return _loader_like(loader, range(rank, len(loader.dataset), size))
 

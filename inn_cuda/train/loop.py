@@ -296,7 +296,8 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
 
     loss_fn(module, batch) -> loss or (loss, {name: per-batch mean}): the batch is already on
         the device; ``module`` is the model, or its DistributedDataParallel wrapper under
-        torch.distributed. Return a float32 scalar loss (compute it in float32 under autocast).
+        torch.distributed. Return a scalar loss in float32 or wider, also under autocast
+        (:func:`upcast` the outputs first).
         The metrics (and the loss) are averaged over the epoch as ``train_<name>``.
     params: the only parameters optimised; every other parameter of ``model`` has
         ``requires_grad=False`` while training (restored afterwards) and stays bit-for-bit
@@ -320,7 +321,8 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
         the next epoch up to ``epochs`` in total. A corrupt or mismatched checkpoint raises
         :class:`CheckpointError` before anything is changed.
     seed: seeds torch, Python and NumPy at the start of a fresh run (CPU runs are then
-        bit-reproducible); also the DistributedSampler seed.
+        bit-reproducible; process ``rank`` uses ``seed + rank``); also the seed of the
+        DistributedSampler the loop builds.
     device: moves the model there (default: where its parameters are).
     autocast: None, 'bf16' or 'fp16' (CUDA only; fp16 uses a GradScaler).
     show: metric names shown on the progress bar.
@@ -367,7 +369,7 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
         history = list(saved["history"])
         start_epoch = resumed_from = saved["epoch"]
     elif seed is not None:
-        seed_everything(seed)
+        seed_everything(seed + rank)  # one stream per process: different dropout masks
 
     files.start(history)
     main = distributed.is_main()
