@@ -62,12 +62,12 @@ def test_interval_loss_matches_the_formula():
 def test_calibration_rule_is_a_bisection_on_log_beta():
     schedule = BetaSchedule(1.0, 0.9, factor=4.0, tolerance=0.01)
     values = []
-    for coverage in [0.99, 0.95, 0.8, 0.85, 0.95, 0.905]:
+    for coverage in [0.99, 0.95, 0.8, 0.85, 0.84, 0.95, 0.905]:
         schedule.update(coverage)
         values.append(schedule.value)
-    # too wide: x4, x4; too narrow: crossing halves the log step (/2); still narrow: /2;
-    # crossing again: x sqrt(2); within tolerance: unchanged.
-    expected = [4.0, 16.0, 8.0, 4.0, 4.0 * math.sqrt(2), 4.0 * math.sqrt(2)]
+    # too wide: x4; closing in fast (0.09 -> 0.05 off): hold; crossed: the log step halves, /2;
+    # closing in: hold; no longer closing in: /2; crossed: x sqrt(2); within tolerance: hold.
+    expected = [4.0, 4.0, 2.0, 2.0, 1.0, math.sqrt(2), math.sqrt(2)]
     assert values == pytest.approx(expected)
     fixed = BetaSchedule(0.3, None, factor=4.0, tolerance=0.01)
     fixed.update(0.1)

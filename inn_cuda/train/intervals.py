@@ -19,9 +19,12 @@ beta, three ways:
   validation targets: coverage above ``c + tolerance`` multiplies beta by ``factor`` (default 2;
   narrower intervals), below ``c - tolerance`` divides it; each time the coverage crosses the
   target the step (in log beta) halves, a bisection that keeps tracking the offsets as they move.
-  Within the tolerance beta stays. The step never grows: the offsets follow a new beta only over
-  an epoch or more, and a growing step overshoots on that lag. The result reports the coverage
-  reached.
+  beta is held while the coverage is within the tolerance, and also while it is still closing in
+  on the target fast enough to get there in about two more epochs: Adam moves the offsets toward
+  a new beta's equilibrium over several epochs, and stepping again before they settle
+  overshoots. The result reports the coverage reached. The fit needs enough optimizer steps for
+  the offsets to settle (hundreds on small tasks): with few steps per epoch raise ``epochs`` or
+  ``lr``.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class BetaSchedule:
         self.tolerance = tolerance
         self.log_step = math.log(factor)
         self.direction = 0
+        self.last_error: Optional[float] = None
 
     @property
     def adaptive(self) -> bool:
@@ -121,9 +125,14 @@ class BetaSchedule:
         if self.target is None:
             return
         error = coverage - self.target
-        direction = 0 if abs(error) <= self.tolerance else (1 if error > 0 else -1)
-        if direction == 0:
+        previous, self.last_error = self.last_error, error
+        if abs(error) <= self.tolerance:
             return
+        if previous is not None and error * previous > 0:
+            gain = abs(previous) - abs(error)
+            if 0 < gain and abs(error) <= 2 * gain:  # closing in at a pace that arrives soon
+                return
+        direction = 1 if error > 0 else -1
         if direction == -self.direction:
             self.log_step /= 2
         self.direction = direction
@@ -131,15 +140,15 @@ class BetaSchedule:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"config": dict(self.config), "value": self.value, "log_step": self.log_step,
-                "direction": self.direction}
+                "direction": self.direction, "last_error": self.last_error}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if state is None or state.get("config") != self.config:
             raise ValueError(f"the checkpoint was written with beta settings "
                              f"{None if state is None else state.get('config')}, this run has "
                              f"{self.config}")
-        self.value, self.log_step, self.direction = (state["value"], state["log_step"],
-                                                     state["direction"])
+        self.value, self.log_step, self.direction, self.last_error = (
+            state["value"], state["log_step"], state["direction"], state["last_error"])
 
 
 # ------------------------------------------------------------------------------------- trainer
