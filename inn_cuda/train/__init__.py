@@ -5,7 +5,7 @@ checkpoints with exact resume, seeds, CUDA autocast and torch.distributed (DDP) 
 
 from .checkpoint import CheckpointError
 from .intervals import BetaSchedule, IntervalFitResult, fit_intervals, interval_loss
-from .loop import TrainResult, evaluate, run_training, seed_everything
+from .loop import TrainResult, evaluate, run_training, seed_everything, upcast
 from .point import fit_point
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "interval_loss",
     "run_training",
     "seed_everything",
+    "upcast",
 ]
