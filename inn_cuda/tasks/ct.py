@@ -150,11 +150,12 @@ class LimitedAngleCT:
 
     def _backproject(self, extended, first, last):
         """Back-project ``extended`` = filtered projections at detector indices -1 .. d; taps at
-        positions outside [first, last] read 0."""
+        positions outside [first, last] read 0. Linear interpolation on the detector is a
+        ``grid_sample`` on the (angle, detector) plane at exact angle rows."""
         lead = extended.shape[:-2]
         n, d = self.size, self.n_detectors
-        flat = extended.reshape(-1, self.n_angles, d + 2)
-        batch = flat.shape[0]
+        flat = extended.reshape(1, -1, self.n_angles, d + 2)  # batch in the channel dim
+        batch = flat.shape[1]
         idx = torch.arange(n, device=flat.device, dtype=flat.dtype) - n // 2
         rows = idx[:, None].expand(n, n).reshape(1, -1)
         cols = idx[None, :].expand(n, n).reshape(1, -1)
@@ -162,16 +163,17 @@ class LimitedAngleCT:
         image = flat.new_zeros(batch, n * n)
         for start in range(0, self.n_angles, chunk):
             cos, sin = self._trig(self.angles[start:start + chunk], flat)
-            pos = cols * cos[:, None] - rows * sin[:, None] + d // 2  # detector index, (chunk, n*n)
+            pos = cols * cos[:, None] - rows * sin[:, None] + d // 2  # detector index, (c, n*n)
             inside = ((pos >= first) & (pos <= last)).to(flat.dtype)
-            pos = pos.clamp(-1.0, float(d))
-            left = pos.floor().clamp(max=d - 1)
-            frac = pos - left
-            left = left.long() + 1  # +1: index -1 is column 0 of `extended`
-            proj = flat[:, start:start + chunk]
-            lo = torch.gather(proj, 2, left.expand(batch, -1, -1))
-            hi = torch.gather(proj, 2, (left + 1).expand(batch, -1, -1))
-            image = image + ((lo + frac * (hi - lo)) * inside).sum(1)
+            part = flat[:, :, start:start + chunk]
+            rows_here = part.shape[2]
+            grid_x = (pos + 1.0) * (2.0 / (d + 1)) - 1.0  # +1: index -1 is column 0
+            grid_y = torch.arange(rows_here, device=flat.device, dtype=flat.dtype)
+            grid_y = (grid_y * (2.0 / max(rows_here - 1, 1)) - 1.0)[:, None].expand_as(grid_x)
+            grid = torch.stack([grid_x, grid_y], dim=-1)[None]
+            taps = torch.nn.functional.grid_sample(part, grid, mode="bilinear",
+                                                   padding_mode="zeros", align_corners=True)
+            image = image + (taps[0] * inside).sum(1)
         image = image.reshape(*lead, n, n) * (math.pi / (2 * self.n_angles))
         if self.circle:
             image = image * disc_mask(n, device=image.device)
