@@ -196,13 +196,17 @@ class LimitedAngleCT:
         first, last = (-1, d) if self.circle else (0, d - 1)
         return self._backproject(extended, first, last)
 
+    def add_noise(self, sinogram: torch.Tensor, generator: torch.Generator | None = None):
+        """``sinogram`` plus Gaussian noise of std ``noise`` x (largest |value| of each sinogram);
+        the noise is drawn on ``generator``'s device (CPU when None) for reproducibility."""
+        if self.noise == 0:
+            return sinogram
+        peak = sinogram.detach().flatten(-2).abs().amax(-1)[..., None, None]
+        noise = torch.randn(sinogram.shape, generator=generator, dtype=sinogram.dtype,
+                            device=generator.device if generator is not None else "cpu")
+        return sinogram + self.noise * peak * noise.to(sinogram.device)
+
     def simulate(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The network input for ground-truth images: FBP of the (optionally noisy) limited-angle
         sinogram. ``generator`` seeds the noise (unused when ``noise == 0``)."""
-        sinogram = self.radon(images)
-        if self.noise > 0:
-            peak = sinogram.detach().flatten(-2).abs().amax(-1)[..., None, None]
-            noise = torch.randn(sinogram.shape, generator=generator, dtype=sinogram.dtype,
-                                device=generator.device if generator is not None else "cpu")
-            sinogram = sinogram + self.noise * peak * noise.to(sinogram.device)
-        return self.fbp(sinogram)
+        return self.fbp(self.add_noise(self.radon(images), generator))
