@@ -112,7 +112,7 @@ def adversarial_target(rec: torch.Tensor, *, shape: str = "square", seed=0, exte
     """The paper's adversarial target for reconstructions ``rec`` ``(B, C, H, W)``: per image,
     ``rec`` minus a blob (a square of side ``extent`` or a disk of radius ``extent``, at a random
     position in the body region, filled with ``fill_factor * mean(rec)``, Gaussian-blurred with
-    ``sigma``), and every negative value replaced by ``min(rec)``.
+    ``sigma``), and the negative values this creates replaced by ``min(rec)``.
 
     Defaults are the paper's 512 x 512 sizes scaled to the image: square side ``50 H / 512``, disk
     radius ``20 H / 512``, ``sigma = 2 H / 512`` (at least 0.5 pixel). ``mask`` marks the pixels
@@ -140,7 +140,9 @@ def adversarial_target(rec: torch.Tensor, *, shape: str = "square", seed=0, exte
         fill = fill_factor * image.mean()
         blob = gaussian_blur2d(footprint.to(rec.dtype) * fill, sigma)
         target = image - blob
-        target = torch.where(target < 0, image.min(), target)
+        # negatives that the blob creates become min(rec) (the paper's clip; pixels that were
+        # negative already stay unclipped, so nothing changes outside the blob)
+        target = torch.where((target < 0) & (image >= 0), image.min(), target)
         changed = ((target - image).abs() > mask_tolerance * fill.abs()).any(0, keepdim=True)
         targets.append(target)
         masks.append(changed)
@@ -178,8 +180,9 @@ def adversarial_search(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                        norm: str = "l2", tolerance: float = 1e-9) -> AdversarialResult:
     """Minimise ``mean((f(x') - target)^2)`` over inputs ``x'`` starting at ``x`` for a fixed
     ``model`` ``f`` (eval mode, parameters untouched, their ``requires_grad`` and the model's mode
-    restored afterwards). The objective is the sum over images of each image's mean, so images
-    do not trade off against each other; with L-BFGS they share one line search.
+    restored afterwards). The optimiser minimises the sum over images of each image's objective
+    divided by its starting value (the same minimiser per image, images weigh alike); with L-BFGS
+    the images share one line search.
 
     ``optimizer``: ``"lbfgs"`` (``torch.optim.LBFGS`` with strong-Wolfe line search, the authors'
     choice; ``lr`` default 1) or ``"adam"`` (``lr`` default 1e-2 x the input's std).
@@ -210,11 +213,14 @@ def adversarial_search(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
         with torch.no_grad():
             start = per_image(model(x))
         delta = torch.zeros_like(x, requires_grad=True)
+        # each image's objective relative to its start: all start at 1, so images weigh alike
+        # and the optimiser's tolerances do not depend on the data's scale
+        scale = torch.where(start > 0, start, torch.ones_like(start))
 
         def objective():
             nonlocal evaluations
             evaluations += 1
-            return per_image(model(x + _project(delta, bound, norm))).sum()
+            return (per_image(model(x + _project(delta, bound, norm))) / scale).sum()
 
         with torch.enable_grad():
             if optimizer == "lbfgs":
@@ -239,9 +245,10 @@ def adversarial_search(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                     loss = objective()
                     loss.backward()
                     opt.step()
-                    if abs(previous - float(loss)) <= tolerance * max(1.0, abs(previous)):
+                    current = float(loss)
+                    if abs(previous - current) <= tolerance * max(1.0, abs(current)):
                         break
-                    previous = float(loss)
+                    previous = current
         with torch.no_grad():
             x_adv = x + _project(delta.detach(), bound, norm)
             end = per_image(model(x_adv))
