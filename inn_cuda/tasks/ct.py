@@ -27,9 +27,10 @@ _CHUNK_ELEMENTS = 1 << 24
 
 
 def wedge_angles(n_angles: int, missing_wedge: float = 30.0, wedge_center: float = 0.0) -> torch.Tensor:
-    """Angles in degrees: ``n_angles`` equispaced in [0, 180), minus those within
-    ``missing_wedge / 2`` of ``wedge_center`` (modulo 180). The default removes +-15 degrees
-    around 0, as the paper's code did (it zeroed the first and last 15 degrees of 180)."""
+    """Angles in degrees: ``n_angles`` equispaced in [0, 180), minus those strictly within
+    ``missing_wedge / 2`` of ``wedge_center`` (modulo 180), so the measured angles leave an
+    unmeasured gap of ``missing_wedge`` degrees. The default removes (-15, 15) degrees around 0,
+    as the paper's code did (it zeroed the first and last 15 degrees of 180)."""
     if n_angles < 1:
         raise ValueError(f"n_angles: expected >= 1, got {n_angles}")
     if not 0.0 <= missing_wedge < 180.0:
