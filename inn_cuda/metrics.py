@@ -24,6 +24,11 @@ def _flat(x) -> torch.Tensor:
     return x.detach().reshape(x.shape[0], -1).to(torch.float64)
 
 
+def _eps(x) -> float:
+    x = torch.as_tensor(x)
+    return torch.finfo(x.dtype).eps if x.is_floating_point() else 0.0
+
+
 def _same_shape(**maps):
     shapes = {name: tuple(torch.as_tensor(m).shape) for name, m in maps.items()}
     if len(set(shapes.values())) != 1:
@@ -86,15 +91,24 @@ def direction_accuracy(rec, lo, hi, target, thresholds=DIRECTION_THRESHOLDS) -> 
     is ``>= t`` (the paper's ``down/up >= t or down/up <= 1/t``). It scores 1 when the longer
     side points the way the target lies (``up > down`` and ``target > rec``, or ``down > up`` and
     ``target < rec``), 0 when it points away, and 0.5 when there is no direction to compare
-    (``up == down``, or ``target == rec``). So a symmetric interval (MC dropout, ProbOut: only
+    (``up == down`` up to the rounding of ``lo``, ``hi`` in their dtype, or ``target == rec``).
+    So a symmetric interval (MC dropout, ProbOut: only
     ``t = 1`` admits its pixels) scores exactly the chance level 0.5. Accuracy is the mean score
     over the qualifying pixels of each image; ``fraction`` is their share of all pixels.
     """
     _same_shape(rec=rec, lo=lo, hi=hi, target=target)
+    eps = max(_eps(rec), _eps(lo), _eps(hi))
     rec, lo, hi, y = _flat(rec), _flat(lo), _flat(hi), _flat(target)
+    # sides equal up to the rounding of lo/hi themselves count as equal: rec +- std stored in
+    # float32 is not exactly symmetric, and must still score as symmetric
+    magnitude = torch.maximum(torch.maximum(lo.abs(), hi.abs()), rec.abs())
+    slack = 4.0 * eps * magnitude
     down, up = rec - lo, hi - rec
-    if bool((down < 0).any() | (up < 0).any()):
+    if bool((down < -slack).any() | (up < -slack).any()):
         raise ValueError("lo, hi: expected lo <= rec <= hi everywhere")
+    down, up = down.clamp(min=0.0), up.clamp(min=0.0)
+    tied = (up - down).abs() <= slack
+    up = torch.where(tied, down, up)
     longer, shorter = torch.maximum(down, up), torch.minimum(down, up)
     ratio = torch.where(shorter > 0, longer / shorter.clamp(min=torch.finfo(torch.float64).tiny),
                         torch.where(longer > 0, torch.inf, 1.0))
