@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -245,7 +246,7 @@ def adversarial_search(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
                     loss = objective()
                     loss.backward()
                     opt.step()
-                    current = float(loss)
+                    current = float(loss.detach())
                     if abs(previous - current) <= tolerance * max(1.0, abs(current)):
                         break
                     previous = current
@@ -334,13 +335,13 @@ def load_shape(path, size: int, threshold: float = 0.5) -> torch.Tensor:
         img = img.convert("RGBA") if "A" in img.getbands() or "transparency" in img.info \
             else img.convert("L")
         img = img.resize((size, size), Image.Resampling.BILINEAR)
-        array = torch.as_tensor(list(img.getdata()), dtype=torch.float64)
-    if array.ndim == 2:  # RGBA
-        alpha = array[:, 3].reshape(size, size) / 255.0
+        array = torch.from_numpy(np.asarray(img, dtype=np.float64).copy())
+    if array.ndim == 3:  # RGBA
+        alpha = array[..., 3] / 255.0
         if float(alpha.min()) < 1.0:
             return alpha > threshold
-        array = array[:, :3].mean(1)
-    grey = array.reshape(size, size)
+        array = array[..., :3].mean(-1)
+    grey = array
     lo, hi = float(grey.min()), float(grey.max())
     if hi <= lo:
         raise ValueError(f"{path}: the image is uniform, no shape to take")
