@@ -19,7 +19,8 @@ from .tasks.filters import gaussian_blur2d
 # 1. Noise
 
 
-def add_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def add_noise(x: torch.Tensor, sigma: float,
+              generator: torch.Generator | None = None) -> torch.Tensor:
     """``x`` plus Gaussian noise of std ``sigma`` (drawn on the CPU for reproducibility)."""
     if sigma < 0:
         raise ValueError(f"sigma: expected >= 0, got {sigma}")
@@ -107,9 +108,9 @@ class AdversarialTarget(NamedTuple):
     centers: list  # (row, col) of each blob
 
 
-def adversarial_target(rec: torch.Tensor, *, shape: str = "square", seed=0, extent: float | None = None,
-                       sigma: float | None = None, fill_factor: float = 1.5,
-                       mask_tolerance: float = 0.01) -> AdversarialTarget:
+def adversarial_target(rec: torch.Tensor, *, shape: str = "square", seed=0,
+                       extent: float | None = None, sigma: float | None = None,
+                       fill_factor: float = 1.5, mask_tolerance: float = 0.01) -> AdversarialTarget:
     """The paper's adversarial target for reconstructions ``rec`` ``(B, C, H, W)``: per image,
     ``rec`` minus a blob (a square of side ``extent`` or a disk of radius ``extent``, at a random
     position in the body region, filled with ``fill_factor * mean(rec)``, Gaussian-blurred with

@@ -182,7 +182,8 @@ def _remaining_mean(values_sorted: torch.Tensor, fractions: torch.Tensor) -> tor
     return suffix[:, removed] / (n - removed).to(torch.float64)
 
 
-def sparsification(error, uncertainty, steps: int = 20, *, normalize: bool = False) -> Sparsification:
+def sparsification(error, uncertainty, steps: int = 20, *,
+                   normalize: bool = False) -> Sparsification:
     """Sparsification curves per image: remove the fraction ``k / steps`` (k = 0 .. steps - 1) of
     pixels with the largest uncertainty and average ``|error|`` over the rest; the oracle removes
     by ``|error|`` itself. ``ause`` integrates ``by_uncertainty - oracle`` over [0, (steps-1)/steps]

@@ -111,7 +111,7 @@ def test_probout_fine_tuning_lowers_the_loss_and_learns_the_noise_level():
         loss = probout_loss(model(x), y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] - 1.0
     _, unc = probout_uncertainty(model(x).detach())
     assert float(unc[x <= 0].mean()) > 2 * float(unc[x > 0].mean())

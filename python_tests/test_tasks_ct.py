@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import skimage.transform as skimage_transform
 import torch
 
 from helpers import ALL_DEVICES
@@ -9,7 +10,6 @@ from inn_cuda.tasks.ct import LimitedAngleCT, disc_mask, wedge_angles
 from inn_cuda.tasks.data import CTImageFolder, CTPhantomDataset, load_image, prepare_image
 from inn_cuda.tasks.phantoms import make_phantom, random_ellipses, shepp_logan
 
-skimage_transform = pytest.importorskip("skimage.transform")
 
 
 def _phantom(size):
@@ -24,14 +24,16 @@ def test_radon_matches_skimage(size, circle):
     expected = skimage_transform.radon(image.numpy(), theta=ct.angles.numpy(), circle=circle)
     actual = ct.radon(image)
     assert actual.shape == (ct.n_angles, ct.n_detectors)
-    np.testing.assert_allclose(actual.numpy(), expected.T, rtol=0, atol=1e-9 * np.abs(expected).max())
+    np.testing.assert_allclose(actual.numpy(), expected.T, rtol=0,
+                               atol=1e-9 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("size,circle,angles", [(32, True, None), (33, True, None),
                                                 (24, False, None), (32, True, [10.0, 47.5, 133.0])])
 def test_fbp_matches_skimage_iradon(size, circle, angles):
     ct = LimitedAngleCT(size, circle=circle, angles=angles)
-    sinogram = skimage_transform.radon(_phantom(size).numpy(), theta=ct.angles.numpy(), circle=circle)
+    sinogram = skimage_transform.radon(_phantom(size).numpy(), theta=ct.angles.numpy(),
+                                       circle=circle)
     expected = skimage_transform.iradon(sinogram, theta=ct.angles.numpy(), circle=circle,
                                         filter_name="ramp")
     actual = ct.fbp(torch.from_numpy(sinogram.T.copy())).numpy()
@@ -201,7 +203,8 @@ def test_dicom_in_hounsfield_units(tmp_path):
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Rows, ds.Columns = 8, 8
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
     ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1

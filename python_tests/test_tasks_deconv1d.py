@@ -37,13 +37,15 @@ def test_simulation_noise_statistics_and_blur():
     for noise in (in_noise, out_noise):
         assert abs(float(noise.std()) - 0.08) < 0.002
         assert abs(float(noise.mean())) < 0.002
-    assert abs(float(torch.corrcoef(torch.stack([in_noise.flatten(), out_noise.flatten()]))[0, 1])) < 0.01
+    correlation = torch.corrcoef(torch.stack([in_noise.flatten(), out_noise.flatten()]))[0, 1]
+    assert abs(float(correlation)) < 0.01
     # blur = convolution with the normalised Gaussian away from the borders
     kernel = gaussian_kernel1d(3.0, dtype=torch.float64)
     r = kernel.numel() // 2
     s = signals[0].double()
     manual = torch.stack([(s[i - r:i + r + 1] * kernel).sum() for i in range(100, 110)])
-    torch.testing.assert_close(task.blur(signals[:1])[0, 100:110].double(), manual, rtol=0, atol=1e-6)
+    torch.testing.assert_close(task.blur(signals[:1])[0, 100:110].double(), manual, rtol=0,
+                               atol=1e-6)
 
 
 def test_datasets_are_seeded_with_the_paper_split():

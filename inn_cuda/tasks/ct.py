@@ -26,7 +26,8 @@ import torch
 _CHUNK_ELEMENTS = 1 << 24
 
 
-def wedge_angles(n_angles: int, missing_wedge: float = 30.0, wedge_center: float = 0.0) -> torch.Tensor:
+def wedge_angles(n_angles: int, missing_wedge: float = 30.0,
+                 wedge_center: float = 0.0) -> torch.Tensor:
     """Angles in degrees: ``n_angles`` equispaced in [0, 180), minus those strictly within
     ``missing_wedge / 2`` of ``wedge_center`` (modulo 180), so the measured angles leave an
     unmeasured gap of ``missing_wedge`` degrees. The default removes (-15, 15) degrees around 0,
@@ -207,7 +208,8 @@ class LimitedAngleCT:
                             device=generator.device if generator is not None else "cpu")
         return sinogram + self.noise * peak * noise.to(sinogram.device)
 
-    def simulate(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def simulate(self, images: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """The network input for ground-truth images: FBP of the (optionally noisy) limited-angle
         sinogram. ``generator`` seeds the noise (unused when ``noise == 0``)."""
         return self.fbp(self.add_noise(self.radon(images), generator))

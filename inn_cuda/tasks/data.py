@@ -3,8 +3,8 @@ the input is the limited-angle FBP of the ground truth (:meth:`LimitedAngleCT.si
 
 * :class:`CTPhantomDataset`: seeded phantoms generated on the fly; item ``i`` depends only on
   ``(seed, i)``, so it is the same with any worker count or access order.
-* :class:`CTImageFolder`: a user's own images (PNG/JPEG/TIFF via Pillow, ``.npy``, DICOM via pydicom),
-  resized to the operator's size and run through the same simulation.
+* :class:`CTImageFolder`: a user's own images (PNG/JPEG/TIFF via Pillow, ``.npy``, DICOM via
+  pydicom), resized to the operator's size and run through the same simulation.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def load_image(path) -> np.ndarray:
                               f"`pip install pydicom`") from err
         ds = pydicom.dcmread(path)
         array = ds.pixel_array.astype(np.float64)
-        array = array * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
+        slope = float(getattr(ds, "RescaleSlope", 1.0))
+        array = array * slope + float(getattr(ds, "RescaleIntercept", 0.0))
     elif suffix in IMAGE_SUFFIXES:
         from PIL import Image
         with Image.open(path) as img:
@@ -118,7 +119,8 @@ def load_image(path) -> np.ndarray:
     return array
 
 
-def prepare_image(array: np.ndarray, size: int, *, window=None, circle: bool = True) -> torch.Tensor:
+def prepare_image(array: np.ndarray, size: int, *, window=None,
+                  circle: bool = True) -> torch.Tensor:
     """Resize (anti-aliased bilinear) a 2D array to ``size x size`` float32 and scale it to [0, 1]:
     ``window=None`` scales min..max per image, ``(lo, hi)`` clips to that window (e.g. HU)
     first. ``circle`` zeroes the outside of the reconstruction disc."""
@@ -152,7 +154,8 @@ class CTImageFolder(Dataset):
         self.files = sorted(p for p in folder.iterdir()
                             if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
         if not self.files:
-            raise ValueError(f"folder: no image files ({', '.join(SUPPORTED_SUFFIXES)}) in {folder}")
+            raise ValueError(f"folder: no image files ({', '.join(SUPPORTED_SUFFIXES)}) in "
+                             f"{folder}")
         self.ct, self.window, self.seed = ct, window, seed
 
     def __len__(self):

@@ -90,7 +90,8 @@ def random_shepp_logan(size: int, generator: torch.Generator, supersample: int =
     return _finish(render_ellipses(p, size, supersample))
 
 
-def smooth_texture(size: int, generator: torch.Generator, correlation: float = 0.04) -> torch.Tensor:
+def smooth_texture(size: int, generator: torch.Generator,
+                   correlation: float = 0.04) -> torch.Tensor:
     """Zero-mean, unit-std Gaussian random field with correlation length ``correlation`` (fraction
     of the image width)."""
     noise = torch.randn(size, size, generator=generator, dtype=torch.float64)
