@@ -54,7 +54,7 @@ def pearson(a, b) -> torch.Tensor:
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
     from scipy.stats import rankdata
-    return torch.from_numpy(rankdata(x.numpy(), method="average", axis=1))
+    return torch.from_numpy(rankdata(x.cpu().numpy(), method="average", axis=1))
 
 
 def spearman(a, b) -> torch.Tensor:
