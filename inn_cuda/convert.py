@@ -10,7 +10,6 @@ original op, run once) or in *interval* mode (the interval counterpart from
 from __future__ import annotations
 
 import copy
-import functools
 import itertools
 import operator
 from dataclasses import dataclass
@@ -364,24 +363,13 @@ class _Converter:
         self._analyse(selected, inputs_are_intervals=len(selected) == len(order))
         converted = self._convert_modules(selected)
         graph = self._emit()
-        root: Dict[str, Any] = {}
-        for node in graph.nodes:
-            if node.op == "call_module":
-                root[node.target] = converted.get(node.target, self.modules[node.target])
-            elif node.op == "get_attr":
-                root[node.target] = self._fetch(node.target, converted)
-        result = fx.GraphModule(root, graph, class_name=f"Interval{self.model_name}")
+        for name, module in converted.items():  # into our private copy, in place of the original
+            parent, _, child = name.rpartition(".")
+            setattr(self.root.get_submodule(parent), child, module)
+        # copies what the graph uses, in execution order (so modules register in that order)
+        result = fx.GraphModule(self.root, graph, class_name=f"Interval{self.model_name}")
         result.training = training
         return result
-
-    def _fetch(self, target: str, converted: Dict[str, nn.Module]) -> Any:
-        """A get_attr target, read from the converted module where one replaced its owner."""
-        parts = target.split(".")
-        for cut in range(len(parts) - 1, 0, -1):
-            owner = ".".join(parts[:cut])
-            if owner in converted:
-                return functools.reduce(getattr, parts[cut:], converted[owner])
-        return functools.reduce(getattr, parts, self.root)
 
     def _convert_modules(self, selected: Sequence[str]) -> Dict[str, nn.Module]:
         converted: Dict[str, nn.Module] = {}
