@@ -23,7 +23,7 @@ import torch.nn as nn
 from .nn import functional as IF
 from .nn.interval import Interval
 from .nn.layers import _IntervalLayer
-from .nn.rules import (FunctionRule, METHOD_RULES, FUNCTION_RULES, module_rule,
+from .nn.rules import (FUNCTION_RULES, METHOD_RULES, MODULE_RULES, FunctionRule, module_rule,
                        supported_summary)
 
 Tensor = torch.Tensor
@@ -157,9 +157,21 @@ def _own_copy(model: nn.Module, copy_weights: bool) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+class _Tracer(fx.Tracer):
+    """fx's default tracer, but subclasses of the layers with interval counterparts stay whole
+    (tracing into a Conv2d subclass would leave a bare F.conv2d without weight intervals)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _KEEP_WHOLE) or super().is_leaf_module(m, module_qualified_name)
+
+
+_KEEP_WHOLE = tuple(t for rule in MODULE_RULES if rule.parametrised for t in rule.types) + \
+    (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
 def _trace(model: nn.Module, name: str) -> fx.Graph:
     try:
-        return fx.Tracer().trace(model)
+        return _Tracer().trace(model)
     except Exception as error:  # noqa: BLE001  (every tracing failure gets the same remedy)
         control_flow = isinstance(error, fx.proxy.TraceError) or "control flow" in str(error)
         what = ("it has data-dependent control flow (Python if/for/while on tensor values), "
@@ -298,7 +310,10 @@ class _Converter:
         rule = module_rule(module)
         interval = self._carries_interval(node) or node.target in selected
         if interval and rule is None:
-            raise self._unsupported(node, f"{type(module).__name__} has no interval counterpart")
+            base = next((t for r in MODULE_RULES for t in r.types if isinstance(module, t)), None)
+            raise self._unsupported(node, f"{type(module).__name__} subclasses nn.{base.__name__} "
+                                          f"but overrides forward" if base else
+                                    f"{type(module).__name__} has no interval counterpart")
         self.kind[node] = INTERVAL if interval else POINT
         self.rules[node] = rule
         first = node.args[0] if node.args else None
