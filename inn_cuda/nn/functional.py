@@ -158,6 +158,15 @@ def _method(name: str) -> Callable:
     return lambda self, *args, **kwargs: getattr(self, name)(*args, **kwargs)
 
 
+def _reshape_view(t: Tensor, *shape) -> Tensor:
+    """``view`` as ``reshape``: the same values, but the bounds (made by other kernels than the
+    point) may be laid out so that a view of them does not exist. Nothing aliases them, since
+    in-place ops are not converted."""
+    if len(shape) == 1 and isinstance(shape[0], torch.dtype):
+        raise TypeError("view(dtype) reinterprets bits, which has no interval counterpart")
+    return t.reshape(*shape)
+
+
 # --------------------------------------------------------- order-preserving (bound-wise) maps
 
 #: name -> torch callable applied bound-wise: monotone non-decreasing in every tensor argument.
@@ -178,23 +187,34 @@ BOUNDWISE: Dict[str, Callable] = {
     "adaptive_max_pool2d": F.adaptive_max_pool2d, "adaptive_max_pool3d": F.adaptive_max_pool3d,
     "interpolate": F.interpolate, "pad": F.pad, "pixel_shuffle": F.pixel_shuffle,
     "pixel_unshuffle": F.pixel_unshuffle,
-    # shapes, selection, joins, reductions and dtype casts (all order preserving)
+    # shapes, selection, joins, reductions (all order preserving)
     "flatten": torch.flatten, "unflatten": torch.unflatten, "reshape": torch.reshape,
-    "view": _method("view"), "view_as": _method("view_as"), "reshape_as": _method("reshape_as"),
-    "expand": _method("expand"), "expand_as": _method("expand_as"), "permute": torch.permute,
-    "transpose": torch.transpose, "movedim": torch.movedim, "squeeze": torch.squeeze,
-    "unsqueeze": torch.unsqueeze, "contiguous": _method("contiguous"), "clone": torch.clone,
-    "detach": torch.detach, "narrow": torch.narrow, "flip": torch.flip, "roll": torch.roll,
-    "repeat": _method("repeat"), "tile": torch.tile, "getitem": operator.getitem,
-    "cat": torch.cat, "stack": torch.stack, "chunk": torch.chunk, "split": torch.split,
-    "unbind": torch.unbind, "sum": torch.sum, "mean": torch.mean, "amax": torch.amax,
-    "amin": torch.amin, "to": _method("to"), "float": _method("float"),
-    "double": _method("double"), "type_as": _method("type_as"),
+    "permute": torch.permute, "transpose": torch.transpose, "t": torch.t,
+    "movedim": torch.movedim, "squeeze": torch.squeeze, "unsqueeze": torch.unsqueeze,
+    "clone": torch.clone, "detach": torch.detach, "narrow": torch.narrow, "flip": torch.flip,
+    "roll": torch.roll, "tile": torch.tile, "getitem": operator.getitem, "cat": torch.cat,
+    "stack": torch.stack, "chunk": torch.chunk, "split": torch.split, "unbind": torch.unbind,
+    "sum": torch.sum, "mean": torch.mean, "amax": torch.amax, "amin": torch.amin,
+}
+
+#: tensor methods applied bound-wise, defined as ``tensor_<name>`` (their signatures differ from
+#: the torch functions': ``x.permute(1, 0)`` against ``torch.permute(x, (1, 0))``); dtype and
+#: device casts are order preserving too
+BOUNDWISE_METHODS: Dict[str, Callable] = {
+    **{name: _method(name) for name in (
+        "relu", "sigmoid", "tanh", "exp", "clamp", "clip", "reshape", "reshape_as", "expand",
+        "expand_as", "flatten", "unflatten", "permute", "transpose", "t", "movedim", "squeeze",
+        "unsqueeze", "contiguous", "clone", "detach", "narrow", "flip", "roll", "repeat", "tile",
+        "chunk", "split", "unbind", "sum", "mean", "amax", "amin", "to", "float", "double",
+        "type_as")},
+    "view": _reshape_view, "view_as": _method("reshape_as"),
 }
 
 for _name, _fn in BOUNDWISE.items():
     _define(_name, _fn, f"Interval ``{getattr(_fn, '__name__', _name)}``, applied bound-wise "
                         f"(an order-preserving map).")
+for _name, _fn in BOUNDWISE_METHODS.items():
+    _define(f"tensor_{_name}", _fn, f"Interval ``Tensor.{_name}``, applied bound-wise.")
 
 
 # ------------------------------------------------------------------------------- arithmetic

@@ -108,9 +108,9 @@ _SIGN_RULES: Dict[str, SignRule] = {
 _MULTI_RESULT = {"chunk", "split", "unbind"}
 
 
-def _boundwise_rule(name: str) -> FunctionRule:
+def _boundwise_rule(name: str, impl: str = "") -> FunctionRule:
     sign = ALWAYS if name in _NONNEG_OUTPUT else _SIGN_RULES.get(name, FIRST)
-    return FunctionRule(getattr(IF, name), sign,
+    return FunctionRule(getattr(IF, impl or name), sign,
                         "intervals" if name in _MULTI_RESULT else "interval",
                         point_args=((1, "weight"),) if name == "prelu" else ())
 
@@ -125,53 +125,67 @@ _ARITHMETIC = {
 }
 _META = FunctionRule(IF.size, NEVER, "meta")
 
-#: function object -> rule (the original ``F.relu`` and ``torch.relu`` share one)
-FUNCTION_RULES: Dict[Callable, FunctionRule] = {
-    **{getattr(F, name): _boundwise_rule(name) for name in (
-        "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "hardtanh",
-        "hardsigmoid", "logsigmoid", "softsign", "tanhshrink", "softshrink", "hardshrink",
-        "threshold", "prelu", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
-        "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-        "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-        "adaptive_max_pool3d", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle")},
-    **{getattr(torch, name): _boundwise_rule(name) for name in (
-        "relu", "selu", "celu", "sigmoid", "tanh", "exp", "clamp", "maximum", "minimum",
-        "prelu", "flatten", "unflatten", "reshape", "permute", "transpose", "movedim", "squeeze",
-        "unsqueeze", "clone", "detach", "narrow", "flip", "roll", "tile", "cat", "stack",
-        "chunk", "split", "unbind", "sum", "mean", "amax", "amin")},
-    F.sigmoid: _boundwise_rule("sigmoid"), F.tanh: _boundwise_rule("tanh"),
-    torch.clip: _boundwise_rule("clamp"), torch.concat: _boundwise_rule("cat"),
-    torch.concatenate: _boundwise_rule("cat"), operator.getitem: _boundwise_rule("getitem"),
-    F.gelu: FunctionRule(IF.gelu), F.silu: FunctionRule(IF.silu),
-    F.mish: FunctionRule(IF.mish), F.hardswish: FunctionRule(IF.hardswish),
-    operator.add: _ARITHMETIC["add"], torch.add: _ARITHMETIC["add"],
-    operator.sub: _ARITHMETIC["sub"], torch.sub: _ARITHMETIC["sub"],
-    torch.rsub: _ARITHMETIC["rsub"], operator.neg: _ARITHMETIC["neg"],
-    torch.neg: _ARITHMETIC["neg"], operator.mul: _ARITHMETIC["mul"], torch.mul: _ARITHMETIC["mul"],
-    operator.truediv: _ARITHMETIC["div"], torch.div: _ARITHMETIC["div"],
-    torch.true_divide: _ARITHMETIC["div"], torch.abs: _ARITHMETIC["abs"],
-    operator.abs: _ARITHMETIC["abs"],
-    F.batch_norm: FunctionRule(IF.batch_norm, NEVER,
-                               point_args=((1, "running_mean"), (2, "running_var"),
-                                           (3, "weight"), (4, "bias"))),
-    F.dropout: FunctionRule(IF.dropout), F.dropout1d: FunctionRule(IF.dropout1d),
-    F.dropout2d: FunctionRule(IF.dropout2d), F.dropout3d: FunctionRule(IF.dropout3d),
-    F.linear: FunctionRule(IF.linear, **_LINEAR_MAP),
-    F.conv1d: FunctionRule(IF.conv1d, **_LINEAR_MAP),
-    F.conv2d: FunctionRule(IF.conv2d, **_LINEAR_MAP),
-    F.conv_transpose2d: FunctionRule(IF.conv_transpose2d, **_LINEAR_MAP),
-    getattr: FunctionRule(IF.getattr_meta, NEVER, "meta"),
-}
+_F_BOUNDWISE = (
+    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "hardtanh", "hardsigmoid",
+    "logsigmoid", "softsign", "tanhshrink", "softshrink", "hardshrink", "threshold", "prelu",
+    "sigmoid", "tanh", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
+    "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "interpolate", "pad",
+    "pixel_shuffle", "pixel_unshuffle")
+_TORCH_BOUNDWISE = (
+    "relu", "selu", "celu", "sigmoid", "tanh", "exp", "clamp", "maximum", "minimum", "prelu",
+    "flatten", "unflatten", "reshape", "permute", "transpose", "t", "movedim", "squeeze",
+    "unsqueeze", "clone", "detach", "narrow", "flip", "roll", "tile", "cat", "stack", "chunk",
+    "split", "unbind", "sum", "mean", "amax", "amin")
+_DISPLAYED: Tuple[Tuple[str, Callable, FunctionRule], ...] = (
+    *((f"F.{name}", getattr(F, name), _boundwise_rule(name)) for name in _F_BOUNDWISE),
+    *((f"torch.{name}", getattr(torch, name), _boundwise_rule(name)) for name in _TORCH_BOUNDWISE),
+    ("torch.clip", torch.clip, _boundwise_rule("clamp")),
+    ("torch.concat", torch.concat, _boundwise_rule("cat")),
+    ("torch.concatenate", torch.concatenate, _boundwise_rule("cat")),
+    ("operator.getitem", operator.getitem, _boundwise_rule("getitem")),
+    ("F.gelu", F.gelu, FunctionRule(IF.gelu)), ("F.silu", F.silu, FunctionRule(IF.silu)),
+    ("F.mish", F.mish, FunctionRule(IF.mish)),
+    ("F.hardswish", F.hardswish, FunctionRule(IF.hardswish)),
+    ("operator.add", operator.add, _ARITHMETIC["add"]),
+    ("torch.add", torch.add, _ARITHMETIC["add"]),
+    ("operator.sub", operator.sub, _ARITHMETIC["sub"]),
+    ("torch.sub", torch.sub, _ARITHMETIC["sub"]),
+    ("torch.rsub", torch.rsub, _ARITHMETIC["rsub"]),
+    ("operator.neg", operator.neg, _ARITHMETIC["neg"]),
+    ("torch.neg", torch.neg, _ARITHMETIC["neg"]),
+    ("operator.mul", operator.mul, _ARITHMETIC["mul"]),
+    ("torch.mul", torch.mul, _ARITHMETIC["mul"]),
+    ("operator.truediv", operator.truediv, _ARITHMETIC["div"]),
+    ("torch.div", torch.div, _ARITHMETIC["div"]),
+    ("torch.true_divide", torch.true_divide, _ARITHMETIC["div"]),
+    ("torch.abs", torch.abs, _ARITHMETIC["abs"]),
+    ("operator.abs", operator.abs, _ARITHMETIC["abs"]),
+    ("F.batch_norm", F.batch_norm,
+     FunctionRule(IF.batch_norm, NEVER, point_args=((1, "running_mean"), (2, "running_var"),
+                                                    (3, "weight"), (4, "bias")))),
+    ("F.dropout", F.dropout, FunctionRule(IF.dropout)),
+    ("F.dropout1d", F.dropout1d, FunctionRule(IF.dropout1d)),
+    ("F.dropout2d", F.dropout2d, FunctionRule(IF.dropout2d)),
+    ("F.dropout3d", F.dropout3d, FunctionRule(IF.dropout3d)),
+    ("F.linear", F.linear, FunctionRule(IF.linear, **_LINEAR_MAP)),
+    ("F.conv1d", F.conv1d, FunctionRule(IF.conv1d, **_LINEAR_MAP)),
+    ("F.conv2d", F.conv2d, FunctionRule(IF.conv2d, **_LINEAR_MAP)),
+    ("F.conv_transpose2d", F.conv_transpose2d, FunctionRule(IF.conv_transpose2d, **_LINEAR_MAP)),
+    ("getattr (shape, dtype, device, ...)", getattr, FunctionRule(IF.getattr_meta, NEVER, "meta")),
+)
+
+#: function object -> rule (``F.relu`` and ``torch.relu`` share one)
+FUNCTION_RULES: Dict[Callable, FunctionRule] = {fn: rule for _, fn, rule in _DISPLAYED}
+#: function object -> the name error messages use
+FUNCTION_NAMES: Dict[Callable, str] = {}
+for _display, _fn, _ in _DISPLAYED:
+    FUNCTION_NAMES.setdefault(_fn, _display)
 
 #: tensor method name -> rule
 METHOD_RULES: Dict[str, FunctionRule] = {
-    **{name: _boundwise_rule(name) for name in (
-        "relu", "sigmoid", "tanh", "exp", "clamp", "view", "view_as", "reshape", "reshape_as",
-        "expand", "expand_as", "flatten", "unflatten", "permute", "transpose", "movedim",
-        "squeeze", "unsqueeze", "contiguous", "clone", "detach", "narrow", "flip", "roll",
-        "repeat", "tile", "chunk", "split", "unbind", "sum", "mean", "amax", "amin", "to",
-        "float", "double", "type_as")},
-    "clip": _boundwise_rule("clamp"),
+    **{name: _boundwise_rule("clamp" if name == "clip" else name, f"tensor_{name}")
+       for name in IF.BOUNDWISE_METHODS},
     **_ARITHMETIC,
     "size": _META, "dim": FunctionRule(IF.dim, NEVER, "meta"),
     "numel": FunctionRule(IF.numel, NEVER, "meta"),
@@ -266,19 +280,6 @@ def module_rule(module: nn.Module) -> Optional[ModuleRule]:
 def supported_summary() -> str:
     """The supported modules, functions and methods, for error messages."""
     modules = sorted({t.__name__ for rule in MODULE_RULES for t in rule.types})
-    functions = sorted({_callable_name(f) for f in FUNCTION_RULES})
-    methods = sorted(METHOD_RULES)
+    functions = sorted(set(FUNCTION_NAMES.values()))
     return (f"Supported modules: {', '.join(modules)}. Supported functions: "
-            f"{', '.join(functions)}. Supported tensor methods: {', '.join(methods)}.")
-
-
-def _callable_name(fn: Callable) -> str:
-    module = getattr(fn, "__module__", None) or ""
-    name = getattr(fn, "__name__", repr(fn))
-    if module.startswith("torch.nn.functional") or module == "torch._C._nn":
-        return f"F.{name}"
-    if module in ("_operator", "operator"):
-        return f"operator.{name}"
-    if module == "builtins":
-        return name
-    return f"torch.{name}"
+            f"{', '.join(functions)}. Supported tensor methods: {', '.join(sorted(METHOD_RULES))}.")
