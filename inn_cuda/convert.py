@@ -154,7 +154,12 @@ def _own_copy(model: nn.Module, copy_weights: bool) -> nn.Module:
         data = t.detach().clone() if copy_weights else t.detach()
         memo[id(t)] = nn.Parameter(data, requires_grad=False) \
             if isinstance(t, nn.Parameter) else data
-    return copy.deepcopy(model, memo)
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as error:  # noqa: BLE001
+        raise TypeError(f"to_interval: cannot copy the structure of {type(model).__name__} "
+                        f"({type(error).__name__}: {error}); the interval model needs its own "
+                        f"modules (sharing only the weight storage)") from error
 
 
 class _Tracer(fx.Tracer):
@@ -224,7 +229,7 @@ class _Converter:
     def _is_nonneg(self, value: Any) -> bool:
         if isinstance(value, fx.Node):
             return self.nonneg.get(value, False)
-        if isinstance(value, bool) or value is None:
+        if isinstance(value, bool):
             return True
         if isinstance(value, Real):
             return value >= 0
@@ -347,7 +352,7 @@ class _Converter:
                                     "it has no interval counterpart")
         self._check_arguments(node, rule)
         self.kind[node] = rule.result
-        self.nonneg[node] = self._sign(rule, node) if rule.result != META else False
+        self.nonneg[node] = self._sign(rule, node)
         self.rules[node] = rule
 
     def _check_arguments(self, node: fx.Node, rule: FunctionRule) -> None:
@@ -434,7 +439,8 @@ class _Converter:
                 continue
             if node.op == "output":
                 graph.output(fx.node.map_arg(
-                    node.args[0], lambda n: enter(n) if self.kind[n] == POINT else env[n]))
+                    node.args[0],
+                    lambda n: enter(n) if self.kind[n] in (POINT, META) else env[n]))
                 continue
             args = fx.node.map_arg(node.args, lambda n: env[n])
             kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
@@ -443,7 +449,7 @@ class _Converter:
                 new = graph.node_copy(node, lambda n: env[n])
             elif node.op == "call_module":
                 first = node.args[0] if node.args else None
-                if isinstance(first, fx.Node) and self.kind[first] == POINT:
+                if isinstance(first, fx.Node) and self.kind[first] in (POINT, META):
                     args = (enter(first),) + tuple(args[1:])
                 new = graph.create_node("call_module", node.target, args, kwargs, name=node.name)
             else:

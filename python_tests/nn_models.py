@@ -2,11 +2,17 @@
 (max-pooling, nearest+conv or transposed-conv upsampling, concatenated skips, dropout, an
 optional input residual), a DnCNN (BatchNorm, input minus predicted noise), a ResNet block stack,
 an MLP with monotone and valley activations and a 1-D conv net. Each model comes with an input
-maker and the names of the layers whose input sign tracking must prove non-negative."""
+maker and the names of the layers whose input sign tracking must prove non-negative; at the end,
+helpers that widen a converted model and sample networks inside it."""
+
+import copy
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import inn_cuda.nn as inn
+from helpers import sample_inside
 
 
 class UNet(nn.Module):
@@ -200,3 +206,38 @@ def make(name):
 
 
 MODELS = ["unet_nearest", "unet_transpose", "dncnn", "resnet", "mlp", "conv1d"]
+
+
+# ------------------------------------------------------------ widening and sampling networks
+
+def randomise_offsets(interval_model, scale=0.05, seed=0):
+    """Offsets uniform in [0, scale * mean |W|] per layer."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in inn.interval_layers(interval_model):
+            size = float(layer.weight.abs().mean())
+            for offset in layer.offsets():
+                offset.copy_(torch.rand(offset.shape, generator=generator, dtype=torch.float64)
+                             * scale * size)
+    return interval_model
+
+
+def sampled_network(model, interval_model, generator):
+    """A copy of the point model whose interval layers' weights and biases are drawn inside
+    their intervals (a quarter of the entries at an endpoint)."""
+    sampled = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, layer in inn.named_interval_layers(interval_model):
+            target = sampled.get_submodule(name)
+            target.weight.copy_(sample_inside(*layer.weight_bounds(), generator))
+            if layer.bias is not None:
+                target.bias.copy_(sample_inside(*layer.bias_bounds(), generator))
+    return sampled
+
+
+def assert_contains(out, y, what):
+    tol = 1e-9 * (1 + float(torch.maximum(out.lo.abs(), out.hi.abs()).max()))
+    inside = out.contains(y, tol)
+    assert bool(inside.all()), (f"{what}: {int((~inside).sum())} of {inside.numel()} outputs "
+                                f"outside; worst excess "
+                                f"{float(torch.maximum(out.lo - y, y - out.hi).max())}")

@@ -11,41 +11,9 @@ import torch.nn as nn
 
 import inn_cuda.nn as inn
 from inn_cuda.convert import describe, to_interval
-from helpers import sample_inside
+from helpers import ALL_DEVICES, sample_inside
 import nn_models
-
-
-def randomise_offsets(interval_model, scale=0.05, seed=0):
-    """Offsets uniform in [0, scale * mean |W|] per layer."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in inn.interval_layers(interval_model):
-            size = float(layer.weight.abs().mean())
-            for offset in layer.offsets():
-                offset.copy_(torch.rand(offset.shape, generator=generator, dtype=torch.float64)
-                             * scale * size)
-    return interval_model
-
-
-def sampled_network(model, interval_model, generator):
-    """A copy of the point model whose interval layers' weights and biases are drawn inside
-    their intervals (a quarter of the entries at an endpoint)."""
-    sampled = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, layer in inn.named_interval_layers(interval_model):
-            target = sampled.get_submodule(name)
-            target.weight.copy_(sample_inside(*layer.weight_bounds(), generator))
-            if layer.bias is not None:
-                target.bias.copy_(sample_inside(*layer.bias_bounds(), generator))
-    return sampled
-
-
-def assert_contains(out, y, what):
-    tol = 1e-9 * (1 + float(torch.maximum(out.lo.abs(), out.hi.abs()).max()))
-    inside = out.contains(y, tol)
-    assert bool(inside.all()), (f"{what}: {int((~inside).sum())} of {inside.numel()} outputs "
-                                f"outside; worst excess "
-                                f"{float(torch.maximum(out.lo - y, y - out.hi).max())}")
+from nn_models import assert_contains, randomise_offsets, sampled_network
 
 
 @pytest.mark.parametrize("name", nn_models.MODELS)
@@ -258,3 +226,18 @@ def test_to_dtype_and_train_eval_modes():
         out = interval_model(x)  # dropout on: one mask for the point and both bounds
     assert not torch.equal(out.point, evaluated.point)
     assert_contains(out, out.point, "train-mode point")
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+@pytest.mark.parametrize("name", ["unet_transpose", "dncnn"])
+def test_converted_model_on_each_device(name, device):
+    model, x, _ = nn_models.make(name)
+    model, x = model.to(device), x.to(device)
+    interval_model = randomise_offsets(to_interval(model).to(device))
+    assert all(p.device.type == device for p in interval_model.parameters())
+    with torch.no_grad():
+        out = interval_model(x)
+        assert torch.equal(out.point, model(x))
+    assert out.lo.device.type == device
+    tol = 1e-4 * (1 + float(out.point.abs().max()))
+    assert bool(out.contains(out.point, tol).all()) and float(out.width.max()) > 0

@@ -1,15 +1,13 @@
 """Conversion of models written with functions and tensor methods instead of modules: every
 supported form, one model, zero width exact and sampled networks inside the bounds."""
 
-import copy
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import inn_cuda.nn as inn
 from inn_cuda.convert import describe, to_interval
-from test_convert import assert_contains, randomise_offsets, sampled_network
+from nn_models import assert_contains, randomise_offsets, sampled_network
 
 
 class Functional(nn.Module):
@@ -37,7 +35,8 @@ class Functional(nn.Module):
         h = F.max_pool2d(h, 2)
         h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
         h = F.avg_pool2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), 2)
-        h = F.adaptive_avg_pool2d(h, 2)
+        h = F.adaptive_avg_pool2d(h, 2) + torch.ones_like(h[:, :, :2, :2]) * 0.5
+        h = h + h.new_full(h.shape, -0.25)
         h = h.view(h.size(0), -1).relu().unsqueeze(1).squeeze(1)
         h = F.leaky_relu(self.fc(h), 0.1)
         h = torch.maximum(h, -h[:, :1]) + torch.flatten(h.permute(1, 0).contiguous().t(), 1)
@@ -61,6 +60,7 @@ def test_functional_forms_convert_exactly():
     assert mix[0].kwargs["input_nonneg"] is True
     reports = {r.name: r for r in describe(interval_model)}
     assert reports["cat"].nonneg and not reports["batch_norm"].nonneg
+    assert reports["ones_like"].nonneg and not reports["new_full"].nonneg
 
 
 def test_functional_forms_contain_sampled_networks():

@@ -429,6 +429,31 @@ def numel(x):
     return (x.lo if isinstance(x, Interval) else x).numel()
 
 
+def _define_point_valued(name: str, fn: Callable) -> Callable:
+    """A constant built from an interval's description (``zeros_like``, ``x.new_ones``...):
+    ``fn`` applied to the lower bound, a point tensor."""
+
+    def point_fn(x, *args, **kwargs):
+        return fn(x.lo if isinstance(x, Interval) else x, *args, **kwargs)
+
+    point_fn.__name__ = point_fn.__qualname__ = name
+    point_fn.__module__ = __name__
+    point_fn.__doc__ = f"``{name}`` of an interval: a point tensor shaped like it."
+    globals()[name] = point_fn
+    return point_fn
+
+
+#: functions and methods that build a point tensor from an interval's shape, dtype and device
+POINT_VALUED = {
+    **{name: getattr(torch, name) for name in ("zeros_like", "ones_like", "full_like",
+                                                "empty_like", "rand_like", "randn_like")},
+    **{f"tensor_{name}": _method(name) for name in ("new_zeros", "new_ones", "new_full",
+                                                     "new_empty", "new_tensor")},
+}
+for _name, _fn in POINT_VALUED.items():
+    _define_point_valued(_name, _fn)
+
+
 def getattr_meta(x, name: str):
     """``getattr(x, name)`` for a describing attribute (``shape``, ``dtype``, ``device``...)."""
     if isinstance(x, Interval):

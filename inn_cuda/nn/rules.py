@@ -78,6 +78,13 @@ def _threshold_sign(args, kwargs, nonneg) -> bool:
     return value >= 0 and (limit >= 0 or nonneg(args[0]))
 
 
+def _full_sign(position: int) -> SignRule:
+    def sign(args, kwargs, nonneg) -> bool:
+        value = _kwarg(args, kwargs, "fill_value", position, None)
+        return isinstance(value, Real) and value >= 0
+    return sign
+
+
 def _pad_sign(args, kwargs, nonneg) -> bool:
     mode = _kwarg(args, kwargs, "mode", 2, "constant")
     value = _kwarg(args, kwargs, "value", 3, None)
@@ -89,7 +96,8 @@ def _pad_sign(args, kwargs, nonneg) -> bool:
 @dataclass(frozen=True)
 class FunctionRule:
     """``impl``: the interval function; ``sign``: the sign rule; ``result``: "interval", a
-    tuple of them ("intervals") or a description such as a size ("meta"); ``point_args``:
+    tuple of them ("intervals") or a point value derived from an interval's description such as
+    its size or ``zeros_like`` ("meta"); ``point_args``:
     (position, name) of arguments that must be point values; ``takes_input_nonneg``: the
     conversion passes the input's sign as ``input_nonneg``."""
 
@@ -173,6 +181,10 @@ _DISPLAYED: Tuple[Tuple[str, Callable, FunctionRule], ...] = (
     ("F.conv2d", F.conv2d, FunctionRule(IF.conv2d, **_LINEAR_MAP)),
     ("F.conv_transpose2d", F.conv_transpose2d, FunctionRule(IF.conv_transpose2d, **_LINEAR_MAP)),
     ("getattr (shape, dtype, device, ...)", getattr, FunctionRule(IF.getattr_meta, NEVER, "meta")),
+    *((f"torch.{name}", getattr(torch, name), FunctionRule(getattr(IF, name), sign, "meta"))
+      for name, sign in (("zeros_like", ALWAYS), ("ones_like", ALWAYS), ("rand_like", ALWAYS),
+                         ("full_like", _full_sign(1)), ("empty_like", NEVER),
+                         ("randn_like", NEVER))),
 )
 
 #: function object -> rule (``F.relu`` and ``torch.relu`` share one)
@@ -189,6 +201,9 @@ METHOD_RULES: Dict[str, FunctionRule] = {
     **_ARITHMETIC,
     "size": _META, "dim": FunctionRule(IF.dim, NEVER, "meta"),
     "numel": FunctionRule(IF.numel, NEVER, "meta"),
+    **{name: FunctionRule(getattr(IF, f"tensor_{name}"), sign, "meta")
+       for name, sign in (("new_zeros", ALWAYS), ("new_ones", ALWAYS), ("new_full", _full_sign(2)),
+                          ("new_empty", NEVER), ("new_tensor", NEVER))},
 }
 
 # ----------------------------------------------------------------------------------- modules
