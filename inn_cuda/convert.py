@@ -55,6 +55,7 @@ class NodeReport:
 
 # ------------------------------------------------------------------ runtime boundary functions
 
+@IF.graph_function
 def as_interval(x: Any, return_point: bool = True) -> Any:
     """A tensor becomes the degenerate interval ``[x, x]`` (with ``x`` as its point when
     ``return_point``); an Interval passes (losing its point unless ``return_point``); anything
@@ -66,6 +67,7 @@ def as_interval(x: Any, return_point: bool = True) -> Any:
     return x
 
 
+@IF.graph_function
 def as_point(x: Any) -> Any:
     """The input of a model whose first layers run in point mode: a tensor, or a degenerate
     Interval (read as its point)."""

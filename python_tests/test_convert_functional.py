@@ -1,6 +1,7 @@
 """Conversion of models written with functions and tensor methods instead of modules: every
 supported form, one model, zero width exact and sampled networks inside the bounds."""
 
+import io
 
 import torch
 import torch.nn as nn
@@ -76,3 +77,20 @@ def test_functional_forms_contain_sampled_networks():
                 sampled = sampled_network(model, interval_model, generator)(x)
                 for got, y in zip(out, sampled):
                     assert_contains(got, y, f"functional last={last}")
+
+
+def test_pickled_interval_model_reloads_with_the_same_graph():
+    # GraphModule pickles its code and re-traces it on load; the interval functions and the
+    # interval modules must come back as single nodes
+    model = Functional().double().eval()
+    x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
+    interval_model = randomise_offsets(to_interval(model), scale=0.1)
+    buffer = io.BytesIO()
+    torch.save(interval_model, buffer)
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    with torch.no_grad():
+        for a, b in zip(interval_model(x), restored(x)):
+            assert torch.equal(a.lo, b.lo) and torch.equal(a.hi, b.hi)
+            assert torch.equal(a.point, b.point)
+    assert restored.fc.input_nonneg

@@ -24,11 +24,13 @@ converted, and by the functions here when they are called.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 
 from .. import ops
@@ -40,6 +42,31 @@ from .interval import Interval
 Tensor = torch.Tensor
 
 # ---------------------------------------------------------------------------------- machinery
+
+
+def _find_proxy(value: Any) -> Optional[fx.Proxy]:
+    if isinstance(value, fx.Proxy):
+        return value
+    if isinstance(value, (list, tuple)):
+        return next((p for p in map(_find_proxy, value) if p is not None), None)
+    if isinstance(value, dict):
+        return _find_proxy(list(value.values()))
+    return None
+
+
+def graph_function(fn: Callable) -> Callable:
+    """Marks a function that converted graphs call: a torch.fx tracer records it as one node
+    instead of tracing into it (as when a pickled interval model is loaded: GraphModule re-traces
+    its code)."""
+
+    @functools.wraps(fn)
+    def traceable(*args, **kwargs):
+        proxy = _find_proxy((args, kwargs))
+        if proxy is not None:
+            return proxy.tracer.create_proxy("call_function", traceable, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return traceable
 
 
 def _pick(value: Any, which: int) -> Any:
@@ -150,8 +177,8 @@ def _define(name: str, fn: Callable, doc: str) -> Callable:
     interval_fn.__name__ = interval_fn.__qualname__ = name
     interval_fn.__module__ = __name__
     interval_fn.__doc__ = doc
-    globals()[name] = interval_fn
-    return interval_fn
+    globals()[name] = graph_function(interval_fn)
+    return globals()[name]
 
 
 def _method(name: str) -> Callable:
@@ -219,6 +246,7 @@ for _name, _fn in BOUNDWISE_METHODS.items():
 
 # ------------------------------------------------------------------------------- arithmetic
 
+@graph_function
 def add(x, y, *, alpha=1):
     """``x + alpha * y``; exact for intervals (bounds cross where ``alpha < 0``)."""
     if not intervals_in((x, y)):
@@ -230,6 +258,7 @@ def add(x, y, *, alpha=1):
     return apply_bounds(torch.add, (x, y), {"alpha": alpha})
 
 
+@graph_function
 def sub(x, y, *, alpha=1):
     """``x - alpha * y``, exact: ``[x.lo - alpha y.hi, x.hi - alpha y.lo]`` for alpha >= 0."""
     if not intervals_in((x, y)):
@@ -239,16 +268,19 @@ def sub(x, y, *, alpha=1):
     return x - y if isinstance(x, Interval) else y.__rsub__(x)
 
 
+@graph_function
 def rsub(x, y, *, alpha=1):
     """``y - alpha * x`` (``torch.rsub``)."""
     return sub(y, x, alpha=alpha)
 
 
+@graph_function
 def neg(x):
     """``-x``: the bounds swap."""
     return -x if isinstance(x, Interval) else torch.neg(x)
 
 
+@graph_function
 def mul(x, y):
     """``x * y`` for an interval and a constant (bounds swap where the constant is negative) or
     two intervals (exact: min and max of the four endpoint products)."""
@@ -259,6 +291,7 @@ def mul(x, y):
     return torch.mul(x, y)
 
 
+@graph_function
 def div(x, y, *, rounding_mode=None):
     """``x / y`` for an interval ``x`` and a constant ``y`` (bounds swap where ``y`` is
     negative). Dividing by an interval, or with a ``rounding_mode``, is not supported."""
@@ -272,6 +305,7 @@ def div(x, y, *, rounding_mode=None):
     return x / y
 
 
+@graph_function
 def abs(x):  # noqa: A001  (named after torch.abs)
     """Exact ``|x|``."""
     return abs_bounds(x) if isinstance(x, Interval) else torch.abs(x)
@@ -279,6 +313,7 @@ def abs(x):  # noqa: A001  (named after torch.abs)
 
 # ---------------------------------------------------------------------- valley activations
 
+@graph_function
 def gelu(x, approximate: str = "none"):
     """Exact interval GELU (minimum at its single argmin)."""
     fn = lambda t: F.gelu(t, approximate=approximate)  # noqa: E731
@@ -287,16 +322,19 @@ def gelu(x, approximate: str = "none"):
     return valley_bounds(fn, GELU_TANH_ARGMIN if approximate == "tanh" else GELU_ARGMIN, x)
 
 
+@graph_function
 def silu(x, inplace: bool = False):
     """Exact interval SiLU (x * sigmoid(x))."""
     return valley_bounds(F.silu, SILU_ARGMIN, x) if isinstance(x, Interval) else F.silu(x)
 
 
+@graph_function
 def mish(x, inplace: bool = False):
     """Exact interval Mish."""
     return valley_bounds(F.mish, MISH_ARGMIN, x) if isinstance(x, Interval) else F.mish(x)
 
 
+@graph_function
 def hardswish(x, inplace: bool = False):
     """Exact interval Hardswish."""
     if isinstance(x, Interval):
@@ -306,6 +344,7 @@ def hardswish(x, inplace: bool = False):
 
 # ---------------------------------------------------------------- normalisation and dropout
 
+@graph_function
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
     """Eval-mode ``F.batch_norm`` of an interval with point statistics and affine parameters
@@ -327,21 +366,25 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     return Interval(torch.where(negative, y.hi, y.lo), torch.where(negative, y.lo, y.hi), y.point)
 
 
+@graph_function
 def dropout(x, p: float = 0.5, training: bool = True, inplace: bool = False):
     """``F.dropout`` with one mask shared by the point and both bounds."""
     return interval_dropout(x, p, training, 0)
 
 
+@graph_function
 def dropout1d(x, p: float = 0.5, training: bool = True, inplace: bool = False):
     """``F.dropout1d`` (channel dropout) with one mask shared by the point and both bounds."""
     return interval_dropout(x, p, training, 1)
 
 
+@graph_function
 def dropout2d(x, p: float = 0.5, training: bool = True, inplace: bool = False):
     """``F.dropout2d`` (channel dropout) with one mask shared by the point and both bounds."""
     return interval_dropout(x, p, training, 2)
 
 
+@graph_function
 def dropout3d(x, p: float = 0.5, training: bool = True, inplace: bool = False):
     """``F.dropout3d`` (channel dropout) with one mask shared by the point and both bounds."""
     return interval_dropout(x, p, training, 3)
@@ -361,6 +404,7 @@ def _with_point(op_bounds, point_fn, x: Interval) -> Interval:
     return Interval(lo, hi, None if x.point is None else point_fn(x.point))
 
 
+@graph_function
 def linear(x, weight, bias=None, *, input_nonneg: bool = False):
     """``F.linear`` of an interval with point weights (the fused op, degenerate weights)."""
     if not isinstance(x, Interval):
@@ -371,6 +415,7 @@ def linear(x, weight, bias=None, *, input_nonneg: bool = False):
                        lambda t: F.linear(t, weight, bias), x)
 
 
+@graph_function
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            input_nonneg: bool = False):
     """``F.conv1d`` of an interval with point weights."""
@@ -382,6 +427,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                        lambda t: F.conv1d(t, weight, bias, stride, padding, dilation, groups), x)
 
 
+@graph_function
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            input_nonneg: bool = False):
     """``F.conv2d`` of an interval with point weights."""
@@ -393,6 +439,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                        lambda t: F.conv2d(t, weight, bias, stride, padding, dilation, groups), x)
 
 
+@graph_function
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, input_nonneg: bool = False):
     """``F.conv_transpose2d`` of an interval with point weights."""
@@ -414,16 +461,19 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 META_ATTRIBUTES = ("shape", "dtype", "device", "ndim", "is_cuda", "layout", "requires_grad")
 
 
+@graph_function
 def size(x, *dim):
     """``x.size(*dim)`` (of the lower bound)."""
     return (x.lo if isinstance(x, Interval) else x).size(*dim)
 
 
+@graph_function
 def dim(x):
     """``x.dim()``."""
     return (x.lo if isinstance(x, Interval) else x).dim()
 
 
+@graph_function
 def numel(x):
     """``x.numel()``."""
     return (x.lo if isinstance(x, Interval) else x).numel()
@@ -439,8 +489,8 @@ def _define_point_valued(name: str, fn: Callable) -> Callable:
     point_fn.__name__ = point_fn.__qualname__ = name
     point_fn.__module__ = __name__
     point_fn.__doc__ = f"``{name}`` of an interval: a point tensor shaped like it."
-    globals()[name] = point_fn
-    return point_fn
+    globals()[name] = graph_function(point_fn)
+    return globals()[name]
 
 
 #: functions and methods that build a point tensor from an interval's shape, dtype and device
@@ -454,6 +504,7 @@ for _name, _fn in POINT_VALUED.items():
     _define_point_valued(_name, _fn)
 
 
+@graph_function
 def getattr_meta(x, name: str):
     """``getattr(x, name)`` for a describing attribute (``shape``, ``dtype``, ``device``...)."""
     if isinstance(x, Interval):
