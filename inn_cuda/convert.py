@@ -23,8 +23,8 @@ import torch.nn as nn
 from .nn import functional as IF
 from .nn.interval import Interval
 from .nn.layers import _IntervalLayer
-from .nn.rules import (FUNCTION_RULES, METHOD_RULES, MODULE_RULES, FunctionRule, module_rule,
-                       supported_summary)
+from .nn.rules import (FUNCTION_NAMES, FUNCTION_RULES, METHOD_RULES, MODULE_RULES, FunctionRule,
+                       module_rule, supported_summary)
 
 Tensor = torch.Tensor
 
@@ -193,10 +193,17 @@ def _nodes_in(value: Any) -> List[fx.Node]:
     return found
 
 
+_MODULE_ALIASES = {"_operator": "operator", "torch.nn.functional": "F", "torch._C._nn": "F",
+                   "torch._C._VariableFunctions": "torch", "": "torch"}
+
+
 def _target_name(node: fx.Node) -> str:
     if node.op == "call_function":
+        if node.target in FUNCTION_NAMES:
+            return FUNCTION_NAMES[node.target]
         module = getattr(node.target, "__module__", None) or ""
-        return f"{module}.{getattr(node.target, '__name__', repr(node.target))}".lstrip(".")
+        name = getattr(node.target, "__name__", repr(node.target))
+        return f"{_MODULE_ALIASES.get(module, module)}.{name}"
     return str(node.target)
 
 

@@ -139,3 +139,17 @@ def test_bad_models():
         to_interval(nn.Sequential(nn.ReLU()))
     with pytest.raises(TypeError, match="already contains interval layers"):
         to_interval(nn.Sequential(inn.IntervalLinear(2, 2)))
+
+
+def test_indexing_by_an_interval_is_refused():
+    class Gather(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return h[h]  # an index computed from interval values
+
+    with pytest.raises(ConversionError, match="node 'getitem'.*'index' must be a point value"):
+        to_interval(Gather())

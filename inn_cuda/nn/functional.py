@@ -197,7 +197,7 @@ def _reshape_view(t: Tensor, *shape) -> Tensor:
 # --------------------------------------------------------- order-preserving (bound-wise) maps
 
 #: name -> torch callable applied bound-wise: monotone non-decreasing in every tensor argument.
-#: (Conditions such as a non-negative leaky_relu slope are checked in _check_monotone_args.)
+#: (Conditions such as a non-negative leaky_relu slope are in CONDITIONS.)
 BOUNDWISE: Dict[str, Callable] = {
     # activations
     "relu": F.relu, "relu6": F.relu6, "leaky_relu": F.leaky_relu, "elu": F.elu, "selu": F.selu,

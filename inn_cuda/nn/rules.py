@@ -114,13 +114,14 @@ _SIGN_RULES: Dict[str, SignRule] = {
     "threshold": _threshold_sign, "pad": _pad_sign, "maximum": ALL_ARGS, "minimum": ALL_ARGS,
 }
 _MULTI_RESULT = {"chunk", "split", "unbind"}
+_POINT_ARGS = {"prelu": ((1, "weight"),), "getitem": ((1, "index"),)}
 
 
 def _boundwise_rule(name: str, impl: str = "") -> FunctionRule:
     sign = ALWAYS if name in _NONNEG_OUTPUT else _SIGN_RULES.get(name, FIRST)
     return FunctionRule(getattr(IF, impl or name), sign,
                         "intervals" if name in _MULTI_RESULT else "interval",
-                        point_args=((1, "weight"),) if name == "prelu" else ())
+                        point_args=_POINT_ARGS.get(name, ()))
 
 
 _LINEAR_MAP = dict(sign=NEVER, point_args=((1, "weight"), (2, "bias")), takes_input_nonneg=True)
