@@ -112,8 +112,12 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
         ``state_dict`` holds the original keys plus ``<layer>.weight_offset_lo/_hi`` and
         ``<layer>.bias_offset_lo/_hi``. Each parametrised layer's ``input_nonneg`` says whether
         sign tracking proved its input non-negative (fast path); :func:`describe` reports every
-        node. BatchNorm uses its running statistics in both train and eval mode; dropout is
-        active in train mode only, with one mask for point and bounds.
+        node. The point network stays frozen in ``train()`` mode too: BatchNorm (in the point
+        prefix as well) uses and keeps its running statistics; dropout is active in train mode
+        only, with one mask for point and bounds. Modules of the point prefix are replaced by
+        their interval counterparts where one exists (they map tensors exactly like the torch
+        modules); the others run unchanged. ``torch.save(model)`` / ``torch.load`` round-trip
+        (``state_dict`` too), but :func:`describe` needs the model as converted.
 
     Raises:
         ConversionError: the model cannot be traced (data-dependent control flow), or its
@@ -401,23 +405,29 @@ class _Converter:
         return result
 
     def _convert_modules(self, selected: Sequence[str]) -> Dict[str, nn.Module]:
-        converted: Dict[str, nn.Module] = {}
+        """Every called module with an interval counterpart is converted, in the point prefix
+        too: the counterparts map tensors exactly like the torch modules, and freeze what the
+        point network must not change in train() mode (BatchNorm statistics). A prefix module
+        that cannot be converted runs as it is."""
+        sites: Dict[str, List[fx.Node]] = {}
         for node in self.graph.nodes:
-            if node.op != "call_module" or self.kind[node] != INTERVAL:
+            if node.op == "call_module" and self.rules.get(node) is not None:
+                sites.setdefault(node.target, []).append(node)
+        converted: Dict[str, nn.Module] = {}
+        for target, calls in sites.items():
+            rule = self.rules[calls[0]]
+            interval_calls = [n for n in calls if self.kind[n] == INTERVAL]
+            try:
+                module = rule.convert(self.modules[target], target in selected)
+            except (TypeError, ValueError) as error:
+                if interval_calls:
+                    raise self._unsupported(interval_calls[0], str(error)) from error
                 continue
-            rule = self.rules[node]
-            if node.target not in converted:
-                try:
-                    converted[node.target] = rule.convert(self.modules[node.target],
-                                                          node.target in selected)
-                except (TypeError, ValueError) as error:
-                    raise self._unsupported(node, str(error)) from error
-                if rule.parametrised:
-                    converted[node.target].input_nonneg = True
             if rule.parametrised:
-                first = node.args[0] if node.args else None
-                layer = converted[node.target]
-                layer.input_nonneg = layer.input_nonneg and self._is_nonneg(first)
+                # the fast path needs a non-negative input at every interval call
+                module.input_nonneg = bool(interval_calls) and all(
+                    self._is_nonneg(n.args[0] if n.args else None) for n in interval_calls)
+            converted[target] = module
         return converted
 
     def _emit(self) -> fx.Graph:

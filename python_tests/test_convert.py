@@ -105,8 +105,9 @@ def test_last_k_runs_a_point_prefix_and_enters_as_a_degenerate_interval():
     interval_model = to_interval(model, last=2)
     selected = [n for n, _ in inn.named_interval_layers(interval_model)]
     assert selected == ["merge.3", "head"]
-    prefix_convs = [m for n, m in interval_model.named_modules() if n == "down.0"]
-    assert isinstance(prefix_convs[0], nn.Conv2d)  # untouched point layer
+    prefix_conv = interval_model.get_submodule("down.0")  # point weights, tensor in and out
+    assert isinstance(prefix_conv, inn.IntervalConv2d) and not prefix_conv.has_offsets
+    assert not prefix_conv.input_nonneg  # no interval ever reaches it
     with torch.no_grad():
         out = interval_model(x)
     assert torch.equal(out.point, model(x))
@@ -116,6 +117,20 @@ def test_last_k_runs_a_point_prefix_and_enters_as_a_degenerate_interval():
     assert torch.equal(degenerate.point, out.point)
 
 
+def test_train_mode_keeps_the_point_network_frozen():
+    # BatchNorm in the point prefix and in the interval part normalises by its running
+    # statistics and never updates them, also in train(); so the point stays the eval output
+    model, x, _ = nn_models.make("dncnn")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for last in (None, 1):
+        interval_model = to_interval(model, last=last).train()
+        with torch.no_grad():
+            out = interval_model(x)
+            assert torch.equal(out.point, model(x))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 def test_include_by_name_prefix_and_predicate():
     model, x, _ = nn_models.make("resnet")
     by_block = to_interval(model, include="blocks.1")
@@ -123,7 +138,7 @@ def test_include_by_name_prefix_and_predicate():
     assert names == ["blocks.1.shortcut.0", "blocks.1.conv1", "blocks.1.conv2"]  # run order
     # layers after the interval part keep point weights but carry the interval along
     assert not by_block.fc.has_offsets and isinstance(by_block.fc, inn.IntervalLinear)
-    assert isinstance(by_block.stem, nn.Conv2d)
+    assert not by_block.stem.has_offsets and not by_block.stem.input_nonneg
     by_list = to_interval(model, include=["fc", "stem"])
     assert [n for n, _ in inn.named_interval_layers(by_list)] == ["stem", "fc"]
     by_predicate = to_interval(model, include=lambda name, m: isinstance(m, nn.Linear))
