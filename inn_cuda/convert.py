@@ -146,7 +146,8 @@ def describe(interval_model: fx.GraphModule) -> List[NodeReport]:
             reports.append(NodeReport(node.name, info["op"], info["target"], info["mode"],
                                       info["nonneg"]))
     if not reports:
-        raise ValueError("describe: this module was not made by inn_cuda.to_interval")
+        raise ValueError("describe: this module holds no conversion records; pass the model "
+                         "returned by inn_cuda.to_interval (a reloaded pickle has lost them)")
     return reports
 
 

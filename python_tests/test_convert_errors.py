@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import inn_cuda.nn as inn
-from inn_cuda.convert import ConversionError, to_interval
+from inn_cuda.convert import ConversionError, describe, to_interval
 
 
 class WithLayerNorm(nn.Module):
@@ -153,3 +153,8 @@ def test_indexing_by_an_interval_is_refused():
 
     with pytest.raises(ConversionError, match="node 'getitem'.*'index' must be a point value"):
         to_interval(Gather())
+
+
+def test_describe_needs_a_converted_model():
+    with pytest.raises(ValueError, match="no conversion records"):
+        describe(torch.fx.symbolic_trace(nn.Sequential(nn.Linear(2, 2))))
