@@ -256,3 +256,16 @@ def test_converted_model_on_each_device(name, device):
     assert out.lo.device.type == device
     tol = 1e-4 * (1 + float(out.point.abs().max()))
     assert bool(out.contains(out.point, tol).all()) and float(out.width.max()) > 0
+
+
+@pytest.mark.parametrize("act, nonneg", [
+    (nn.ReLU(), True), (nn.Sigmoid(), True), (nn.Softplus(), True), (nn.Softplus(beta=-1), False),
+    (nn.Hardtanh(0.0, 1.0), True), (nn.Tanh(), False), (nn.Tanhshrink(), False),
+    (nn.ELU(), False), (nn.GELU(), False), (nn.Threshold(0.5, 0.0), True),
+    (nn.Sequential(nn.ReLU(), nn.Tanhshrink()), False), (nn.Sequential(nn.ReLU(), nn.Tanh()), True),
+    (nn.Sequential(nn.ReLU(), nn.BatchNorm1d(4).eval()), False),
+    (nn.Sequential(nn.ReLU(), nn.Dropout(), nn.MaxPool1d(1), nn.Identity()), True),
+])
+def test_sign_rules_of_activations(act, nonneg):
+    model = nn.Sequential(nn.Linear(4, 4), act, nn.Linear(4, 2)).eval()
+    assert to_interval(model).get_submodule("2").input_nonneg is nonneg

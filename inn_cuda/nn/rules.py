@@ -78,6 +78,10 @@ def _threshold_sign(args, kwargs, nonneg) -> bool:
     return value >= 0 and (limit >= 0 or nonneg(args[0]))
 
 
+def _softplus_sign(args, kwargs, nonneg) -> bool:
+    return _kwarg(args, kwargs, "beta", 1, 1.0) > 0  # a negative beta flips the sign
+
+
 def _full_sign(position: int) -> SignRule:
     def sign(args, kwargs, nonneg) -> bool:
         value = _kwarg(args, kwargs, "fill_value", position, None)
@@ -108,10 +112,13 @@ class FunctionRule:
     takes_input_nonneg: bool = False
 
 
-_NONNEG_OUTPUT = {"relu", "relu6", "sigmoid", "softplus", "hardsigmoid", "exp"}
+_NONNEG_OUTPUT = {"relu", "relu6", "sigmoid", "hardsigmoid", "exp"}
 _SIGN_RULES: Dict[str, SignRule] = {
-    "logsigmoid": NEVER, "clamp": _clamp_sign, "hardtanh": _hardtanh_sign,
-    "threshold": _threshold_sign, "pad": _pad_sign, "maximum": ALL_ARGS, "minimum": ALL_ARGS,
+    # x - tanh(x) >= 0 holds exactly, but not after rounding for tiny x (tanh is not correctly
+    # rounded), and a wrong "non-negative" claim would be unsound
+    "logsigmoid": NEVER, "tanhshrink": NEVER, "softplus": _softplus_sign, "clamp": _clamp_sign,
+    "hardtanh": _hardtanh_sign, "threshold": _threshold_sign, "pad": _pad_sign,
+    "maximum": ALL_ARGS, "minimum": ALL_ARGS,
 }
 _MULTI_RESULT = {"chunk", "split", "unbind"}
 _POINT_ARGS = {"prelu": ((1, "weight"),), "getitem": ((1, "index"),)}
@@ -260,15 +267,15 @@ MODULE_RULES: Tuple[ModuleRule, ...] = (
                parametrised=True),
     ModuleRule((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm),
                lambda m, offsets: IntervalBatchNorm.from_module(m), lambda m, s: False),
-    ModuleRule((nn.ReLU, nn.Sigmoid, nn.Softplus, nn.Hardsigmoid), _monotone,
-               lambda m, s: True),
+    ModuleRule((nn.ReLU, nn.Sigmoid, nn.Hardsigmoid), _monotone, lambda m, s: True),
+    ModuleRule((nn.Softplus,), _monotone, lambda m, s: m.beta > 0),
     ModuleRule((nn.Hardtanh,), _monotone,  # includes ReLU6
                lambda m, s: m.min_val >= 0 or (s and m.max_val >= 0)),
     ModuleRule((nn.Threshold,), _monotone,
                lambda m, s: m.value >= 0 and (m.threshold >= 0 or s)),
-    ModuleRule((nn.LogSigmoid,), _monotone, lambda m, s: False),
+    ModuleRule((nn.LogSigmoid, nn.Tanhshrink), _monotone, lambda m, s: False),
     ModuleRule((nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.PReLU, nn.Tanh, nn.Softsign,
-                nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.MaxPool1d, nn.MaxPool2d,
+                nn.Softshrink, nn.Hardshrink, nn.MaxPool1d, nn.MaxPool2d,
                 nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
                 nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
                 nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.Flatten,
