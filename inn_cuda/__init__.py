@@ -8,14 +8,20 @@ from ._version import __version__
 from ._validation import check_bounds, set_check_bounds
 from .ops import (interval_conv1d, interval_conv2d, interval_conv_transpose2d, interval_linear)
 from ._backend import info
+from . import nn
+from .convert import ConversionError, describe, to_interval
 
 __all__ = [
+    "ConversionError",
     "__version__",
     "check_bounds",
+    "describe",
     "info",
     "interval_conv1d",
     "interval_conv2d",
     "interval_conv_transpose2d",
     "interval_linear",
+    "nn",
     "set_check_bounds",
+    "to_interval",
 ]

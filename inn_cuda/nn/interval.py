@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Real
 from typing import Callable, NamedTuple, Optional
 
@@ -17,6 +18,10 @@ class Interval(NamedTuple):
     A ``NamedTuple``, so ``torch.compile``, ``DistributedDataParallel`` and other pytree-aware code
     see its tensors. The arithmetic operators are exact interval arithmetic; ``len()`` and
     unpacking are those of the underlying tuple ``(lo, hi, point)``.
+
+    A degenerate interval made by :meth:`from_point` holds one tensor object three times; every
+    map keeps that sharing (``hi is lo``) and computes once, so a point that enters an interval
+    network costs one evaluation until the first interval weight widens it.
     """
 
     lo: Tensor
@@ -50,6 +55,16 @@ class Interval(NamedTuple):
     def device(self) -> torch.device:
         return self.lo.device
 
+    @property
+    def ndim(self) -> int:
+        return self.lo.dim()
+
+    def size(self, *dim) -> torch.Size:
+        return self.lo.size(*dim)
+
+    def dim(self) -> int:
+        return self.lo.dim()
+
     def contains(self, x: Tensor, tol: float = 0.0) -> Tensor:
         """Elementwise ``lo - tol <= x <= hi + tol``."""
         return (x >= self.lo - tol) & (x <= self.hi + tol)
@@ -58,8 +73,18 @@ class Interval(NamedTuple):
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> "Interval":
         """Apply a monotone non-decreasing elementwise map (or any bound-wise op such as a
-        reshape) to each bound and to the point."""
-        return Interval(fn(self.lo), fn(self.hi), None if self.point is None else fn(self.point))
+        reshape) to each bound and to the point. Shared tensors are mapped once."""
+        lo = fn(self.lo)
+        hi = lo if self.hi is self.lo else fn(self.hi)
+        if self.point is None:
+            point = None
+        elif self.point is self.lo:
+            point = lo
+        elif self.point is self.hi:
+            point = hi
+        else:
+            point = fn(self.point)
+        return Interval(lo, hi, point)
 
     def to(self, *args, **kwargs) -> "Interval":
         return self.map(lambda t: t.to(*args, **kwargs))
@@ -86,6 +111,7 @@ class Interval(NamedTuple):
         return Interval(-self.hi, -self.lo, None if self.point is None else -self.point)
 
     def __sub__(self, other) -> "Interval":
+        # a - b is rounded exactly like a + (-b), so the point matches the point network's.
         if isinstance(other, (Interval, Tensor, Real)):
             return self + (-other)
         return NotImplemented
@@ -96,13 +122,17 @@ class Interval(NamedTuple):
         return NotImplemented
 
     def __mul__(self, other) -> "Interval":
-        """Multiplication by a scalar or a tensor of constants (bounds swap where negative)."""
+        """Multiplication by a scalar or a tensor of constants (bounds swap where negative), or
+        the exact elementwise product of two intervals (min and max of the four endpoint
+        products; NaN propagates)."""
         if isinstance(other, Interval):
-            raise TypeError("Interval * Interval is not supported; multiply by constants only")
+            return _interval_product(self, other)
         if not isinstance(other, (Tensor, Real)):
             return NotImplemented
-        a, b = self.lo * other, self.hi * other
-        point = None if self.point is None else self.point * other
+        a = self.lo * other
+        b = a if self.hi is self.lo else self.hi * other
+        point = None if self.point is None else (
+            a if self.point is self.lo else self.point * other)
         if isinstance(other, Real):
             return Interval(a, b, point) if other >= 0 else Interval(b, a, point)
         nonneg = other >= 0
@@ -110,7 +140,37 @@ class Interval(NamedTuple):
 
     __rmul__ = __mul__
 
+    def __truediv__(self, other) -> "Interval":
+        """Division by a scalar or a tensor of constants (bounds swap where the divisor's sign
+        bit is set, so that division by -0.0 still gives an ordered pair)."""
+        if isinstance(other, Interval):
+            raise TypeError("Interval / Interval is not supported; divide by constants only")
+        if not isinstance(other, (Tensor, Real)):
+            return NotImplemented
+        a = self.lo / other
+        b = a if self.hi is self.lo else self.hi / other
+        point = None if self.point is None else (
+            a if self.point is self.lo else self.point / other)
+        if isinstance(other, Real):
+            negative = math.copysign(1.0, other) < 0
+            return Interval(b, a, point) if negative else Interval(a, b, point)
+        negative = torch.signbit(other) if other.is_floating_point() else other < 0
+        return Interval(torch.where(negative, b, a), torch.where(negative, a, b), point)
+
+    def __rtruediv__(self, other):
+        raise TypeError("dividing by an Interval is not supported (the reciprocal of an interval "
+                        "that contains 0 is unbounded); divide an Interval by constants only")
+
     def __repr__(self) -> str:
         return (f"Interval(shape={tuple(self.shape)}, dtype={self.dtype}, device={self.device}, "
                 f"mean width={float(self.width.float().mean()) if self.lo.numel() else 0.0:.4g}, "
                 f"point={'yes' if self.point is not None else 'no'})")
+
+
+def _interval_product(x: Interval, y: Interval) -> Interval:
+    products = [x.lo * y.lo, x.lo * y.hi, x.hi * y.lo, x.hi * y.hi]
+    lo, hi = products[0], products[0]
+    for p in products[1:]:
+        lo, hi = torch.minimum(lo, p), torch.maximum(hi, p)
+    point = None if x.point is None or y.point is None else x.point * y.point
+    return Interval(lo, hi, point)
