@@ -8,11 +8,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
+import inn_cuda
 import inn_cuda.nn
 from inn_cuda.train import fit_intervals
 from inn_cuda.train import checkpoint as ckpt
 
-import train_helpers
 from train_helpers import point_mlp, regression_data
 
 WORLD = 2
@@ -27,10 +27,7 @@ def _double(dataset):
 def _fit(per_process_batch, run_dir):
     """The same calibrated fit in every process: float64 so that the two ways of summing the
     global batch agree to ~1e-16 rather than float32 rounding amplified by Adam."""
-    for name in ("offset_parameters", "point_parameters", "project_"):
-        if not hasattr(inn_cuda.nn, name):  # stand-in until the interval layers land
-            setattr(inn_cuda.nn, name, getattr(train_helpers, name))
-    model = train_helpers.to_interval(point_mlp(seed=0).double())
+    model = inn_cuda.to_interval(point_mlp(seed=0).double())
     train = DataLoader(_double(regression_data(128, seed=0)), batch_size=per_process_batch)
     val = DataLoader(_double(regression_data(64, seed=1)), batch_size=32)
     result = fit_intervals(model, train, val, target_coverage=0.9, epochs=EPOCHS, lr=1e-2,
@@ -54,8 +51,12 @@ def test_ddp_on_two_gloo_processes_equals_one_process(tmp_path):
     mp.spawn(_worker, args=(tmp_path / "init", tmp_path), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
 
-    torch.set_num_threads(1)
-    single_offsets, single = _fit(GLOBAL_BATCH, None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers: same kernels, same summation order
+    try:
+        single_offsets, single = _fit(GLOBAL_BATCH, None)
+    finally:
+        torch.set_num_threads(threads)
 
     for a, b in zip(ranks[0]["offsets"], ranks[1]["offsets"]):
         assert torch.equal(a, b), "the processes' offsets drifted apart"

@@ -8,12 +8,17 @@ import pytest
 import torch
 from torch import nn
 
+import inn_cuda
 import inn_cuda.nn
 from inn_cuda.nn import Interval
 from inn_cuda.train import BetaSchedule, CheckpointError, fit_intervals, fit_point, interval_loss
 from inn_cuda.train import checkpoint as ckpt
 
-from train_helpers import interval_contract, loaders, point_mlp  # noqa: F401 (fixture)
+from torch.utils.data import DataLoader
+
+from inn_cuda.uncertainty import uncertainty_over_loader
+
+from train_helpers import denoising_data, loaders, point_denoiser, point_mlp
 
 
 @pytest.fixture(scope="module")
@@ -78,21 +83,21 @@ def test_calibration_rule_is_a_bisection_on_log_beta():
     (dict(beta=-1.0), "beta"), (dict(beta="auto"), "beta"), (dict(target_coverage=1.5), "target"),
     (dict(calibration_factor=1.0), "calibration_factor"),
 ])
-def test_bad_beta_settings_are_named(bad, match, interval_contract, trained_point_mlp):
+def test_bad_beta_settings_are_named(bad, match, trained_point_mlp):
     train, val = loaders()
     with pytest.raises(ValueError, match=match):
-        fit_intervals(interval_contract(trained_point_mlp), train, val, epochs=1,
+        fit_intervals(inn_cuda.to_interval(trained_point_mlp), train, val, epochs=1,
                       progress=False, **bad)
 
 
-def test_calibration_needs_validation_data(interval_contract, trained_point_mlp):
+def test_calibration_needs_validation_data(trained_point_mlp):
     train, _ = loaders()
     with pytest.raises(ValueError, match="val_loader"):
-        fit_intervals(interval_contract(trained_point_mlp), train, target_coverage=0.9,
+        fit_intervals(inn_cuda.to_interval(trained_point_mlp), train, target_coverage=0.9,
                       progress=False)
 
 
-def test_model_without_offsets_is_refused(interval_contract):
+def test_model_without_offsets_is_refused():
     train, _ = loaders()
     with pytest.raises(ValueError, match="no interval offsets"):
         fit_intervals(point_mlp(), train, beta=0.1, progress=False)
@@ -101,9 +106,9 @@ def test_model_without_offsets_is_refused(interval_contract):
 # ------------------------------------------------------------------------- fitting behaviour
 
 @pytest.mark.parametrize("target", [0.8, 0.95])
-def test_calibration_reaches_the_target_coverage(target, interval_contract, trained_point_mlp):
+def test_calibration_reaches_the_target_coverage(target, trained_point_mlp):
     train, val = loaders(n_train=512)
-    model = interval_contract(trained_point_mlp)
+    model = inn_cuda.to_interval(trained_point_mlp)
     frozen = _frozen_state(model)
     result = fit_intervals(model, train, val, target_coverage=target, epochs=12, seed=0,
                            progress=False)
@@ -128,11 +133,11 @@ def test_calibration_reaches_the_target_coverage(target, interval_contract, trai
     assert measured == pytest.approx(result.coverage, abs=1e-6)
 
 
-def test_larger_beta_gives_narrower_intervals(interval_contract, trained_point_mlp):
+def test_larger_beta_gives_narrower_intervals(trained_point_mlp):
     train, val = loaders()
     widths, coverages = [], []
     for beta in [1e-3, 4e-3, 1.6e-2, 6.4e-2]:
-        result = fit_intervals(interval_contract(trained_point_mlp), train, val, beta=beta,
+        result = fit_intervals(inn_cuda.to_interval(trained_point_mlp), train, val, beta=beta,
                                epochs=6, seed=0, progress=False)
         widths.append(result.width)
         coverages.append(result.coverage)
@@ -141,21 +146,50 @@ def test_larger_beta_gives_narrower_intervals(interval_contract, trained_point_m
     assert all(a >= b for a, b in zip(coverages, coverages[1:])), coverages
 
 
-def test_adaptive_beta_is_a_tenth_of_the_point_error(interval_contract, trained_point_mlp):
+def test_adaptive_beta_is_a_tenth_of_the_point_error(trained_point_mlp):
     train, val = loaders()
     x, y = val.dataset.tensors
     with torch.no_grad():
         mae = (trained_point_mlp(x) - y).abs().mean().item()
-    result = fit_intervals(interval_contract(trained_point_mlp), train, val, epochs=1,
+    result = fit_intervals(inn_cuda.to_interval(trained_point_mlp), train, val, epochs=1,
                            progress=False)
     start = result.history[0]
     assert start["epoch"] == 0 and start["val_point_mae"] == pytest.approx(mae, rel=1e-5)
     assert start["val_width"] == 0.0
     assert result.beta == pytest.approx(0.1 * mae, rel=1e-5)
     # without validation data the rule measures on the training data
-    no_val = fit_intervals(interval_contract(trained_point_mlp), train, epochs=1,
+    no_val = fit_intervals(inn_cuda.to_interval(trained_point_mlp), train, epochs=1,
                            progress=False)
     assert no_val.coverage_on == "train" and "train_point_mae" in no_val.history[0]
+
+
+def test_conv_denoiser_with_intervals_in_its_last_layers():
+    """The paper's setting in small: a trained conv net, intervals in the last 2 of its 3
+    convolutions (the first runs once in point mode), calibrated to 90 % pixel coverage."""
+    train = DataLoader(denoising_data(128, seed=0, size=8), batch_size=8, shuffle=True)
+    val = DataLoader(denoising_data(64, seed=1, size=8), batch_size=32)
+    point = point_denoiser(channels=4)
+    fit_point(point, train, val, epochs=5, lr=3e-3, seed=0, progress=False)
+    model = inn_cuda.to_interval(point, last=2)
+    assert len(list(inn_cuda.nn.offset_parameters(model))) == 2 * 4  # weight, bias x lo, hi
+    frozen = _frozen_state(model)
+    result = fit_intervals(model, train, val, target_coverage=0.9, epochs=10, seed=0,
+                           progress=False)
+    assert abs(result.coverage - 0.9) <= 0.05, result.history
+    after = model.state_dict()
+    for key, value in frozen.items():
+        assert torch.equal(after[key], value), f"frozen {key} changed"
+    assert all(bool((p >= 0).all()) for p in inn_cuda.nn.offset_parameters(model))
+
+    maps = uncertainty_over_loader(model, val, keep_maps=True, progress=False).maps
+    x, y = val.dataset.tensors
+    with torch.no_grad():
+        out = model(x)
+    assert maps.width.shape == y.shape and bool((maps.width > 0).any())
+    tol = 1e-5 * (1 + out.point.abs())
+    assert bool((maps.below >= -tol).all()) and bool((maps.above >= -tol).all())
+    with torch.no_grad():
+        torch.testing.assert_close(out.point, point(x))
 
 
 def _record_dropout_modes(model):
@@ -167,10 +201,10 @@ def _record_dropout_modes(model):
 
 
 @pytest.mark.parametrize("dropout", [False, True])
-def test_dropout_is_off_while_fitting_unless_asked(dropout, interval_contract):
+def test_dropout_is_off_while_fitting_unless_asked(dropout):
     torch.manual_seed(0)
     point = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
-    model = interval_contract(point)
+    model = inn_cuda.to_interval(point)
     model.train()
     modes = _record_dropout_modes(model)
     train, _ = loaders(n_train=64)
@@ -179,13 +213,12 @@ def test_dropout_is_off_while_fitting_unless_asked(dropout, interval_contract):
     assert all(m.training for m in model.modules()), "the caller's train mode was not restored"
 
 
-def test_resume_equals_uninterrupted_calibrated_fit(tmp_path, interval_contract,
-                                                   trained_point_mlp):
+def test_resume_equals_uninterrupted_calibrated_fit(tmp_path, trained_point_mlp):
     """Offsets, beta state and history after 'stop after epoch 2, resume to 4' equal those of a
     4-epoch run, with shuffling by a loader generator and the calibration moving beta."""
     def fit(epochs, run_dir, resume=False, model=None):
         train, val = loaders(generator=torch.Generator().manual_seed(3))
-        model = model or interval_contract(trained_point_mlp)
+        model = model or inn_cuda.to_interval(trained_point_mlp)
         return model, fit_intervals(model, train, val, target_coverage=0.9, epochs=epochs,
                                     run_dir=run_dir, resume=resume, seed=1, progress=False)
 
@@ -202,13 +235,12 @@ def test_resume_equals_uninterrupted_calibrated_fit(tmp_path, interval_contract,
     assert saved[0] == saved[1]
 
 
-def test_resume_with_other_beta_settings_is_refused(tmp_path, interval_contract,
-                                                    trained_point_mlp):
+def test_resume_with_other_beta_settings_is_refused(tmp_path, trained_point_mlp):
     train, val = loaders()
-    fit_intervals(interval_contract(trained_point_mlp), train, val, beta=0.01, epochs=1,
+    fit_intervals(inn_cuda.to_interval(trained_point_mlp), train, val, beta=0.01, epochs=1,
                   run_dir=tmp_path, progress=False)
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    model = interval_contract(trained_point_mlp)
+    model = inn_cuda.to_interval(trained_point_mlp)
     with pytest.raises(CheckpointError, match="beta settings"):
         fit_intervals(model, train, val, beta=0.02, epochs=2, run_dir=tmp_path, resume=True,
                       progress=False)
@@ -221,9 +253,9 @@ def test_resume_with_other_beta_settings_is_refused(tmp_path, interval_contract,
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible")
 @pytest.mark.parametrize("autocast", [None, "bf16", "fp16"])
-def test_interval_fit_on_cuda(autocast, interval_contract, trained_point_mlp):
+def test_interval_fit_on_cuda(autocast, trained_point_mlp):
     train, val = loaders()
-    model = interval_contract(trained_point_mlp)
+    model = inn_cuda.to_interval(trained_point_mlp)
     result = fit_intervals(model, train, val, beta=0.01, epochs=3, device="cuda",
                            autocast=autocast, seed=0, progress=False)
     assert all(p.device.type == "cuda" for p in model.parameters())

@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import inn_cuda
 import inn_cuda.nn
 from inn_cuda.nn import Interval
 from inn_cuda.uncertainty import (UncertaintyMaps, image_scores, uncertainty_maps,
                                   uncertainty_over_loader)
 
-from train_helpers import interval_contract, point_mlp  # noqa: F401 (fixture)
+from train_helpers import denoising_data, point_denoiser
 
 
 def _random_interval(shape, seed=0):
@@ -61,14 +62,14 @@ def test_image_scores_match_numpy():
         image_scores(torch.zeros(0, 4))
 
 
-def test_over_a_loader_equals_the_maps_of_the_whole_set(interval_contract):
-    model = interval_contract(point_mlp())
+def test_over_a_loader_equals_the_maps_of_the_whole_set():
+    model = inn_cuda.to_interval(point_denoiser(channels=4), last=2)
     with torch.no_grad():
         for offset in inn_cuda.nn.offset_parameters(model):
             offset.uniform_(0, 0.05)
     model.train()
-    x = torch.rand(10, 4, generator=torch.Generator().manual_seed(2))
-    loader = DataLoader(TensorDataset(x, torch.zeros(10, 1)), batch_size=4)
+    x = denoising_data(10, seed=2, size=8).tensors[0]
+    loader = DataLoader(TensorDataset(x, torch.zeros_like(x)), batch_size=4)
     result = uncertainty_over_loader(model, loader, quantiles=(0.5,), keep_maps=True,
                                      progress=False)
     assert model.training, "the model's mode was not restored"
@@ -79,6 +80,7 @@ def test_over_a_loader_equals_the_maps_of_the_whole_set(interval_contract):
         torch.testing.assert_close(getattr(result.maps, name), getattr(expected, name))
         for stat, score in image_scores(getattr(expected, name), (0.5,)).items():
             torch.testing.assert_close(result.scores[f"{name}_{stat}"], score)
+    assert result.maps.width.shape == (10, 1, 8, 8)
     assert result.scores["width_mean"].shape == (10,)
     assert bool((result.scores["width_max"] > 0).all())
     bare = uncertainty_over_loader(model, DataLoader(x, batch_size=4), progress=False)
