@@ -8,7 +8,7 @@ from ._version import __version__
 from ._validation import check_bounds, set_check_bounds
 from .ops import (interval_conv1d, interval_conv2d, interval_conv_transpose2d, interval_linear)
 from ._backend import info
-from . import nn
+from . import nn, train, uncertainty
 from .convert import ConversionError, describe, to_interval
 
 __all__ = [
@@ -24,4 +24,6 @@ __all__ = [
     "nn",
     "set_check_bounds",
     "to_interval",
+    "train",
+    "uncertainty",
 ]
