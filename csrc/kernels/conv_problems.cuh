@@ -1,0 +1,315 @@
+// 2-D convolutions (NCHW, contiguous) as tile problems (interval_tile_kernel.cuh).
+//
+// conv2d and conv_transpose2d share one index relation between a "big" image and a "small" one,
+//     big = small * stride - padding + kernel_offset * dilation        (per spatial dim),
+// and one weight layout, (small channels, big channels / groups, kh, kw). For conv2d the big image
+// is the input x and the small one the output y; for conv_transpose2d it is the other way round.
+// So three index maps cover all six ops:
+//
+//   ConvSmallOut: a small image   rows s (small channel in group), cols small pixels,
+//                                  depth (big channel in group, kh, kw);
+//                 A = weight, B = big image gathered im2col-style (zero outside).
+//                 conv2d forward (B = x), conv_transpose2d input grad (B = grad y, own x).
+//   ConvBigOut:   a big image     rows big channel in group, cols big pixels,
+//                                  depth (small channel in group, kh, kw);
+//                 A = weight, B = small image at the pixel a term maps from (zero where the
+//                 relation has no integer solution inside the image).
+//                 conv_transpose2d forward (B = x), conv2d input grad (B = grad y, own x).
+//   ConvWeightOut: the weight     rows s, cols (big channel in group, kh, kw), depth small pixels;
+//                 A = small image, B = big image gathered im2col-style.
+//                 conv2d weight grad (A = grad y, B = x), conv_transpose2d weight grad
+//                 (A = x, B = grad y).
+// Zero-filled positions are terms whose input or gradient is exactly [0, 0], as in the reference's
+// explicitly padded / zero-inserted formulation.
+//
+// Torch-free and NVRTC-loadable.
+#pragma once
+
+#include "interval_tile_kernel.cuh"
+
+namespace inn::kernels {
+
+template <typename T>
+struct IntervalPointer {
+  const T* lo = nullptr;
+  const T* hi = nullptr;
+  INN_HD void load(index_t offset, acc_t<T>& v0, acc_t<T>& v1) const {
+    load_pair(lo, hi, offset, v0, v1);
+  }
+};
+
+struct ConvGeometry {
+  index_t batch = 0;
+  int groups = 1;
+  int big_c = 0, big_h = 0, big_w = 0;      // channels: all groups
+  int small_c = 0, small_h = 0, small_w = 0;
+  int kernel_h = 1, kernel_w = 1;
+  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+
+  INN_HD int big_per_group() const { return big_c / groups; }
+  INN_HD int small_per_group() const { return small_c / groups; }
+  INN_HD int kernel_size() const { return kernel_h * kernel_w; }
+  INN_HD index_t big_pixels() const { return static_cast<index_t>(big_h) * big_w; }
+  INN_HD index_t small_pixels() const { return static_cast<index_t>(small_h) * small_w; }
+
+  // Offset of (batch b, channel c, pixel in image) in an NCHW image of `channels` channels.
+  INN_HD static index_t image_offset(index_t b, int channels, int c, index_t pixels,
+                                     index_t pixel) {
+    return (b * channels + c) * pixels + pixel;
+  }
+
+  // The big image element that small pixel `p` (over batch x small image) meets through kernel
+  // tap `tap` (kh * kernel_w + kw) in big channel `c` (absolute); -1 outside the image.
+  INN_HD index_t big_offset_from_small(index_t p, int c, int tap) const {
+    const index_t b = p / small_pixels();
+    const index_t rest = p - b * small_pixels();
+    const int sh = static_cast<int>(rest / small_w), sw = static_cast<int>(rest % small_w);
+    const int bh = sh * stride_h - pad_h + (tap / kernel_w) * dil_h;
+    const int bw = sw * stride_w - pad_w + (tap % kernel_w) * dil_w;
+    if (bh < 0 || bh >= big_h || bw < 0 || bw >= big_w) return -1;
+    return image_offset(b, big_c, c, big_pixels(), static_cast<index_t>(bh) * big_w + bw);
+  }
+
+  // The small image element that big pixel `q` (over batch x big image) comes from through kernel
+  // tap `tap` in small channel `c` (absolute); -1 where there is none.
+  INN_HD index_t small_offset_from_big(index_t q, int c, int tap) const {
+    const index_t b = q / big_pixels();
+    const index_t rest = q - b * big_pixels();
+    const int nh = static_cast<int>(rest / big_w) + pad_h - (tap / kernel_w) * dil_h;
+    const int nw = static_cast<int>(rest % big_w) + pad_w - (tap % kernel_w) * dil_w;
+    if (nh < 0 || nw < 0 || nh % stride_h != 0 || nw % stride_w != 0) return -1;
+    const int sh = nh / stride_h, sw = nw / stride_w;
+    if (sh >= small_h || sw >= small_w) return -1;
+    return image_offset(b, small_c, c, small_pixels(), static_cast<index_t>(sh) * small_w + sw);
+  }
+
+  // Weight element (small channel absolute, big channel in group, tap).
+  INN_HD index_t weight_offset(int small_channel, int big_in_group, int tap) const {
+    return (static_cast<index_t>(small_channel) * big_per_group() + big_in_group) * kernel_size() +
+           tap;
+  }
+
+  // Offset in an NCHW image of element `pixel` (over batch x image) in channel c.
+  INN_HD static index_t pixel_offset(index_t pixel, index_t pixels, int channels, int c) {
+    const index_t b = pixel / pixels;
+    return image_offset(b, channels, c, pixels, pixel - b * pixels);
+  }
+};
+
+template <typename Elem, TermKind kTermKind>
+struct ConvSmallOut {
+  using T = Elem;
+  using Acc = acc_t<T>;
+  static constexpr TermKind kKind = kTermKind;
+  static constexpr bool kAFirst = false;  // B (input x or grad y) is the first operand
+  static constexpr bool kALoadsAlongDepth = true;
+  static constexpr bool kBLoadsAlongDepth = false;
+  TileShape shape;
+  TileOutput<T> out;
+  ConvGeometry geo;
+  IntervalPointer<T> weight, big, own;
+
+  INN_HD void load_a(int g, index_t s, index_t t, Acc& v0, Acc& v1) const {
+    const int sg = geo.small_per_group();
+    weight.load((static_cast<index_t>(g) * sg + s) * shape.depth + t, v0, v1);
+  }
+  INN_HD void load_b(int g, index_t p, index_t t, Acc& v0, Acc& v1) const {
+    const int k = geo.kernel_size();
+    const int c = g * geo.big_per_group() + static_cast<int>(t / k);
+    const index_t offset = geo.big_offset_from_small(p, c, static_cast<int>(t % k));
+    if (offset >= 0) big.load(offset, v0, v1);
+  }
+  INN_HD index_t out_index(int g, index_t s, index_t p) const {
+    return ConvGeometry::pixel_offset(p, geo.small_pixels(), geo.small_c,
+                                      g * geo.small_per_group() + static_cast<int>(s));
+  }
+  INN_HD void load_own(int g, index_t s, index_t p, Acc& v0, Acc& v1) const {
+    own.load(out_index(g, s, p), v0, v1);
+  }
+};
+
+template <typename Elem, TermKind kTermKind>
+struct ConvBigOut {
+  using T = Elem;
+  using Acc = acc_t<T>;
+  static constexpr TermKind kKind = kTermKind;
+  static constexpr bool kAFirst = false;  // B (input x or grad y) is the first operand
+  static constexpr bool kALoadsAlongDepth = true;
+  static constexpr bool kBLoadsAlongDepth = false;
+  TileShape shape;
+  TileOutput<T> out;
+  ConvGeometry geo;
+  IntervalPointer<T> weight, small, own;
+
+  INN_HD void load_a(int g, index_t bc, index_t t, Acc& v0, Acc& v1) const {
+    const int k = geo.kernel_size();
+    const int s = g * geo.small_per_group() + static_cast<int>(t / k);
+    weight.load(geo.weight_offset(s, static_cast<int>(bc), static_cast<int>(t % k)), v0, v1);
+  }
+  INN_HD void load_b(int g, index_t q, index_t t, Acc& v0, Acc& v1) const {
+    const int k = geo.kernel_size();
+    const int c = g * geo.small_per_group() + static_cast<int>(t / k);
+    const index_t offset = geo.small_offset_from_big(q, c, static_cast<int>(t % k));
+    if (offset >= 0) small.load(offset, v0, v1);
+  }
+  INN_HD index_t out_index(int g, index_t bc, index_t q) const {
+    return ConvGeometry::pixel_offset(q, geo.big_pixels(), geo.big_c,
+                                      g * geo.big_per_group() + static_cast<int>(bc));
+  }
+  INN_HD void load_own(int g, index_t bc, index_t q, Acc& v0, Acc& v1) const {
+    own.load(out_index(g, bc, q), v0, v1);
+  }
+};
+
+template <typename Elem, bool kSmallIsGrad>
+struct ConvWeightOut {
+  using T = Elem;
+  using Acc = acc_t<T>;
+  static constexpr TermKind kKind = TermKind::kWeightGrad;
+  static constexpr bool kAFirst = kSmallIsGrad;  // the gradient is the first operand
+  static constexpr bool kALoadsAlongDepth = true;
+  static constexpr bool kBLoadsAlongDepth = true;
+  TileShape shape;
+  TileOutput<T> out;
+  ConvGeometry geo;
+  IntervalPointer<T> small, big, own;
+
+  INN_HD void load_a(int g, index_t s, index_t p, Acc& v0, Acc& v1) const {
+    small.load(ConvGeometry::pixel_offset(p, geo.small_pixels(), geo.small_c,
+                                          g * geo.small_per_group() + static_cast<int>(s)),
+               v0, v1);
+  }
+  INN_HD void load_b(int g, index_t col, index_t p, Acc& v0, Acc& v1) const {
+    const int k = geo.kernel_size();
+    const int c = g * geo.big_per_group() + static_cast<int>(col / k);
+    const index_t offset = geo.big_offset_from_small(p, c, static_cast<int>(col % k));
+    if (offset >= 0) big.load(offset, v0, v1);
+  }
+  INN_HD index_t out_index(int g, index_t s, index_t col) const {
+    return (static_cast<index_t>(g) * geo.small_per_group() + s) * shape.cols + col;
+  }
+  INN_HD void load_own(int g, index_t s, index_t col, Acc& v0, Acc& v1) const {
+    own.load(out_index(g, s, col), v0, v1);
+  }
+};
+
+// ------------------------------------------------------------------------------------ builders
+// Operands and outputs are contiguous NCHW images and (small_c, big_c / groups, kh, kw) weights.
+
+template <typename Problem>
+Problem conv_problem(const ConvGeometry& geo, index_t rows, index_t cols, index_t depth) {
+  Problem p;
+  p.geo = geo;
+  p.shape.rows = rows;
+  p.shape.cols = cols;
+  p.shape.depth = depth;
+  p.shape.groups = geo.groups;
+  p.out.numel = static_cast<index_t>(geo.groups) * rows * cols;
+  return p;
+}
+
+template <typename T, TermKind kKind>
+ConvSmallOut<T, kKind> conv_small_out_problem(const ConvGeometry& geo, IntervalPointer<T> weight,
+                                              IntervalPointer<T> big, IntervalPointer<T> own,
+                                              T* out_lo, T* out_hi) {
+  auto p = conv_problem<ConvSmallOut<T, kKind>>(
+      geo, geo.small_per_group(), geo.batch * geo.small_pixels(),
+      static_cast<index_t>(geo.big_per_group()) * geo.kernel_size());
+  p.weight = weight;
+  p.big = big;
+  p.own = own;
+  p.out.lo = out_lo;
+  p.out.hi = out_hi;
+  p.out.bias_inner = geo.small_pixels();
+  p.out.bias_channels = geo.small_c;
+  return p;
+}
+
+template <typename T, TermKind kKind>
+ConvBigOut<T, kKind> conv_big_out_problem(const ConvGeometry& geo, IntervalPointer<T> weight,
+                                          IntervalPointer<T> small, IntervalPointer<T> own,
+                                          T* out_lo, T* out_hi) {
+  auto p = conv_problem<ConvBigOut<T, kKind>>(
+      geo, geo.big_per_group(), geo.batch * geo.big_pixels(),
+      static_cast<index_t>(geo.small_per_group()) * geo.kernel_size());
+  p.weight = weight;
+  p.small = small;
+  p.own = own;
+  p.out.lo = out_lo;
+  p.out.hi = out_hi;
+  p.out.bias_inner = geo.big_pixels();
+  p.out.bias_channels = geo.big_c;
+  return p;
+}
+
+template <typename T, bool kSmallIsGrad>
+ConvWeightOut<T, kSmallIsGrad> conv_weight_out_problem(const ConvGeometry& geo,
+                                                       IntervalPointer<T> small,
+                                                       IntervalPointer<T> big,
+                                                       IntervalPointer<T> weight, T* out_lo,
+                                                       T* out_hi) {
+  auto p = conv_problem<ConvWeightOut<T, kSmallIsGrad>>(
+      geo, geo.small_per_group(),
+      static_cast<index_t>(geo.big_per_group()) * geo.kernel_size(),
+      geo.batch * geo.small_pixels());
+  p.small = small;
+  p.big = big;
+  p.own = weight;
+  p.out.lo = out_lo;
+  p.out.hi = out_hi;
+  return p;
+}
+
+// The six ops. conv2d: big = x (N, C, H, W), small = y; conv_transpose2d: big = y, small = x.
+
+template <typename T>
+ConvSmallOut<T, TermKind::kForward> conv2d_forward_problem(
+    const ConvGeometry& geo, IntervalPointer<T> x, IntervalPointer<T> w, const T* bias_lo,
+    const T* bias_hi, T* y_lo, T* y_hi) {
+  auto p = conv_small_out_problem<T, TermKind::kForward>(geo, w, x, {}, y_lo, y_hi);
+  p.out.bias_lo = bias_lo;
+  p.out.bias_hi = bias_hi;
+  return p;
+}
+
+template <typename T>
+ConvBigOut<T, TermKind::kInputGrad> conv2d_input_grad_problem(
+    const ConvGeometry& geo, IntervalPointer<T> grad, IntervalPointer<T> x, IntervalPointer<T> w,
+    T* dx_lo, T* dx_hi) {
+  return conv_big_out_problem<T, TermKind::kInputGrad>(geo, w, grad, x, dx_lo, dx_hi);
+}
+
+template <typename T>
+ConvWeightOut<T, true> conv2d_weight_grad_problem(const ConvGeometry& geo,
+                                                  IntervalPointer<T> grad, IntervalPointer<T> x,
+                                                  IntervalPointer<T> w, T* dw_lo, T* dw_hi) {
+  return conv_weight_out_problem<T, true>(geo, grad, x, w, dw_lo, dw_hi);
+}
+
+template <typename T>
+ConvBigOut<T, TermKind::kForward> conv_transpose2d_forward_problem(
+    const ConvGeometry& geo, IntervalPointer<T> x, IntervalPointer<T> w, const T* bias_lo,
+    const T* bias_hi, T* y_lo, T* y_hi) {
+  auto p = conv_big_out_problem<T, TermKind::kForward>(geo, w, x, {}, y_lo, y_hi);
+  p.out.bias_lo = bias_lo;
+  p.out.bias_hi = bias_hi;
+  return p;
+}
+
+template <typename T>
+ConvSmallOut<T, TermKind::kInputGrad> conv_transpose2d_input_grad_problem(
+    const ConvGeometry& geo, IntervalPointer<T> grad, IntervalPointer<T> x, IntervalPointer<T> w,
+    T* dx_lo, T* dx_hi) {
+  return conv_small_out_problem<T, TermKind::kInputGrad>(geo, w, grad, x, dx_lo, dx_hi);
+}
+
+template <typename T>
+ConvWeightOut<T, false> conv_transpose2d_weight_grad_problem(const ConvGeometry& geo,
+                                                             IntervalPointer<T> grad,
+                                                             IntervalPointer<T> x,
+                                                             IntervalPointer<T> w, T* dw_lo,
+                                                             T* dw_hi) {
+  return conv_weight_out_problem<T, false>(geo, x, grad, w, dw_lo, dw_hi);
+}
+
+}  // namespace inn::kernels

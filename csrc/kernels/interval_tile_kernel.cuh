@@ -1,0 +1,212 @@
+// The one tiled kernel behind every op: a (rows x cols) output per group, each element a sum over
+// `depth` terms of two streamed interval operands A (indexed by row) and B (indexed by column),
+// plus, for gradients, the element's own operand. Linear layers and convolutions differ only in the
+// Problem, which maps (group, row/col, depth index) to memory (linear_problems.cuh,
+// conv_problems.cuh).
+//
+// A block computes a kTileRows x kTileCols tile of BOTH accumulators: per depth step of
+// kTileDepth it stages the A and B tiles (both bounds, converted to the accumulator type) in shared
+// memory, then each thread updates its kThreadRows x kThreadCols register tile. Thread (ty, tx)
+// owns rows ty + 16 i and columns tx + 16 j, so a warp reads A tiles as broadcasts, B tiles without
+// bank conflicts, and stores 16 consecutive columns. Split-K: blockIdx.y selects a slice of the
+// depth; with more than one slice the partial sums go to a workspace that split_reduce_kernel sums
+// (deterministically, no atomics) before the epilogue.
+//
+// Torch-free and NVRTC-loadable. No thread leaves early: every thread reaches every
+// __syncthreads (the CPU emulation checks this).
+//
+// Problem interface (all members usable on the device):
+//   using T, Acc; static constexpr TermKind kKind; static constexpr bool kAFirst (A is the `first`
+//   operand of accumulate_term, else B is); static constexpr bool kALoadsAlongDepth,
+//   kBLoadsAlongDepth (the operand is contiguous along the depth index: consecutive threads then
+//   load consecutive depth indices, else consecutive rows/columns; speed only);
+//   TileShape shape; TileOutput<T> out;
+//   void load_a(int g, index_t row, index_t t, Acc&, Acc&), load_b(g, col, t, ...),
+//   load_own(g, row, col, ...) (gradients only); index_t out_index(int g, index_t row, index_t col).
+#pragma once
+
+#include "interval_terms.cuh"
+
+namespace inn::kernels {
+
+constexpr int kTileRows = 64;
+constexpr int kTileCols = 64;
+constexpr int kTileDepth = 16;
+constexpr int kThreadRows = 4;
+constexpr int kThreadCols = 4;
+constexpr int kThreadsPerRow = kTileCols / kThreadCols;  // 16
+constexpr int kThreadsPerCol = kTileRows / kThreadRows;  // 16
+constexpr int kTileThreads = kThreadsPerRow * kThreadsPerCol;  // 256
+static_assert(kTileRows * kTileDepth % kTileThreads == 0, "A tile loads evenly");
+static_assert(kTileCols * kTileDepth % kTileThreads == 0, "B tile loads evenly");
+
+// The grid of a tile problem: blockIdx.x = (group, row tile, column tile), blockIdx.y = depth slice.
+struct TileShape {
+  index_t rows = 0, cols = 0, depth = 0;  // per group
+  int groups = 1;
+  index_t row_tiles = 0, col_tiles = 0;
+  int splits = 1;    // depth slices
+  index_t chunk = 0; // depth per slice, a multiple of kTileDepth
+};
+
+// Where results go. With splits > 1 the tile kernel writes raw partial sums to
+// split_lo/split_hi[split * numel + index]; the epilogue (finish) adds the bias and stores.
+template <typename T>
+struct TileOutput {
+  using Acc = acc_t<T>;
+  T* lo = nullptr;
+  T* hi = nullptr;
+  Acc* split_lo = nullptr;
+  Acc* split_hi = nullptr;
+  const T* bias_lo = nullptr;  // forward only; element `index` takes bias[(index / inner) % channels]
+  const T* bias_hi = nullptr;
+  index_t numel = 0;
+  index_t bias_inner = 1;
+  index_t bias_channels = 1;
+
+  INN_HD void finish(index_t index, Acc v0, Acc v1) const {
+    if (bias_lo != nullptr) {
+      const index_t channel = (index / bias_inner) % bias_channels;
+      v0 += Element<T>::load(bias_lo[channel]);
+      v1 += Element<T>::load(bias_hi[channel]);
+    }
+    lo[index] = Element<T>::store(v0);
+    hi[index] = Element<T>::store(v1);
+  }
+
+  INN_HD void store(int split, int splits, index_t index, Acc v0, Acc v1) const {
+    if (splits > 1) {
+      split_lo[split * numel + index] = v0;
+      split_hi[split * numel + index] = v1;
+    } else {
+      finish(index, v0, v1);
+    }
+  }
+};
+
+// Stages one operand tile ([kTileDepth][extent] in shared memory, both bounds) for depth indices
+// [t0, t0 + kTileDepth) ∩ [.., t_end) and rows/columns [first, first + extent) ∩ [.., limit);
+// everything outside is zero (a zero term adds nothing, and 0 * 0 cannot make a NaN).
+template <int kExtent, bool kAlongDepth, typename Load, typename Acc>
+__device__ __forceinline__ void stage_tile(Acc (&s0)[kTileDepth][kExtent + 1],
+                                           Acc (&s1)[kTileDepth][kExtent + 1], int tid,
+                                           index_t first, index_t limit, index_t t0,
+                                           index_t t_end, const Load& load) {
+#pragma unroll
+  for (int e = 0; e < kExtent * kTileDepth / kTileThreads; ++e) {
+    const int idx = tid + e * kTileThreads;
+    const int tt = kAlongDepth ? idx % kTileDepth : idx / kExtent;
+    const int rr = kAlongDepth ? idx / kTileDepth : idx % kExtent;
+    Acc v0 = Acc(0), v1 = Acc(0);
+    if (first + rr < limit && t0 + tt < t_end) load(first + rr, t0 + tt, v0, v1);
+    s0[tt][rr] = v0;
+    s1[tt][rr] = v1;
+  }
+}
+
+template <typename Problem, bool kNonneg>
+__global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Problem p) {
+  using Acc = typename Problem::Acc;
+  // +1 column: a depth-major store of consecutive depth indices does not hit one bank.
+  __shared__ Acc a0_s[kTileDepth][kTileRows + 1];
+  __shared__ Acc a1_s[kTileDepth][kTileRows + 1];
+  __shared__ Acc b0_s[kTileDepth][kTileCols + 1];
+  __shared__ Acc b1_s[kTileDepth][kTileCols + 1];
+
+  const TileShape& s = p.shape;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int tx = tid % kThreadsPerRow;
+  const int ty = tid / kThreadsPerRow;
+  index_t block = blockIdx.x;
+  const index_t col_tile = block % s.col_tiles;
+  block /= s.col_tiles;
+  const index_t row_tile = block % s.row_tiles;
+  const int g = static_cast<int>(block / s.row_tiles);
+  const int split = static_cast<int>(blockIdx.y);
+  const index_t r0 = row_tile * kTileRows;
+  const index_t c0 = col_tile * kTileCols;
+  const index_t t_begin = split * s.chunk;
+  const index_t t_end = t_begin + s.chunk < s.depth ? t_begin + s.chunk : s.depth;
+
+  Acc acc0[kThreadRows][kThreadCols], acc1[kThreadRows][kThreadCols];
+  Acc own0[kThreadRows][kThreadCols], own1[kThreadRows][kThreadCols];
+#pragma unroll
+  for (int i = 0; i < kThreadRows; ++i) {
+#pragma unroll
+    for (int j = 0; j < kThreadCols; ++j) {
+      acc0[i][j] = acc1[i][j] = own0[i][j] = own1[i][j] = Acc(0);
+      if constexpr (Problem::kKind != TermKind::kForward) {
+        const index_t r = r0 + ty + i * kThreadsPerCol, c = c0 + tx + j * kThreadsPerRow;
+        if (r < s.rows && c < s.cols) p.load_own(g, r, c, own0[i][j], own1[i][j]);
+      }
+    }
+  }
+
+  const auto load_a = [&](index_t r, index_t t, Acc& v0, Acc& v1) { p.load_a(g, r, t, v0, v1); };
+  const auto load_b = [&](index_t c, index_t t, Acc& v0, Acc& v1) { p.load_b(g, c, t, v0, v1); };
+  for (index_t t0 = t_begin; t0 < t_end; t0 += kTileDepth) {
+    stage_tile<kTileRows, Problem::kALoadsAlongDepth>(a0_s, a1_s, tid, r0, s.rows, t0, t_end,
+                                                       load_a);
+    stage_tile<kTileCols, Problem::kBLoadsAlongDepth>(b0_s, b1_s, tid, c0, s.cols, t0, t_end,
+                                                       load_b);
+    __syncthreads();
+#pragma unroll 4
+    for (int tt = 0; tt < kTileDepth; ++tt) {
+      Acc a0[kThreadRows], a1[kThreadRows], b0[kThreadCols], b1[kThreadCols];
+#pragma unroll
+      for (int i = 0; i < kThreadRows; ++i) {
+        a0[i] = a0_s[tt][ty + i * kThreadsPerCol];
+        a1[i] = a1_s[tt][ty + i * kThreadsPerCol];
+      }
+#pragma unroll
+      for (int j = 0; j < kThreadCols; ++j) {
+        b0[j] = b0_s[tt][tx + j * kThreadsPerRow];
+        b1[j] = b1_s[tt][tx + j * kThreadsPerRow];
+      }
+#pragma unroll
+      for (int i = 0; i < kThreadRows; ++i) {
+#pragma unroll
+        for (int j = 0; j < kThreadCols; ++j) {
+          if constexpr (Problem::kAFirst) {
+            accumulate_term<Problem::kKind, kNonneg>(a0[i], a1[i], b0[j], b1[j], own0[i][j],
+                                                     own1[i][j], acc0[i][j], acc1[i][j]);
+          } else {
+            accumulate_term<Problem::kKind, kNonneg>(b0[j], b1[j], a0[i], a1[i], own0[i][j],
+                                                     own1[i][j], acc0[i][j], acc1[i][j]);
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < kThreadRows; ++i) {
+#pragma unroll
+    for (int j = 0; j < kThreadCols; ++j) {
+      const index_t r = r0 + ty + i * kThreadsPerCol, c = c0 + tx + j * kThreadsPerRow;
+      if (r < s.rows && c < s.cols) {
+        p.out.store(split, s.splits, p.out_index(g, r, c), acc0[i][j], acc1[i][j]);
+      }
+    }
+  }
+}
+
+// Sums the depth slices of a split problem and runs the epilogue (grid-stride over elements).
+template <typename T>
+__global__ void __launch_bounds__(kTileThreads) split_reduce_kernel(const TileOutput<T> out,
+                                                                     int splits) {
+  using Acc = acc_t<T>;
+  const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < out.numel;
+       i += stride) {
+    Acc v0 = Acc(0), v1 = Acc(0);
+    for (int split = 0; split < splits; ++split) {
+      v0 += out.split_lo[split * out.numel + i];
+      v1 += out.split_hi[split * out.numel + i];
+    }
+    out.finish(i, v0, v1);
+  }
+}
+
+}  // namespace inn::kernels
