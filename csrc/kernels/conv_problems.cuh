@@ -29,15 +29,6 @@
 
 namespace inn::kernels {
 
-template <typename T>
-struct IntervalPointer {
-  const T* lo = nullptr;
-  const T* hi = nullptr;
-  INN_HD void load(index_t offset, acc_t<T>& v0, acc_t<T>& v1) const {
-    load_pair(lo, hi, offset, v0, v1);
-  }
-};
-
 struct ConvGeometry {
   index_t batch = 0;
   int groups = 1;

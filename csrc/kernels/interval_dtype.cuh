@@ -55,4 +55,14 @@ INN_HD void load_pair(const T* lo, const T* hi, index_t offset, acc_t<T>& v0, ac
   v1 = Element<T>::load(hi[offset]);
 }
 
+// An interval operand: both bounds, read at the same offsets.
+template <typename T>
+struct IntervalPointer {
+  const T* lo = nullptr;
+  const T* hi = nullptr;
+  INN_HD void load(index_t offset, acc_t<T>& v0, acc_t<T>& v1) const {
+    load_pair(lo, hi, offset, v0, v1);
+  }
+};
+
 }  // namespace inn::kernels
