@@ -10,7 +10,7 @@
 namespace inn::gpu {
 namespace {
 
-kernels::ConvGeometry conv2d_geometry(const char* op, const at::Tensor& x, const at::Tensor& w,
+kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x, const at::Tensor& w,
                                       at::IntArrayRef stride, at::IntArrayRef padding,
                                       at::IntArrayRef dilation, int64_t groups) {
   TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C, H, W), got shape ", x.sizes());
@@ -24,30 +24,18 @@ kernels::ConvGeometry conv2d_geometry(const char* op, const at::Tensor& x, const
   TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1 && dilation[0] >= 1 && dilation[1] >= 1 &&
                   padding[0] >= 0 && padding[1] >= 0,
               op, ": stride and dilation must be >= 1 and padding >= 0");
-  kernels::ConvGeometry geo;
-  geo.batch = x.size(0);
-  geo.groups = to_int(op, "groups", groups);
-  geo.big_c = to_int(op, "channels", x.size(1));
-  geo.big_h = to_int(op, "height", x.size(2));
-  geo.big_w = to_int(op, "width", x.size(3));
-  geo.small_c = to_int(op, "output channels", w.size(0));
-  geo.kernel_h = to_int(op, "kernel height", w.size(2));
-  geo.kernel_w = to_int(op, "kernel width", w.size(3));
-  geo.stride_h = to_int(op, "stride", stride[0]);
-  geo.stride_w = to_int(op, "stride", stride[1]);
-  geo.pad_h = to_int(op, "padding", padding[0]);
-  geo.pad_w = to_int(op, "padding", padding[1]);
-  geo.dil_h = to_int(op, "dilation", dilation[0]);
-  geo.dil_w = to_int(op, "dilation", dilation[1]);
-  const int64_t out_h = (x.size(2) + 2 * padding[0] - dilation[0] * (w.size(2) - 1) - 1) /
-                            stride[0] + 1;
-  const int64_t out_w = (x.size(3) + 2 * padding[1] - dilation[1] * (w.size(3) - 1) - 1) /
-                            stride[1] + 1;
+  for (int64_t v : {x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
+                    stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]}) {
+    to_int(op, "a size or argument", v);
+  }
+  const int64_t out_h =
+      kernels::conv_output_size(x.size(2), w.size(2), stride[0], padding[0], dilation[0]);
+  const int64_t out_w =
+      kernels::conv_output_size(x.size(3), w.size(3), stride[1], padding[1], dilation[1]);
   TORCH_CHECK(out_h >= 1 && out_w >= 1, op, ": the padded input ", x.sizes(),
               " is smaller than the dilated kernel");
-  geo.small_h = to_int(op, "output height", out_h);
-  geo.small_w = to_int(op, "output width", out_w);
-  return geo;
+  return kernels::conv2d_geometry(x.sizes().data(), w.sizes().data(), stride.data(),
+                                  padding.data(), dilation.data(), groups);
 }
 
 Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
@@ -59,7 +47,7 @@ Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   const c10::cuda::CUDAGuard guard(x_lo.device());
   check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
-      conv2d_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
+      checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
   const auto x = contiguous_pair(x_lo, x_hi);
   const auto w = contiguous_pair(w_lo, w_hi);
   const auto bias = bias_pair(op, b_lo, b_hi, geo.small_c);
@@ -90,7 +78,7 @@ Pair conv2d_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& g
   check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
                       {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
-      conv2d_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
+      checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
   const std::vector<int64_t> y_shape{geo.batch, geo.small_c, geo.small_h, geo.small_w};
   TORCH_CHECK(grad_lo.sizes() == y_shape && grad_hi.sizes() == y_shape, op, ": grad has shape ",
               grad_lo.sizes(), ", expected the output shape ", at::IntArrayRef(y_shape));

@@ -184,6 +184,71 @@ struct ConvWeightOut {
   }
 };
 
+// ---------------------------------------------------------------------------- geometry (host)
+// From tensor sizes and op arguments; the launchers validate them first (shapes, groups, ranges).
+
+inline index_t conv_output_size(index_t size, index_t kernel, index_t stride, index_t padding,
+                                index_t dilation) {
+  return (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+}
+
+inline index_t conv_transpose_output_size(index_t size, index_t kernel, index_t stride,
+                                          index_t padding, index_t output_padding,
+                                          index_t dilation) {
+  return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1;
+}
+
+// Sizes and arguments come as arrays of any integer type (int64_t from ATen, long long from C).
+template <typename I>
+void set_kernel_config(ConvGeometry& geo, const I* w, const I* stride, const I* padding,
+                       const I* dilation, index_t groups) {
+  geo.groups = static_cast<int>(groups);
+  geo.kernel_h = static_cast<int>(w[2]);
+  geo.kernel_w = static_cast<int>(w[3]);
+  geo.stride_h = static_cast<int>(stride[0]);
+  geo.stride_w = static_cast<int>(stride[1]);
+  geo.pad_h = static_cast<int>(padding[0]);
+  geo.pad_w = static_cast<int>(padding[1]);
+  geo.dil_h = static_cast<int>(dilation[0]);
+  geo.dil_w = static_cast<int>(dilation[1]);
+}
+
+// conv2d: x (N, C, H, W) is the big image, w (C_out, C / groups, kh, kw), y the small one.
+template <typename I>
+ConvGeometry conv2d_geometry(const I* x, const I* w, const I* stride, const I* padding,
+                             const I* dilation, index_t groups) {
+  ConvGeometry geo;
+  set_kernel_config(geo, w, stride, padding, dilation, groups);
+  geo.batch = x[0];
+  geo.big_c = static_cast<int>(x[1]);
+  geo.big_h = static_cast<int>(x[2]);
+  geo.big_w = static_cast<int>(x[3]);
+  geo.small_c = static_cast<int>(w[0]);
+  geo.small_h = static_cast<int>(conv_output_size(x[2], w[2], stride[0], padding[0], dilation[0]));
+  geo.small_w = static_cast<int>(conv_output_size(x[3], w[3], stride[1], padding[1], dilation[1]));
+  return geo;
+}
+
+// conv_transpose2d: x (N, C_in, H, W) is the small image, w (C_in, C_out / groups, kh, kw), y the
+// big one.
+template <typename I>
+ConvGeometry conv_transpose2d_geometry(const I* x, const I* w, const I* stride, const I* padding,
+                                       const I* output_padding, index_t groups,
+                                       const I* dilation) {
+  ConvGeometry geo;
+  set_kernel_config(geo, w, stride, padding, dilation, groups);
+  geo.batch = x[0];
+  geo.small_c = static_cast<int>(x[1]);
+  geo.small_h = static_cast<int>(x[2]);
+  geo.small_w = static_cast<int>(x[3]);
+  geo.big_c = static_cast<int>(w[1] * groups);
+  geo.big_h = static_cast<int>(conv_transpose_output_size(x[2], w[2], stride[0], padding[0],
+                                                          output_padding[0], dilation[0]));
+  geo.big_w = static_cast<int>(conv_transpose_output_size(x[3], w[3], stride[1], padding[1],
+                                                          output_padding[1], dilation[1]));
+  return geo;
+}
+
 // ------------------------------------------------------------------------------------ builders
 // Operands and outputs are contiguous NCHW images and (small_c, big_c / groups, kh, kw) weights.
 

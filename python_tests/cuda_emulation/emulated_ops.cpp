@@ -115,9 +115,24 @@ int emu_linear(int op, int dtype, int nonneg, int sm_count, long long min_split_
   });
 }
 
-// geometry = {batch, groups, big_c, big_h, big_w, small_c, small_h, small_w, kernel_h, kernel_w,
-//             stride_h, stride_w, pad_h, pad_w, dil_h, dil_w}; conv2d: big = x, small = y;
-// conv_transpose2d (transposed = 1): big = y, small = x.
+// The geometry the launchers derive from sizes and arguments (conv_problems.cuh), as 16 numbers:
+// {batch, groups, big_c, big_h, big_w, small_c, small_h, small_w, kernel_h, kernel_w, stride_h,
+//  stride_w, pad_h, pad_w, dil_h, dil_w}. conv2d: config = {stride, padding, dilation} (6);
+// conv_transpose2d: config = {stride, padding, output_padding, dilation} (8).
+void emu_conv_geometry(int transposed, const long long* x, const long long* w,
+                       const long long* config, long long groups, long long* geometry) {
+  const ConvGeometry geo =
+      transposed ? conv_transpose2d_geometry(x, w, config, config + 2, config + 4, groups,
+                                             config + 6)
+                 : conv2d_geometry(x, w, config, config + 2, config + 4, groups);
+  const int fields[] = {geo.groups,   geo.big_c,    geo.big_h,    geo.big_w,    geo.small_c,
+                        geo.small_h,  geo.small_w,  geo.kernel_h, geo.kernel_w, geo.stride_h,
+                        geo.stride_w, geo.pad_h,    geo.pad_w,    geo.dil_h,    geo.dil_w};
+  geometry[0] = geo.batch;
+  for (int i = 0; i < 15; ++i) geometry[i + 1] = fields[i];
+}
+
+// geometry: as emu_conv_geometry returns it; transposed = 1 runs the conv_transpose2d ops.
 int emu_conv(int transposed, int op, int dtype, int nonneg, int sm_count,
              long long min_split_depth, const long long* geometry, const void* const* in,
              void* out_lo, void* out_hi) {

@@ -160,15 +160,20 @@ class EmulatedKernels:
             ctypes.c_void_p(out_hi.data_ptr())))
         return out_lo, out_hi
 
-    @staticmethod
-    def _conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups):
-        batch, channels, height, width = x_shape
-        out_channels, _, kh, kw = w_shape
-        out_h = (height + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-        out_w = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        geometry = [batch, groups, channels, height, width, out_channels, out_h, out_w, kh, kw,
-                    *stride, *padding, *dilation]
-        return geometry, (batch, out_channels, out_h, out_w)
+    def _geometry(self, transposed, x_shape, w_shape, config, groups):
+        """The launchers' geometry (conv_problems.cuh) and the output shape it implies."""
+        geometry = (ctypes.c_longlong * 16)()
+        self.lib.emu_conv_geometry(int(transposed), (ctypes.c_longlong * 4)(*x_shape),
+                                   (ctypes.c_longlong * 4)(*w_shape),
+                                   (ctypes.c_longlong * len(config))(*config),
+                                   ctypes.c_longlong(groups), geometry)
+        batch, _, big_c, big_h, big_w, small_c, small_h, small_w = geometry[:8]
+        y_shape = (batch, big_c, big_h, big_w) if transposed else (batch, small_c, small_h,
+                                                                   small_w)
+        return list(geometry), y_shape
+
+    def _conv2d_geometry(self, x_shape, w_shape, stride, padding, dilation, groups):
+        return self._geometry(False, x_shape, w_shape, (*stride, *padding, *dilation), groups)
 
     def interval_conv2d(self, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding, dilation,
                         groups, input_nonneg=False):
@@ -191,19 +196,10 @@ class EmulatedKernels:
         return self._conv(False, WEIGHT_GRAD, geometry, [g_lo, g_hi, x_lo, x_hi, w_lo, w_hi],
                           input_nonneg, w_lo.shape, x_lo.dtype)
 
-    @staticmethod
-    def _conv_transpose2d_geometry(x_shape, w_shape, stride, padding, output_padding, groups,
-                                   dilation):
-        batch, channels, height, width = x_shape
-        _, out_per_group, kh, kw = w_shape
-        out_h = (height - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) \
-            + output_padding[0] + 1
-        out_w = (width - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) \
-            + output_padding[1] + 1
-        out_channels = out_per_group * groups
-        geometry = [batch, groups, out_channels, out_h, out_w, channels, height, width, kh, kw,
-                    *stride, *padding, *dilation]
-        return geometry, (batch, out_channels, out_h, out_w)
+    def _conv_transpose2d_geometry(self, x_shape, w_shape, stride, padding, output_padding,
+                                   groups, dilation):
+        return self._geometry(True, x_shape, w_shape,
+                              (*stride, *padding, *output_padding, *dilation), groups)
 
     def interval_conv_transpose2d(self, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding,
                                   output_padding, groups, dilation, input_nonneg=False):
