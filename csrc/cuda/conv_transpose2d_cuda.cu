@@ -4,6 +4,8 @@
 // input gradient the conv2d forward one.
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "../backend_registry.h"
 #include "../kernels/conv_problems.cuh"
 #include "cuda_launch.cuh"
@@ -34,6 +36,9 @@ kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x,
                     output_padding[1], dilation[0], dilation[1]}) {
     to_int(op, "a size or argument", v);
   }
+  // depth indices over (channel, tap) are decoded in 32 bits
+  to_int(op, "channels x kernel taps",
+         std::max(x.size(1), w.size(1) * groups) * w.size(2) * w.size(3));
   const int64_t out_h = kernels::conv_transpose_output_size(x.size(2), w.size(2), stride[0],
                                                             padding[0], output_padding[0],
                                                             dilation[0]);

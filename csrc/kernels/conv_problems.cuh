@@ -32,60 +32,58 @@ namespace inn::kernels {
 struct ConvGeometry {
   index_t batch = 0;
   int groups = 1;
-  int big_c = 0, big_h = 0, big_w = 0;      // channels: all groups
+  int big_c = 0, big_h = 0, big_w = 0;  // channels: all groups
   int small_c = 0, small_h = 0, small_w = 0;
   int kernel_h = 1, kernel_w = 1;
   int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
 
   INN_HD int big_per_group() const { return big_c / groups; }
   INN_HD int small_per_group() const { return small_c / groups; }
-  INN_HD int kernel_size() const { return kernel_h * kernel_w; }
+  INN_HD int taps() const { return kernel_h * kernel_w; }
   INN_HD index_t big_pixels() const { return static_cast<index_t>(big_h) * big_w; }
   INN_HD index_t small_pixels() const { return static_cast<index_t>(small_h) * small_w; }
-
-  // Offset of (batch b, channel c, pixel in image) in an NCHW image of `channels` channels.
-  INN_HD static index_t image_offset(index_t b, int channels, int c, index_t pixels,
-                                     index_t pixel) {
-    return (b * channels + c) * pixels + pixel;
-  }
-
-  // The big image element that small pixel `p` (over batch x small image) meets through kernel
-  // tap `tap` (kh * kernel_w + kw) in big channel `c` (absolute); -1 outside the image.
-  INN_HD index_t big_offset_from_small(index_t p, int c, int tap) const {
-    const index_t b = p / small_pixels();
-    const index_t rest = p - b * small_pixels();
-    const int sh = static_cast<int>(rest / small_w), sw = static_cast<int>(rest % small_w);
-    const int bh = sh * stride_h - pad_h + (tap / kernel_w) * dil_h;
-    const int bw = sw * stride_w - pad_w + (tap % kernel_w) * dil_w;
-    if (bh < 0 || bh >= big_h || bw < 0 || bw >= big_w) return -1;
-    return image_offset(b, big_c, c, big_pixels(), static_cast<index_t>(bh) * big_w + bw);
-  }
-
-  // The small image element that big pixel `q` (over batch x big image) comes from through kernel
-  // tap `tap` in small channel `c` (absolute); -1 where there is none.
-  INN_HD index_t small_offset_from_big(index_t q, int c, int tap) const {
-    const index_t b = q / big_pixels();
-    const index_t rest = q - b * big_pixels();
-    const int nh = static_cast<int>(rest / big_w) + pad_h - (tap / kernel_w) * dil_h;
-    const int nw = static_cast<int>(rest % big_w) + pad_w - (tap % kernel_w) * dil_w;
-    if (nh < 0 || nw < 0 || nh % stride_h != 0 || nw % stride_w != 0) return -1;
-    const int sh = nh / stride_h, sw = nw / stride_w;
-    if (sh >= small_h || sw >= small_w) return -1;
-    return image_offset(b, small_c, c, small_pixels(), static_cast<index_t>(sh) * small_w + sw);
-  }
-
-  // Weight element (small channel absolute, big channel in group, tap).
-  INN_HD index_t weight_offset(int small_channel, int big_in_group, int tap) const {
-    return (static_cast<index_t>(small_channel) * big_per_group() + big_in_group) * kernel_size() +
-           tap;
-  }
-
-  // Offset in an NCHW image of element `pixel` (over batch x image) in channel c.
-  INN_HD static index_t pixel_offset(index_t pixel, index_t pixels, int channels, int c) {
-    const index_t b = pixel / pixels;
-    return image_offset(b, channels, c, pixels, pixel - b * pixels);
-  }
 };
+
+// q = a / b and r = a % b (a >= 0, b > 0), in 32 bits when both fit: far cheaper on a GPU.
+INN_HD void divmod(index_t a, index_t b, index_t& q, index_t& r) {
+  if (a <= 0xffffffffLL && b <= 0xffffffffLL) {
+    const unsigned ua = static_cast<unsigned>(a), ub = static_cast<unsigned>(b);
+    const unsigned uq = ua / ub;
+    q = uq;
+    r = ua - uq * ub;
+  } else {
+    q = a / b;
+    r = a - q * b;
+  }
+}
+
+// A channel-tap depth index (channel * taps + tap; fits an int, the launchers check) split into
+// channel, kernel row and kernel column.
+struct ChannelTap {
+  int channel, kh, kw;
+};
+
+INN_HD ChannelTap channel_tap(const ConvGeometry& geo, index_t t) {
+  const int ti = static_cast<int>(t);
+  const int taps = geo.taps();
+  const int channel = ti / taps;
+  const int tap = ti - channel * taps;
+  const int kh = tap / geo.kernel_w;
+  return {channel, kh, tap - kh * geo.kernel_w};
+}
+
+// A pixel index over batch x image split into batch and row/column.
+struct Pixel {
+  index_t batch;
+  int h, w;
+};
+
+INN_HD Pixel pixel_of(index_t p, index_t pixels, int width) {
+  index_t batch, rest;
+  divmod(p, pixels, batch, rest);
+  const int h = static_cast<int>(rest / width);
+  return {batch, h, static_cast<int>(rest) - h * width};
+}
 
 template <typename Elem, TermKind kTermKind>
 struct ConvSmallOut {
@@ -100,19 +98,41 @@ struct ConvSmallOut {
   ConvGeometry geo;
   IntervalPointer<T> weight, big, own;
 
-  INN_HD void load_a(int g, index_t s, index_t t, Acc& v0, Acc& v1) const {
-    const int sg = geo.small_per_group();
-    weight.load((static_cast<index_t>(g) * sg + s) * shape.depth + t, v0, v1);
+  // A: the weights of small channel s: contiguous over (big channel in group, tap).
+  using ACursor = index_t;
+  INN_HD ACursor a_cursor(int g, index_t s) const {
+    return (static_cast<index_t>(g) * geo.small_per_group() + s) * shape.depth;
   }
-  INN_HD void load_b(int g, index_t p, index_t t, Acc& v0, Acc& v1) const {
-    const int k = geo.kernel_size();
-    const int c = g * geo.big_per_group() + static_cast<int>(t / k);
-    const index_t offset = geo.big_offset_from_small(p, c, static_cast<int>(t % k));
-    if (offset >= 0) big.load(offset, v0, v1);
+  INN_HD void load_a(ACursor row, index_t t, Acc& v0, Acc& v1) const {
+    weight.load(row + t, v0, v1);
   }
+
+  // B: the big image around small pixel p (its group's first channel, top-left tap position).
+  struct BCursor {
+    index_t image;
+    int h0, w0;
+  };
+  INN_HD BCursor b_cursor(int g, index_t p) const {
+    const Pixel px = pixel_of(p, geo.small_pixels(), geo.small_w);
+    return {(px.batch * geo.big_c + static_cast<index_t>(g) * geo.big_per_group()) *
+                geo.big_pixels(),
+            px.h * geo.stride_h - geo.pad_h, px.w * geo.stride_w - geo.pad_w};
+  }
+  INN_HD void load_b(const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
+    const ChannelTap ct = channel_tap(geo, t);
+    const int h = at.h0 + ct.kh * geo.dil_h;
+    const int w = at.w0 + ct.kw * geo.dil_w;
+    if (h < 0 || h >= geo.big_h || w < 0 || w >= geo.big_w) return;  // zero padding
+    big.load(at.image + ct.channel * geo.big_pixels() + static_cast<index_t>(h) * geo.big_w + w,
+             v0, v1);
+  }
+
   INN_HD index_t out_index(int g, index_t s, index_t p) const {
-    return ConvGeometry::pixel_offset(p, geo.small_pixels(), geo.small_c,
-                                      g * geo.small_per_group() + static_cast<int>(s));
+    index_t batch, pixel;
+    divmod(p, geo.small_pixels(), batch, pixel);
+    return (batch * geo.small_c + static_cast<index_t>(g) * geo.small_per_group() + s) *
+               geo.small_pixels() +
+           pixel;
   }
   INN_HD void load_own(int g, index_t s, index_t p, Acc& v0, Acc& v1) const {
     own.load(out_index(g, s, p), v0, v1);
@@ -132,20 +152,50 @@ struct ConvBigOut {
   ConvGeometry geo;
   IntervalPointer<T> weight, small, own;
 
-  INN_HD void load_a(int g, index_t bc, index_t t, Acc& v0, Acc& v1) const {
-    const int k = geo.kernel_size();
-    const int s = g * geo.small_per_group() + static_cast<int>(t / k);
-    weight.load(geo.weight_offset(s, static_cast<int>(bc), static_cast<int>(t % k)), v0, v1);
+  // A: the weights of big channel bc over (small channel in group, tap): weight[g Sg + s][bc][tap].
+  using ACursor = index_t;
+  INN_HD ACursor a_cursor(int g, index_t bc) const {
+    return (static_cast<index_t>(g) * geo.small_per_group() * geo.big_per_group() + bc) *
+           geo.taps();
   }
-  INN_HD void load_b(int g, index_t q, index_t t, Acc& v0, Acc& v1) const {
-    const int k = geo.kernel_size();
-    const int c = g * geo.small_per_group() + static_cast<int>(t / k);
-    const index_t offset = geo.small_offset_from_big(q, c, static_cast<int>(t % k));
-    if (offset >= 0) small.load(offset, v0, v1);
+  INN_HD void load_a(ACursor column, index_t t, Acc& v0, Acc& v1) const {
+    const int ti = static_cast<int>(t);
+    const int s = ti / geo.taps();
+    weight.load(column + static_cast<index_t>(s) * geo.big_per_group() * geo.taps() +
+                    (ti - s * geo.taps()),
+                v0, v1);
   }
+
+  // B: the small image seen from big pixel q (its group's first channel, padded coordinates).
+  struct BCursor {
+    index_t image;
+    int h0, w0;
+  };
+  INN_HD BCursor b_cursor(int g, index_t q) const {
+    const Pixel px = pixel_of(q, geo.big_pixels(), geo.big_w);
+    return {(px.batch * geo.small_c + static_cast<index_t>(g) * geo.small_per_group()) *
+                geo.small_pixels(),
+            px.h + geo.pad_h, px.w + geo.pad_w};
+  }
+  INN_HD void load_b(const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
+    const ChannelTap ct = channel_tap(geo, t);
+    const int nh = at.h0 - ct.kh * geo.dil_h;
+    const int nw = at.w0 - ct.kw * geo.dil_w;
+    // big = small * stride - padding + tap * dilation has no solution inside the small image
+    if (nh < 0 || nw < 0 || nh % geo.stride_h != 0 || nw % geo.stride_w != 0) return;
+    const int h = nh / geo.stride_h, w = nw / geo.stride_w;
+    if (h >= geo.small_h || w >= geo.small_w) return;
+    small.load(at.image + ct.channel * geo.small_pixels() + static_cast<index_t>(h) * geo.small_w +
+                   w,
+               v0, v1);
+  }
+
   INN_HD index_t out_index(int g, index_t bc, index_t q) const {
-    return ConvGeometry::pixel_offset(q, geo.big_pixels(), geo.big_c,
-                                      g * geo.big_per_group() + static_cast<int>(bc));
+    index_t batch, pixel;
+    divmod(q, geo.big_pixels(), batch, pixel);
+    return (batch * geo.big_c + static_cast<index_t>(g) * geo.big_per_group() + bc) *
+               geo.big_pixels() +
+           pixel;
   }
   INN_HD void load_own(int g, index_t bc, index_t q, Acc& v0, Acc& v1) const {
     own.load(out_index(g, bc, q), v0, v1);
@@ -165,17 +215,37 @@ struct ConvWeightOut {
   ConvGeometry geo;
   IntervalPointer<T> small, big, own;
 
-  INN_HD void load_a(int g, index_t s, index_t p, Acc& v0, Acc& v1) const {
-    small.load(ConvGeometry::pixel_offset(p, geo.small_pixels(), geo.small_c,
-                                          g * geo.small_per_group() + static_cast<int>(s)),
-               v0, v1);
+  // A: small channel s of the small image, walked over batch x pixels.
+  using ACursor = index_t;
+  INN_HD ACursor a_cursor(int g, index_t s) const {
+    return (static_cast<index_t>(g) * geo.small_per_group() + s) * geo.small_pixels();
   }
-  INN_HD void load_b(int g, index_t col, index_t p, Acc& v0, Acc& v1) const {
-    const int k = geo.kernel_size();
-    const int c = g * geo.big_per_group() + static_cast<int>(col / k);
-    const index_t offset = geo.big_offset_from_small(p, c, static_cast<int>(col % k));
-    if (offset >= 0) big.load(offset, v0, v1);
+  INN_HD void load_a(ACursor channel, index_t p, Acc& v0, Acc& v1) const {
+    index_t batch, pixel;
+    divmod(p, geo.small_pixels(), batch, pixel);
+    small.load(batch * geo.small_c * geo.small_pixels() + channel + pixel, v0, v1);
   }
+
+  // B: big channel and tap of weight column `col`, walked over the small pixels it meets.
+  struct BCursor {
+    index_t channel;
+    int h_offset, w_offset;
+  };
+  INN_HD BCursor b_cursor(int g, index_t col) const {
+    const ChannelTap ct = channel_tap(geo, col);
+    return {(static_cast<index_t>(g) * geo.big_per_group() + ct.channel) * geo.big_pixels(),
+            ct.kh * geo.dil_h - geo.pad_h, ct.kw * geo.dil_w - geo.pad_w};
+  }
+  INN_HD void load_b(const BCursor& at, index_t p, Acc& v0, Acc& v1) const {
+    const Pixel px = pixel_of(p, geo.small_pixels(), geo.small_w);
+    const int h = px.h * geo.stride_h + at.h_offset;
+    const int w = px.w * geo.stride_w + at.w_offset;
+    if (h < 0 || h >= geo.big_h || w < 0 || w >= geo.big_w) return;  // zero padding
+    big.load(px.batch * geo.big_c * geo.big_pixels() + at.channel +
+                 static_cast<index_t>(h) * geo.big_w + w,
+             v0, v1);
+  }
+
   INN_HD index_t out_index(int g, index_t s, index_t col) const {
     return (static_cast<index_t>(g) * geo.small_per_group() + s) * shape.cols + col;
   }
@@ -183,6 +253,8 @@ struct ConvWeightOut {
     own.load(out_index(g, s, col), v0, v1);
   }
 };
+
+#ifndef __CUDACC_RTC__  // host side: geometry and problem builders (NVRTC compiles kernels only)
 
 // ---------------------------------------------------------------------------- geometry (host)
 // From tensor sizes and op arguments; the launchers validate them first (shapes, groups, ranges).
@@ -270,7 +342,7 @@ ConvSmallOut<T, kKind> conv_small_out_problem(const ConvGeometry& geo, IntervalP
                                               T* out_lo, T* out_hi) {
   auto p = conv_problem<ConvSmallOut<T, kKind>>(
       geo, geo.small_per_group(), geo.batch * geo.small_pixels(),
-      static_cast<index_t>(geo.big_per_group()) * geo.kernel_size());
+      static_cast<index_t>(geo.big_per_group()) * geo.taps());
   p.weight = weight;
   p.big = big;
   p.own = own;
@@ -287,7 +359,7 @@ ConvBigOut<T, kKind> conv_big_out_problem(const ConvGeometry& geo, IntervalPoint
                                           T* out_lo, T* out_hi) {
   auto p = conv_problem<ConvBigOut<T, kKind>>(
       geo, geo.big_per_group(), geo.batch * geo.big_pixels(),
-      static_cast<index_t>(geo.small_per_group()) * geo.kernel_size());
+      static_cast<index_t>(geo.small_per_group()) * geo.taps());
   p.weight = weight;
   p.small = small;
   p.own = own;
@@ -306,7 +378,7 @@ ConvWeightOut<T, kSmallIsGrad> conv_weight_out_problem(const ConvGeometry& geo,
                                                        T* out_hi) {
   auto p = conv_problem<ConvWeightOut<T, kSmallIsGrad>>(
       geo, geo.small_per_group(),
-      static_cast<index_t>(geo.big_per_group()) * geo.kernel_size(),
+      static_cast<index_t>(geo.big_per_group()) * geo.taps(),
       geo.batch * geo.small_pixels());
   p.small = small;
   p.big = big;
@@ -367,5 +439,7 @@ ConvWeightOut<T, false> conv_transpose2d_weight_grad_problem(const ConvGeometry&
                                                              T* dw_hi) {
   return conv_weight_out_problem<T, false>(geo, x, grad, w, dw_lo, dw_hi);
 }
+
+#endif  // __CUDACC_RTC__
 
 }  // namespace inn::kernels

@@ -6,7 +6,9 @@
 //
 // A block computes a kTileRows x kTileCols tile of BOTH accumulators: per depth step of
 // kTileDepth it stages the A and B tiles (both bounds, converted to the accumulator type) in shared
-// memory, then each thread updates its kThreadRows x kThreadCols register tile. Thread (ty, tx)
+// memory, then each thread updates its kThreadRows x kThreadCols register tile; the global loads
+// of the next step are issued before that compute (register prefetch), so their latency overlaps
+// it. Thread (ty, tx)
 // owns rows ty + 16 i and columns tx + 16 j, so a warp reads A tiles as broadcasts, B tiles without
 // bank conflicts, and stores 16 consecutive columns. Split-K: blockIdx.y selects a slice of the
 // depth; with more than one slice the partial sums go to a workspace that split_reduce_kernel sums
@@ -21,8 +23,12 @@
 //   kBLoadsAlongDepth (the operand is contiguous along the depth index: consecutive threads then
 //   load consecutive depth indices, else consecutive rows/columns; speed only);
 //   TileShape shape; TileOutput<T> out;
-//   void load_a(int g, index_t row, index_t t, Acc&, Acc&), load_b(g, col, t, ...),
-//   load_own(g, row, col, ...) (gradients only); index_t out_index(int g, index_t row, index_t col).
+//   ACursor a_cursor(int g, index_t row); void load_a(const ACursor&, index_t t, Acc&, Acc&);
+//   BCursor b_cursor(int g, index_t col); void load_b(const BCursor&, index_t t, Acc&, Acc&);
+//   void load_own(int g, index_t row, index_t col, Acc&, Acc&) (gradients only);
+//   index_t out_index(int g, index_t row, index_t col).
+// A cursor holds what a row (column) needs to find its operand elements, decoded once per block
+// (image coordinates, base offsets), so the loads in the depth loop do little index arithmetic.
 #pragma once
 
 #include "interval_terms.cuh"
@@ -84,29 +90,30 @@ struct TileOutput {
   }
 };
 
-// Stages one operand tile ([kTileDepth][extent] in shared memory, both bounds) for depth indices
-// [t0, t0 + kTileDepth) ∩ [.., t_end) and rows/columns [first, first + extent) ∩ [.., limit);
-// everything outside is zero (a zero term adds nothing, and 0 * 0 cannot make a NaN).
-template <int kExtent, bool kAlongDepth, typename Load, typename Acc>
-__device__ __forceinline__ void stage_tile(Acc (&s0)[kTileDepth][kExtent + 1],
-                                           Acc (&s1)[kTileDepth][kExtent + 1], int tid,
-                                           index_t first, index_t limit, index_t t0,
-                                           index_t t_end, const Load& load) {
-#pragma unroll
-  for (int e = 0; e < kExtent * kTileDepth / kTileThreads; ++e) {
-    const int idx = tid + e * kTileThreads;
-    const int tt = kAlongDepth ? idx % kTileDepth : idx / kExtent;
-    const int rr = kAlongDepth ? idx / kTileDepth : idx % kExtent;
-    Acc v0 = Acc(0), v1 = Acc(0);
-    if (first + rr < limit && t0 + tt < t_end) load(first + rr, t0 + tt, v0, v1);
-    s0[tt][rr] = v0;
-    s1[tt][rr] = v1;
+// Which elements of a [kTileDepth][kExtent] operand tile thread `tid` loads: kLoads of them, e.
+// Along the depth, consecutive threads take consecutive depth indices and a thread's elements lie
+// in kLoads different rows; otherwise consecutive threads take consecutive rows and a thread keeps
+// one row, so it needs a single cursor.
+template <int kExtent, bool kAlongDepth>
+struct StageLayout {
+  static constexpr int kLoads = kExtent * kTileDepth / kTileThreads;
+  static constexpr int kCursors = kAlongDepth ? kLoads : 1;
+  static_assert(kTileThreads % kExtent == 0 && kTileThreads % kTileDepth == 0,
+                "a thread's elements keep their depth (along the depth) or row (otherwise)");
+  static INN_HD int depth(int tid, int e) {
+    return kAlongDepth ? tid % kTileDepth : tid / kExtent + e * (kTileThreads / kExtent);
   }
-}
+  static INN_HD int row(int tid, int e) {
+    return kAlongDepth ? tid / kTileDepth + e * (kTileThreads / kTileDepth) : tid % kExtent;
+  }
+  static INN_HD int cursor(int e) { return kAlongDepth ? e : 0; }
+};
 
 template <typename Problem, bool kNonneg>
 __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Problem p) {
   using Acc = typename Problem::Acc;
+  using ALayout = StageLayout<kTileRows, Problem::kALoadsAlongDepth>;
+  using BLayout = StageLayout<kTileCols, Problem::kBLoadsAlongDepth>;
   // +1 column: a depth-major store of consecutive depth indices does not hit one bank.
   __shared__ Acc a0_s[kTileDepth][kTileRows + 1];
   __shared__ Acc a1_s[kTileDepth][kTileRows + 1];
@@ -142,14 +149,61 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
     }
   }
 
-  const auto load_a = [&](index_t r, index_t t, Acc& v0, Acc& v1) { p.load_a(g, r, t, v0, v1); };
-  const auto load_b = [&](index_t c, index_t t, Acc& v0, Acc& v1) { p.load_b(g, c, t, v0, v1); };
+  // Cursors of the rows (columns) this thread stages; outside the output they are never read.
+  typename Problem::ACursor a_cursor[ALayout::kCursors];
+  typename Problem::BCursor b_cursor[BLayout::kCursors];
+  bool a_inside[ALayout::kCursors], b_inside[BLayout::kCursors];
+#pragma unroll
+  for (int c = 0; c < ALayout::kCursors; ++c) {
+    const index_t r = r0 + ALayout::row(tid, c);
+    a_inside[c] = r < s.rows;
+    a_cursor[c] = p.a_cursor(g, a_inside[c] ? r : r0);
+  }
+#pragma unroll
+  for (int c = 0; c < BLayout::kCursors; ++c) {
+    const index_t col = c0 + BLayout::row(tid, c);
+    b_inside[c] = col < s.cols;
+    b_cursor[c] = p.b_cursor(g, b_inside[c] ? col : c0);
+  }
+
+  // The next depth step's elements, loaded into registers while the current one is computed.
+  // Outside the output or the depth slice they are zero (a zero term adds nothing, and 0 * 0
+  // cannot make a NaN).
+  Acc a_next0[ALayout::kLoads], a_next1[ALayout::kLoads];
+  Acc b_next0[BLayout::kLoads], b_next1[BLayout::kLoads];
+  const auto fetch = [&](index_t t0) {
+#pragma unroll
+    for (int e = 0; e < ALayout::kLoads; ++e) {
+      const index_t t = t0 + ALayout::depth(tid, e);
+      a_next0[e] = a_next1[e] = Acc(0);
+      if (a_inside[ALayout::cursor(e)] && t < t_end) {
+        p.load_a(a_cursor[ALayout::cursor(e)], t, a_next0[e], a_next1[e]);
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < BLayout::kLoads; ++e) {
+      const index_t t = t0 + BLayout::depth(tid, e);
+      b_next0[e] = b_next1[e] = Acc(0);
+      if (b_inside[BLayout::cursor(e)] && t < t_end) {
+        p.load_b(b_cursor[BLayout::cursor(e)], t, b_next0[e], b_next1[e]);
+      }
+    }
+  };
+
+  if (t_begin < t_end) fetch(t_begin);
   for (index_t t0 = t_begin; t0 < t_end; t0 += kTileDepth) {
-    stage_tile<kTileRows, Problem::kALoadsAlongDepth>(a0_s, a1_s, tid, r0, s.rows, t0, t_end,
-                                                       load_a);
-    stage_tile<kTileCols, Problem::kBLoadsAlongDepth>(b0_s, b1_s, tid, c0, s.cols, t0, t_end,
-                                                       load_b);
+#pragma unroll
+    for (int e = 0; e < ALayout::kLoads; ++e) {
+      a0_s[ALayout::depth(tid, e)][ALayout::row(tid, e)] = a_next0[e];
+      a1_s[ALayout::depth(tid, e)][ALayout::row(tid, e)] = a_next1[e];
+    }
+#pragma unroll
+    for (int e = 0; e < BLayout::kLoads; ++e) {
+      b0_s[BLayout::depth(tid, e)][BLayout::row(tid, e)] = b_next0[e];
+      b1_s[BLayout::depth(tid, e)][BLayout::row(tid, e)] = b_next1[e];
+    }
     __syncthreads();
+    if (t0 + kTileDepth < t_end) fetch(t0 + kTileDepth);
 #pragma unroll 4
     for (int tt = 0; tt < kTileDepth; ++tt) {
       Acc a0[kThreadRows], a1[kThreadRows], b0[kThreadCols], b1[kThreadCols];
@@ -177,7 +231,7 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
         }
       }
     }
-    __syncthreads();
+    __syncthreads();  // the tiles are overwritten next step
   }
 
 #pragma unroll

@@ -18,15 +18,20 @@ struct IntervalMatrix {
   const T* hi = nullptr;
   index_t row_stride = 0, col_stride = 0;
 
-  INN_HD void load(index_t row, index_t col, acc_t<T>& v0, acc_t<T>& v1) const {
-    load_pair(lo, hi, row * row_stride + col * col_stride, v0, v1);
+  INN_HD void load(index_t offset, acc_t<T>& v0, acc_t<T>& v1) const {
+    load_pair(lo, hi, offset, v0, v1);
   }
 };
+
+// Cursors are base offsets: of a matrix row (then the depth index walks its columns) or of a
+// column (the depth index walks its rows).
 
 template <typename Elem>
 struct LinearForward {
   using T = Elem;
   using Acc = acc_t<T>;
+  using ACursor = index_t;
+  using BCursor = index_t;
   static constexpr TermKind kKind = TermKind::kForward;
   static constexpr bool kAFirst = true;  // A = input
   static constexpr bool kALoadsAlongDepth = true;
@@ -35,8 +40,14 @@ struct LinearForward {
   TileOutput<T> out;
   IntervalMatrix<T> x, w;
 
-  INN_HD void load_a(int, index_t m, index_t k, Acc& v0, Acc& v1) const { x.load(m, k, v0, v1); }
-  INN_HD void load_b(int, index_t n, index_t k, Acc& v0, Acc& v1) const { w.load(n, k, v0, v1); }
+  INN_HD ACursor a_cursor(int, index_t m) const { return m * x.row_stride; }
+  INN_HD void load_a(ACursor row, index_t k, Acc& v0, Acc& v1) const {
+    x.load(row + k * x.col_stride, v0, v1);
+  }
+  INN_HD BCursor b_cursor(int, index_t n) const { return n * w.row_stride; }
+  INN_HD void load_b(BCursor row, index_t k, Acc& v0, Acc& v1) const {
+    w.load(row + k * w.col_stride, v0, v1);
+  }
   INN_HD index_t out_index(int, index_t m, index_t n) const { return m * shape.cols + n; }
 };
 
@@ -44,6 +55,8 @@ template <typename Elem>
 struct LinearInputGrad {
   using T = Elem;
   using Acc = acc_t<T>;
+  using ACursor = index_t;
+  using BCursor = index_t;
   static constexpr TermKind kKind = TermKind::kInputGrad;
   static constexpr bool kAFirst = true;  // A = grad
   static constexpr bool kALoadsAlongDepth = true;
@@ -52,12 +65,16 @@ struct LinearInputGrad {
   TileOutput<T> out;
   IntervalMatrix<T> grad, x, w;
 
-  INN_HD void load_a(int, index_t m, index_t n, Acc& v0, Acc& v1) const {
-    grad.load(m, n, v0, v1);
+  INN_HD ACursor a_cursor(int, index_t m) const { return m * grad.row_stride; }
+  INN_HD void load_a(ACursor row, index_t n, Acc& v0, Acc& v1) const {
+    grad.load(row + n * grad.col_stride, v0, v1);
   }
-  INN_HD void load_b(int, index_t k, index_t n, Acc& v0, Acc& v1) const { w.load(n, k, v0, v1); }
+  INN_HD BCursor b_cursor(int, index_t k) const { return k * w.col_stride; }
+  INN_HD void load_b(BCursor col, index_t n, Acc& v0, Acc& v1) const {
+    w.load(col + n * w.row_stride, v0, v1);
+  }
   INN_HD void load_own(int, index_t m, index_t k, Acc& v0, Acc& v1) const {
-    x.load(m, k, v0, v1);
+    x.load(m * x.row_stride + k * x.col_stride, v0, v1);
   }
   INN_HD index_t out_index(int, index_t m, index_t k) const { return m * shape.cols + k; }
 };
@@ -66,6 +83,8 @@ template <typename Elem>
 struct LinearWeightGrad {
   using T = Elem;
   using Acc = acc_t<T>;
+  using ACursor = index_t;
+  using BCursor = index_t;
   static constexpr TermKind kKind = TermKind::kWeightGrad;
   static constexpr bool kAFirst = true;  // A = grad
   static constexpr bool kALoadsAlongDepth = false;
@@ -74,15 +93,21 @@ struct LinearWeightGrad {
   TileOutput<T> out;
   IntervalMatrix<T> grad, x, w;
 
-  INN_HD void load_a(int, index_t n, index_t m, Acc& v0, Acc& v1) const {
-    grad.load(m, n, v0, v1);
+  INN_HD ACursor a_cursor(int, index_t n) const { return n * grad.col_stride; }
+  INN_HD void load_a(ACursor col, index_t m, Acc& v0, Acc& v1) const {
+    grad.load(col + m * grad.row_stride, v0, v1);
   }
-  INN_HD void load_b(int, index_t k, index_t m, Acc& v0, Acc& v1) const { x.load(m, k, v0, v1); }
+  INN_HD BCursor b_cursor(int, index_t k) const { return k * x.col_stride; }
+  INN_HD void load_b(BCursor col, index_t m, Acc& v0, Acc& v1) const {
+    x.load(col + m * x.row_stride, v0, v1);
+  }
   INN_HD void load_own(int, index_t n, index_t k, Acc& v0, Acc& v1) const {
-    w.load(n, k, v0, v1);
+    w.load(n * w.row_stride + k * w.col_stride, v0, v1);
   }
   INN_HD index_t out_index(int, index_t n, index_t k) const { return n * shape.cols + k; }
 };
+
+#ifndef __CUDACC_RTC__  // host side: problem builders (NVRTC compiles kernels only)
 
 // Builders: sizes, operands and outputs; the runner (tile_runner.cuh) plans the grid.
 template <typename T>
@@ -137,5 +162,7 @@ LinearWeightGrad<T> linear_weight_grad_problem(index_t M, index_t N, index_t K,
   p.out.numel = N * K;
   return p;
 }
+
+#endif  // __CUDACC_RTC__
 
 }  // namespace inn::kernels
