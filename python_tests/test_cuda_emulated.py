@@ -33,6 +33,7 @@ CONV2D = [  # x, w, stride, padding, dilation, groups
     ((2, 6, 6, 6), (6, 2, 3, 3), (2, 2), (1, 1), (1, 1), 3),
     ((1, 2, 9, 9), (70, 2, 1, 1), (1, 1), (0, 0), (1, 1), 1),
     ((1, 3, 11, 10), (5, 3, 2, 3), (3, 2), (2, 0), (2, 1), 1),
+    ((2, 2, 1, 7), (3, 2, 1, 3), (2, 2), (0, 1), (1, 2), 1),  # a stride phase without pixels
 ]
 CONV_TRANSPOSE2D = [  # x, w, stride, padding, output_padding, groups, dilation
     ((2, 3, 4, 5), (3, 4, 3, 3), (1, 1), (1, 1), (0, 0), 1, (1, 1)),
@@ -40,6 +41,7 @@ CONV_TRANSPOSE2D = [  # x, w, stride, padding, output_padding, groups, dilation
     ((2, 6, 3, 3), (6, 2, 3, 3), (2, 3), (0, 1), (1, 2), 3, (1, 1)),
     ((1, 2, 5, 5), (2, 70, 1, 1), (1, 1), (0, 0), (0, 0), 1, (1, 1)),
     ((1, 3, 4, 3), (3, 2, 2, 3), (3, 2), (1, 0), (2, 1), 1, (2, 1)),
+    ((2, 2, 3, 4), (2, 3, 3, 3), (2, 2), (1, 2), (1, 0), 1, (2, 2)),  # phases without taps
 ]
 CASES = ([pytest.param("interval_linear", x, w, (), id=f"linear-{i}")
           for i, (x, w) in enumerate(LINEAR)]
@@ -147,9 +149,10 @@ def test_matches_reference(kernels, op, x_shape, w_shape, config, nonneg, dtype)
     check_scaled(op, x_shape, w_shape, config, operands, got, expected)
 
 
-@pytest.mark.parametrize("plan", [pytest.param((132, 512), id="default-plan"),
-                                  pytest.param((64, 16), id="depth-splits")])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype,plan", [  # the split plan does not depend on the dtype
+    pytest.param(torch.float32, (132, 512), id="float32"),
+    pytest.param(torch.float64, (132, 512), id="float64"),
+    pytest.param(torch.float64, (64, 16), id="float64-depth-splits")])
 @pytest.mark.parametrize("nonneg", MODES)
 @pytest.mark.parametrize("op,x_shape,w_shape,config", CASES)
 def test_integer_operands_exact(kernels, op, x_shape, w_shape, config, nonneg, dtype, plan):

@@ -86,24 +86,22 @@ INN_HD Pixel pixel_of(index_t p, index_t pixels, int width) {
 }
 
 template <typename Elem, TermKind kTermKind>
-struct ConvSmallOut {
-  using T = Elem;
-  using Acc = acc_t<T>;
+struct ConvSmallOut : TileProblem<Elem> {
+  using typename TileProblem<Elem>::T;
+  using typename TileProblem<Elem>::Acc;
   static constexpr TermKind kKind = kTermKind;
   static constexpr bool kAFirst = false;  // B (input x or grad y) is the first operand
   static constexpr bool kALoadsAlongDepth = true;
   static constexpr bool kBLoadsAlongDepth = false;
-  TileShape shape;
-  TileOutput<T> out;
   ConvGeometry geo;
   IntervalPointer<T> weight, big, own;
 
   // A: the weights of small channel s: contiguous over (big channel in group, tap).
   using ACursor = index_t;
   INN_HD ACursor a_cursor(int g, index_t s) const {
-    return (static_cast<index_t>(g) * geo.small_per_group() + s) * shape.depth;
+    return (static_cast<index_t>(g) * geo.small_per_group() + s) * this->shape.depth;
   }
-  INN_HD void load_a(ACursor row, index_t t, Acc& v0, Acc& v1) const {
+  INN_HD void load_a(int, ACursor row, index_t t, Acc& v0, Acc& v1) const {
     weight.load(row + t, v0, v1);
   }
 
@@ -118,7 +116,7 @@ struct ConvSmallOut {
                 geo.big_pixels(),
             px.h * geo.stride_h - geo.pad_h, px.w * geo.stride_w - geo.pad_w};
   }
-  INN_HD void load_b(const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
+  INN_HD void load_b(int, const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
     const ChannelTap ct = channel_tap(geo, t);
     const int h = at.h0 + ct.kh * geo.dil_h;
     const int w = at.w0 + ct.kw * geo.dil_w;
@@ -139,79 +137,149 @@ struct ConvSmallOut {
   }
 };
 
+// The kernel taps k in [0, kernel) with k * dilation = phase (mod stride): first + i * step for
+// i < count.
+struct TapRange {
+  int first, step, count;
+};
+
+INN_HD TapRange taps_of_phase(int phase, int kernel, int stride, int dilation) {
+  int step = 1;  // stride / gcd(stride, dilation)
+  while ((step * dilation) % stride != 0) ++step;
+  int first = 0;
+  while (first < step && (first * dilation) % stride != phase) ++first;
+  if (first == step || first >= kernel) return {0, step, 0};
+  return {first, step, (kernel - first + step - 1) / step};
+}
+
+// The big pixels of one stride phase along one dim: b = first + i * stride, (b + pad) % stride =
+// phase, i < count.
+struct PhaseLine {
+  int first, count;
+};
+
+INN_HD PhaseLine pixels_of_phase(int phase, int size, int stride, int pad) {
+  const int first = ((phase - pad) % stride + stride) % stride;
+  return {first, first < size ? (size - first + stride - 1) / stride : 0};
+}
+
+// A big image's pixels split by stride phase: within a phase every pixel meets the small image
+// through the same taps, so the depth only holds taps that can contribute (a 2x2 stride-2
+// transposed convolution needs 1 of its 4 taps per pixel, not 4 with 3 of them zero).
 template <typename Elem, TermKind kTermKind>
-struct ConvBigOut {
-  using T = Elem;
-  using Acc = acc_t<T>;
+struct ConvBigOut : TileProblem<Elem> {
+  using typename TileProblem<Elem>::T;
+  using typename TileProblem<Elem>::Acc;
   static constexpr TermKind kKind = kTermKind;
   static constexpr bool kAFirst = false;  // B (input x or grad y) is the first operand
   static constexpr bool kALoadsAlongDepth = true;
   static constexpr bool kBLoadsAlongDepth = false;
-  TileShape shape;
-  TileOutput<T> out;
   ConvGeometry geo;
   IntervalPointer<T> weight, small, own;
 
-  // A: the weights of big channel bc over (small channel in group, tap): weight[g Sg + s][bc][tap].
+  // Block group index = group * phases + phase_h * stride_w + phase_w.
+  struct Context {
+    int group;
+    TapRange taps_h, taps_w;
+    PhaseLine rows, cols;
+  };
+  INN_HD Context context(int gp) const {
+    const int phases = geo.stride_h * geo.stride_w;
+    const int phase = gp % phases;
+    const int phase_h = phase / geo.stride_w, phase_w = phase % geo.stride_w;
+    return {gp / phases, taps_of_phase(phase_h, geo.kernel_h, geo.stride_h, geo.dil_h),
+            taps_of_phase(phase_w, geo.kernel_w, geo.stride_w, geo.dil_w),
+            pixels_of_phase(phase_h, geo.big_h, geo.stride_h, geo.pad_h),
+            pixels_of_phase(phase_w, geo.big_w, geo.stride_w, geo.pad_w)};
+  }
+  INN_HD index_t cols(const Context& c) const {
+    return geo.batch * c.rows.count * c.cols.count;
+  }
+  INN_HD index_t depth(const Context& c) const {
+    return static_cast<index_t>(geo.small_per_group()) * c.taps_h.count * c.taps_w.count;
+  }
+
+  // Depth index t = (small channel in group, tap row i, tap column j) of the phase's taps.
+  struct PhaseTap {
+    int channel, kh, kw;
+  };
+  INN_HD PhaseTap phase_tap(const Context& c, index_t t) const {
+    const int ti = static_cast<int>(t);
+    const int taps = c.taps_h.count * c.taps_w.count;
+    const int channel = ti / taps;
+    const int tap = ti - channel * taps;
+    const int i = tap / c.taps_w.count;
+    return {channel, c.taps_h.first + i * c.taps_h.step,
+            c.taps_w.first + (tap - i * c.taps_w.count) * c.taps_w.step};
+  }
+
+  // A: the weights of big channel bc: weight[group * Sg + s][bc][kh][kw].
   using ACursor = index_t;
-  INN_HD ACursor a_cursor(int g, index_t bc) const {
-    return (static_cast<index_t>(g) * geo.small_per_group() * geo.big_per_group() + bc) *
+  INN_HD ACursor a_cursor(const Context& c, index_t bc) const {
+    return (static_cast<index_t>(c.group) * geo.small_per_group() * geo.big_per_group() + bc) *
            geo.taps();
   }
-  INN_HD void load_a(ACursor column, index_t t, Acc& v0, Acc& v1) const {
-    const int ti = static_cast<int>(t);
-    const int s = ti / geo.taps();
-    weight.load(column + static_cast<index_t>(s) * geo.big_per_group() * geo.taps() +
-                    (ti - s * geo.taps()),
+  INN_HD void load_a(const Context& c, ACursor column, index_t t, Acc& v0, Acc& v1) const {
+    const PhaseTap pt = phase_tap(c, t);
+    weight.load(column + static_cast<index_t>(pt.channel) * geo.big_per_group() * geo.taps() +
+                    pt.kh * geo.kernel_w + pt.kw,
                 v0, v1);
   }
 
-  // B: the small image seen from big pixel q (its group's first channel, padded coordinates).
+  // B: the small image seen from big pixel q of the phase: small = (big + pad - tap * dil) /
+  // stride, exact within the phase.
   struct BCursor {
     index_t image;
-    int h0, w0;
+    int h0, w0;  // big + pad, per dim
   };
-  INN_HD BCursor b_cursor(int g, index_t q) const {
-    const Pixel px = pixel_of(q, geo.big_pixels(), geo.big_w);
-    return {(px.batch * geo.small_c + static_cast<index_t>(g) * geo.small_per_group()) *
+  INN_HD BCursor b_cursor(const Context& c, index_t q) const {
+    // A phase can have no pixels; its cursors are then never read, but must not divide by zero.
+    const int per_row = c.cols.count > 0 ? c.cols.count : 1;
+    index_t batch, rest;
+    divmod(q, static_cast<index_t>(c.rows.count > 0 ? c.rows.count : 1) * per_row, batch, rest);
+    const int i = static_cast<int>(rest) / per_row;
+    const int j = static_cast<int>(rest) - i * per_row;
+    return {(batch * geo.small_c + static_cast<index_t>(c.group) * geo.small_per_group()) *
                 geo.small_pixels(),
-            px.h + geo.pad_h, px.w + geo.pad_w};
+            c.rows.first + i * geo.stride_h + geo.pad_h,
+            c.cols.first + j * geo.stride_w + geo.pad_w};
   }
-  INN_HD void load_b(const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
-    const ChannelTap ct = channel_tap(geo, t);
-    const int nh = at.h0 - ct.kh * geo.dil_h;
-    const int nw = at.w0 - ct.kw * geo.dil_w;
-    // big = small * stride - padding + tap * dilation has no solution inside the small image
-    if (nh < 0 || nw < 0 || nh % geo.stride_h != 0 || nw % geo.stride_w != 0) return;
-    const int h = nh / geo.stride_h, w = nw / geo.stride_w;
-    if (h >= geo.small_h || w >= geo.small_w) return;
-    small.load(at.image + ct.channel * geo.small_pixels() + static_cast<index_t>(h) * geo.small_w +
+  INN_HD void load_b(const Context& c, const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
+    const PhaseTap pt = phase_tap(c, t);
+    const int h = (at.h0 - pt.kh * geo.dil_h) / geo.stride_h;  // exact: same phase
+    const int w = (at.w0 - pt.kw * geo.dil_w) / geo.stride_w;
+    if (at.h0 < pt.kh * geo.dil_h || at.w0 < pt.kw * geo.dil_w || h >= geo.small_h ||
+        w >= geo.small_w) {
+      return;  // no small pixel maps here through this tap
+    }
+    small.load(at.image + pt.channel * geo.small_pixels() + static_cast<index_t>(h) * geo.small_w +
                    w,
                v0, v1);
   }
 
-  INN_HD index_t out_index(int g, index_t bc, index_t q) const {
-    index_t batch, pixel;
-    divmod(q, geo.big_pixels(), batch, pixel);
-    return (batch * geo.big_c + static_cast<index_t>(g) * geo.big_per_group() + bc) *
-               geo.big_pixels() +
-           pixel;
+  INN_HD index_t out_index(const Context& c, index_t bc, index_t q) const {
+    index_t batch, rest;
+    divmod(q, static_cast<index_t>(c.rows.count) * c.cols.count, batch, rest);
+    const int i = static_cast<int>(rest) / c.cols.count;
+    const int j = static_cast<int>(rest) - i * c.cols.count;
+    const index_t channel = static_cast<index_t>(c.group) * geo.big_per_group() + bc;
+    return ((batch * geo.big_c + channel) * geo.big_h + c.rows.first + i * geo.stride_h) *
+               geo.big_w +
+           c.cols.first + j * geo.stride_w;
   }
-  INN_HD void load_own(int g, index_t bc, index_t q, Acc& v0, Acc& v1) const {
-    own.load(out_index(g, bc, q), v0, v1);
+  INN_HD void load_own(const Context& c, index_t bc, index_t q, Acc& v0, Acc& v1) const {
+    own.load(out_index(c, bc, q), v0, v1);
   }
 };
 
 template <typename Elem, bool kSmallIsGrad>
-struct ConvWeightOut {
-  using T = Elem;
-  using Acc = acc_t<T>;
+struct ConvWeightOut : TileProblem<Elem> {
+  using typename TileProblem<Elem>::T;
+  using typename TileProblem<Elem>::Acc;
   static constexpr TermKind kKind = TermKind::kWeightGrad;
   static constexpr bool kAFirst = kSmallIsGrad;  // the gradient is the first operand
   static constexpr bool kALoadsAlongDepth = true;
   static constexpr bool kBLoadsAlongDepth = true;
-  TileShape shape;
-  TileOutput<T> out;
   ConvGeometry geo;
   IntervalPointer<T> small, big, own;
 
@@ -220,7 +288,7 @@ struct ConvWeightOut {
   INN_HD ACursor a_cursor(int g, index_t s) const {
     return (static_cast<index_t>(g) * geo.small_per_group() + s) * geo.small_pixels();
   }
-  INN_HD void load_a(ACursor channel, index_t p, Acc& v0, Acc& v1) const {
+  INN_HD void load_a(int, ACursor channel, index_t p, Acc& v0, Acc& v1) const {
     index_t batch, pixel;
     divmod(p, geo.small_pixels(), batch, pixel);
     small.load(batch * geo.small_c * geo.small_pixels() + channel + pixel, v0, v1);
@@ -236,7 +304,7 @@ struct ConvWeightOut {
     return {(static_cast<index_t>(g) * geo.big_per_group() + ct.channel) * geo.big_pixels(),
             ct.kh * geo.dil_h - geo.pad_h, ct.kw * geo.dil_w - geo.pad_w};
   }
-  INN_HD void load_b(const BCursor& at, index_t p, Acc& v0, Acc& v1) const {
+  INN_HD void load_b(int, const BCursor& at, index_t p, Acc& v0, Acc& v1) const {
     const Pixel px = pixel_of(p, geo.small_pixels(), geo.small_w);
     const int h = px.h * geo.stride_h + at.h_offset;
     const int w = px.w * geo.stride_w + at.w_offset;
@@ -247,7 +315,7 @@ struct ConvWeightOut {
   }
 
   INN_HD index_t out_index(int g, index_t s, index_t col) const {
-    return (static_cast<index_t>(g) * geo.small_per_group() + s) * shape.cols + col;
+    return (static_cast<index_t>(g) * geo.small_per_group() + s) * this->shape.cols + col;
   }
   INN_HD void load_own(int g, index_t s, index_t col, Acc& v0, Acc& v1) const {
     own.load(out_index(g, s, col), v0, v1);
@@ -357,9 +425,16 @@ template <typename T, TermKind kKind>
 ConvBigOut<T, kKind> conv_big_out_problem(const ConvGeometry& geo, IntervalPointer<T> weight,
                                           IntervalPointer<T> small, IntervalPointer<T> own,
                                           T* out_lo, T* out_hi) {
-  auto p = conv_problem<ConvBigOut<T, kKind>>(
-      geo, geo.big_per_group(), geo.batch * geo.big_pixels(),
-      static_cast<index_t>(geo.small_per_group()) * geo.taps());
+  auto p = conv_problem<ConvBigOut<T, kKind>>(geo, geo.big_per_group(), 0, 0);
+  // One block group per (group, stride phase); the shape holds the largest phase's extents.
+  const int phases = geo.stride_h * geo.stride_w;
+  p.shape.groups = geo.groups * phases;
+  for (int phase = 0; phase < phases; ++phase) {
+    const auto context = p.context(phase);
+    p.shape.cols = p.cols(context) > p.shape.cols ? p.cols(context) : p.shape.cols;
+    p.shape.depth = p.depth(context) > p.shape.depth ? p.depth(context) : p.shape.depth;
+  }
+  p.out.numel = geo.batch * geo.big_c * geo.big_pixels();
   p.weight = weight;
   p.small = small;
   p.own = own;

@@ -23,12 +23,15 @@
 //   kBLoadsAlongDepth (the operand is contiguous along the depth index: consecutive threads then
 //   load consecutive depth indices, else consecutive rows/columns; speed only);
 //   TileShape shape; TileOutput<T> out;
-//   ACursor a_cursor(int g, index_t row); void load_a(const ACursor&, index_t t, Acc&, Acc&);
-//   BCursor b_cursor(int g, index_t col); void load_b(const BCursor&, index_t t, Acc&, Acc&);
-//   void load_own(int g, index_t row, index_t col, Acc&, Acc&) (gradients only);
-//   index_t out_index(int g, index_t row, index_t col).
-// A cursor holds what a row (column) needs to find its operand elements, decoded once per block
-// (image coordinates, base offsets), so the loads in the depth loop do little index arithmetic.
+//   Context context(int g); index_t cols(const Context&), depth(const Context&);
+//   ACursor a_cursor(ctx, index_t row); void load_a(ctx, const ACursor&, index_t t, Acc&, Acc&);
+//   BCursor b_cursor(ctx, index_t col); void load_b(ctx, const BCursor&, index_t t, Acc&, Acc&);
+//   void load_own(ctx, index_t row, index_t col, Acc&, Acc&) (gradients only);
+//   index_t out_index(ctx, index_t row, index_t col).
+// TileProblem below provides the usual Context (the group index) and extents (the shape's). A
+// context holds what a block's group needs (ConvBigOut: its stride phase, whose columns and depth
+// are smaller); a cursor what a row (column) needs to find its operand elements. Both are decoded
+// once per block, so the loads in the depth loop do little index arithmetic.
 #pragma once
 
 #include "interval_terms.cuh"
@@ -90,6 +93,20 @@ struct TileOutput {
   }
 };
 
+// What most problems share: the group index as the block's context, and the shape's extents.
+template <typename Elem>
+struct TileProblem {
+  using T = Elem;
+  using Acc = acc_t<T>;
+  using Context = int;
+  TileShape shape;
+  TileOutput<T> out;
+
+  INN_HD Context context(int g) const { return g; }
+  INN_HD index_t cols(Context) const { return shape.cols; }
+  INN_HD index_t depth(Context) const { return shape.depth; }
+};
+
 // Which elements of a [kTileDepth][kExtent] operand tile thread `tid` loads: kLoads of them, e.
 // Along the depth, consecutive threads take consecutive depth indices and a thread's elements lie
 // in kLoads different rows; otherwise consecutive threads take consecutive rows and a thread keeps
@@ -132,8 +149,11 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
   const int split = static_cast<int>(blockIdx.y);
   const index_t r0 = row_tile * kTileRows;
   const index_t c0 = col_tile * kTileCols;
+  const typename Problem::Context ctx = p.context(g);
+  const index_t cols = p.cols(ctx);  // <= s.cols
+  const index_t depth = p.depth(ctx);  // <= s.depth
   const index_t t_begin = split * s.chunk;
-  const index_t t_end = t_begin + s.chunk < s.depth ? t_begin + s.chunk : s.depth;
+  const index_t t_end = t_begin + s.chunk < depth ? t_begin + s.chunk : depth;
 
   Acc acc0[kThreadRows][kThreadCols], acc1[kThreadRows][kThreadCols];
   Acc own0[kThreadRows][kThreadCols], own1[kThreadRows][kThreadCols];
@@ -144,7 +164,7 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
       acc0[i][j] = acc1[i][j] = own0[i][j] = own1[i][j] = Acc(0);
       if constexpr (Problem::kKind != TermKind::kForward) {
         const index_t r = r0 + ty + i * kThreadsPerCol, c = c0 + tx + j * kThreadsPerRow;
-        if (r < s.rows && c < s.cols) p.load_own(g, r, c, own0[i][j], own1[i][j]);
+        if (r < s.rows && c < cols) p.load_own(ctx, r, c, own0[i][j], own1[i][j]);
       }
     }
   }
@@ -157,13 +177,13 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
   for (int c = 0; c < ALayout::kCursors; ++c) {
     const index_t r = r0 + ALayout::row(tid, c);
     a_inside[c] = r < s.rows;
-    a_cursor[c] = p.a_cursor(g, a_inside[c] ? r : r0);
+    a_cursor[c] = p.a_cursor(ctx, a_inside[c] ? r : r0);
   }
 #pragma unroll
   for (int c = 0; c < BLayout::kCursors; ++c) {
     const index_t col = c0 + BLayout::row(tid, c);
-    b_inside[c] = col < s.cols;
-    b_cursor[c] = p.b_cursor(g, b_inside[c] ? col : c0);
+    b_inside[c] = col < cols;
+    b_cursor[c] = p.b_cursor(ctx, b_inside[c] ? col : c0);
   }
 
   // The next depth step's elements, loaded into registers while the current one is computed.
@@ -177,7 +197,7 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
       const index_t t = t0 + ALayout::depth(tid, e);
       a_next0[e] = a_next1[e] = Acc(0);
       if (a_inside[ALayout::cursor(e)] && t < t_end) {
-        p.load_a(a_cursor[ALayout::cursor(e)], t, a_next0[e], a_next1[e]);
+        p.load_a(ctx, a_cursor[ALayout::cursor(e)], t, a_next0[e], a_next1[e]);
       }
     }
 #pragma unroll
@@ -185,7 +205,7 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
       const index_t t = t0 + BLayout::depth(tid, e);
       b_next0[e] = b_next1[e] = Acc(0);
       if (b_inside[BLayout::cursor(e)] && t < t_end) {
-        p.load_b(b_cursor[BLayout::cursor(e)], t, b_next0[e], b_next1[e]);
+        p.load_b(ctx, b_cursor[BLayout::cursor(e)], t, b_next0[e], b_next1[e]);
       }
     }
   };
@@ -239,8 +259,8 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
 #pragma unroll
     for (int j = 0; j < kThreadCols; ++j) {
       const index_t r = r0 + ty + i * kThreadsPerCol, c = c0 + tx + j * kThreadsPerRow;
-      if (r < s.rows && c < s.cols) {
-        p.out.store(split, s.splits, p.out_index(g, r, c), acc0[i][j], acc1[i][j]);
+      if (r < s.rows && c < cols) {
+        p.out.store(split, s.splits, p.out_index(ctx, r, c), acc0[i][j], acc1[i][j]);
       }
     }
   }

@@ -27,84 +27,84 @@ struct IntervalMatrix {
 // column (the depth index walks its rows).
 
 template <typename Elem>
-struct LinearForward {
-  using T = Elem;
-  using Acc = acc_t<T>;
+struct LinearForward : TileProblem<Elem> {
+  using typename TileProblem<Elem>::T;
+  using typename TileProblem<Elem>::Acc;
   using ACursor = index_t;
   using BCursor = index_t;
   static constexpr TermKind kKind = TermKind::kForward;
   static constexpr bool kAFirst = true;  // A = input
   static constexpr bool kALoadsAlongDepth = true;
   static constexpr bool kBLoadsAlongDepth = true;
-  TileShape shape;
-  TileOutput<T> out;
   IntervalMatrix<T> x, w;
 
   INN_HD ACursor a_cursor(int, index_t m) const { return m * x.row_stride; }
-  INN_HD void load_a(ACursor row, index_t k, Acc& v0, Acc& v1) const {
+  INN_HD void load_a(int, ACursor row, index_t k, Acc& v0, Acc& v1) const {
     x.load(row + k * x.col_stride, v0, v1);
   }
   INN_HD BCursor b_cursor(int, index_t n) const { return n * w.row_stride; }
-  INN_HD void load_b(BCursor row, index_t k, Acc& v0, Acc& v1) const {
+  INN_HD void load_b(int, BCursor row, index_t k, Acc& v0, Acc& v1) const {
     w.load(row + k * w.col_stride, v0, v1);
   }
-  INN_HD index_t out_index(int, index_t m, index_t n) const { return m * shape.cols + n; }
+  INN_HD index_t out_index(int, index_t m, index_t n) const {
+    return m * this->shape.cols + n;
+  }
 };
 
 template <typename Elem>
-struct LinearInputGrad {
-  using T = Elem;
-  using Acc = acc_t<T>;
+struct LinearInputGrad : TileProblem<Elem> {
+  using typename TileProblem<Elem>::T;
+  using typename TileProblem<Elem>::Acc;
   using ACursor = index_t;
   using BCursor = index_t;
   static constexpr TermKind kKind = TermKind::kInputGrad;
   static constexpr bool kAFirst = true;  // A = grad
   static constexpr bool kALoadsAlongDepth = true;
   static constexpr bool kBLoadsAlongDepth = false;
-  TileShape shape;
-  TileOutput<T> out;
   IntervalMatrix<T> grad, x, w;
 
   INN_HD ACursor a_cursor(int, index_t m) const { return m * grad.row_stride; }
-  INN_HD void load_a(ACursor row, index_t n, Acc& v0, Acc& v1) const {
+  INN_HD void load_a(int, ACursor row, index_t n, Acc& v0, Acc& v1) const {
     grad.load(row + n * grad.col_stride, v0, v1);
   }
   INN_HD BCursor b_cursor(int, index_t k) const { return k * w.col_stride; }
-  INN_HD void load_b(BCursor col, index_t n, Acc& v0, Acc& v1) const {
+  INN_HD void load_b(int, BCursor col, index_t n, Acc& v0, Acc& v1) const {
     w.load(col + n * w.row_stride, v0, v1);
   }
   INN_HD void load_own(int, index_t m, index_t k, Acc& v0, Acc& v1) const {
     x.load(m * x.row_stride + k * x.col_stride, v0, v1);
   }
-  INN_HD index_t out_index(int, index_t m, index_t k) const { return m * shape.cols + k; }
+  INN_HD index_t out_index(int, index_t m, index_t k) const {
+    return m * this->shape.cols + k;
+  }
 };
 
 template <typename Elem>
-struct LinearWeightGrad {
-  using T = Elem;
-  using Acc = acc_t<T>;
+struct LinearWeightGrad : TileProblem<Elem> {
+  using typename TileProblem<Elem>::T;
+  using typename TileProblem<Elem>::Acc;
   using ACursor = index_t;
   using BCursor = index_t;
   static constexpr TermKind kKind = TermKind::kWeightGrad;
   static constexpr bool kAFirst = true;  // A = grad
   static constexpr bool kALoadsAlongDepth = false;
   static constexpr bool kBLoadsAlongDepth = false;
-  TileShape shape;
-  TileOutput<T> out;
   IntervalMatrix<T> grad, x, w;
 
   INN_HD ACursor a_cursor(int, index_t n) const { return n * grad.col_stride; }
-  INN_HD void load_a(ACursor col, index_t m, Acc& v0, Acc& v1) const {
+  INN_HD void load_a(int, ACursor col, index_t m, Acc& v0, Acc& v1) const {
     grad.load(col + m * grad.row_stride, v0, v1);
   }
   INN_HD BCursor b_cursor(int, index_t k) const { return k * x.col_stride; }
-  INN_HD void load_b(BCursor col, index_t m, Acc& v0, Acc& v1) const {
+  INN_HD void load_b(int, BCursor col, index_t m, Acc& v0, Acc& v1) const {
     x.load(col + m * x.row_stride, v0, v1);
   }
   INN_HD void load_own(int, index_t n, index_t k, Acc& v0, Acc& v1) const {
     w.load(n * w.row_stride + k * w.col_stride, v0, v1);
   }
-  INN_HD index_t out_index(int, index_t n, index_t k) const { return n * shape.cols + k; }
+  INN_HD index_t out_index(int, index_t n, index_t k) const {
+    return n * this->shape.cols + k;
+  }
 };
 
 #ifndef __CUDACC_RTC__  // host side: problem builders (NVRTC compiles kernels only)
