@@ -30,8 +30,10 @@ kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x, cons
                     stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]}) {
     to_int(op, "a size or argument", v);
   }
-  // depth indices over (channel, tap) are decoded in 32 bits
-  to_int(op, "channels x kernel taps", std::max(x.size(1), w.size(0)) * w.size(2) * w.size(3));
+  // depth indices over (channel, tap) and pixels within an image are decoded in 32 bits
+  to_int(op, "pixels per image", x.size(2) * x.size(3));
+  to_int(op, "channels x kernel taps",
+         std::max(x.size(1), w.size(0)) * w.size(2) * w.size(3));
   const int64_t out_h =
       kernels::conv_output_size(x.size(2), w.size(2), stride[0], padding[0], dilation[0]);
   const int64_t out_w =

@@ -48,6 +48,8 @@ kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x,
   TORCH_CHECK(out_h >= 1 && out_w >= 1, op, ": padding ", padding, " leaves no output pixels");
   to_int(op, "output height", out_h);
   to_int(op, "output width", out_w);
+  // pixels within an image are decoded in 32 bits
+  to_int(op, "pixels per output image", out_h * out_w);
   return kernels::conv_transpose2d_geometry(x.sizes().data(), w.sizes().data(), stride.data(),
                                             padding.data(), output_padding.data(), groups,
                                             dilation.data());

@@ -10,17 +10,21 @@
 //                                  depth (big channel in group, kh, kw);
 //                 A = weight, B = big image gathered im2col-style (zero outside).
 //                 conv2d forward (B = x), conv_transpose2d input grad (B = grad y, own x).
-//   ConvBigOut:   a big image     rows big channel in group, cols big pixels,
-//                                  depth (small channel in group, kh, kw);
-//                 A = weight, B = small image at the pixel a term maps from (zero where the
-//                 relation has no integer solution inside the image).
+//   ConvBigOut:   a big image     rows big channel in group, cols big pixels of one stride phase,
+//                                  depth (small channel in group, the phase's kernel taps);
+//                 A = weight, B = small image at the pixel a term maps from. Splitting the big
+//                 pixels by stride phase (block groups = groups x stride_h x stride_w) keeps only
+//                 taps with an integer solution in the depth.
 //                 conv_transpose2d forward (B = x), conv2d input grad (B = grad y, own x).
 //   ConvWeightOut: the weight     rows s, cols (big channel in group, kh, kw), depth small pixels;
 //                 A = small image, B = big image gathered im2col-style.
 //                 conv2d weight grad (A = grad y, B = x), conv_transpose2d weight grad
 //                 (A = x, B = grad y).
-// Zero-filled positions are terms whose input or gradient is exactly [0, 0], as in the reference's
-// explicitly padded / zero-inserted formulation.
+// Where an im2col gather meets padding, the term is zero-valued (as in the reference's explicitly
+// padded formulation: a NaN or infinite weight there still makes NaN). A big-image output has no
+// term at all where no small pixel maps (padding, or between strided pixels): for the conv2d input
+// gradient that is exactly the gradient; for the conv_transpose2d forward it differs from the
+// reference's zero-inserted formulation only by the NaN that 0 * (NaN or inf weight) would add.
 //
 // Torch-free and NVRTC-loadable.
 #pragma once

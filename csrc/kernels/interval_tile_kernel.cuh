@@ -49,7 +49,8 @@ constexpr int kTileThreads = kThreadsPerRow * kThreadsPerCol;  // 256
 static_assert(kTileRows * kTileDepth % kTileThreads == 0, "A tile loads evenly");
 static_assert(kTileCols * kTileDepth % kTileThreads == 0, "B tile loads evenly");
 
-// The grid of a tile problem: blockIdx.x = (group, row tile, column tile), blockIdx.y = depth slice.
+// The grid of a tile problem: blockIdx.x = (group, row tile, column tile), blockIdx.y = depth
+// slice.
 struct TileShape {
   index_t rows = 0, cols = 0, depth = 0;  // per group
   int groups = 1;
@@ -67,7 +68,8 @@ struct TileOutput {
   T* hi = nullptr;
   Acc* split_lo = nullptr;
   Acc* split_hi = nullptr;
-  const T* bias_lo = nullptr;  // forward only; element `index` takes bias[(index / inner) % channels]
+  // Forward only: element `index` takes bias[(index / bias_inner) % bias_channels].
+  const T* bias_lo = nullptr;
   const T* bias_hi = nullptr;
   index_t numel = 0;
   index_t bias_inner = 1;

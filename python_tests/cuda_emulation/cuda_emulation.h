@@ -2,18 +2,19 @@
 // run a launch on the CPU, so their logic can be tested on machines without a GPU.
 //
 // A launch runs its blocks one after another. Each thread of a block is a std::thread (one team,
-// kept between launches, runs every block); __syncthreads is a std::barrier over the team, and __shared__
-// variables are `static`: one instance per kernel instantiation, which is exactly per-block shared
-// memory when blocks do not overlap. After every block the team checks that all its threads passed
-// the same number of barriers (a thread that skips a __syncthreads deadlocks or corrupts shared
-// memory on a GPU).
+// kept between launches, runs every block); __syncthreads is a std::barrier over the team, and
+// __shared__ variables are `static`: one instance per kernel instantiation, which is exactly
+// per-block shared memory when blocks do not overlap. After every block the team checks that all
+// its threads passed the same number of barriers (a thread that skips a __syncthreads deadlocks or
+// corrupts shared memory on a GPU). Threads really run concurrently, so a missing barrier between
+// writing and reading shared memory usually shows up as wrong results (not always: the OS decides
+// the interleaving).
 //
 // Not emulated: warp-level intrinsics, atomics, cp.async, tensor cores, memory fences beyond the
-// barrier, concurrent blocks (races between blocks), and device-specific rounding (no FMA
-// contraction at -O1 without -mfma; a GPU contracts a * b + c).
+// barrier, concurrent blocks (races between blocks), register/shared-memory limits, and
+// device-specific rounding (no FMA contraction at -O1 without -mfma; a GPU contracts a * b + c).
 #pragma once
 
-#include <atomic>
 #include <barrier>
 #include <condition_variable>
 #include <functional>
