@@ -170,9 +170,11 @@ void finish_pixel_rows(T* lo, T* hi, int64_t channels, int64_t height, int64_t w
 
 // ----------------------------------------------------------------------------- shapes and checks
 
+// 0 when the dilated kernel does not fit (C++ division truncates, so test the sign first).
 int64_t conv_out_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding,
                       int64_t dilation) {
-  return (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+  const int64_t span = size + 2 * padding - dilation * (kernel - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
 }
 
 int64_t conv_transpose_out_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding,
