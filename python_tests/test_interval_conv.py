@@ -129,8 +129,8 @@ CASES = [
 ]
 
 # Shapes that exercise the kernels' chunking: an image split into several pixel chunks (with a
-# chunk boundary inside an image row), 1x1 layers read and written in place (one image) or
-# gathered and scattered (several images per chunk).
+# chunk boundary inside an image row), and 1x1 layers (identity im2col) with one image and with
+# several images per chunk.
 CHUNKING_CASES = [
     Case("conv2d", (2, 64, 47, 49), (2, 64, 3, 3), padding=1),
     Case("conv2d", (1, 8, 20, 21), (3, 8, 1, 1)),

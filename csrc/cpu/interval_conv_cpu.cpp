@@ -3,11 +3,12 @@
 //
 // Every kernel is a loop over chunks of column-side pixels: several whole images when images are
 // small, part of one image when they are large, sized so that the buffers of a chunk stay within
-// kBufferBudgetBytes whatever the batch and image size. GEMM rows are pixels, so the strided
-// views read and write NCHW tensors in place wherever a chunk lies in one image; chunks of several
-// images gather / scatter through buffers. Parallelism is inside each step (the GEMM over its
-// rows or outputs, im2col over column rows, col2im over planes); chunks and groups run in turn,
-// since at::parallel_for does not nest.
+// kBufferBudgetBytes whatever the batch and image size. GEMM rows are pixels; every GEMM operand
+// and result is a row-major chunk buffer (unit column stride), filled by im2col (or a pixel-row
+// gather) and emptied by col2im (or a pixel-row scatter): the packed GEMMs read and write such
+// rows about twice as fast as strided views straight into NCHW tensors. Parallelism is inside
+// each step (the GEMM over its output blocks, im2col over rows, col2im over planes or row
+// blocks); chunks and groups run in turn, since at::parallel_for does not nest.
 //
 // conv_transpose2d is computed exactly without zero insertion: a GEMM per input-pixel chunk
 // gives every term's bounds (C_out/groups * kh * kw contributions per input pixel), and col2im
@@ -23,6 +24,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <utility>
 
 #include "../backend_registry.h"
 #include "im2col.h"
@@ -48,7 +50,6 @@ struct ChunkPlan {
     images = std::clamp<int64_t>(rows / std::max<int64_t>(1, pixels), 1, std::max<int64_t>(1, batch));
     pixels_per_chunk = std::min(rows, pixels);
   }
-  bool multi_image() const { return images > 1; }
   int64_t capacity() const { return images * pixels_per_chunk; }
 
   template <typename F>
@@ -63,109 +64,57 @@ struct ChunkPlan {
   }
 };
 
-// Two equal-sized buffers (lo, hi); none allocated for 0 elements.
+// A pair (lo, hi) of row-major (rows x width) chunk buffers: GEMM operands and results.
 template <typename T>
-struct PairBuffer {
+struct RowBuffer {
   at::Tensor storage;
   T* lo = nullptr;
   T* hi = nullptr;
-  PairBuffer(int64_t elements, const at::TensorOptions& options) {
-    if (elements == 0) return;
+  int64_t width;
+  RowBuffer(const ChunkPlan& plan, int64_t width_, bool needed, const at::TensorOptions& options)
+      : width(width_) {
+    if (!needed) return;
+    const int64_t elements = plan.capacity() * width;
     storage = at::empty({2, elements}, options);
     lo = storage.mutable_data_ptr<T>();
     hi = lo + elements;
   }
+  ConstView<T> const_lo() const { return {lo, width, 1}; }
+  ConstView<T> const_hi() const { return {hi, width, 1}; }
+  View<T> view_lo() { return {lo, width, 1}; }
+  View<T> view_hi() { return {hi, width, 1}; }
 };
 
+// Channels [first, first + count) of a contiguous NCHW pair with `channels` channels of
+// (height x width) images, as im2col / col2im planes.
 template <typename T>
-struct PairView {
-  ConstView<T> lo, hi;
-};
-
-// A (chunk rows x K) column buffer as a GEMM operand (row m, column k at k * rows + m).
-template <typename T>
-ConstView<T> column_operand(const T* data, const Chunk& chunk) {
-  return {data, 1, chunk.rows()};
-}
-template <typename T>
-View<T> column_result(T* data, const Chunk& chunk) {
-  return {data, 1, chunk.rows()};
+std::pair<Planes<T>, Planes<T>> planes(T* lo, T* hi, int64_t channels, int64_t first,
+                                       int64_t plane) {
+  return {{lo + first * plane, channels * plane}, {hi + first * plane, channels * plane}};
 }
 
-// Where the chunk's first pixel of channel `first_channel` lies in an NCHW tensor with `channels`
-// channels of `plane` pixels; with row stride 1 and column stride `plane` the chunk's rows are
-// its pixels and its columns the channels. Valid for single-image chunks only.
-int64_t pixel_offset(int64_t channels, int64_t plane, const Chunk& chunk, int64_t first_channel) {
-  return (chunk.first_image * channels + first_channel) * plane + chunk.first_pixel;
+// Pixel rows of channels [first, first + count) of an NCHW pair (an identity im2col).
+template <typename T>
+void gather_rows(const T* lo, const T* hi, int64_t channels, int64_t height, int64_t width,
+                 int64_t first, int64_t count, const Chunk& chunk, RowBuffer<T>& out) {
+  const auto [pl, ph] = planes(lo, hi, channels, first, height * width);
+  im2col(ConvGeometry::identity(count, height, width), chunk, pl, ph, out.lo, out.hi);
 }
 
-// NCHW operand `src` (channels x height x width per image) restricted to `count` channels from
-// `first`, as a (chunk rows x count) GEMM operand: a view in place for one image, gathered into
-// `buffer` for several.
+// NCHW pair channels [first, first + count) += pixel rows (an identity col2im).
 template <typename T>
-PairView<T> pixel_rows(const T* lo, const T* hi, int64_t channels, int64_t height, int64_t width,
-                       int64_t first, int64_t count, const Chunk& chunk, PairBuffer<T>& buffer) {
-  const int64_t plane = height * width;
-  if (chunk.images == 1) {
-    const int64_t offset = pixel_offset(channels, plane, chunk, first);
-    return {{lo + offset, 1, plane}, {hi + offset, 1, plane}};
-  }
-  const ConvGeometry gather = ConvGeometry::identity(count, height, width);
-  im2col(gather, chunk, Planes<const T>{lo + first * plane, channels * plane},
-         Planes<const T>{hi + first * plane, channels * plane}, buffer.lo, buffer.hi);
-  return {column_operand<T>(buffer.lo, chunk), column_operand<T>(buffer.hi, chunk)};
-}
-
-// The operand im2col(src) of geometry `g` for a chunk (a view in place when the geometry is the
-// identity and the chunk lies in one image).
-template <typename T>
-PairView<T> image_columns(const ConvGeometry& g, const T* lo, const T* hi, int64_t channels,
-                          int64_t first, const Chunk& chunk, PairBuffer<T>& buffer) {
-  if (g.is_identity()) {
-    return pixel_rows(lo, hi, channels, g.height, g.width, first, g.channels, chunk, buffer);
-  }
-  const int64_t plane = g.image_pixels();
-  im2col(g, chunk, Planes<const T>{lo + first * plane, channels * plane},
-         Planes<const T>{hi + first * plane, channels * plane}, buffer.lo, buffer.hi);
-  return {column_operand<T>(buffer.lo, chunk), column_operand<T>(buffer.hi, chunk)};
+void scatter_add_rows(const RowBuffer<T>& rows, T* lo, T* hi, int64_t channels, int64_t height,
+                      int64_t width, int64_t first, int64_t count, const Chunk& chunk) {
+  const auto [pl, ph] = planes(lo, hi, channels, first, height * width);
+  col2im_add(ConvGeometry::identity(count, height, width), chunk, rows.lo, rows.hi, pl, ph);
 }
 
 // The input bounds the backward GEMMs need in general mode only: nonneg mode selects by the
-// weight's sign alone, so a zero stands in for the columns and no im2col is done.
+// weight's sign alone, so a zero stands in for the input (no im2col, no buffer).
 template <typename T>
-PairView<T> zero_operand() {
+std::pair<ConstView<T>, ConstView<T>> zero_input() {
   static const T zero = T(0);
   return {{&zero, 0, 0}, {&zero, 0, 0}};
-}
-
-// A (rows x count) GEMM result that lands in `count` channels from `first` of an NCHW tensor
-// (all of whose elements the caller has initialised): written in place for one image (added to
-// what is there), else into `buffer` and then added by a scatter.
-template <typename T>
-struct PixelRowsOut {
-  View<T> lo, hi;
-  bool accumulate;
-};
-
-template <typename T>
-PixelRowsOut<T> pixel_rows_out(T* lo, T* hi, int64_t channels, int64_t plane, int64_t first,
-                               const Chunk& chunk, PairBuffer<T>& buffer) {
-  if (chunk.images == 1) {
-    const int64_t offset = pixel_offset(channels, plane, chunk, first);
-    return {{lo + offset, 1, plane}, {hi + offset, 1, plane}, true};
-  }
-  return {column_result<T>(buffer.lo, chunk), column_result<T>(buffer.hi, chunk), false};
-}
-
-template <typename T>
-void finish_pixel_rows(T* lo, T* hi, int64_t channels, int64_t height, int64_t width,
-                       int64_t first, int64_t count, const Chunk& chunk,
-                       const PairBuffer<T>& buffer) {
-  if (chunk.images == 1) return;
-  const int64_t plane = height * width;
-  col2im_add(ConvGeometry::identity(count, height, width), chunk, buffer.lo, buffer.hi,
-             Planes<T>{lo + first * plane, channels * plane},
-             Planes<T>{hi + first * plane, channels * plane});
 }
 
 // ----------------------------------------------------------------------------- shapes and checks
@@ -286,7 +235,7 @@ struct Operands {
 
 // --------------------------------------------------------------------------------- conv2d kernels
 // Per group: x columns (rows x Kg, Kg = C_in/groups * kh * kw), weight (C_out/groups x Kg),
-// y rows (rows x C_out/groups).
+// y pixel rows (rows x C_out/groups).
 
 template <typename T>
 void conv2d_forward_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
@@ -295,20 +244,18 @@ void conv2d_forward_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
   const int64_t kg = g.column_rows(), out_g = out_channels / groups;
   const int64_t in_channels = g.channels * groups;
   const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (kg + out_g));
-  PairBuffer<T> cols(g.is_identity() && !plan.multi_image() ? 0 : kg * plan.capacity(), options);
-  PairBuffer<T> out(plan.multi_image() ? out_g * plan.capacity() : 0, options);
+  RowBuffer<T> cols(plan, kg, true, options), ys(plan, out_g, true, options);
   plan.for_each([&](const Chunk& chunk) {
     for (int64_t grp = 0; grp < groups; ++grp) {
-      const PairView<T> x =
-          image_columns(g, o.x_lo, o.x_hi, in_channels, grp * g.channels, chunk, cols);
-      const ConstView<T> w_lo{o.w_lo + grp * out_g * kg, kg, 1};
-      const ConstView<T> w_hi{o.w_hi + grp * out_g * kg, kg, 1};
-      const PixelRowsOut<T> y = pixel_rows_out(o.out_lo, o.out_hi, out_channels, g.out_pixels(),
-                                               grp * out_g, chunk, out);
-      interval_gemm_forward<T>(chunk.rows(), out_g, kg, x.lo, x.hi, w_lo, w_hi, y.lo, y.hi,
-                               nonneg, y.accumulate);
-      finish_pixel_rows(o.out_lo, o.out_hi, out_channels, g.out_h, g.out_w, grp * out_g, out_g,
-                        chunk, out);
+      const auto [xl, xh] = planes(o.x_lo, o.x_hi, in_channels, grp * g.channels,
+                                   g.image_pixels());
+      im2col(g, chunk, xl, xh, cols.lo, cols.hi);
+      interval_gemm_forward<T>(chunk.rows(), out_g, kg, cols.const_lo(), cols.const_hi(),
+                               ConstView<T>{o.w_lo + grp * out_g * kg, kg, 1},
+                               ConstView<T>{o.w_hi + grp * out_g * kg, kg, 1}, ys.view_lo(),
+                               ys.view_hi(), nonneg, false);
+      scatter_add_rows(ys, o.out_lo, o.out_hi, out_channels, g.out_h, g.out_w, grp * out_g, out_g,
+                       chunk);
     }
   });
 }
@@ -321,35 +268,24 @@ void conv2d_backward_input_kernel(const ConvGeometry& g, int64_t batch, int64_t 
   const int64_t in_channels = g.channels * groups;
   const ChunkPlan plan(batch, g.out_pixels(),
                        2 * int64_t(sizeof(T)) * ((nonneg ? 1 : 2) * kg + out_g));
-  const bool in_place = g.is_identity() && !plan.multi_image();
-  PairBuffer<T> cols(nonneg || in_place ? 0 : kg * plan.capacity(), options);
-  PairBuffer<T> dcols(in_place ? 0 : kg * plan.capacity(), options);
-  PairBuffer<T> grads(plan.multi_image() ? out_g * plan.capacity() : 0, options);
+  RowBuffer<T> grads(plan, out_g, true, options), cols(plan, kg, !nonneg, options),
+      dcols(plan, kg, true, options);
   plan.for_each([&](const Chunk& chunk) {
     for (int64_t grp = 0; grp < groups; ++grp) {
-      const PairView<T> grad = pixel_rows(o.g_lo, o.g_hi, out_channels, g.out_h, g.out_w,
-                                          grp * out_g, out_g, chunk, grads);
-      const PairView<T> x =
-          nonneg ? zero_operand<T>()
-                 : image_columns(g, o.x_lo, o.x_hi, in_channels, grp * g.channels, chunk, cols);
-      const ConstView<T> w_lo{o.w_lo + grp * out_g * kg, kg, 1};
-      const ConstView<T> w_hi{o.w_hi + grp * out_g * kg, kg, 1};
-      if (in_place) {  // dx rows are written by exactly one chunk
-        const int64_t offset = pixel_offset(in_channels, g.image_pixels(), chunk,
-                                               grp * g.channels);
-        interval_gemm_backward_input<T>(
-            chunk.rows(), out_g, kg, grad.lo, grad.hi, x.lo, x.hi, w_lo, w_hi,
-            View<T>{o.out_lo + offset, 1, g.image_pixels()},
-            View<T>{o.out_hi + offset, 1, g.image_pixels()}, nonneg, false);
-        continue;
-      }
-      interval_gemm_backward_input<T>(chunk.rows(), out_g, kg, grad.lo, grad.hi, x.lo, x.hi, w_lo,
-                                      w_hi, column_result<T>(dcols.lo, chunk),
-                                      column_result<T>(dcols.hi, chunk), nonneg, false);
-      const int64_t plane = g.image_pixels(), first = grp * g.channels;
-      col2im_add(g, chunk, dcols.lo, dcols.hi,
-                 Planes<T>{o.out_lo + first * plane, in_channels * plane},
-                 Planes<T>{o.out_hi + first * plane, in_channels * plane});
+      gather_rows(o.g_lo, o.g_hi, out_channels, g.out_h, g.out_w, grp * out_g, out_g, chunk,
+                  grads);
+      const auto [xl, xh] = planes(o.x_lo, o.x_hi, in_channels, grp * g.channels,
+                                   g.image_pixels());
+      if (!nonneg) im2col(g, chunk, xl, xh, cols.lo, cols.hi);
+      const auto [x_lo, x_hi] =
+          nonneg ? zero_input<T>() : std::pair{cols.const_lo(), cols.const_hi()};
+      interval_gemm_backward_input<T>(chunk.rows(), out_g, kg, grads.const_lo(), grads.const_hi(),
+                                      x_lo, x_hi, ConstView<T>{o.w_lo + grp * out_g * kg, kg, 1},
+                                      ConstView<T>{o.w_hi + grp * out_g * kg, kg, 1},
+                                      dcols.view_lo(), dcols.view_hi(), nonneg, false);
+      const auto [dl, dh] = planes(o.out_lo, o.out_hi, in_channels, grp * g.channels,
+                                   g.image_pixels());
+      col2im_add(g, chunk, dcols.lo, dcols.hi, dl, dh);
     }
   });
 }
@@ -361,26 +297,28 @@ void conv2d_backward_weight_kernel(const ConvGeometry& g, int64_t batch, int64_t
   const int64_t kg = g.column_rows(), out_g = out_channels / groups;
   const int64_t in_channels = g.channels * groups;
   const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (kg + out_g));
-  PairBuffer<T> cols(g.is_identity() && !plan.multi_image() ? 0 : kg * plan.capacity(), options);
-  PairBuffer<T> grads(plan.multi_image() ? out_g * plan.capacity() : 0, options);
+  RowBuffer<T> grads(plan, out_g, true, options), cols(plan, kg, true, options);
   plan.for_each([&](const Chunk& chunk) {
     for (int64_t grp = 0; grp < groups; ++grp) {
-      const PairView<T> grad = pixel_rows(o.g_lo, o.g_hi, out_channels, g.out_h, g.out_w,
-                                          grp * out_g, out_g, chunk, grads);
-      const PairView<T> x =
-          image_columns(g, o.x_lo, o.x_hi, in_channels, grp * g.channels, chunk, cols);
+      gather_rows(o.g_lo, o.g_hi, out_channels, g.out_h, g.out_w, grp * out_g, out_g, chunk,
+                  grads);
+      const auto [xl, xh] = planes(o.x_lo, o.x_hi, in_channels, grp * g.channels,
+                                   g.image_pixels());
+      im2col(g, chunk, xl, xh, cols.lo, cols.hi);
       const int64_t w_offset = grp * out_g * kg;
       interval_gemm_backward_weight<T>(
-          chunk.rows(), out_g, kg, grad.lo, grad.hi, x.lo, x.hi,
-          ConstView<T>{o.w_lo + w_offset, kg, 1}, ConstView<T>{o.w_hi + w_offset, kg, 1},
-          View<T>{o.out_lo + w_offset, kg, 1}, View<T>{o.out_hi + w_offset, kg, 1}, nonneg, true);
+          chunk.rows(), out_g, kg, grads.const_lo(), grads.const_hi(), cols.const_lo(),
+          cols.const_hi(), ConstView<T>{o.w_lo + w_offset, kg, 1},
+          ConstView<T>{o.w_hi + w_offset, kg, 1}, View<T>{o.out_lo + w_offset, kg, 1},
+          View<T>{o.out_hi + w_offset, kg, 1}, nonneg, true);
     }
   });
 }
 
 // ----------------------------------------------------------------------- conv_transpose2d kernels
-// Per group: x rows (rows x C_in/groups), weight viewed as (C_out/groups * kh * kw) x
-// (C_in/groups), contributions = output columns (rows x C_out/groups * kh * kw), col2im'd into y.
+// Per group: x pixel rows (rows x C_in/groups), the weight transposed to (C_out/groups * kh * kw)
+// x (C_in/groups) (`w_lo`/`w_hi` of Operands, row-major per group), contributions = output
+// columns (rows x C_out/groups * kh * kw), col2im'd into y.
 
 template <typename T>
 void conv_transpose2d_forward_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
@@ -389,29 +327,17 @@ void conv_transpose2d_forward_kernel(const ConvGeometry& g, int64_t batch, int64
   const int64_t ncol = g.column_rows(), in_g = in_channels / groups;
   const int64_t out_channels = g.channels * groups;
   const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (ncol + in_g));
-  const bool in_place = g.is_identity() && !plan.multi_image();
-  PairBuffer<T> xs(plan.multi_image() ? in_g * plan.capacity() : 0, options);
-  PairBuffer<T> contributions(in_place ? 0 : ncol * plan.capacity(), options);
+  RowBuffer<T> xs(plan, in_g, true, options), contributions(plan, ncol, true, options);
   plan.for_each([&](const Chunk& chunk) {
     for (int64_t grp = 0; grp < groups; ++grp) {
-      const PairView<T> x =
-          pixel_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
-      const ConstView<T> w_lo{o.w_lo + grp * in_g * ncol, 1, ncol};
-      const ConstView<T> w_hi{o.w_hi + grp * in_g * ncol, 1, ncol};
-      const int64_t plane = g.image_pixels(), first = grp * g.channels;
-      if (in_place) {
-        const int64_t offset = pixel_offset(out_channels, plane, chunk, first);
-        interval_gemm_forward<T>(chunk.rows(), ncol, in_g, x.lo, x.hi, w_lo, w_hi,
-                                 View<T>{o.out_lo + offset, 1, plane},
-                                 View<T>{o.out_hi + offset, 1, plane}, nonneg, true);
-        continue;
-      }
-      interval_gemm_forward<T>(chunk.rows(), ncol, in_g, x.lo, x.hi, w_lo, w_hi,
-                               column_result<T>(contributions.lo, chunk),
-                               column_result<T>(contributions.hi, chunk), nonneg, false);
-      col2im_add(g, chunk, contributions.lo, contributions.hi,
-                 Planes<T>{o.out_lo + first * plane, out_channels * plane},
-                 Planes<T>{o.out_hi + first * plane, out_channels * plane});
+      gather_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
+      interval_gemm_forward<T>(chunk.rows(), ncol, in_g, xs.const_lo(), xs.const_hi(),
+                               ConstView<T>{o.w_lo + grp * ncol * in_g, in_g, 1},
+                               ConstView<T>{o.w_hi + grp * ncol * in_g, in_g, 1},
+                               contributions.view_lo(), contributions.view_hi(), nonneg, false);
+      const auto [yl, yh] = planes(o.out_lo, o.out_hi, out_channels, grp * g.channels,
+                                   g.image_pixels());
+      col2im_add(g, chunk, contributions.lo, contributions.hi, yl, yh);
     }
   });
 }
@@ -422,30 +348,31 @@ void conv_transpose2d_backward_input_kernel(const ConvGeometry& g, int64_t batch
                                             bool nonneg, const at::TensorOptions& options) {
   const int64_t ncol = g.column_rows(), in_g = in_channels / groups;
   const int64_t out_channels = g.channels * groups;
-  const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (ncol + 2 * in_g));
-  PairBuffer<T> grads(g.is_identity() && !plan.multi_image() ? 0 : ncol * plan.capacity(),
-                      options);
-  PairBuffer<T> xs(plan.multi_image() && !nonneg ? in_g * plan.capacity() : 0, options);
-  PairBuffer<T> dxs(plan.multi_image() ? in_g * plan.capacity() : 0, options);
+  const ChunkPlan plan(batch, g.out_pixels(),
+                       2 * int64_t(sizeof(T)) * (ncol + (nonneg ? 1 : 2) * in_g));
+  RowBuffer<T> grads(plan, ncol, true, options), xs(plan, in_g, !nonneg, options),
+      dxs(plan, in_g, true, options);
   plan.for_each([&](const Chunk& chunk) {
     for (int64_t grp = 0; grp < groups; ++grp) {
-      const PairView<T> grad =
-          image_columns(g, o.g_lo, o.g_hi, out_channels, grp * g.channels, chunk, grads);
-      const PairView<T> x = nonneg ? zero_operand<T>()
-                                   : pixel_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w,
-                                                grp * in_g, in_g, chunk, xs);
-      const PixelRowsOut<T> dx = pixel_rows_out(o.out_lo, o.out_hi, in_channels, g.out_pixels(),
-                                                grp * in_g, chunk, dxs);
-      interval_gemm_backward_input<T>(
-          chunk.rows(), ncol, in_g, grad.lo, grad.hi, x.lo, x.hi,
-          ConstView<T>{o.w_lo + grp * in_g * ncol, 1, ncol},
-          ConstView<T>{o.w_hi + grp * in_g * ncol, 1, ncol}, dx.lo, dx.hi, nonneg, false);
-      finish_pixel_rows(o.out_lo, o.out_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g,
-                        chunk, dxs);
+      const auto [gl, gh] = planes(o.g_lo, o.g_hi, out_channels, grp * g.channels,
+                                   g.image_pixels());
+      im2col(g, chunk, gl, gh, grads.lo, grads.hi);
+      if (!nonneg) {
+        gather_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
+      }
+      const auto [x_lo, x_hi] = nonneg ? zero_input<T>() : std::pair{xs.const_lo(), xs.const_hi()};
+      interval_gemm_backward_input<T>(chunk.rows(), ncol, in_g, grads.const_lo(),
+                                      grads.const_hi(), x_lo, x_hi,
+                                      ConstView<T>{o.w_lo + grp * ncol * in_g, in_g, 1},
+                                      ConstView<T>{o.w_hi + grp * ncol * in_g, in_g, 1},
+                                      dxs.view_lo(), dxs.view_hi(), nonneg, false);
+      scatter_add_rows(dxs, o.out_lo, o.out_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g,
+                       chunk);
     }
   });
 }
 
+// Writes the weight gradient transposed like the weight in Operands: (groups, ncol, C_in/groups).
 template <typename T>
 void conv_transpose2d_backward_weight_kernel(const ConvGeometry& g, int64_t batch,
                                              int64_t groups, int64_t in_channels,
@@ -454,26 +381,33 @@ void conv_transpose2d_backward_weight_kernel(const ConvGeometry& g, int64_t batc
   const int64_t ncol = g.column_rows(), in_g = in_channels / groups;
   const int64_t out_channels = g.channels * groups;
   const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (ncol + in_g));
-  PairBuffer<T> grads(g.is_identity() && !plan.multi_image() ? 0 : ncol * plan.capacity(),
-                      options);
-  PairBuffer<T> xs(plan.multi_image() ? in_g * plan.capacity() : 0, options);
+  RowBuffer<T> grads(plan, ncol, true, options), xs(plan, in_g, true, options);
   plan.for_each([&](const Chunk& chunk) {
     for (int64_t grp = 0; grp < groups; ++grp) {
-      const PairView<T> grad =
-          image_columns(g, o.g_lo, o.g_hi, out_channels, grp * g.channels, chunk, grads);
-      const PairView<T> x =
-          pixel_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
-      const int64_t w_offset = grp * in_g * ncol;
+      const auto [gl, gh] = planes(o.g_lo, o.g_hi, out_channels, grp * g.channels,
+                                   g.image_pixels());
+      im2col(g, chunk, gl, gh, grads.lo, grads.hi);
+      gather_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
+      const int64_t w_offset = grp * ncol * in_g;
       interval_gemm_backward_weight<T>(
-          chunk.rows(), ncol, in_g, grad.lo, grad.hi, x.lo, x.hi,
-          ConstView<T>{o.w_lo + w_offset, 1, ncol}, ConstView<T>{o.w_hi + w_offset, 1, ncol},
-          View<T>{o.out_lo + w_offset, 1, ncol}, View<T>{o.out_hi + w_offset, 1, ncol}, nonneg,
-          true);
+          chunk.rows(), ncol, in_g, grads.const_lo(), grads.const_hi(), xs.const_lo(),
+          xs.const_hi(), ConstView<T>{o.w_lo + w_offset, in_g, 1},
+          ConstView<T>{o.w_hi + w_offset, in_g, 1}, View<T>{o.out_lo + w_offset, in_g, 1},
+          View<T>{o.out_hi + w_offset, in_g, 1}, nonneg, true);
     }
   });
 }
 
 // --------------------------------------------------------------------------------- the ops
+
+// A conv_transpose2d weight (C_in, C_out/groups, kh, kw) as the row-major GEMM operand
+// (groups, C_out/groups * kh * kw, C_in/groups), and back (for its gradient).
+at::Tensor transpose_weight(const at::Tensor& w, int64_t groups) {
+  return w.reshape({groups, w.size(0) / groups, -1}).transpose(1, 2).contiguous();
+}
+at::Tensor untranspose_weight(const at::Tensor& wt, at::IntArrayRef shape) {
+  return wt.transpose(1, 2).reshape(shape).contiguous();
+}
 
 template <typename T>
 Operands<T> operands(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
@@ -563,7 +497,8 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
                               int64_t groups, at::IntArrayRef dilation, bool input_nonneg) {
   const ConvGeometry g = conv_transpose2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding,
                                                    output_padding, groups, dilation);
-  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
+  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
+  const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const int64_t batch = x_lo.size(0), in_channels = x_lo.size(1);
   auto [y_lo, y_hi] = init_output({batch, g.channels * groups, g.height, g.width},
                                   x_lo.options(), b_lo, b_hi);
@@ -587,7 +522,8 @@ Pair conv_transpose2d_backward_input(const at::Tensor& grad_lo, const at::Tensor
   const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
   check_grad("interval_conv_transpose2d_backward_input", grad_lo, grad_hi,
              {batch, g.channels * groups, g.height, g.width});
-  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
+  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
+  const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
   at::Tensor dx_lo = at::zeros(x_lo.sizes(), x_lo.options());
   at::Tensor dx_hi = at::zeros(x_lo.sizes(), x_lo.options());
@@ -612,9 +548,10 @@ Pair conv_transpose2d_backward_weight(const at::Tensor& grad_lo, const at::Tenso
   const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
   check_grad("interval_conv_transpose2d_backward_weight", grad_lo, grad_hi,
              {batch, g.channels * groups, g.height, g.width});
-  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
+  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
+  const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dw_lo = at::zeros(w_lo.sizes(), w_lo.options());
+  at::Tensor dw_lo = at::zeros(w_lo.sizes(), w_lo.options());  // transposed like w_lo
   at::Tensor dw_hi = at::zeros(w_lo.sizes(), w_lo.options());
   AT_DISPATCH_FLOATING_TYPES(
       x_lo.scalar_type(), "interval_conv_transpose2d_backward_weight_cpu", [&] {
@@ -623,7 +560,7 @@ Pair conv_transpose2d_backward_weight(const at::Tensor& grad_lo, const at::Tenso
             operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dw_lo, dw_hi),
             input_nonneg, x_lo.options());
       });
-  return {dw_lo, dw_hi};
+  return {untranspose_weight(dw_lo, w_lo_.sizes()), untranspose_weight(dw_hi, w_lo_.sizes())};
 }
 
 const BackendOps registered(
