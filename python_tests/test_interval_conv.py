@@ -260,10 +260,12 @@ def check_backward(case, operands, nonneg, dtype):
         x_mag = magnitude(*operands[:2]).detach().double().requires_grad_()
         w_mag = magnitude(*operands[2:4]).detach().double().requires_grad_()
         x_scale, w_scale = torch.autograd.grad(case.plain(x_mag, w_mag), (x_mag, w_mag), g_mag)
+    b_scale = g_mag.sum([d for d in range(g_mag.dim()) if d != 1])
     pixels = g_lo.numel() // g_lo.shape[1]
-    terms = [case.out_channels * math.prod(case.w_shape[2:])] * 2 + [pixels] * 2
-    scales = [x_scale] * 2 + [w_scale] * 2 + [g_mag.sum([d for d in range(g_mag.dim()) if d != 1])] * 2
-    for grad, exp, scale, reduction in zip(grads, expected, scales, terms + [pixels] * 2):
+    x_terms = case.out_channels * math.prod(case.w_shape[2:])
+    scales = [x_scale] * 2 + [w_scale] * 2 + [b_scale] * 2
+    for grad, exp, scale, reduction in zip(grads, expected, scales,
+                                           [x_terms] * 2 + [pixels] * 4):
         assert_close_scaled(grad, exp, scale, dtype, reduction)
 
 

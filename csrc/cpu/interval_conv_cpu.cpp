@@ -46,8 +46,10 @@ struct ChunkPlan {
 
   ChunkPlan(int64_t batch_, int64_t pixels_, int64_t bytes_per_row)
       : batch(batch_), pixels(pixels_) {
-    const int64_t rows = std::max<int64_t>(1, kBufferBudgetBytes / std::max<int64_t>(1, bytes_per_row));
-    images = std::clamp<int64_t>(rows / std::max<int64_t>(1, pixels), 1, std::max<int64_t>(1, batch));
+    const int64_t rows =
+        std::max<int64_t>(1, kBufferBudgetBytes / std::max<int64_t>(1, bytes_per_row));
+    images = std::clamp<int64_t>(rows / std::max<int64_t>(1, pixels), 1,
+                                 std::max<int64_t>(1, batch));
     pixels_per_chunk = std::min(rows, pixels);
   }
   int64_t capacity() const { return images * pixels_per_chunk; }
@@ -85,8 +87,8 @@ struct RowBuffer {
   View<T> view_hi() { return {hi, width, 1}; }
 };
 
-// Channels [first, first + count) of a contiguous NCHW pair with `channels` channels of
-// (height x width) images, as im2col / col2im planes.
+// A contiguous NCHW pair with `channels` channels of `plane` pixels, from channel `first` on, as
+// im2col / col2im planes.
 template <typename T>
 std::pair<Planes<T>, Planes<T>> planes(T* lo, T* hi, int64_t channels, int64_t first,
                                        int64_t plane) {
@@ -226,7 +228,8 @@ Pair init_output(at::IntArrayRef shape, const at::TensorOptions& options,
   return {y_lo, y_hi};
 }
 
-// Pointers of the contiguous operands of one kernel call.
+// Pointers of the contiguous operands of one kernel call. conv_transpose2d kernels get the weight
+// (and write its gradient) transposed, see transpose_weight.
 template <typename T>
 struct Operands {
   const T *x_lo, *x_hi, *w_lo, *w_hi, *g_lo, *g_hi;  // g: the output gradient, if any
