@@ -1,0 +1,717 @@
+// The SIMD interval GEMM kernels, written once over a vector-traits type `S` and compiled per
+// instruction set: gemm_avx512.cpp and gemm_avx2.cpp include this file INSIDE their own
+// namespace, after `#pragma GCC target(...)`, so every function here gets that TU's ISA and its own
+// symbol. It therefore includes nothing itself (the including TU provides <algorithm>, <cstdint>,
+// <cstring> and gemm_isa.h before the pragma).
+//
+// `S` provides: T (scalar), V (vector of L lanes), M (lane mask), L, the tile constants below, and
+// load/store/set1/zero/add/mul/fma, ge0 (lanes >= 0; NaN false), le/ge/isnan compares, mask
+// and/or/not, select(m, t, f) = m ? t : f, mask_fma(m, x, y, acc) = m ? x*y + acc : acc (exact:
+// unselected lanes are untouched), min_nan/max_nan (the general product's candidate choice, by
+// value: NaN wins, ties give equal values), vmask/vselect (a select whose mask lives in a vector
+// register, for kernels that keep more masks than there are mask registers).
+//
+// Semantics are those of csrc/interval_math.h (see gemm_scalar.cpp for the one-element version);
+// reduction order differs, and products are fused multiply-adds.
+//
+// Layout conventions. Every kernel packs its operands per block into the thread's workspace,
+// zero padded to whole register tiles, so microkernels never see strides or edges:
+//  * forward: lanes run over output columns n. A W panel holds, per k, the NR weights a then the
+//    NR weights b of one column tile; an x panel holds, per k, MR values l then MR values h. The
+//    nonneg kernel blends the broadcast l/h by the weight's sign mask (blends issue on the
+//    non-FMA pipes, so the FMA pipes only see the two FMAs of a term); the general kernel picks
+//    the weight vector (a or b) for each candidate with a pointer chosen by the input's sign.
+//  * backward_input: lanes run over k (the columns of dx), reduction over n.
+//  * backward_weight: lanes run over k (the columns of dw), reduction over m.
+
+template <typename I>
+constexpr I ceil_div(I a, I b) {
+  return (a + b - 1) / b;
+}
+
+template <typename T>
+const T* row_ptr(const ConstView<T>& v, int64_t r, int64_t c) {
+  return v.data + r * v.row_stride + c * v.col_stride;
+}
+
+// dst[i * dst_step] = src[i * src_step] for i < n; zeros for i in [n, total).
+template <typename T>
+void gather(T* dst, int64_t dst_step, const T* src, int64_t src_step, int64_t n, int64_t total) {
+  int64_t i = 0;
+  if (src_step == 1) {
+    for (; i < n; ++i) dst[i * dst_step] = src[i];
+  } else {
+    for (; i < n; ++i) dst[i * dst_step] = src[i * src_step];
+  }
+  for (; i < total; ++i) dst[i * dst_step] = T(0);
+}
+
+// A rows x cols tile of both output bounds, as the microkernels see it: row pointers with a
+// leading dimension, either straight into the output or into a local buffer.
+template <typename T>
+struct OutTile {
+  T* lo;
+  T* hi;
+  int64_t ld_lo, ld_hi;
+};
+
+// Prepares the output tile at (r, c) of `rows` x `cols` valid elements of a TR x TC register
+// tile. Returns a direct view when the tile is whole and the output rows are contiguous, else
+// `buf` (2 * TR * TC), loaded from the output unless `first`.
+template <typename T, int TR, int TC>
+OutTile<T> open_tile(const View<T>& lo, const View<T>& hi, int64_t r, int64_t c, int rows,
+                     int cols, bool first, T* buf) {
+  if (rows == TR && cols == TC && lo.col_stride == 1 && hi.col_stride == 1) {
+    return {lo.data + r * lo.row_stride + c, hi.data + r * hi.row_stride + c, lo.row_stride,
+            hi.row_stride};
+  }
+  if (!first) {
+    for (int i = 0; i < TR; ++i) {
+      for (int j = 0; j < TC; ++j) {
+        const bool in = i < rows && j < cols;
+        buf[i * TC + j] = in ? lo.data[(r + i) * lo.row_stride + (c + j) * lo.col_stride] : T(0);
+        buf[TR * TC + i * TC + j] =
+            in ? hi.data[(r + i) * hi.row_stride + (c + j) * hi.col_stride] : T(0);
+      }
+    }
+  }
+  return {buf, buf + TR * TC, TC, TC};
+}
+
+template <typename T, int TR, int TC>
+void close_tile(const View<T>& lo, const View<T>& hi, int64_t r, int64_t c, int rows, int cols,
+                const OutTile<T>& tile, const T* buf) {
+  if (tile.lo != buf) return;
+  for (int i = 0; i < rows; ++i) {
+    for (int j = 0; j < cols; ++j) {
+      lo.data[(r + i) * lo.row_stride + (c + j) * lo.col_stride] = buf[i * TC + j];
+      hi.data[(r + i) * hi.row_stride + (c + j) * hi.col_stride] = buf[TR * TC + i * TC + j];
+    }
+  }
+}
+
+// Carves 64-byte aligned arrays out of the thread workspace.
+struct Carver {
+  char* base;
+  size_t used = 0;
+  template <typename U>
+  U* take(size_t count) {
+    U* p = reinterpret_cast<U*>(base + used);
+    used += (count * sizeof(U) + 63) / 64 * 64;
+    return p;
+  }
+};
+
+template <typename U>
+size_t carve_size(size_t count) {
+  return (count * sizeof(U) + 63) / 64 * 64;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward: y (M x N) over k.
+template <class S>
+struct Forward {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  static constexpr int L = S::L;
+  static constexpr int NV = S::kFwdNV;
+  static constexpr int NR = NV * L;
+  static constexpr int64_t KC = S::kFwdKC;
+  static constexpr int64_t MC = S::kFwdMC;
+  static constexpr int32_t kB = NR * sizeof(T);  // byte offset of the b weights in a W k-row
+
+  // W[n0:n1, k0:k0+kc] -> per NR-column tile: kc rows of [a x NR, b x NR].
+  static void pack_w(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t k0, int64_t kc,
+                     T* out) {
+    for (int64_t j = n0; j < n1; j += NR, out += kc * 2 * NR) {
+      const int64_t cols = std::min<int64_t>(NR, n1 - j);
+      for (int c = 0; c < NR; ++c) {
+        const bool in = c < cols;
+        gather(out + c, 2 * NR, in ? row_ptr(p.w_lo, j + c, k0) : nullptr, p.w_lo.col_stride,
+               in ? kc : 0, kc);
+        gather(out + NR + c, 2 * NR, in ? row_ptr(p.w_hi, j + c, k0) : nullptr,
+               p.w_hi.col_stride, in ? kc : 0, kc);
+      }
+    }
+  }
+
+  // x[m0:m0+rows, k0:k0+kc] -> per MR-row tile: kc rows of [l x MR, h x MR]; with `offs`, also
+  // the byte offsets (0: a, kB: b) of the weights of the lower bound's two candidates.
+  template <int MR>
+  static void pack_x(const GemmArgs<T>& p, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
+                     T* out, int32_t* offs) {
+    for (int64_t i = 0; i < rows; i += MR, out += kc * 2 * MR) {
+      for (int r = 0; r < MR; ++r) {
+        const bool in = i + r < rows;
+        gather(out + r, 2 * MR, in ? row_ptr(p.x_lo, m0 + i + r, k0) : nullptr,
+               p.x_lo.col_stride, in ? kc : 0, kc);
+        gather(out + MR + r, 2 * MR, in ? row_ptr(p.x_hi, m0 + i + r, k0) : nullptr,
+               p.x_hi.col_stride, in ? kc : 0, kc);
+      }
+      if (offs) {
+        for (int64_t q = 0; q < kc * 2 * MR; ++q) offs[q] = out[q] >= T(0) ? 0 : kB;
+        offs += kc * 2 * MR;
+      }
+    }
+  }
+
+  template <int MR>
+  static void load_acc(V (&lo)[MR][NV], V (&hi)[MR][NV], const OutTile<T>& c, bool first) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        lo[i][v] = first ? S::zero() : S::load(c.lo + i * c.ld_lo + v * L);
+        hi[i][v] = first ? S::zero() : S::load(c.hi + i * c.ld_hi + v * L);
+      }
+    }
+  }
+
+  template <int MR>
+  static void store_acc(const V (&lo)[MR][NV], const V (&hi)[MR][NV], const OutTile<T>& c) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        S::store(c.lo + i * c.ld_lo + v * L, lo[i][v]);
+        S::store(c.hi + i * c.ld_hi + v * L, hi[i][v]);
+      }
+    }
+  }
+
+  // lo += a * (a >= 0 ? l : h), hi += b * (b >= 0 ? h : l), lanes over n.
+  template <int MR>
+  static void micro_nonneg(int64_t kc, const T* __restrict xp, const T* __restrict wp,
+                           const OutTile<T>& c, bool first) {
+    V lo[MR][NV], hi[MR][NV];
+    load_acc<MR>(lo, hi, c, first);
+    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, wp += 2 * NR) {
+      V a[NV], b[NV];
+      M ma[NV], mb[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        a[v] = S::load(wp + v * L);
+        b[v] = S::load(wp + NR + v * L);
+        ma[v] = S::ge0(a[v]);
+        mb[v] = S::ge0(b[v]);
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const V l = S::set1(xp[i]), h = S::set1(xp[MR + i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          lo[i][v] = S::fma(S::select(ma[v], l, h), a[v], lo[i][v]);
+          hi[i][v] = S::fma(S::select(mb[v], h, l), b[v], hi[i][v]);
+        }
+      }
+    }
+    store_acc<MR>(lo, hi, c);
+  }
+
+  // lo += min(l * (l >= 0 ? a : b), h * (h >= 0 ? a : b)),
+  // hi += max(l * (l >= 0 ? b : a), h * (h >= 0 ? b : a)): the weight vectors of each candidate
+  // are addressed through the packed offsets (input sign, one per broadcast scalar).
+  template <int MR>
+  static void micro_general(int64_t kc, const T* __restrict xp, const int32_t* __restrict op,
+                            const T* __restrict wp, const OutTile<T>& c, bool first) {
+    V lo[MR][NV], hi[MR][NV];
+    load_acc<MR>(lo, hi, c, first);
+    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, op += 2 * MR, wp += 2 * NR) {
+      const char* w = reinterpret_cast<const char*>(wp);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const V l = S::set1(xp[i]), h = S::set1(xp[MR + i]);
+        const int32_t ol = op[i], oh = op[MR + i];
+        const T* lo_l = reinterpret_cast<const T*>(w + ol);
+        const T* lo_h = reinterpret_cast<const T*>(w + oh);
+        const T* hi_l = reinterpret_cast<const T*>(w + (kB - ol));
+        const T* hi_h = reinterpret_cast<const T*>(w + (kB - oh));
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          const V pl = S::mul(l, S::load(lo_l + v * L)), ph = S::mul(h, S::load(lo_h + v * L));
+          lo[i][v] = S::add(lo[i][v], S::min_nan(pl, ph));
+          const V ql = S::mul(l, S::load(hi_l + v * L)), qh = S::mul(h, S::load(hi_h + v * L));
+          hi[i][v] = S::add(hi[i][v], S::max_nan(ql, qh));
+        }
+      }
+    }
+    store_acc<MR>(lo, hi, c);
+  }
+
+  template <int MR, bool NONNEG>
+  static void run(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    static_assert(MC % MR == 0, "MC must be a multiple of the row tile");
+    const int64_t ntiles = ceil_div<int64_t>(n1 - n0, NR);
+    const int64_t kcmax = std::min<int64_t>(KC, p.K);
+    const int64_t mcmax = std::min<int64_t>(MC, ceil_div<int64_t>(m1 - m0, MR) * MR);
+    const size_t wsize = ntiles * NR * 2 * kcmax, xsize = mcmax * 2 * kcmax;
+    Carver ws{static_cast<char*>(thread_workspace(
+        carve_size<T>(wsize) + carve_size<T>(xsize) + carve_size<T>(2 * MR * NR) +
+        (NONNEG ? 0 : carve_size<int32_t>(xsize))))};
+    T* wbuf = ws.take<T>(wsize);
+    T* xbuf = ws.take<T>(xsize);
+    T* cbuf = ws.take<T>(2 * MR * NR);
+    int32_t* obuf = NONNEG ? nullptr : ws.take<int32_t>(xsize);
+
+    for (int64_t k0 = 0; k0 < p.K; k0 += KC) {
+      const int64_t kc = std::min<int64_t>(KC, p.K - k0);
+      const bool first = k0 == 0 && !p.accumulate;
+      pack_w(p, n0, n1, k0, kc, wbuf);
+      for (int64_t mc0 = m0; mc0 < m1; mc0 += MC) {
+        const int64_t rows = std::min<int64_t>(MC, m1 - mc0);
+        pack_x<MR>(p, mc0, rows, k0, kc, xbuf, obuf);
+        for (int64_t j = 0; j < ntiles; ++j) {
+          const int64_t n = n0 + j * NR;
+          const int cols = static_cast<int>(std::min<int64_t>(NR, n1 - n));
+          const T* wp = wbuf + j * kc * 2 * NR;
+          for (int64_t i = 0; i < rows; i += MR) {
+            const int tr = static_cast<int>(std::min<int64_t>(MR, rows - i));
+            const OutTile<T> c =
+                open_tile<T, MR, NR>(p.y_lo, p.y_hi, mc0 + i, n, tr, cols, first, cbuf);
+            if constexpr (NONNEG) {
+              micro_nonneg<MR>(kc, xbuf + i * kc * 2, wp, c, first);
+            } else {
+              micro_general<MR>(kc, xbuf + i * kc * 2, obuf + i * kc * 2, wp, c, first);
+            }
+            close_tile<T, MR, NR>(p.y_lo, p.y_hi, mc0 + i, n, tr, cols, c, cbuf);
+          }
+        }
+      }
+    }
+  }
+
+  static void block(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (p.input_nonneg) {
+      run<S::kFwdMR, true>(p, m0, m1, n0, n1);
+    } else {
+      run<S::kFwdGenMR, false>(p, m0, m1, n0, n1);
+    }
+  }
+};
+
+// ------------------------------------------------------------------------------------------------
+// Backward input: y = dx (M x K) over n; lanes over k.
+template <class S>
+struct BackwardInput {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  static constexpr int L = S::L;
+  static constexpr int KV = S::kBiKV;
+  static constexpr int KR = KV * L;
+  static constexpr int64_t NC = S::kBiNC;  // reduction block
+  static constexpr int64_t MC = S::kBiMC;
+
+  // W[r0:r0+nc, c0:c1] -> per KR-column tile: nc rows of [a x KR, b x KR].
+  static void pack_w(const GemmArgs<T>& p, int64_t r0, int64_t nc, int64_t c0, int64_t c1,
+                     T* out) {
+    for (int64_t j = c0; j < c1; j += KR) {
+      const int64_t cols = std::min<int64_t>(KR, c1 - j);
+      for (int64_t n = 0; n < nc; ++n, out += 2 * KR) {
+        gather(out, 1, row_ptr(p.w_lo, r0 + n, j), p.w_lo.col_stride, cols, KR);
+        gather(out + KR, 1, row_ptr(p.w_hi, r0 + n, j), p.w_hi.col_stride, cols, KR);
+      }
+    }
+  }
+
+  // g[m0:m0+rows, r0:r0+nc] -> per MR-row tile: nc rows of [gl x MR, gh x MR].
+  template <int MR>
+  static void pack_g(const GemmArgs<T>& p, int64_t m0, int64_t rows, int64_t r0, int64_t nc,
+                     T* out) {
+    for (int64_t i = 0; i < rows; i += MR, out += nc * 2 * MR) {
+      for (int r = 0; r < MR; ++r) {
+        const bool in = i + r < rows;
+        gather(out + r, 2 * MR, in ? row_ptr(p.g_lo, m0 + i + r, r0) : nullptr,
+               p.g_lo.col_stride, in ? nc : 0, nc);
+        gather(out + MR + r, 2 * MR, in ? row_ptr(p.g_hi, m0 + i + r, r0) : nullptr,
+               p.g_hi.col_stride, in ? nc : 0, nc);
+      }
+    }
+  }
+
+  template <int MR, int NV>
+  static void load_acc(V (&lo)[MR][NV], V (&hi)[MR][NV], const OutTile<T>& c, bool first) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        lo[i][v] = first ? S::zero() : S::load(c.lo + i * c.ld_lo + v * L);
+        hi[i][v] = first ? S::zero() : S::load(c.hi + i * c.ld_hi + v * L);
+      }
+    }
+  }
+
+  template <int MR, int NV>
+  static void store_acc(const V (&lo)[MR][NV], const V (&hi)[MR][NV], const OutTile<T>& c) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        S::store(c.lo + i * c.ld_lo + v * L, lo[i][v]);
+        S::store(c.hi + i * c.ld_hi + v * L, hi[i][v]);
+      }
+    }
+  }
+
+  // dl += a*gl [a >= 0] + b*gh [b < 0], dh += a*gl [a < 0] + b*gh [b >= 0].
+  template <int MR>
+  static void micro_nonneg(int64_t nc, const T* __restrict gp, const T* __restrict wp,
+                           const T*, const OutTile<T>& c, bool first) {
+    V dl[MR][KV], dh[MR][KV];
+    load_acc<MR, KV>(dl, dh, c, first);
+    for (int64_t n = 0; n < nc; ++n, gp += 2 * MR, wp += 2 * KR) {
+      V a[KV], b[KV];
+      M ma[KV], mb[KV];
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) {
+        a[v] = S::load(wp + v * L);
+        b[v] = S::load(wp + KR + v * L);
+        ma[v] = S::ge0(a[v]);
+        mb[v] = S::ge0(b[v]);
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const V gl = S::set1(gp[i]), gh = S::set1(gp[MR + i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) {
+          dl[i][v] = S::mask_fma(ma[v], gl, a[v], dl[i][v]);
+          dh[i][v] = S::mask_fma(S::mnot(ma[v]), gl, a[v], dh[i][v]);
+          dh[i][v] = S::mask_fma(mb[v], gh, b[v], dh[i][v]);
+          dl[i][v] = S::mask_fma(S::mnot(mb[v]), gh, b[v], dl[i][v]);
+        }
+      }
+    }
+    store_acc<MR, KV>(dl, dh, c);
+  }
+
+  // General mode: each candidate's gradient goes to the input bound it multiplies; `xt` holds the
+  // tile's inputs as [MR][l x KR, h x KR].
+  template <int MR>
+  static void micro_general(int64_t nc, const T* __restrict gp, const T* __restrict wp,
+                            const T* __restrict xt, const OutTile<T>& c, bool first) {
+    constexpr int GV = S::kBiGenKV;
+    static_assert(GV <= KV, "general tile narrower than the packed panel");
+    V dl[MR][GV], dh[MR][GV], l[MR][GV], h[MR][GV];
+    M ml[MR][GV], mh[MR][GV];
+    load_acc<MR, GV>(dl, dh, c, first);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        l[i][v] = S::load(xt + i * 2 * KR + v * L);
+        h[i][v] = S::load(xt + i * 2 * KR + KR + v * L);
+        ml[i][v] = S::ge0(l[i][v]);
+        mh[i][v] = S::ge0(h[i][v]);
+      }
+    }
+    for (int64_t n = 0; n < nc; ++n, gp += 2 * MR, wp += 2 * KR) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        const V a = S::load(wp + v * L), b = S::load(wp + KR + v * L);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) {
+          const V gl = S::set1(gp[i]), gh = S::set1(gp[MR + i]);
+          const V wl_lo = S::select(ml[i][v], a, b), wh_lo = S::select(mh[i][v], a, b);
+          const V pl = S::mul(l[i][v], wl_lo), ph = S::mul(h[i][v], wh_lo);
+          const M take_l = S::mor(S::le(pl, ph), S::isnan(pl));
+          dl[i][v] = S::mask_fma(take_l, gl, wl_lo, dl[i][v]);
+          dh[i][v] = S::mask_fma(S::mnot(take_l), gl, wh_lo, dh[i][v]);
+          const V wl_hi = S::select(ml[i][v], b, a), wh_hi = S::select(mh[i][v], b, a);
+          const V ql = S::mul(l[i][v], wl_hi), qh = S::mul(h[i][v], wh_hi);
+          const M take_l_hi = S::mor(S::ge(ql, qh), S::isnan(ql));
+          dl[i][v] = S::mask_fma(take_l_hi, gh, wl_hi, dl[i][v]);
+          dh[i][v] = S::mask_fma(S::mnot(take_l_hi), gh, wh_hi, dh[i][v]);
+        }
+      }
+    }
+    store_acc<MR, GV>(dl, dh, c);
+  }
+
+  template <int MR, int TV, bool NONNEG>
+  static void run(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t c0, int64_t c1) {
+    static_assert(MC % MR == 0, "MC must be a multiple of the row tile");
+    constexpr int TC = TV * L;  // columns per register tile (a divisor of KR)
+    const int64_t ncmax = std::min<int64_t>(NC, p.N);
+    const int64_t mcmax = std::min<int64_t>(MC, ceil_div<int64_t>(m1 - m0, MR) * MR);
+    const int64_t ktiles = ceil_div<int64_t>(c1 - c0, KR);
+    const size_t wsize = ktiles * KR * 2 * ncmax, gsize = mcmax * 2 * ncmax;
+    Carver ws{static_cast<char*>(
+        thread_workspace(carve_size<T>(wsize) + carve_size<T>(gsize) +
+                         carve_size<T>(2 * MR * TC) + carve_size<T>(2 * MR * KR)))};
+    T* wbuf = ws.take<T>(wsize);
+    T* gbuf = ws.take<T>(gsize);
+    T* cbuf = ws.take<T>(2 * MR * TC);
+    T* xt = ws.take<T>(2 * MR * KR);
+
+    for (int64_t r0 = 0; r0 < p.N; r0 += NC) {
+      const int64_t nc = std::min<int64_t>(NC, p.N - r0);
+      const bool first = r0 == 0 && !p.accumulate;
+      pack_w(p, r0, nc, c0, c1, wbuf);
+      for (int64_t mc0 = m0; mc0 < m1; mc0 += MC) {
+        const int64_t rows = std::min<int64_t>(MC, m1 - mc0);
+        pack_g<MR>(p, mc0, rows, r0, nc, gbuf);
+        for (int64_t j = 0; j < ktiles; ++j) {
+          const T* wp = wbuf + j * nc * 2 * KR;
+          for (int64_t i = 0; i < rows; i += MR) {
+            const int tr = static_cast<int>(std::min<int64_t>(MR, rows - i));
+            for (int s = 0; s < KR; s += TC) {
+              const int64_t k = c0 + j * KR + s;
+              if (k >= c1) break;
+              const int cols = static_cast<int>(std::min<int64_t>(TC, c1 - k));
+              const OutTile<T> c =
+                  open_tile<T, MR, TC>(p.y_lo, p.y_hi, mc0 + i, k, tr, cols, first, cbuf);
+              if constexpr (NONNEG) {
+                micro_nonneg<MR>(nc, gbuf + i * nc * 2, wp + s, nullptr, c, first);
+              } else {
+                for (int r = 0; r < MR; ++r) {
+                  const bool in = r < tr;
+                  gather(xt + r * 2 * KR, 1, in ? row_ptr(p.x_lo, mc0 + i + r, k) : nullptr,
+                         p.x_lo.col_stride, in ? cols : 0, KR);
+                  gather(xt + r * 2 * KR + KR, 1, in ? row_ptr(p.x_hi, mc0 + i + r, k) : nullptr,
+                         p.x_hi.col_stride, in ? cols : 0, KR);
+                }
+                micro_general<MR>(nc, gbuf + i * nc * 2, wp + s, xt, c, first);
+              }
+              close_tile<T, MR, TC>(p.y_lo, p.y_hi, mc0 + i, k, tr, cols, c, cbuf);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  static void block(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t c0, int64_t c1) {
+    if (p.input_nonneg) {
+      run<S::kBiMR, KV, true>(p, m0, m1, c0, c1);
+    } else {
+      run<S::kBiGenMR, S::kBiGenKV, false>(p, m0, m1, c0, c1);
+    }
+  }
+};
+
+// ------------------------------------------------------------------------------------------------
+// Backward weight: y = dw (N x K) over m; lanes over k. Which input bound each weight bound's
+// gradient multiplies is fixed per weight element (nonneg mode), so the tile keeps its masks for
+// the whole reduction.
+template <class S>
+struct BackwardWeight {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  static constexpr int L = S::L;
+  static constexpr int KV = S::kBwKV;
+  static constexpr int KR = KV * L;
+  static constexpr int64_t MC = S::kBwMC;  // reduction block
+
+  // x[m0:m0+mc, c0:c1] -> per KR-column tile: mc rows of [l x KR, h x KR].
+  static void pack_x(const GemmArgs<T>& p, int64_t m0, int64_t mc, int64_t c0, int64_t c1,
+                     T* out) {
+    for (int64_t j = c0; j < c1; j += KR) {
+      const int64_t cols = std::min<int64_t>(KR, c1 - j);
+      for (int64_t m = 0; m < mc; ++m, out += 2 * KR) {
+        gather(out, 1, row_ptr(p.x_lo, m0 + m, j), p.x_lo.col_stride, cols, KR);
+        gather(out + KR, 1, row_ptr(p.x_hi, m0 + m, j), p.x_hi.col_stride, cols, KR);
+      }
+    }
+  }
+
+  // g[m0:m0+mc, n0:n0+rows] -> per NR-row tile: mc rows of [gl x NR, gh x NR].
+  template <int NR>
+  static void pack_g(const GemmArgs<T>& p, int64_t m0, int64_t mc, int64_t n0, int64_t rows,
+                     T* out) {
+    for (int64_t i = 0; i < rows; i += NR) {
+      const int64_t cnt = std::min<int64_t>(NR, rows - i);
+      for (int64_t m = 0; m < mc; ++m, out += 2 * NR) {
+        gather(out, 1, row_ptr(p.g_lo, m0 + m, n0 + i), p.g_lo.col_stride, cnt, NR);
+        gather(out + NR, 1, row_ptr(p.g_hi, m0 + m, n0 + i), p.g_hi.col_stride, cnt, NR);
+      }
+    }
+  }
+
+  // W[n0:n1, c0:c1] -> per (NR-row tile, KR-column tile): [NR][a x KR, b x KR].
+  template <int NR>
+  static void pack_w(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
+                     T* out) {
+    for (int64_t n = n0; n < n1; n += NR) {
+      for (int64_t j = c0; j < c1; j += KR) {
+        const int64_t cols = std::min<int64_t>(KR, c1 - j);
+        for (int r = 0; r < NR; ++r, out += 2 * KR) {
+          const bool in = n + r < n1;
+          gather(out, 1, in ? row_ptr(p.w_lo, n + r, j) : nullptr, p.w_lo.col_stride,
+                 in ? cols : 0, KR);
+          gather(out + KR, 1, in ? row_ptr(p.w_hi, n + r, j) : nullptr, p.w_hi.col_stride,
+                 in ? cols : 0, KR);
+        }
+      }
+    }
+  }
+
+  template <int NR, int NV>
+  static void load_acc(V (&lo)[NR][NV], V (&hi)[NR][NV], const OutTile<T>& c, bool first) {
+#pragma GCC unroll 16
+    for (int i = 0; i < NR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        lo[i][v] = first ? S::zero() : S::load(c.lo + i * c.ld_lo + v * L);
+        hi[i][v] = first ? S::zero() : S::load(c.hi + i * c.ld_hi + v * L);
+      }
+    }
+  }
+
+  template <int NR, int NV>
+  static void store_acc(const V (&lo)[NR][NV], const V (&hi)[NR][NV], const OutTile<T>& c) {
+#pragma GCC unroll 16
+    for (int i = 0; i < NR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        S::store(c.lo + i * c.ld_lo + v * L, lo[i][v]);
+        S::store(c.hi + i * c.ld_hi + v * L, hi[i][v]);
+      }
+    }
+  }
+
+  // da += gl * (a >= 0 ? l : h), db += gh * (b >= 0 ? h : l); `wt` holds the tile's weights as
+  // [NR][a x KR, b x KR].
+  template <int NR>
+  static void micro_nonneg(int64_t mc, const T* __restrict xp, const T* __restrict gp,
+                           const T* __restrict wt, const OutTile<T>& c, bool first) {
+    V da[NR][KV], db[NR][KV], sa[NR][KV], sb[NR][KV];
+    load_acc<NR, KV>(da, db, c, first);
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) {
+        sa[r][v] = S::vmask_ge0(S::load(wt + r * 2 * KR + v * L));
+        sb[r][v] = S::vmask_ge0(S::load(wt + r * 2 * KR + KR + v * L));
+      }
+    }
+    for (int64_t m = 0; m < mc; ++m, xp += 2 * KR, gp += 2 * NR) {
+      V l[KV], h[KV];
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) {
+        l[v] = S::load(xp + v * L);
+        h[v] = S::load(xp + KR + v * L);
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) {
+        const V gl = S::set1(gp[r]), gh = S::set1(gp[NR + r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) {
+          da[r][v] = S::fma(gl, S::vselect(sa[r][v], l[v], h[v]), da[r][v]);
+          db[r][v] = S::fma(gh, S::vselect(sb[r][v], h[v], l[v]), db[r][v]);
+        }
+      }
+    }
+    store_acc<NR, KV>(da, db, c);
+  }
+
+  // General mode: the candidate choice depends on (a, b, l, h) per term; each selected product's
+  // gradient goes to the weight bound it multiplies.
+  template <int NR>
+  static void micro_general(int64_t mc, const T* __restrict xp, const T* __restrict gp,
+                            const T* __restrict wt, const OutTile<T>& c, bool first) {
+    constexpr int GV = S::kBwGenKV;
+    static_assert(GV <= KV, "general tile narrower than the packed panel");
+    V da[NR][GV], db[NR][GV], a[NR][GV], b[NR][GV];
+    load_acc<NR, GV>(da, db, c, first);
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        a[r][v] = S::load(wt + r * 2 * KR + v * L);
+        b[r][v] = S::load(wt + r * 2 * KR + KR + v * L);
+      }
+    }
+    for (int64_t m = 0; m < mc; ++m, xp += 2 * KR, gp += 2 * NR) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        const V l = S::load(xp + v * L), h = S::load(xp + KR + v * L);
+        const M ml = S::ge0(l), mh = S::ge0(h);
+#pragma GCC unroll 16
+        for (int r = 0; r < NR; ++r) {
+          const V gl = S::set1(gp[r]), gh = S::set1(gp[NR + r]);
+          const V pl = S::mul(l, S::select(ml, a[r][v], b[r][v]));
+          const V ph = S::mul(h, S::select(mh, a[r][v], b[r][v]));
+          const M take_l = S::mor(S::le(pl, ph), S::isnan(pl));
+          const V x_lo_term = S::select(take_l, l, h);
+          const M to_a = S::mor(S::mand(take_l, ml), S::mandnot(take_l, mh));
+          da[r][v] = S::mask_fma(to_a, gl, x_lo_term, da[r][v]);
+          db[r][v] = S::mask_fma(S::mnot(to_a), gl, x_lo_term, db[r][v]);
+          const V ql = S::mul(l, S::select(ml, b[r][v], a[r][v]));
+          const V qh = S::mul(h, S::select(mh, b[r][v], a[r][v]));
+          const M take_l_hi = S::mor(S::ge(ql, qh), S::isnan(ql));
+          const V x_hi_term = S::select(take_l_hi, l, h);
+          // the upper bound's weight is a where the chosen input bound is negative
+          const M to_b = S::mor(S::mand(take_l_hi, ml), S::mandnot(take_l_hi, mh));
+          db[r][v] = S::mask_fma(to_b, gh, x_hi_term, db[r][v]);
+          da[r][v] = S::mask_fma(S::mnot(to_b), gh, x_hi_term, da[r][v]);
+        }
+      }
+    }
+    store_acc<NR, GV>(da, db, c);
+  }
+
+  template <int NR, int TV, bool NONNEG>
+  static void run(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
+    constexpr int TC = TV * L;
+    const int64_t mcmax = std::min<int64_t>(MC, p.M);
+    const int64_t ktiles = ceil_div<int64_t>(c1 - c0, KR);
+    const int64_t ntiles = ceil_div<int64_t>(n1 - n0, NR);
+    const size_t xsize = ktiles * KR * 2 * mcmax, gsize = ntiles * NR * 2 * mcmax;
+    const size_t wsize = ntiles * NR * ktiles * KR * 2;
+    Carver ws{static_cast<char*>(
+        thread_workspace(carve_size<T>(xsize) + carve_size<T>(gsize) + carve_size<T>(wsize) +
+                         carve_size<T>(2 * NR * TC)))};
+    T* xbuf = ws.take<T>(xsize);
+    T* gbuf = ws.take<T>(gsize);
+    T* wbuf = ws.take<T>(wsize);
+    T* cbuf = ws.take<T>(2 * NR * TC);
+    pack_w<NR>(p, n0, n1, c0, c1, wbuf);
+
+    for (int64_t m0 = 0; m0 < p.M; m0 += MC) {
+      const int64_t mc = std::min<int64_t>(MC, p.M - m0);
+      const bool first = m0 == 0 && !p.accumulate;
+      pack_x(p, m0, mc, c0, c1, xbuf);
+      pack_g<NR>(p, m0, mc, n0, n1 - n0, gbuf);
+      for (int64_t j = 0; j < ktiles; ++j) {  // x micro-panel stays in L1 over the n tiles
+        for (int s = 0; s < KR; s += TC) {
+          const int64_t k = c0 + j * KR + s;
+          if (k >= c1) break;
+          const int cols = static_cast<int>(std::min<int64_t>(TC, c1 - k));
+          const T* xp = xbuf + j * mc * 2 * KR + s;
+          for (int64_t t = 0; t < ntiles; ++t) {
+            const int64_t n = n0 + t * NR;
+            const int tr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
+            const T* gp = gbuf + t * mc * 2 * NR;
+            const T* wt = wbuf + (t * ktiles + j) * NR * 2 * KR + s;
+            const OutTile<T> c = open_tile<T, NR, TC>(p.y_lo, p.y_hi, n, k, tr, cols, first, cbuf);
+            if constexpr (NONNEG) {
+              micro_nonneg<NR>(mc, xp, gp, wt, c, first);
+            } else {
+              micro_general<NR>(mc, xp, gp, wt, c, first);
+            }
+            close_tile<T, NR, TC>(p.y_lo, p.y_hi, n, k, tr, cols, c, cbuf);
+          }
+        }
+      }
+    }
+  }
+
+  static void block(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
+    if (p.input_nonneg) {
+      run<S::kBwNR, KV, true>(p, n0, n1, c0, c1);
+    } else {
+      run<S::kBwGenNR, S::kBwGenKV, false>(p, n0, n1, c0, c1);
+    }
+  }
+};
+
+template <class S>
+constexpr IsaKernels<typename S::T> make_kernels() {
+  return {
+      {&Forward<S>::block, {S::kFwdMR, S::kFwdNV * S::L, S::kWideCols}},
+      {&BackwardInput<S>::block, {S::kBiMR, S::kBiKV * S::L, S::kWideCols}},
+      {&BackwardWeight<S>::block, {S::kBwNR, S::kBwKV * S::L, S::kWideCols}},
+  };
+}
