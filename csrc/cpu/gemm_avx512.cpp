@@ -25,12 +25,14 @@ namespace inn::cpu::avx512 {
 //  backward weight 3 rows x 2 vectors, sign masks kept in vector registers for the reduction
 struct Tiles {
   static constexpr int kFwdMR = 6, kFwdNV = 2, kFwdGenMR = 4;
-  static constexpr int64_t kFwdKC = 128, kFwdMC = 96;
+  static constexpr int64_t kFwdKC = 256;
   static constexpr int kBiMR = 6, kBiKV = 2, kBiGenMR = 2, kBiGenKV = 1;
   static constexpr int64_t kBiNC = 128, kBiMC = 96;
   static constexpr int kBwNR = 3, kBwKV = 2, kBwGenNR = 2, kBwGenKV = 1;
   static constexpr int64_t kBwMC = 128;
   static constexpr int64_t kWideCols = 256;
+  static constexpr int kDotR = 4, kDotC = 2;
+  static constexpr int64_t kDotMaxRows = 16;
 };
 
 struct F32 : Tiles {
@@ -38,7 +40,15 @@ struct F32 : Tiles {
   using V = __m512;
   using M = __mmask16;
   static constexpr int L = 16;
+  static constexpr bool kStoredMasks = true;  // a mask load is cheaper than a compare into k
+  using MaskBits = __mmask16;
+  INN_SIMD MaskBits mask_bits(V a) { return ge0(a); }
+  INN_SIMD M load_mask(const MaskBits* p) { return _load_mask16(const_cast<MaskBits*>(p)); }
   INN_SIMD V load(const T* p) { return _mm512_loadu_ps(p); }
+  INN_SIMD V load_partial(const T* p, int n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+  }
+  INN_SIMD T hsum(V v) { return _mm512_reduce_add_ps(v); }
   INN_SIMD void store(T* p, V v) { _mm512_storeu_ps(p, v); }
   INN_SIMD V set1(T x) { return _mm512_set1_ps(x); }
   INN_SIMD V zero() { return _mm512_setzero_ps(); }
@@ -64,6 +74,30 @@ struct F32 : Tiles {
     return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
         _mm512_castps_si512(m), _mm512_castps_si512(t), _mm512_castps_si512(f), 0xCA));
   }
+  // r[i][j] -> r[j][i] (16 x 16)
+  INN_SIMD void transpose(V (&r)[L]) {
+    V t[L];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 2; ++i) {
+      for (int j = 0; j < 4; ++j) {
+        t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+        t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+      }
+    }
+    for (int j = 0; j < 8; ++j) {
+      r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+      r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+    }
+  }
 };
 
 struct F64 : Tiles {
@@ -71,7 +105,15 @@ struct F64 : Tiles {
   using V = __m512d;
   using M = __mmask8;
   static constexpr int L = 8;
+  static constexpr bool kStoredMasks = true;
+  using MaskBits = __mmask8;
+  INN_SIMD MaskBits mask_bits(V a) { return ge0(a); }
+  INN_SIMD M load_mask(const MaskBits* p) { return _load_mask8(const_cast<MaskBits*>(p)); }
   INN_SIMD V load(const T* p) { return _mm512_loadu_pd(p); }
+  INN_SIMD V load_partial(const T* p, int n) {
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), p);
+  }
+  INN_SIMD T hsum(V v) { return _mm512_reduce_add_pd(v); }
   INN_SIMD void store(T* p, V v) { _mm512_storeu_pd(p, v); }
   INN_SIMD V set1(T x) { return _mm512_set1_pd(x); }
   INN_SIMD V zero() { return _mm512_setzero_pd(); }
@@ -94,6 +136,25 @@ struct F64 : Tiles {
   INN_SIMD V vselect(V m, V t, V f) {
     return _mm512_castsi512_pd(_mm512_ternarylogic_epi64(
         _mm512_castpd_si512(m), _mm512_castpd_si512(t), _mm512_castpd_si512(f), 0xCA));
+  }
+  // r[i][j] -> r[j][i] (8 x 8)
+  INN_SIMD void transpose(V (&r)[L]) {
+    V t[L];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i) {
+      for (int j = 0; j < 2; ++j) {
+        r[4 * i + j] = _mm512_shuffle_f64x2(t[4 * i + j], t[4 * i + 2 + j], 0x88);
+        r[4 * i + 2 + j] = _mm512_shuffle_f64x2(t[4 * i + j], t[4 * i + 2 + j], 0xdd);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      t[j] = _mm512_shuffle_f64x2(r[j], r[4 + j], 0x88);
+      t[4 + j] = _mm512_shuffle_f64x2(r[j], r[4 + j], 0xdd);
+    }
+    for (int j = 0; j < L; ++j) r[j] = t[j];
   }
 };
 

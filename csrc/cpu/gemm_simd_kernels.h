@@ -118,20 +118,39 @@ struct Forward {
   static constexpr int NV = S::kFwdNV;
   static constexpr int NR = NV * L;
   static constexpr int64_t KC = S::kFwdKC;
-  static constexpr int64_t MC = S::kFwdMC;
   static constexpr int32_t kB = NR * sizeof(T);  // byte offset of the b weights in a W k-row
 
-  // W[n0:n1, k0:k0+kc] -> per NR-column tile: kc rows of [a x NR, b x NR].
+  // W[n0:n1, k0:k0+kc] -> per NR-column tile: kc rows of [a x NR, b x NR]. Contiguous rows of W
+  // go through L x L register transposes; other layouts and the k tail element by element.
+  // With S::kStoredMasks also the sign masks (w >= 0) of every packed weight vector, per tile
+  // kc rows of [a x NV, b x NV]: loading a mask is cheaper than comparing in the microkernel.
   static void pack_w(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t k0, int64_t kc,
-                     T* out) {
+                     T* out, typename S::MaskBits* masks) {
+    const bool rows_contiguous = p.w_lo.col_stride == 1 && p.w_hi.col_stride == 1;
+    const int64_t kfast = rows_contiguous ? kc / L * L : 0;
     for (int64_t j = n0; j < n1; j += NR, out += kc * 2 * NR) {
-      const int64_t cols = std::min<int64_t>(NR, n1 - j);
-      for (int c = 0; c < NR; ++c) {
-        const bool in = c < cols;
-        gather(out + c, 2 * NR, in ? row_ptr(p.w_lo, j + c, k0) : nullptr, p.w_lo.col_stride,
-               in ? kc : 0, kc);
-        gather(out + NR + c, 2 * NR, in ? row_ptr(p.w_hi, j + c, k0) : nullptr,
-               p.w_hi.col_stride, in ? kc : 0, kc);
+      const int cols = static_cast<int>(std::min<int64_t>(NR, n1 - j));
+      for (int bound = 0; bound < 2; ++bound) {
+        const ConstView<T>& w = bound == 0 ? p.w_lo : p.w_hi;
+        for (int64_t k = 0; k < kfast; k += L) {
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            V r[L];
+            for (int c = 0; c < L; ++c) {
+              r[c] = v * L + c < cols ? S::load(row_ptr(w, j + v * L + c, k0 + k)) : S::zero();
+            }
+            S::transpose(r);
+            for (int t = 0; t < L; ++t) S::store(out + (k + t) * 2 * NR + bound * NR + v * L, r[t]);
+          }
+        }
+        for (int64_t k = kfast; k < kc; ++k) {
+          T* o = out + k * 2 * NR + bound * NR;
+          for (int c = 0; c < NR; ++c) o[c] = c < cols ? *row_ptr(w, j + c, k0 + k) : T(0);
+        }
+      }
+      if (S::kStoredMasks && masks) {
+        typename S::MaskBits* m = masks + (j - n0) / NR * kc * 2 * NV;
+        for (int64_t q = 0; q < kc * 2 * NV; ++q) m[q] = S::mask_bits(S::load(out + q * L));
       }
     }
   }
@@ -180,25 +199,66 @@ struct Forward {
     }
   }
 
+  static M weight_mask(V w, const typename S::MaskBits* stored) {
+    if constexpr (S::kStoredMasks) {
+      return S::load_mask(stored);
+    } else {
+      return S::ge0(w);
+    }
+  }
+
   // lo += a * (a >= 0 ? l : h), hi += b * (b >= 0 ? h : l), lanes over n.
   template <int MR>
   static void micro_nonneg(int64_t kc, const T* __restrict xp, const T* __restrict wp,
+                           const typename S::MaskBits* __restrict mp,
                            const OutTile<T>& c, bool first) {
     V lo[MR][NV], hi[MR][NV];
     load_acc<MR>(lo, hi, c, first);
-    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, wp += 2 * NR) {
+    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, wp += 2 * NR, mp += 2 * NV) {
       V a[NV], b[NV];
       M ma[NV], mb[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         a[v] = S::load(wp + v * L);
         b[v] = S::load(wp + NR + v * L);
-        ma[v] = S::ge0(a[v]);
-        mb[v] = S::ge0(b[v]);
+        ma[v] = weight_mask(a[v], mp + v);
+        mb[v] = weight_mask(b[v], mp + NV + v);
       }
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const V l = S::set1(xp[i]), h = S::set1(xp[MR + i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          lo[i][v] = S::fma(S::select(ma[v], l, h), a[v], lo[i][v]);
+          hi[i][v] = S::fma(S::select(mb[v], h, l), b[v], hi[i][v]);
+        }
+      }
+    }
+    store_acc<MR>(lo, hi, c);
+  }
+
+  // The same with the tile's x rows read in place (unit column stride): row i of the lower
+  // bounds at xl + i * ldl.
+  template <int MR>
+  static void micro_nonneg_direct(int64_t kc, const T* __restrict xl, int64_t ldl,
+                                  const T* __restrict xh, int64_t ldh, const T* __restrict wp,
+                           const typename S::MaskBits* __restrict mp,
+                                  const OutTile<T>& c, bool first) {
+    V lo[MR][NV], hi[MR][NV];
+    load_acc<MR>(lo, hi, c, first);
+    for (int64_t k = 0; k < kc; ++k, wp += 2 * NR, mp += 2 * NV) {
+      V a[NV], b[NV];
+      M ma[NV], mb[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        a[v] = S::load(wp + v * L);
+        b[v] = S::load(wp + NR + v * L);
+        ma[v] = weight_mask(a[v], mp + v);
+        mb[v] = weight_mask(b[v], mp + NV + v);
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const V l = S::set1(xl[i * ldl + k]), h = S::set1(xh[i * ldh + k]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
           lo[i][v] = S::fma(S::select(ma[v], l, h), a[v], lo[i][v]);
@@ -239,17 +299,20 @@ struct Forward {
     store_acc<MR>(lo, hi, c);
   }
 
+  // Loop order per reduction block: W block packed once (it stays in L2), then per row tile the
+  // x rows (in L1) meet every W micro-panel (streamed from L2) of the block.
   template <int MR, bool NONNEG>
   static void run(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    static_assert(MC % MR == 0, "MC must be a multiple of the row tile");
+    const bool direct = NONNEG && p.x_lo.col_stride == 1 && p.x_hi.col_stride == 1;
     const int64_t ntiles = ceil_div<int64_t>(n1 - n0, NR);
     const int64_t kcmax = std::min<int64_t>(KC, p.K);
-    const int64_t mcmax = std::min<int64_t>(MC, ceil_div<int64_t>(m1 - m0, MR) * MR);
-    const size_t wsize = ntiles * NR * 2 * kcmax, xsize = mcmax * 2 * kcmax;
+    const size_t wsize = ntiles * NR * 2 * kcmax, xsize = MR * 2 * kcmax;
+    const size_t msize = S::kStoredMasks ? wsize / L : 0;
     Carver ws{static_cast<char*>(thread_workspace(
         carve_size<T>(wsize) + carve_size<T>(xsize) + carve_size<T>(2 * MR * NR) +
-        (NONNEG ? 0 : carve_size<int32_t>(xsize))))};
+        carve_size<typename S::MaskBits>(msize) + (NONNEG ? 0 : carve_size<int32_t>(xsize))))};
     T* wbuf = ws.take<T>(wsize);
+    typename S::MaskBits* mbuf = ws.take<typename S::MaskBits>(msize);
     T* xbuf = ws.take<T>(xsize);
     T* cbuf = ws.take<T>(2 * MR * NR);
     int32_t* obuf = NONNEG ? nullptr : ws.take<int32_t>(xsize);
@@ -257,24 +320,134 @@ struct Forward {
     for (int64_t k0 = 0; k0 < p.K; k0 += KC) {
       const int64_t kc = std::min<int64_t>(KC, p.K - k0);
       const bool first = k0 == 0 && !p.accumulate;
-      pack_w(p, n0, n1, k0, kc, wbuf);
-      for (int64_t mc0 = m0; mc0 < m1; mc0 += MC) {
-        const int64_t rows = std::min<int64_t>(MC, m1 - mc0);
-        pack_x<MR>(p, mc0, rows, k0, kc, xbuf, obuf);
+      pack_w(p, n0, n1, k0, kc, wbuf, NONNEG ? mbuf : nullptr);
+      for (int64_t m = m0; m < m1; m += MR) {
+        const int tr = static_cast<int>(std::min<int64_t>(MR, m1 - m));
+        const bool in_place = direct && tr == MR;
+        if (!in_place) pack_x<MR>(p, m, tr, k0, kc, xbuf, obuf);
         for (int64_t j = 0; j < ntiles; ++j) {
           const int64_t n = n0 + j * NR;
           const int cols = static_cast<int>(std::min<int64_t>(NR, n1 - n));
           const T* wp = wbuf + j * kc * 2 * NR;
-          for (int64_t i = 0; i < rows; i += MR) {
-            const int tr = static_cast<int>(std::min<int64_t>(MR, rows - i));
-            const OutTile<T> c =
-                open_tile<T, MR, NR>(p.y_lo, p.y_hi, mc0 + i, n, tr, cols, first, cbuf);
-            if constexpr (NONNEG) {
-              micro_nonneg<MR>(kc, xbuf + i * kc * 2, wp, c, first);
+          const typename S::MaskBits* mp = mbuf + j * kc * 2 * NV;
+          const OutTile<T> c = open_tile<T, MR, NR>(p.y_lo, p.y_hi, m, n, tr, cols, first, cbuf);
+          if constexpr (NONNEG) {
+            if (in_place) {
+              micro_nonneg_direct<MR>(kc, row_ptr(p.x_lo, m, k0), p.x_lo.row_stride,
+                                      row_ptr(p.x_hi, m, k0), p.x_hi.row_stride, wp, mp, c,
+                                      first);
             } else {
-              micro_general<MR>(kc, xbuf + i * kc * 2, obuf + i * kc * 2, wp, c, first);
+              micro_nonneg<MR>(kc, xbuf, wp, mp, c, first);
             }
-            close_tile<T, MR, NR>(p.y_lo, p.y_hi, mc0 + i, n, tr, cols, c, cbuf);
+          } else {
+            micro_general<MR>(kc, xbuf, obuf, wp, c, first);
+          }
+          close_tile<T, MR, NR>(p.y_lo, p.y_hi, m, n, tr, cols, c, cbuf);
+        }
+      }
+    }
+  }
+
+  // Small batches. Packing W costs about as much as using it once, so rows of x and w are read in
+  // place (unit column stride required) with lanes over k, R rows x C columns of dot products
+  // per register tile, reduced horizontally at the end of each reduction block.
+  static constexpr int DR = S::kDotR, DC = S::kDotC;
+  static constexpr int64_t DKB = 4096;  // reduction block: the tile's w rows stay in L1/L2
+
+  template <bool NONNEG>
+  static void dot_tile(const T* const (&xl)[DR], const T* const (&xh)[DR],
+                       const T* const (&wl)[DC], const T* const (&wh)[DC], int64_t kb,
+                       T (&out_lo)[DR][DC], T (&out_hi)[DR][DC]) {
+    V lo[DR][DC], hi[DR][DC];
+#pragma GCC unroll 8
+    for (int r = 0; r < DR; ++r) {
+#pragma GCC unroll 8
+      for (int c = 0; c < DC; ++c) lo[r][c] = hi[r][c] = S::zero();
+    }
+    for (int64_t k = 0; k < kb; k += L) {
+      const int n = static_cast<int>(std::min<int64_t>(L, kb - k));
+      V a[DC], b[DC];
+#pragma GCC unroll 8
+      for (int c = 0; c < DC; ++c) {
+        a[c] = S::load_partial(wl[c] + k, n);
+        b[c] = S::load_partial(wh[c] + k, n);
+      }
+      if constexpr (NONNEG) {
+        M ma[DC], mb[DC];
+#pragma GCC unroll 8
+        for (int c = 0; c < DC; ++c) {
+          ma[c] = S::ge0(a[c]);
+          mb[c] = S::ge0(b[c]);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < DR; ++r) {
+          const V l = S::load_partial(xl[r] + k, n), h = S::load_partial(xh[r] + k, n);
+#pragma GCC unroll 8
+          for (int c = 0; c < DC; ++c) {
+            lo[r][c] = S::fma(S::select(ma[c], l, h), a[c], lo[r][c]);
+            hi[r][c] = S::fma(S::select(mb[c], h, l), b[c], hi[r][c]);
+          }
+        }
+      } else {
+#pragma GCC unroll 8
+        for (int r = 0; r < DR; ++r) {
+          const V l = S::load_partial(xl[r] + k, n), h = S::load_partial(xh[r] + k, n);
+          const M ml = S::ge0(l), mh = S::ge0(h);
+#pragma GCC unroll 8
+          for (int c = 0; c < DC; ++c) {
+            const V pl = S::mul(l, S::select(ml, a[c], b[c]));
+            const V ph = S::mul(h, S::select(mh, a[c], b[c]));
+            lo[r][c] = S::add(lo[r][c], S::min_nan(pl, ph));
+            const V ql = S::mul(l, S::select(ml, b[c], a[c]));
+            const V qh = S::mul(h, S::select(mh, b[c], a[c]));
+            hi[r][c] = S::add(hi[r][c], S::max_nan(ql, qh));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < DR; ++r) {
+#pragma GCC unroll 8
+      for (int c = 0; c < DC; ++c) {
+        out_lo[r][c] = S::hsum(lo[r][c]);
+        out_hi[r][c] = S::hsum(hi[r][c]);
+      }
+    }
+  }
+
+  static bool dot_applies(const GemmArgs<T>& p, int64_t rows) {
+    return rows <= S::kDotMaxRows && p.x_lo.col_stride == 1 && p.x_hi.col_stride == 1 &&
+           p.w_lo.col_stride == 1 && p.w_hi.col_stride == 1;
+  }
+
+  template <bool NONNEG>
+  static void run_dot(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    T part_lo[DR][DC], part_hi[DR][DC];
+    for (int64_t k0 = 0; k0 < p.K; k0 += DKB) {
+      const int64_t kb = std::min<int64_t>(DKB, p.K - k0);
+      const bool first = k0 == 0 && !p.accumulate;
+      for (int64_t n = n0; n < n1; n += DC) {
+        const int cols = static_cast<int>(std::min<int64_t>(DC, n1 - n));
+        const T *wl[DC], *wh[DC];
+        for (int c = 0; c < DC; ++c) {  // edge columns repeat the last one; not stored
+          wl[c] = row_ptr(p.w_lo, n + std::min(c, cols - 1), k0);
+          wh[c] = row_ptr(p.w_hi, n + std::min(c, cols - 1), k0);
+        }
+        for (int64_t m = m0; m < m1; m += DR) {
+          const int rows = static_cast<int>(std::min<int64_t>(DR, m1 - m));
+          const T *xl[DR], *xh[DR];
+          for (int r = 0; r < DR; ++r) {
+            xl[r] = row_ptr(p.x_lo, m + std::min(r, rows - 1), k0);
+            xh[r] = row_ptr(p.x_hi, m + std::min(r, rows - 1), k0);
+          }
+          dot_tile<NONNEG>(xl, xh, wl, wh, kb, part_lo, part_hi);
+          for (int r = 0; r < rows; ++r) {
+            for (int c = 0; c < cols; ++c) {
+              T& lo = p.y_lo(m + r, n + c);
+              T& hi = p.y_hi(m + r, n + c);
+              lo = first ? part_lo[r][c] : lo + part_lo[r][c];
+              hi = first ? part_hi[r][c] : hi + part_hi[r][c];
+            }
           }
         }
       }
@@ -282,7 +455,13 @@ struct Forward {
   }
 
   static void block(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    if (p.input_nonneg) {
+    if (dot_applies(p, m1 - m0)) {
+      if (p.input_nonneg) {
+        run_dot<true>(p, m0, m1, n0, n1);
+      } else {
+        run_dot<false>(p, m0, m1, n0, n1);
+      }
+    } else if (p.input_nonneg) {
       run<S::kFwdMR, true>(p, m0, m1, n0, n1);
     } else {
       run<S::kFwdGenMR, false>(p, m0, m1, n0, n1);
