@@ -184,6 +184,22 @@ def test_nan_reaches_exactly_the_outputs_it_feeds(nonneg):
         assert bool(y_lo[:, 35].isnan().all())
 
 
+@pytest.mark.parametrize("nonneg", MODES)
+def test_gradients_follow_the_chosen_candidate_when_one_is_nan(nonneg):
+    """NaN in x_hi only: every term touching it has one NaN candidate, which wins (NaN
+    propagates); its gradients go where the reference sends them and nowhere else."""
+    m, k, n = 7, 40, 37
+    x_lo, x_hi, w_lo, w_hi, g_lo, g_hi = integer_operands(m, k, n, nonneg=nonneg,
+                                                          dtype=torch.float64, seed=5)
+    x_hi[2, 5] = x_hi[6, 33] = float("nan")
+    dx, dw = reference_grads(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
+    got = (*ops.interval_linear_backward_input(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg),
+           *ops.interval_linear_backward_weight(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg))
+    for g, e, name in zip(got, (*dx, *dw), ("dx_lo", "dx_hi", "dw_lo", "dw_hi")):
+        assert torch.equal(g.isnan(), e.isnan()), name
+        assert_equal(g[~g.isnan()], e[~e.isnan()], name)
+
+
 def test_info_names_the_path_in_use():
     isa = inn_cuda.info()["cpu_isa"]
     assert isa in ISA_ORDER

@@ -56,13 +56,14 @@ struct F32 : Tiles {
   INN_SIMD V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   INN_SIMD V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GE_OQ); }
-  INN_SIMD M le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
-  INN_SIMD M ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
-  INN_SIMD M isnan(V a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
-  INN_SIMD M mand(M a, M b) { return _mm256_and_ps(a, b); }
-  INN_SIMD M mor(M a, M b) { return _mm256_or_ps(a, b); }
+  // not (p <= q or p NaN), resp. not (p >= q or p NaN)
+  INN_SIMD M lo_takes_h(V p, V q) {
+    return _mm256_and_ps(_mm256_cmp_ps(p, p, _CMP_ORD_Q), _mm256_cmp_ps(p, q, _CMP_NLE_UQ));
+  }
+  INN_SIMD M hi_takes_h(V p, V q) {
+    return _mm256_and_ps(_mm256_cmp_ps(p, p, _CMP_ORD_Q), _mm256_cmp_ps(p, q, _CMP_NGE_UQ));
+  }
   INN_SIMD M mnot(M a) { return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
-  INN_SIMD M mandnot(M a, M b) { return _mm256_andnot_ps(a, b); }
   INN_SIMD V select(M m, V t, V f) { return _mm256_blendv_ps(f, t, m); }
   // The product is masked (not the weight), so an unselected lane adds exactly +0.
   INN_SIMD V mask_fma(M m, V x, V y, V acc) {
@@ -121,13 +122,14 @@ struct F64 : Tiles {
   INN_SIMD V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   INN_SIMD V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_GE_OQ); }
-  INN_SIMD M le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
-  INN_SIMD M ge(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
-  INN_SIMD M isnan(V a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
-  INN_SIMD M mand(M a, M b) { return _mm256_and_pd(a, b); }
-  INN_SIMD M mor(M a, M b) { return _mm256_or_pd(a, b); }
+  // not (p <= q or p NaN), resp. not (p >= q or p NaN)
+  INN_SIMD M lo_takes_h(V p, V q) {
+    return _mm256_and_pd(_mm256_cmp_pd(p, p, _CMP_ORD_Q), _mm256_cmp_pd(p, q, _CMP_NLE_UQ));
+  }
+  INN_SIMD M hi_takes_h(V p, V q) {
+    return _mm256_and_pd(_mm256_cmp_pd(p, p, _CMP_ORD_Q), _mm256_cmp_pd(p, q, _CMP_NGE_UQ));
+  }
   INN_SIMD M mnot(M a) { return _mm256_xor_pd(a, _mm256_castsi256_pd(_mm256_set1_epi64x(-1))); }
-  INN_SIMD M mandnot(M a, M b) { return _mm256_andnot_pd(a, b); }
   INN_SIMD V select(M m, V t, V f) { return _mm256_blendv_pd(f, t, m); }
   INN_SIMD V mask_fma(M m, V x, V y, V acc) {
     return _mm256_add_pd(acc, _mm256_and_pd(m, _mm256_mul_pd(x, y)));

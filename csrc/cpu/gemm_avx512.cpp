@@ -56,13 +56,10 @@ struct F32 : Tiles {
   INN_SIMD V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   INN_SIMD V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GE_OQ); }
-  INN_SIMD M le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
-  INN_SIMD M ge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
-  INN_SIMD M isnan(V a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
-  INN_SIMD M mand(M a, M b) { return static_cast<M>(a & b); }
-  INN_SIMD M mor(M a, M b) { return static_cast<M>(a | b); }
+  // not (p <= q or p NaN): one compare under the ordered-p mask (mask compares cost FMA slots)
+  INN_SIMD M lo_takes_h(V p, V q) { return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ); }
+  INN_SIMD M hi_takes_h(V p, V q) { return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ); }
   INN_SIMD M mnot(M a) { return static_cast<M>(~a); }
-  INN_SIMD M mandnot(M a, M b) { return static_cast<M>(~a & b); }
   INN_SIMD V select(M m, V t, V f) { return _mm512_mask_blend_ps(m, f, t); }
   INN_SIMD V mask_fma(M m, V x, V y, V acc) { return _mm512_mask3_fmadd_ps(x, y, acc, m); }
   // min(y, x) returns x when either is NaN, min(x, y) returns y: OR-ing the two keeps a NaN
@@ -121,13 +118,10 @@ struct F64 : Tiles {
   INN_SIMD V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   INN_SIMD V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_GE_OQ); }
-  INN_SIMD M le(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ); }
-  INN_SIMD M ge(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
-  INN_SIMD M isnan(V a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
-  INN_SIMD M mand(M a, M b) { return static_cast<M>(a & b); }
-  INN_SIMD M mor(M a, M b) { return static_cast<M>(a | b); }
+  // not (p <= q or p NaN): one compare under the ordered-p mask (mask compares cost FMA slots)
+  INN_SIMD M lo_takes_h(V p, V q) { return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ); }
+  INN_SIMD M hi_takes_h(V p, V q) { return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ); }
   INN_SIMD M mnot(M a) { return static_cast<M>(~a); }
-  INN_SIMD M mandnot(M a, M b) { return static_cast<M>(~a & b); }
   INN_SIMD V select(M m, V t, V f) { return _mm512_mask_blend_pd(m, f, t); }
   INN_SIMD V mask_fma(M m, V x, V y, V acc) { return _mm512_mask3_fmadd_pd(x, y, acc, m); }
   INN_SIMD V min_nan(V x, V y) { return _mm512_or_pd(_mm512_min_pd(y, x), _mm512_min_pd(x, y)); }

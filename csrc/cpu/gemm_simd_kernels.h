@@ -5,8 +5,9 @@
 // <cstring> and gemm_isa.h before the pragma).
 //
 // `S` provides: T (scalar), V (vector of L lanes), M (lane mask), L, the tile constants below, and
-// load/store/set1/zero/add/mul/fma, ge0 (lanes >= 0; NaN false), le/ge/isnan compares, mask
-// and/or/not, select(m, t, f) = m ? t : f, mask_fma(m, x, y, acc) = m ? x*y + acc : acc (exact:
+// load/store/set1/zero/add/mul/fma, ge0 (lanes >= 0; NaN false), lo_takes_h(pl, ph) /
+// hi_takes_h(ql, qh) (the general product picks its h candidate: not (pl <= ph or pl NaN), resp.
+// not (ql >= qh or ql NaN)), mnot, select(m, t, f) = m ? t : f, mask_fma(m, x, y, acc) = m ? x*y + acc : acc (exact:
 // unselected lanes are untouched), min_nan/max_nan (the general product's candidate choice, by
 // value: NaN wins, ties give equal values), vmask/vselect (a select whose mask lives in a vector
 // register, for kernels that keep more masks than there are mask registers).
@@ -591,16 +592,18 @@ struct BackwardInput {
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
           const V gl = S::set1(gp[i]), gh = S::set1(gp[MR + i]);
-          const V wl_lo = S::select(ml[i][v], a, b), wh_lo = S::select(mh[i][v], a, b);
-          const V pl = S::mul(l[i][v], wl_lo), ph = S::mul(h[i][v], wh_lo);
-          const M take_l = S::mor(S::le(pl, ph), S::isnan(pl));
-          dl[i][v] = S::mask_fma(take_l, gl, wl_lo, dl[i][v]);
-          dh[i][v] = S::mask_fma(S::mnot(take_l), gl, wh_lo, dh[i][v]);
-          const V wl_hi = S::select(ml[i][v], b, a), wh_hi = S::select(mh[i][v], b, a);
-          const V ql = S::mul(l[i][v], wl_hi), qh = S::mul(h[i][v], wh_hi);
-          const M take_l_hi = S::mor(S::ge(ql, qh), S::isnan(ql));
-          dl[i][v] = S::mask_fma(take_l_hi, gh, wl_hi, dl[i][v]);
-          dh[i][v] = S::mask_fma(S::mnot(take_l_hi), gh, wh_hi, dh[i][v]);
+          // lower bound: candidates l * (l >= 0 ? a : b), h * (h >= 0 ? a : b)
+          const V wl = S::select(ml[i][v], a, b), wh = S::select(mh[i][v], a, b);
+          const M lo_h = S::lo_takes_h(S::mul(l[i][v], wl), S::mul(h[i][v], wh));
+          const V w_lo = S::select(lo_h, wh, wl);
+          dl[i][v] = S::mask_fma(S::mnot(lo_h), gl, w_lo, dl[i][v]);
+          dh[i][v] = S::mask_fma(lo_h, gl, w_lo, dh[i][v]);
+          // upper bound: candidates l * (l >= 0 ? b : a), h * (h >= 0 ? b : a)
+          const V vl = S::select(ml[i][v], b, a), vh = S::select(mh[i][v], b, a);
+          const M hi_h = S::hi_takes_h(S::mul(l[i][v], vl), S::mul(h[i][v], vh));
+          const V w_hi = S::select(hi_h, vh, vl);
+          dl[i][v] = S::mask_fma(S::mnot(hi_h), gh, w_hi, dl[i][v]);
+          dh[i][v] = S::mask_fma(hi_h, gh, w_hi, dh[i][v]);
         }
       }
     }
@@ -751,17 +754,20 @@ struct BackwardWeight {
   }
 
   // da += gl * (a >= 0 ? l : h), db += gh * (b >= 0 ? h : l); `wt` holds the tile's weights as
-  // [NR][a x KR, b x KR].
+  // [NR][a x KR, b x KR]. The masks live for the whole reduction: those of a in mask registers
+  // (a non-destructive blend), those of b in vector registers (there are only 7 mask registers;
+  // the vector select needs a register copy per use).
   template <int NR>
   static void micro_nonneg(int64_t mc, const T* __restrict xp, const T* __restrict gp,
                            const T* __restrict wt, const OutTile<T>& c, bool first) {
-    V da[NR][KV], db[NR][KV], sa[NR][KV], sb[NR][KV];
+    V da[NR][KV], db[NR][KV], sb[NR][KV];
+    M sa[NR][KV];
     load_acc<NR, KV>(da, db, c, first);
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
 #pragma GCC unroll 4
       for (int v = 0; v < KV; ++v) {
-        sa[r][v] = S::vmask_ge0(S::load(wt + r * 2 * KR + v * L));
+        sa[r][v] = S::ge0(S::load(wt + r * 2 * KR + v * L));
         sb[r][v] = S::vmask_ge0(S::load(wt + r * 2 * KR + KR + v * L));
       }
     }
@@ -777,7 +783,7 @@ struct BackwardWeight {
         const V gl = S::set1(gp[r]), gh = S::set1(gp[NR + r]);
 #pragma GCC unroll 4
         for (int v = 0; v < KV; ++v) {
-          da[r][v] = S::fma(gl, S::vselect(sa[r][v], l[v], h[v]), da[r][v]);
+          da[r][v] = S::fma(gl, S::select(sa[r][v], l[v], h[v]), da[r][v]);
           db[r][v] = S::fma(gh, S::vselect(sb[r][v], h[v], l[v]), db[r][v]);
         }
       }
@@ -810,21 +816,20 @@ struct BackwardWeight {
 #pragma GCC unroll 16
         for (int r = 0; r < NR; ++r) {
           const V gl = S::set1(gp[r]), gh = S::set1(gp[NR + r]);
+          // The selected product x * w has w = a exactly where the chosen x is >= 0 (lower
+          // bound), resp. where it is < 0 (upper bound).
           const V pl = S::mul(l, S::select(ml, a[r][v], b[r][v]));
           const V ph = S::mul(h, S::select(mh, a[r][v], b[r][v]));
-          const M take_l = S::mor(S::le(pl, ph), S::isnan(pl));
-          const V x_lo_term = S::select(take_l, l, h);
-          const M to_a = S::mor(S::mand(take_l, ml), S::mandnot(take_l, mh));
-          da[r][v] = S::mask_fma(to_a, gl, x_lo_term, da[r][v]);
-          db[r][v] = S::mask_fma(S::mnot(to_a), gl, x_lo_term, db[r][v]);
+          const V x_lo = S::select(S::lo_takes_h(pl, ph), h, l);
+          const M to_a = S::ge0(x_lo);
+          da[r][v] = S::mask_fma(to_a, gl, x_lo, da[r][v]);
+          db[r][v] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[r][v]);
           const V ql = S::mul(l, S::select(ml, b[r][v], a[r][v]));
           const V qh = S::mul(h, S::select(mh, b[r][v], a[r][v]));
-          const M take_l_hi = S::mor(S::ge(ql, qh), S::isnan(ql));
-          const V x_hi_term = S::select(take_l_hi, l, h);
-          // the upper bound's weight is a where the chosen input bound is negative
-          const M to_b = S::mor(S::mand(take_l_hi, ml), S::mandnot(take_l_hi, mh));
-          db[r][v] = S::mask_fma(to_b, gh, x_hi_term, db[r][v]);
-          da[r][v] = S::mask_fma(S::mnot(to_b), gh, x_hi_term, da[r][v]);
+          const V x_hi = S::select(S::hi_takes_h(ql, qh), h, l);
+          const M to_b = S::ge0(x_hi);
+          db[r][v] = S::mask_fma(to_b, gh, x_hi, db[r][v]);
+          da[r][v] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[r][v]);
         }
       }
     }
