@@ -686,6 +686,13 @@ struct BackwardWeight {
   static constexpr int KR = KV * L;
   static constexpr int64_t MC = S::kBwMC;  // reduction block
 
+  // The tile's weights: NR rows of a at a + r * lda, of b at b + r * ldb (in place or packed).
+  struct WeightRows {
+    const T* a;
+    const T* b;
+    int64_t lda, ldb;
+  };
+
   // x[m0:m0+mc, c0:c1] -> per KR-column tile: mc rows of [l x KR, h x KR].
   static void pack_x(const GemmArgs<T>& p, int64_t m0, int64_t mc, int64_t c0, int64_t c1,
                      T* out) {
@@ -711,22 +718,23 @@ struct BackwardWeight {
     }
   }
 
-  // W[n0:n1, c0:c1] -> per (NR-row tile, KR-column tile): [NR][a x KR, b x KR].
-  template <int NR>
-  static void pack_w(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
-                     T* out) {
-    for (int64_t n = n0; n < n1; n += NR) {
-      for (int64_t j = c0; j < c1; j += KR) {
-        const int64_t cols = std::min<int64_t>(KR, c1 - j);
-        for (int r = 0; r < NR; ++r, out += 2 * KR) {
-          const bool in = n + r < n1;
-          gather(out, 1, in ? row_ptr(p.w_lo, n + r, j) : nullptr, p.w_lo.col_stride,
-                 in ? cols : 0, KR);
-          gather(out + KR, 1, in ? row_ptr(p.w_hi, n + r, j) : nullptr, p.w_hi.col_stride,
-                 in ? cols : 0, KR);
-        }
-      }
+  // The weights of the NR x TC tile at (n, k): read in place when it is whole and the rows of w
+  // are contiguous, else gathered (zero padded) into `buf` ([NR][a x KR, b x KR]).
+  template <int NR, int TC>
+  static WeightRows weight_rows(const GemmArgs<T>& p, int64_t n, int64_t k, int rows, int cols,
+                                T* buf) {
+    if (rows == NR && cols == TC && p.w_lo.col_stride == 1 && p.w_hi.col_stride == 1) {
+      return {row_ptr(p.w_lo, n, k), row_ptr(p.w_hi, n, k), p.w_lo.row_stride,
+              p.w_hi.row_stride};
     }
+    for (int r = 0; r < NR; ++r) {
+      const bool in = r < rows;
+      gather(buf + r * 2 * KR, 1, in ? row_ptr(p.w_lo, n + r, k) : nullptr, p.w_lo.col_stride,
+             in ? cols : 0, KR);
+      gather(buf + r * 2 * KR + KR, 1, in ? row_ptr(p.w_hi, n + r, k) : nullptr,
+             p.w_hi.col_stride, in ? cols : 0, KR);
+    }
+    return {buf, buf + KR, 2 * KR, 2 * KR};
   }
 
   template <int NR, int NV>
@@ -753,13 +761,12 @@ struct BackwardWeight {
     }
   }
 
-  // da += gl * (a >= 0 ? l : h), db += gh * (b >= 0 ? h : l); `wt` holds the tile's weights as
-  // [NR][a x KR, b x KR]. The masks live for the whole reduction: those of a in mask registers
+  // da += gl * (a >= 0 ? l : h), db += gh * (b >= 0 ? h : l). The masks live for the whole reduction: those of a in mask registers
   // (a non-destructive blend), those of b in vector registers (there are only 7 mask registers;
   // the vector select needs a register copy per use).
   template <int NR>
   static void micro_nonneg(int64_t mc, const T* __restrict xp, const T* __restrict gp,
-                           const T* __restrict wt, const OutTile<T>& c, bool first) {
+                           const WeightRows& w, const OutTile<T>& c, bool first) {
     V da[NR][KV], db[NR][KV], sb[NR][KV];
     M sa[NR][KV];
     load_acc<NR, KV>(da, db, c, first);
@@ -767,8 +774,8 @@ struct BackwardWeight {
     for (int r = 0; r < NR; ++r) {
 #pragma GCC unroll 4
       for (int v = 0; v < KV; ++v) {
-        sa[r][v] = S::ge0(S::load(wt + r * 2 * KR + v * L));
-        sb[r][v] = S::vmask_ge0(S::load(wt + r * 2 * KR + KR + v * L));
+        sa[r][v] = S::ge0(S::load(w.a + r * w.lda + v * L));
+        sb[r][v] = S::vmask_ge0(S::load(w.b + r * w.ldb + v * L));
       }
     }
     for (int64_t m = 0; m < mc; ++m, xp += 2 * KR, gp += 2 * NR) {
@@ -795,7 +802,7 @@ struct BackwardWeight {
   // gradient goes to the weight bound it multiplies.
   template <int NR>
   static void micro_general(int64_t mc, const T* __restrict xp, const T* __restrict gp,
-                            const T* __restrict wt, const OutTile<T>& c, bool first) {
+                            const WeightRows& w, const OutTile<T>& c, bool first) {
     constexpr int GV = S::kBwGenKV;
     static_assert(GV <= KV, "general tile narrower than the packed panel");
     V da[NR][GV], db[NR][GV], a[NR][GV], b[NR][GV];
@@ -804,8 +811,8 @@ struct BackwardWeight {
     for (int r = 0; r < NR; ++r) {
 #pragma GCC unroll 4
       for (int v = 0; v < GV; ++v) {
-        a[r][v] = S::load(wt + r * 2 * KR + v * L);
-        b[r][v] = S::load(wt + r * 2 * KR + KR + v * L);
+        a[r][v] = S::load(w.a + r * w.lda + v * L);
+        b[r][v] = S::load(w.b + r * w.ldb + v * L);
       }
     }
     for (int64_t m = 0; m < mc; ++m, xp += 2 * KR, gp += 2 * NR) {
@@ -843,15 +850,13 @@ struct BackwardWeight {
     const int64_t ktiles = ceil_div<int64_t>(c1 - c0, KR);
     const int64_t ntiles = ceil_div<int64_t>(n1 - n0, NR);
     const size_t xsize = ktiles * KR * 2 * mcmax, gsize = ntiles * NR * 2 * mcmax;
-    const size_t wsize = ntiles * NR * ktiles * KR * 2;
     Carver ws{static_cast<char*>(
-        thread_workspace(carve_size<T>(xsize) + carve_size<T>(gsize) + carve_size<T>(wsize) +
-                         carve_size<T>(2 * NR * TC)))};
+        thread_workspace(carve_size<T>(xsize) + carve_size<T>(gsize) +
+                         carve_size<T>(2 * NR * KR) + carve_size<T>(2 * NR * TC)))};
     T* xbuf = ws.take<T>(xsize);
     T* gbuf = ws.take<T>(gsize);
-    T* wbuf = ws.take<T>(wsize);
+    T* wbuf = ws.take<T>(2 * NR * KR);
     T* cbuf = ws.take<T>(2 * NR * TC);
-    pack_w<NR>(p, n0, n1, c0, c1, wbuf);
 
     for (int64_t m0 = 0; m0 < p.M; m0 += MC) {
       const int64_t mc = std::min<int64_t>(MC, p.M - m0);
@@ -868,12 +873,12 @@ struct BackwardWeight {
             const int64_t n = n0 + t * NR;
             const int tr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
             const T* gp = gbuf + t * mc * 2 * NR;
-            const T* wt = wbuf + (t * ktiles + j) * NR * 2 * KR + s;
+            const WeightRows w = weight_rows<NR, TC>(p, n, k, tr, cols, wbuf);
             const OutTile<T> c = open_tile<T, NR, TC>(p.y_lo, p.y_hi, n, k, tr, cols, first, cbuf);
             if constexpr (NONNEG) {
-              micro_nonneg<NR>(mc, xp, gp, wt, c, first);
+              micro_nonneg<NR>(mc, xp, gp, w, c, first);
             } else {
-              micro_general<NR>(mc, xp, gp, wt, c, first);
+              micro_general<NR>(mc, xp, gp, w, c, first);
             }
             close_tile<T, NR, TC>(p.y_lo, p.y_hi, n, k, tr, cols, c, cbuf);
           }
