@@ -11,6 +11,7 @@ oracle exactly, and ties between candidates (frequent with integers) must be bro
 for the gradients to agree.
 """
 
+import concurrent.futures
 import functools
 import os
 import subprocess
@@ -70,6 +71,35 @@ def reference_grads(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg):
     dx = reference.OPS["interval_linear_backward_input"](*args, nonneg)
     dw = reference.OPS["interval_linear_backward_weight"](*args, nonneg)
     return dx, dw
+
+
+def routed_gradients(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg):
+    """Gradients as csrc/interval_math.h defines them: each bound's gradient flows only through
+    the selected candidate of every term (m, n, k), with exact zeros elsewhere. (The reference's
+    autograd multiplies the zeroed gradient of an unselected candidate by its factor, so a NaN
+    or infinite factor there leaks a NaN; this oracle does not.)"""
+    l, h = x_lo[:, None, :], x_hi[:, None, :]  # (m, 1, k)
+    a, b = w_lo[None], w_hi[None]              # (1, n, k)
+    gl, gh = g_lo[:, :, None], g_hi[:, :, None]
+    zero = torch.zeros((), dtype=x_lo.dtype)
+    if nonneg:
+        lo_w, lo_use_l, lo_w_is_a = a, (a >= 0).expand(-1, -1, l.shape[2]), torch.tensor(True)
+        hi_w, hi_use_l, hi_w_is_a = b, ~(b >= 0), torch.tensor(False)
+    else:
+        wl, wh = torch.where(l >= 0, a, b), torch.where(h >= 0, a, b)
+        take = (l * wl <= h * wh) | torch.isnan(l * wl)
+        lo_w, lo_use_l = torch.where(take, wl, wh), take
+        lo_w_is_a = torch.where(take, l >= 0, h >= 0)
+        vl, vh = torch.where(l >= 0, b, a), torch.where(h >= 0, b, a)
+        take = (l * vl >= h * vh) | torch.isnan(l * vl)
+        hi_w, hi_use_l = torch.where(take, vl, vh), take
+        hi_w_is_a = torch.where(take, ~(l >= 0), ~(h >= 0))
+    lo_x, hi_x = torch.where(lo_use_l, l, h), torch.where(hi_use_l, l, h)
+    dx_lo = (torch.where(lo_use_l, gl * lo_w, zero) + torch.where(hi_use_l, gh * hi_w, zero)).sum(1)
+    dx_hi = (torch.where(lo_use_l, zero, gl * lo_w) + torch.where(hi_use_l, zero, gh * hi_w)).sum(1)
+    dw_lo = (torch.where(lo_w_is_a, gl * lo_x, zero) + torch.where(hi_w_is_a, gh * hi_x, zero)).sum(0)
+    dw_hi = (torch.where(lo_w_is_a, zero, gl * lo_x) + torch.where(hi_w_is_a, zero, gh * hi_x)).sum(0)
+    return (dx_lo, dx_hi), (dw_lo, dw_hi)
 
 
 def assert_equal(actual, expected, what):
@@ -185,19 +215,66 @@ def test_nan_reaches_exactly_the_outputs_it_feeds(nonneg):
 
 
 @pytest.mark.parametrize("nonneg", MODES)
+def test_routing_oracle_agrees_with_the_reference_on_finite_operands(nonneg):
+    operands = integer_operands(9, 13, 11, nonneg=nonneg, dtype=torch.float64, seed=7)
+    x_lo, x_hi, w_lo, w_hi, g_lo, g_hi = operands
+    expected = reference_grads(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
+    got = routed_gradients(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
+    for g, e in zip((*got[0], *got[1]), (*expected[0], *expected[1])):
+        assert_equal(g, e, "oracle")
+
+
+@pytest.mark.parametrize("nonneg", MODES)
 def test_gradients_follow_the_chosen_candidate_when_one_is_nan(nonneg):
     """NaN in x_hi only: every term touching it has one NaN candidate, which wins (NaN
-    propagates); its gradients go where the reference sends them and nowhere else."""
+    propagates); its gradients go where the selection sends them and nowhere else."""
     m, k, n = 7, 40, 37
     x_lo, x_hi, w_lo, w_hi, g_lo, g_hi = integer_operands(m, k, n, nonneg=nonneg,
                                                           dtype=torch.float64, seed=5)
     x_hi[2, 5] = x_hi[6, 33] = float("nan")
-    dx, dw = reference_grads(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
+    dx, dw = routed_gradients(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
     got = (*ops.interval_linear_backward_input(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg),
            *ops.interval_linear_backward_weight(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg))
     for g, e, name in zip(got, (*dx, *dw), ("dx_lo", "dx_hi", "dw_lo", "dw_hi")):
         assert torch.equal(g.isnan(), e.isnan()), name
         assert_equal(g[~g.isnan()], e[~e.isnan()], name)
+
+
+@pytest.mark.parametrize("nonneg", MODES)
+def test_gradients_with_nan_or_swapped_weight_bounds(nonneg):
+    """Weights with w_hi NaN or w_lo > w_hi (possible with bound checks off) are routed exactly:
+    the kernels that assume ordered weight bounds must not be used for them."""
+    m, k, n = 6, 50, 40
+    x_lo, x_hi, w_lo, w_hi, g_lo, g_hi = integer_operands(m, k, n, nonneg=nonneg,
+                                                          dtype=torch.float64, seed=6)
+    w_hi[3, 7] = float("nan")
+    w_lo[30, 45], w_hi[30, 45] = 2.0, -1.0
+    dx, dw = routed_gradients(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
+    got = (*ops.interval_linear_backward_input(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg),
+           *ops.interval_linear_backward_weight(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg))
+    for g, e, name in zip(got, (*dx, *dw), ("dx_lo", "dx_hi", "dw_lo", "dw_hi")):
+        assert torch.equal(g.isnan(), e.isnan()), name
+        assert_equal(g[~g.isnan()], e[~e.isnan()], name)
+
+
+def test_concurrent_calls_from_several_threads():
+    """Each calling thread has its own packing workspace; results do not depend on who runs."""
+    cases = [integer_operands(m, k, n, nonneg=bool(i % 2), dtype=torch.float32, seed=10 + i)
+             for i, (m, k, n) in enumerate([(33, 70, 50), (5, 300, 8), (64, 64, 64), (7, 9, 130)])]
+
+    def run(i):
+        x_lo, x_hi, w_lo, w_hi, g_lo, g_hi = cases[i]
+        nonneg = bool(i % 2)
+        return (*ops.interval_linear(x_lo, x_hi, w_lo, w_hi, None, None, nonneg),
+                *ops.interval_linear_backward_input(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg),
+                *ops.interval_linear_backward_weight(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg))
+
+    expected = [run(i) for i in range(len(cases))]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            for i, got in zip(range(len(cases)), pool.map(run, range(len(cases)))):
+                for g, e in zip(got, expected[i]):
+                    assert torch.equal(g, e)
 
 
 def test_info_names_the_path_in_use():

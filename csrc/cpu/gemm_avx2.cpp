@@ -36,7 +36,7 @@ struct F32 : Tiles {
   static constexpr int L = 8;
   static constexpr bool kStoredMasks = false;  // vector compares issue beside the FMAs
   using MaskBits = uint8_t;
-  INN_SIMD MaskBits mask_bits(V) { return 0; }
+  INN_SIMD MaskBits mask_bits(M) { return 0; }
   INN_SIMD M load_mask(const MaskBits*) { return zero(); }
   INN_SIMD V load(const T* p) { return _mm256_loadu_ps(p); }
   INN_SIMD V load_partial(const T* p, int n) {
@@ -63,6 +63,9 @@ struct F32 : Tiles {
   INN_SIMD M hi_takes_h(V p, V q) {
     return _mm256_and_ps(_mm256_cmp_ps(p, p, _CMP_ORD_Q), _mm256_cmp_ps(p, q, _CMP_NGE_UQ));
   }
+  INN_SIMD M mand(M a, M b) { return _mm256_and_ps(a, b); }
+  INN_SIMD M mandnot(M a, M b) { return _mm256_andnot_ps(a, b); }  // not a, and b
+  INN_SIMD bool any(M a) { return _mm256_movemask_ps(a) != 0; }
   INN_SIMD M mnot(M a) { return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
   INN_SIMD V select(M m, V t, V f) { return _mm256_blendv_ps(f, t, m); }
   // The product is masked (not the weight), so an unselected lane adds exactly +0.
@@ -103,7 +106,7 @@ struct F64 : Tiles {
   static constexpr int L = 4;
   static constexpr bool kStoredMasks = false;  // vector compares issue beside the FMAs
   using MaskBits = uint8_t;
-  INN_SIMD MaskBits mask_bits(V) { return 0; }
+  INN_SIMD MaskBits mask_bits(M) { return 0; }
   INN_SIMD M load_mask(const MaskBits*) { return zero(); }
   INN_SIMD V load(const T* p) { return _mm256_loadu_pd(p); }
   INN_SIMD V load_partial(const T* p, int n) {
@@ -129,6 +132,9 @@ struct F64 : Tiles {
   INN_SIMD M hi_takes_h(V p, V q) {
     return _mm256_and_pd(_mm256_cmp_pd(p, p, _CMP_ORD_Q), _mm256_cmp_pd(p, q, _CMP_NGE_UQ));
   }
+  INN_SIMD M mand(M a, M b) { return _mm256_and_pd(a, b); }
+  INN_SIMD M mandnot(M a, M b) { return _mm256_andnot_pd(a, b); }  // not a, and b
+  INN_SIMD bool any(M a) { return _mm256_movemask_pd(a) != 0; }
   INN_SIMD M mnot(M a) { return _mm256_xor_pd(a, _mm256_castsi256_pd(_mm256_set1_epi64x(-1))); }
   INN_SIMD V select(M m, V t, V f) { return _mm256_blendv_pd(f, t, m); }
   INN_SIMD V mask_fma(M m, V x, V y, V acc) {

@@ -21,12 +21,12 @@ namespace inn::cpu::avx512 {
 // Register tiles (see gemm_simd_kernels.h): 32 vector registers and 7 usable mask registers.
 //  forward nonneg  6 rows x 2 vectors: 24 accumulators, 4 weight vectors, 2 broadcasts
 //  forward general 4 rows x 2 vectors: 16 accumulators + candidate temporaries
-//  backward input  6 rows x 2 vectors (masked FMAs route each product)
+//  backward input  4 rows x 2 vectors (masked FMAs route each product)
 //  backward weight 3 rows x 2 vectors, sign masks kept in vector registers for the reduction
 struct Tiles {
   static constexpr int kFwdMR = 6, kFwdNV = 2, kFwdGenMR = 4;
   static constexpr int64_t kFwdKC = 256;
-  static constexpr int kBiMR = 6, kBiKV = 2, kBiGenMR = 2, kBiGenKV = 1;
+  static constexpr int kBiMR = 4, kBiKV = 2, kBiGenMR = 2, kBiGenKV = 1;
   static constexpr int64_t kBiNC = 128, kBiMC = 96;
   static constexpr int kBwNR = 3, kBwKV = 2, kBwGenNR = 2, kBwGenKV = 1;
   static constexpr int64_t kBwMC = 128;
@@ -42,7 +42,7 @@ struct F32 : Tiles {
   static constexpr int L = 16;
   static constexpr bool kStoredMasks = true;  // a mask load is cheaper than a compare into k
   using MaskBits = __mmask16;
-  INN_SIMD MaskBits mask_bits(V a) { return ge0(a); }
+  INN_SIMD MaskBits mask_bits(M m) { return m; }
   INN_SIMD M load_mask(const MaskBits* p) { return _load_mask16(const_cast<MaskBits*>(p)); }
   INN_SIMD V load(const T* p) { return _mm512_loadu_ps(p); }
   INN_SIMD V load_partial(const T* p, int n) {
@@ -60,6 +60,9 @@ struct F32 : Tiles {
   INN_SIMD M lo_takes_h(V p, V q) { return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ); }
   INN_SIMD M hi_takes_h(V p, V q) { return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ); }
   INN_SIMD M mnot(M a) { return static_cast<M>(~a); }
+  INN_SIMD M mand(M a, M b) { return static_cast<M>(a & b); }
+  INN_SIMD M mandnot(M a, M b) { return static_cast<M>(~a & b); }  // not a, and b
+  INN_SIMD bool any(M a) { return a != 0; }
   INN_SIMD V select(M m, V t, V f) { return _mm512_mask_blend_ps(m, f, t); }
   INN_SIMD V mask_fma(M m, V x, V y, V acc) { return _mm512_mask3_fmadd_ps(x, y, acc, m); }
   // min(y, x) returns x when either is NaN, min(x, y) returns y: OR-ing the two keeps a NaN
@@ -104,7 +107,7 @@ struct F64 : Tiles {
   static constexpr int L = 8;
   static constexpr bool kStoredMasks = true;
   using MaskBits = __mmask8;
-  INN_SIMD MaskBits mask_bits(V a) { return ge0(a); }
+  INN_SIMD MaskBits mask_bits(M m) { return m; }
   INN_SIMD M load_mask(const MaskBits* p) { return _load_mask8(const_cast<MaskBits*>(p)); }
   INN_SIMD V load(const T* p) { return _mm512_loadu_pd(p); }
   INN_SIMD V load_partial(const T* p, int n) {
@@ -122,6 +125,9 @@ struct F64 : Tiles {
   INN_SIMD M lo_takes_h(V p, V q) { return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ); }
   INN_SIMD M hi_takes_h(V p, V q) { return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ); }
   INN_SIMD M mnot(M a) { return static_cast<M>(~a); }
+  INN_SIMD M mand(M a, M b) { return static_cast<M>(a & b); }
+  INN_SIMD M mandnot(M a, M b) { return static_cast<M>(~a & b); }  // not a, and b
+  INN_SIMD bool any(M a) { return a != 0; }
   INN_SIMD V select(M m, V t, V f) { return _mm512_mask_blend_pd(m, f, t); }
   INN_SIMD V mask_fma(M m, V x, V y, V acc) { return _mm512_mask3_fmadd_pd(x, y, acc, m); }
   INN_SIMD V min_nan(V x, V y) { return _mm512_or_pd(_mm512_min_pd(y, x), _mm512_min_pd(x, y)); }

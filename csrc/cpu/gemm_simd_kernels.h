@@ -151,7 +151,7 @@ struct Forward {
       }
       if (S::kStoredMasks && masks) {
         typename S::MaskBits* m = masks + (j - n0) / NR * kc * 2 * NV;
-        for (int64_t q = 0; q < kc * 2 * NV; ++q) m[q] = S::mask_bits(S::load(out + q * L));
+        for (int64_t q = 0; q < kc * 2 * NV; ++q) m[q] = S::mask_bits(S::ge0(S::load(out + q * L)));
       }
     }
   }
@@ -416,8 +416,9 @@ struct Forward {
     }
   }
 
-  static bool dot_applies(const GemmArgs<T>& p, int64_t rows) {
-    return rows <= S::kDotMaxRows && p.x_lo.col_stride == 1 && p.x_hi.col_stride == 1 &&
+  // Decided on the whole problem, so every block of it sums in the same order.
+  static bool dot_applies(const GemmArgs<T>& p) {
+    return p.M <= S::kDotMaxRows && p.x_lo.col_stride == 1 && p.x_hi.col_stride == 1 &&
            p.w_lo.col_stride == 1 && p.w_hi.col_stride == 1;
   }
 
@@ -456,7 +457,7 @@ struct Forward {
   }
 
   static void block(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    if (dot_applies(p, m1 - m0)) {
+    if (dot_applies(p)) {
       if (p.input_nonneg) {
         run_dot<true>(p, m0, m1, n0, n1);
       } else {
@@ -483,16 +484,40 @@ struct BackwardInput {
   static constexpr int64_t NC = S::kBiNC;  // reduction block
   static constexpr int64_t MC = S::kBiMC;
 
-  // W[r0:r0+nc, c0:c1] -> per KR-column tile: nc rows of [a x KR, b x KR].
-  static void pack_w(const GemmArgs<T>& p, int64_t r0, int64_t nc, int64_t c0, int64_t c1,
-                     T* out) {
+  // W[r0:r0+nc, c0:c1] -> per KR-column tile: nc rows of [a x KR, b x KR]; with S::kStoredMasks
+  // also, per row, the masks [both x KV, straddle x KV] of the three-product kernel. Returns whether some lane has a >= 0 but not b >= 0 (b NaN, or an invalid a > b),
+  // the one case that kernel does not cover.
+  static bool pack_w(const GemmArgs<T>& p, int64_t r0, int64_t nc, int64_t c0, int64_t c1,
+                     T* out, typename S::MaskBits* masks) {
+    bool a_only = false;
     for (int64_t j = c0; j < c1; j += KR) {
       const int64_t cols = std::min<int64_t>(KR, c1 - j);
       for (int64_t n = 0; n < nc; ++n, out += 2 * KR) {
         gather(out, 1, row_ptr(p.w_lo, r0 + n, j), p.w_lo.col_stride, cols, KR);
         gather(out + KR, 1, row_ptr(p.w_hi, r0 + n, j), p.w_hi.col_stride, cols, KR);
+        for (int v = 0; v < KV; ++v) {
+          const WeightSigns m = signs(S::load(out + v * L), S::load(out + KR + v * L));
+          a_only = a_only || S::any(m.a_only);
+          if constexpr (S::kStoredMasks) {
+            masks[v] = S::mask_bits(m.both);
+            masks[KV + v] = S::mask_bits(m.straddle);
+          }
+        }
+        if constexpr (S::kStoredMasks) masks += 2 * KV;
       }
     }
+    return a_only;
+  }
+
+  struct WeightSigns {
+    M both;      // a >= 0 and b >= 0
+    M straddle;  // a < 0 <= b (or a NaN)
+    M a_only;    // a >= 0 and not b >= 0
+  };
+
+  static WeightSigns signs(V a, V b) {
+    const M pa = S::ge0(a), pb = S::ge0(b);
+    return {S::mand(pa, pb), S::mandnot(pa, pb), S::mandnot(pb, pa)};
   }
 
   // g[m0:m0+rows, r0:r0+nc] -> per MR-row tile: nc rows of [gl x MR, gh x MR].
@@ -565,6 +590,48 @@ struct BackwardInput {
     store_acc<MR, KV>(dl, dh, c);
   }
 
+  // The same with three products per term where no lane has a >= 0 > b: with both bounds
+  // >= 0, (dl, dh) += (a gl, b gh); both < 0: (b gh, a gl); straddling (a < 0 <= b): dh gets
+  // a gl + b gh. Slot 1 feeds dl (off for straddling lanes), slot 2 dh, slot 3 dh (straddling
+  // lanes only); which weight and gradient each slot multiplies is a blend (free) by `both`.
+  template <int MR>
+  static void micro_nonneg3(int64_t nc, const T* __restrict gp, const T* __restrict wp,
+                            const typename S::MaskBits* __restrict mp, const OutTile<T>& c,
+                            bool first) {
+    V dl[MR][KV], dh[MR][KV];
+    load_acc<MR, KV>(dl, dh, c, first);
+    for (int64_t n = 0; n < nc; ++n, gp += 2 * MR, wp += 2 * KR, mp += 2 * KV) {
+      V b[KV], w1[KV], w2[KV];
+      M both[KV], st[KV];
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) {
+        const V a = S::load(wp + v * L);
+        b[v] = S::load(wp + KR + v * L);
+        if constexpr (S::kStoredMasks) {
+          both[v] = S::load_mask(mp + v);
+          st[v] = S::load_mask(mp + KV + v);
+        } else {
+          const WeightSigns m = signs(a, b[v]);
+          both[v] = m.both;
+          st[v] = m.straddle;
+        }
+        w1[v] = S::select(both[v], a, b[v]);
+        w2[v] = S::select(both[v], b[v], a);
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const V gl = S::set1(gp[i]), gh = S::set1(gp[MR + i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) {
+          dl[i][v] = S::mask_fma(S::mnot(st[v]), S::select(both[v], gl, gh), w1[v], dl[i][v]);
+          dh[i][v] = S::fma(S::select(both[v], gh, gl), w2[v], dh[i][v]);
+          dh[i][v] = S::mask_fma(st[v], gh, b[v], dh[i][v]);
+        }
+      }
+    }
+    store_acc<MR, KV>(dl, dh, c);
+  }
+
   // General mode: each candidate's gradient goes to the input bound it multiplies; `xt` holds the
   // tile's inputs as [MR][l x KR, h x KR].
   template <int MR>
@@ -618,10 +685,12 @@ struct BackwardInput {
     const int64_t mcmax = std::min<int64_t>(MC, ceil_div<int64_t>(m1 - m0, MR) * MR);
     const int64_t ktiles = ceil_div<int64_t>(c1 - c0, KR);
     const size_t wsize = ktiles * KR * 2 * ncmax, gsize = mcmax * 2 * ncmax;
-    Carver ws{static_cast<char*>(
-        thread_workspace(carve_size<T>(wsize) + carve_size<T>(gsize) +
-                         carve_size<T>(2 * MR * TC) + carve_size<T>(2 * MR * KR)))};
+    const size_t msize = S::kStoredMasks ? ktiles * ncmax * 2 * KV : 0;
+    Carver ws{static_cast<char*>(thread_workspace(
+        carve_size<T>(wsize) + carve_size<T>(gsize) + carve_size<T>(2 * MR * TC) +
+        carve_size<T>(2 * MR * KR) + carve_size<typename S::MaskBits>(msize)))};
     T* wbuf = ws.take<T>(wsize);
+    typename S::MaskBits* mbuf = ws.take<typename S::MaskBits>(msize);
     T* gbuf = ws.take<T>(gsize);
     T* cbuf = ws.take<T>(2 * MR * TC);
     T* xt = ws.take<T>(2 * MR * KR);
@@ -629,12 +698,13 @@ struct BackwardInput {
     for (int64_t r0 = 0; r0 < p.N; r0 += NC) {
       const int64_t nc = std::min<int64_t>(NC, p.N - r0);
       const bool first = r0 == 0 && !p.accumulate;
-      pack_w(p, r0, nc, c0, c1, wbuf);
+      const bool a_only = pack_w(p, r0, nc, c0, c1, wbuf, mbuf);
       for (int64_t mc0 = m0; mc0 < m1; mc0 += MC) {
         const int64_t rows = std::min<int64_t>(MC, m1 - mc0);
         pack_g<MR>(p, mc0, rows, r0, nc, gbuf);
         for (int64_t j = 0; j < ktiles; ++j) {
           const T* wp = wbuf + j * nc * 2 * KR;
+          const typename S::MaskBits* mp = mbuf + (S::kStoredMasks ? j * nc * 2 * KV : 0);
           for (int64_t i = 0; i < rows; i += MR) {
             const int tr = static_cast<int>(std::min<int64_t>(MR, rows - i));
             for (int s = 0; s < KR; s += TC) {
@@ -644,7 +714,11 @@ struct BackwardInput {
               const OutTile<T> c =
                   open_tile<T, MR, TC>(p.y_lo, p.y_hi, mc0 + i, k, tr, cols, first, cbuf);
               if constexpr (NONNEG) {
-                micro_nonneg<MR>(nc, gbuf + i * nc * 2, wp + s, nullptr, c, first);
+                if (a_only) {
+                  micro_nonneg<MR>(nc, gbuf + i * nc * 2, wp + s, nullptr, c, first);
+                } else {
+                  micro_nonneg3<MR>(nc, gbuf + i * nc * 2, wp + s, mp, c, first);
+                }
               } else {
                 for (int r = 0; r < MR; ++r) {
                   const bool in = r < tr;
