@@ -156,8 +156,8 @@ struct Forward {
     }
   }
 
-  // x[m0:m0+rows, k0:k0+kc] -> per MR-row tile: kc rows of [l x MR, h x MR]; with `offs`, also
-  // the byte offsets (0: a, kB: b) of the weights of the lower bound's two candidates.
+  // General mode: x[m0:m0+rows, k0:k0+kc] -> per MR-row tile: kc rows of [l x MR, h x MR], and
+  // in `offs` the byte offsets (0: a, kB: b) of the weights of the lower bound's two candidates.
   template <int MR>
   static void pack_x(const GemmArgs<T>& p, int64_t m0, int64_t rows, int64_t k0, int64_t kc,
                      T* out, int32_t* offs) {
@@ -173,6 +173,21 @@ struct Forward {
         for (int64_t q = 0; q < kc * 2 * MR; ++q) offs[q] = out[q] >= T(0) ? 0 : kB;
         offs += kc * 2 * MR;
       }
+    }
+  }
+
+  // The MR rows of x[m:m+rows, k0:k0+kc] (both bounds, zero rows below `rows`) copied with row
+  // stride `ld`: contiguous rows for the broadcasts, and a stride that is no multiple of 4 KiB,
+  // unlike many layer widths (rows at such strides share L1 sets).
+  template <int MR>
+  static void copy_rows(const GemmArgs<T>& p, int64_t m, int rows, int64_t k0, int64_t kc,
+                        T* out, int64_t ld) {
+    for (int r = 0; r < MR; ++r) {
+      const bool in = r < rows;
+      gather(out + r * ld, 1, in ? row_ptr(p.x_lo, m + r, k0) : nullptr, p.x_lo.col_stride,
+             in ? kc : 0, kc);
+      gather(out + (MR + r) * ld, 1, in ? row_ptr(p.x_hi, m + r, k0) : nullptr,
+             p.x_hi.col_stride, in ? kc : 0, kc);
     }
   }
 
@@ -208,40 +223,10 @@ struct Forward {
     }
   }
 
-  // lo += a * (a >= 0 ? l : h), hi += b * (b >= 0 ? h : l), lanes over n.
+  // lo += a * (a >= 0 ? l : h), hi += b * (b >= 0 ? h : l), lanes over n; row i of the tile's
+  // lower input bounds at xl + i * ldl, of the upper ones at xh + i * ldh.
   template <int MR>
-  static void micro_nonneg(int64_t kc, const T* __restrict xp, const T* __restrict wp,
-                           const typename S::MaskBits* __restrict mp,
-                           const OutTile<T>& c, bool first) {
-    V lo[MR][NV], hi[MR][NV];
-    load_acc<MR>(lo, hi, c, first);
-    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, wp += 2 * NR, mp += 2 * NV) {
-      V a[NV], b[NV];
-      M ma[NV], mb[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        a[v] = S::load(wp + v * L);
-        b[v] = S::load(wp + NR + v * L);
-        ma[v] = weight_mask(a[v], mp + v);
-        mb[v] = weight_mask(b[v], mp + NV + v);
-      }
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const V l = S::set1(xp[i]), h = S::set1(xp[MR + i]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          lo[i][v] = S::fma(S::select(ma[v], l, h), a[v], lo[i][v]);
-          hi[i][v] = S::fma(S::select(mb[v], h, l), b[v], hi[i][v]);
-        }
-      }
-    }
-    store_acc<MR>(lo, hi, c);
-  }
-
-  // The same with the tile's x rows read in place (unit column stride): row i of the lower
-  // bounds at xl + i * ldl.
-  template <int MR>
-  static void micro_nonneg_direct(int64_t kc, const T* __restrict xl, int64_t ldl,
+  static void micro_nonneg(int64_t kc, const T* __restrict xl, int64_t ldl,
                                   const T* __restrict xh, int64_t ldh, const T* __restrict wp,
                            const typename S::MaskBits* __restrict mp,
                                   const OutTile<T>& c, bool first) {
@@ -304,10 +289,10 @@ struct Forward {
   // x rows (in L1) meet every W micro-panel (streamed from L2) of the block.
   template <int MR, bool NONNEG>
   static void run(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    const bool direct = NONNEG && p.x_lo.col_stride == 1 && p.x_hi.col_stride == 1;
     const int64_t ntiles = ceil_div<int64_t>(n1 - n0, NR);
     const int64_t kcmax = std::min<int64_t>(KC, p.K);
-    const size_t wsize = ntiles * NR * 2 * kcmax, xsize = MR * 2 * kcmax;
+    const int64_t ld = (kcmax + L - 1) / L * L + L;  // x row copies: padded stride
+    const size_t wsize = ntiles * NR * 2 * kcmax, xsize = MR * 2 * ld;
     const size_t msize = S::kStoredMasks ? wsize / L : 0;
     Carver ws{static_cast<char*>(thread_workspace(
         carve_size<T>(wsize) + carve_size<T>(xsize) + carve_size<T>(2 * MR * NR) +
@@ -324,8 +309,11 @@ struct Forward {
       pack_w(p, n0, n1, k0, kc, wbuf, NONNEG ? mbuf : nullptr);
       for (int64_t m = m0; m < m1; m += MR) {
         const int tr = static_cast<int>(std::min<int64_t>(MR, m1 - m));
-        const bool in_place = direct && tr == MR;
-        if (!in_place) pack_x<MR>(p, m, tr, k0, kc, xbuf, obuf);
+        if constexpr (NONNEG) {
+          copy_rows<MR>(p, m, tr, k0, kc, xbuf, ld);
+        } else {
+          pack_x<MR>(p, m, tr, k0, kc, xbuf, obuf);
+        }
         for (int64_t j = 0; j < ntiles; ++j) {
           const int64_t n = n0 + j * NR;
           const int cols = static_cast<int>(std::min<int64_t>(NR, n1 - n));
@@ -333,13 +321,7 @@ struct Forward {
           const typename S::MaskBits* mp = mbuf + j * kc * 2 * NV;
           const OutTile<T> c = open_tile<T, MR, NR>(p.y_lo, p.y_hi, m, n, tr, cols, first, cbuf);
           if constexpr (NONNEG) {
-            if (in_place) {
-              micro_nonneg_direct<MR>(kc, row_ptr(p.x_lo, m, k0), p.x_lo.row_stride,
-                                      row_ptr(p.x_hi, m, k0), p.x_hi.row_stride, wp, mp, c,
-                                      first);
-            } else {
-              micro_nonneg<MR>(kc, xbuf, wp, mp, c, first);
-            }
+            micro_nonneg<MR>(kc, xbuf, ld, xbuf + MR * ld, ld, wp, mp, c, first);
           } else {
             micro_general<MR>(kc, xbuf, obuf, wp, c, first);
           }
