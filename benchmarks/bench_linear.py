@@ -17,12 +17,14 @@ synchronize). Bound checks of the inputs are switched off (inn_cuda.check_bounds
 layer itself is timed. CPU timings are sensitive to other load on the machine: the script prints
 the load average (os.getloadavg) at the start and end of each device.
 
-Peak memory: CUDA: torch.cuda.max_memory_allocated() during one forward+backward, minus what was
-allocated before. CPU: each (shape, implementation) runs once more in a fresh subprocess which, after
-creating its inputs, resets the kernel's peak-RSS mark (writes 5 to /proc/self/clear_refs) and
-reports VmHWM - VmRSS, i.e. the peak resident memory added by one forward+backward, outputs,
-gradients and any scratch memory (the fused kernels' per-thread packing buffers included),
-rounded to pages; "-" where /proc does not allow it.
+Peak memory of one forward+backward beyond its inputs. CUDA: torch.cuda.max_memory_allocated()
+minus what was allocated before. CPU: each (shape, implementation) runs in a fresh subprocess
+(glibc told to return every block of 64 KiB or more to the system on free, so freed memory is
+not silently reused): one warm-up call, then the kernel's peak-RSS mark is reset (5 written to
+/proc/self/clear_refs) and VmHWM - VmRSS after a second call is reported: outputs, gradients and
+temporaries, to the page. Memory kept from call to call (the fused kernels' per-thread packing
+buffers, at most a few MiB; library caches) is allocated in the warm-up and not counted.
+"nan" where /proc does not allow the measurement.
 
     PYTHONPATH=. python benchmarks/bench_linear.py [--quick] [--device cpu|cuda|all] [--out f.json]
 """
@@ -153,6 +155,7 @@ def measure_cpu_peak_here(shape, dtype_name, impl):
     inputs = make_inputs(*shape, dtype, "cpu")
     run = make_call(impl, inputs, backward=True)
     with inn_cuda.check_bounds(False):
+        run()
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         before = read_status_kb("VmRSS")
@@ -166,8 +169,9 @@ def cpu_peak_bytes(shape, dtype, impl):
             "print(json.dumps(b.measure_cpu_peak_here({shape!r}, {dtype!r}, {impl!r})))").format(
         here=os.path.dirname(os.path.abspath(__file__)), shape=tuple(shape),
         dtype=str(dtype).replace("torch.", ""), impl=impl)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads())))
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()),
+               MALLOC_MMAP_THRESHOLD_=str(64 * 1024), MALLOC_TRIM_THRESHOLD_="0")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -179,8 +183,9 @@ def dtypes_for(device):
 
 def bench_device(device, shapes, repeats, budget_s, memory):
     results = []
-    print(f"\n== {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'threads=' + str(torch.get_num_threads())}"
-          f", load average {os.getloadavg()[0]:.2f}) ==", flush=True)
+    what = (torch.cuda.get_device_name() if device == "cuda"
+            else f"threads={torch.get_num_threads()}")
+    print(f"\n== {device} ({what}, load average {os.getloadavg()[0]:.2f}) ==", flush=True)
     for dtype in dtypes_for(device):
         for shape in shapes:
             inputs = make_inputs(*shape, dtype, device)
@@ -225,7 +230,8 @@ def print_shape(results, device, dtype, shape):
         def ratio(a, b, key):
             return f"{a[key] / b[key]:.2f}x" if key in a and key in b else "-"
         peak = r.get("peak_bytes")
-        print(f"  {impl:14s} {r['forward_s'] * 1e3:9.3f} {100 * r['forward_iqr_s'] / r['forward_s']:5.1f}"
+        print(f"  {impl:14s} {r['forward_s'] * 1e3:9.3f}"
+              f" {100 * r['forward_iqr_s'] / r['forward_s']:5.1f}"
               f" {r['forward_backward_s'] * 1e3:11.3f}"
               f" {100 * r['forward_backward_iqr_s'] / r['forward_backward_s']:5.1f}"
               f" {peak / 2**20 if peak is not None else float('nan'):9.1f}"

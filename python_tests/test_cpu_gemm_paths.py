@@ -95,10 +95,14 @@ def routed_gradients(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg):
         hi_w, hi_use_l = torch.where(take, vl, vh), take
         hi_w_is_a = torch.where(take, ~(l >= 0), ~(h >= 0))
     lo_x, hi_x = torch.where(lo_use_l, l, h), torch.where(hi_use_l, l, h)
-    dx_lo = (torch.where(lo_use_l, gl * lo_w, zero) + torch.where(hi_use_l, gh * hi_w, zero)).sum(1)
-    dx_hi = (torch.where(lo_use_l, zero, gl * lo_w) + torch.where(hi_use_l, zero, gh * hi_w)).sum(1)
-    dw_lo = (torch.where(lo_w_is_a, gl * lo_x, zero) + torch.where(hi_w_is_a, gh * hi_x, zero)).sum(0)
-    dw_hi = (torch.where(lo_w_is_a, zero, gl * lo_x) + torch.where(hi_w_is_a, zero, gh * hi_x)).sum(0)
+    def routed(select, grad_lo, grad_hi, dim):
+        return (torch.where(select[0], grad_lo, zero)
+                + torch.where(select[1], grad_hi, zero)).sum(dim)
+
+    dx_lo = routed((lo_use_l, hi_use_l), gl * lo_w, gh * hi_w, 1)
+    dx_hi = routed((~lo_use_l, ~hi_use_l), gl * lo_w, gh * hi_w, 1)
+    dw_lo = routed((lo_w_is_a, hi_w_is_a), gl * lo_x, gh * hi_x, 0)
+    dw_hi = routed((~lo_w_is_a, ~hi_w_is_a), gl * lo_x, gh * hi_x, 0)
     return (dx_lo, dx_hi), (dw_lo, dw_hi)
 
 
@@ -308,7 +312,8 @@ def test_every_isa_path(isa):
     if isa == inn_cuda.info()["cpu_isa"]:
         pytest.skip("the default path: covered by the tests of this process")
     done = run_with_isa(isa, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__)
-    assert done.returncode == 0, f"INN_CUDA_CPU_ISA={isa}:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, (f"INN_CUDA_CPU_ISA={isa}:\n{done.stdout[-6000:]}\n"
+                                  f"{done.stderr[-2000:]}")
 
 
 def test_unknown_or_unsupported_isa_is_a_clear_error():

@@ -57,8 +57,12 @@ struct F32 : Tiles {
   INN_SIMD V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GE_OQ); }
   // not (p <= q or p NaN): one compare under the ordered-p mask (mask compares cost FMA slots)
-  INN_SIMD M lo_takes_h(V p, V q) { return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ); }
-  INN_SIMD M hi_takes_h(V p, V q) { return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ); }
+  INN_SIMD M lo_takes_h(V p, V q) {
+    return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ);
+  }
+  INN_SIMD M hi_takes_h(V p, V q) {
+    return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ);
+  }
   INN_SIMD M mnot(M a) { return static_cast<M>(~a); }
   INN_SIMD M mand(M a, M b) { return static_cast<M>(a & b); }
   INN_SIMD M mandnot(M a, M b) { return static_cast<M>(~a & b); }  // not a, and b
@@ -122,8 +126,12 @@ struct F64 : Tiles {
   INN_SIMD V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_GE_OQ); }
   // not (p <= q or p NaN): one compare under the ordered-p mask (mask compares cost FMA slots)
-  INN_SIMD M lo_takes_h(V p, V q) { return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ); }
-  INN_SIMD M hi_takes_h(V p, V q) { return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ); }
+  INN_SIMD M lo_takes_h(V p, V q) {
+    return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ);
+  }
+  INN_SIMD M hi_takes_h(V p, V q) {
+    return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NGE_UQ);
+  }
   INN_SIMD M mnot(M a) { return static_cast<M>(~a); }
   INN_SIMD M mand(M a, M b) { return static_cast<M>(a & b); }
   INN_SIMD M mandnot(M a, M b) { return static_cast<M>(~a & b); }  // not a, and b

@@ -1,29 +1,43 @@
 // The SIMD interval GEMM kernels, written once over a vector-traits type `S` and compiled per
 // instruction set: gemm_avx512.cpp and gemm_avx2.cpp include this file INSIDE their own
-// namespace, after `#pragma GCC target(...)`, so every function here gets that TU's ISA and its own
-// symbol. It therefore includes nothing itself (the including TU provides <algorithm>, <cstdint>,
-// <cstring> and gemm_isa.h before the pragma).
+// namespace, after `#pragma GCC target(...)`, so every function here gets that TU's ISA and its
+// own symbol. It therefore includes nothing itself (the including TU provides <algorithm>,
+// <cstdint>, <cstring> and gemm_isa.h before the pragma).
 //
-// `S` provides: T (scalar), V (vector of L lanes), M (lane mask), L, the tile constants below, and
-// load/store/set1/zero/add/mul/fma, ge0 (lanes >= 0; NaN false), lo_takes_h(pl, ph) /
-// hi_takes_h(ql, qh) (the general product picks its h candidate: not (pl <= ph or pl NaN), resp.
-// not (ql >= qh or ql NaN)), mnot, select(m, t, f) = m ? t : f, mask_fma(m, x, y, acc) = m ? x*y + acc : acc (exact:
-// unselected lanes are untouched), min_nan/max_nan (the general product's candidate choice, by
-// value: NaN wins, ties give equal values), vmask/vselect (a select whose mask lives in a vector
-// register, for kernels that keep more masks than there are mask registers).
+// `S` provides: T (scalar), V (vector of L lanes), M (lane mask), L, the tile constants, and
+//   load/store/set1/zero/add/mul/fma, load_partial (first n lanes, zeros after), hsum,
+//   transpose (L x L), ge0 (lanes >= 0; NaN false), mnot/mand/mandnot/any,
+//   select(m, t, f) = m ? t : f, mask_fma(m, x, y, acc) = m ? x*y + acc : acc (unselected
+//   lanes untouched: exact), lo_takes_h(pl, ph) / hi_takes_h(ql, qh) (the general product
+//   takes its h candidate: not (pl <= ph or pl NaN), resp. not (ql >= qh or ql NaN)),
+//   min_nan/max_nan (the value of that choice: NaN wins, ties are equal values),
+//   vmask_ge0/vselect (a select whose mask lives in a vector register),
+//   kStoredMasks/MaskBits/mask_bits/load_mask (whether sign masks are precomputed when packing:
+//   on AVX-512 a mask load is cheaper than a compare into a mask register).
 //
-// Semantics are those of csrc/interval_math.h (see gemm_scalar.cpp for the one-element version);
-// reduction order differs, and products are fused multiply-adds.
+// Semantics are those of csrc/interval_math.h (gemm_scalar.cpp is the one-element version):
+// tie and NaN conventions and the gradient routing are identical; the reduction order differs
+// and products are fused multiply-adds (one rounding instead of two).
 //
-// Layout conventions. Every kernel packs its operands per block into the thread's workspace,
-// zero padded to whole register tiles, so microkernels never see strides or edges:
-//  * forward: lanes run over output columns n. A W panel holds, per k, the NR weights a then the
-//    NR weights b of one column tile; an x panel holds, per k, MR values l then MR values h. The
-//    nonneg kernel blends the broadcast l/h by the weight's sign mask (blends issue on the
-//    non-FMA pipes, so the FMA pipes only see the two FMAs of a term); the general kernel picks
-//    the weight vector (a or b) for each candidate with a pointer chosen by the input's sign.
-//  * backward_input: lanes run over k (the columns of dx), reduction over n.
-//  * backward_weight: lanes run over k (the columns of dw), reduction over m.
+// Design (measured on AMD Zen 5: 2 FMA pipes, 2 vector loads per cycle; blends, min/max and
+// bitwise ops issue on the other two FP pipes for free; compares into mask registers and mask
+// logic cost about a third of an FMA slot each). Operands are packed per block into the calling
+// thread's workspace, zero padded to whole register tiles, so microkernels see no edges:
+//  * forward nonneg: lanes run over output columns n. Per k the tile loads NV vectors of a and
+//    of b (a packed W panel, transposed on packing, with stored sign masks) and broadcasts the
+//    MR rows' l and h; each term is a free blend (l or h by the weight's sign) and one FMA per
+//    bound, i.e. the two GEMM-equivalents of the fused product and nothing else on the FMA pipes.
+//  * forward general: the input's sign picks the weight vector of each candidate, through byte
+//    offsets packed with x (a pointer select, no blend); min_nan/max_nan choose the candidate.
+//  * forward, small batches (M <= kDotMaxRows, contiguous rows): dot products with lanes over k,
+//    rows of x and w read in place (packing w would cost as much as using it once).
+//  * backward input (dx, lanes over k, reduction over n): with ordered weight bounds every term
+//    is three FMAs (see micro_nonneg3); otherwise four masked ones.
+//  * backward weight (dw, lanes over k, reduction over m): the input bound each weight bound's
+//    gradient multiplies is fixed per weight element, so its masks live in registers for the
+//    whole reduction: two FMAs per term.
+//  * general-mode backward: the candidate choice is per term (compares), the selected product's
+//    gradient is routed with masked FMAs.
 
 template <typename I>
 constexpr I ceil_div(I a, I b) {
@@ -466,8 +480,9 @@ struct BackwardInput {
   static constexpr int64_t NC = S::kBiNC;  // reduction block
   static constexpr int64_t MC = S::kBiMC;
 
-  // W[r0:r0+nc, c0:c1] -> per KR-column tile: nc rows of [a x KR, b x KR]; with S::kStoredMasks
-  // also, per row, the masks [both x KV, straddle x KV] of the three-product kernel. Returns whether some lane has a >= 0 but not b >= 0 (b NaN, or an invalid a > b),
+  // W[r0:r0+nc, c0:c1] -> per KR-column tile: nc rows of [a x KR, b x KR]; with
+  // S::kStoredMasks also, per row, the masks [both x KV, straddle x KV] of the three-product
+  // kernel. Returns whether some lane has a >= 0 but not b >= 0 (b NaN, or an invalid a > b),
   // the one case that kernel does not cover.
   static bool pack_w(const GemmArgs<T>& p, int64_t r0, int64_t nc, int64_t c0, int64_t c1,
                      T* out, typename S::MaskBits* masks) {
@@ -817,9 +832,9 @@ struct BackwardWeight {
     }
   }
 
-  // da += gl * (a >= 0 ? l : h), db += gh * (b >= 0 ? h : l). The masks live for the whole reduction: those of a in mask registers
-  // (a non-destructive blend), those of b in vector registers (there are only 7 mask registers;
-  // the vector select needs a register copy per use).
+  // da += gl * (a >= 0 ? l : h), db += gh * (b >= 0 ? h : l). The masks live for the whole
+  // reduction: those of a in mask registers (a non-destructive blend), those of b in vector
+  // registers (there are only 7 mask registers; the vector select needs a register copy per use).
   template <int NR>
   static void micro_nonneg(int64_t mc, const T* __restrict xp, const T* __restrict gp,
                            const WeightRows& w, const OutTile<T>& c, bool first) {

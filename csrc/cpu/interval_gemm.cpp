@@ -99,7 +99,8 @@ void run_blocks(const ProductKernel<T>& kernel, const GemmArgs<T>& args, int64_t
   int64_t col_blocks = ceil_div(cols, block_cols);
   // Two blocks per thread balance the load; split rows first, then narrower columns.
   const int64_t want = threads > 1 ? 2 * threads : 1;
-  int64_t row_blocks = std::min(ceil_div(rows, s.rows), std::max<int64_t>(1, ceil_div(want, col_blocks)));
+  int64_t row_blocks =
+      std::min(ceil_div(rows, s.rows), std::max<int64_t>(1, ceil_div(want, col_blocks)));
   if (row_blocks * col_blocks < want) {
     col_blocks = std::min(ceil_div(cols, s.cols), ceil_div(want, row_blocks));
     block_cols = round_up(ceil_div(cols, col_blocks), s.cols);
