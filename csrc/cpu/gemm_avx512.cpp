@@ -21,8 +21,10 @@ namespace inn::cpu::avx512 {
 // Register tiles (see gemm_simd_kernels.h): 32 vector registers and 7 usable mask registers.
 //  forward nonneg  6 rows x 2 vectors: 24 accumulators, 4 weight vectors, 2 broadcasts
 //  forward general 4 rows x 2 vectors: 16 accumulators + candidate temporaries
-//  backward input  4 rows x 2 vectors (masked FMAs route each product)
-//  backward weight 3 rows x 2 vectors, sign masks kept in vector registers for the reduction
+//  backward input  4 rows x 2 vectors, three (masked) FMAs per term
+//  backward weight 3 rows x 2 vectors, the 12 sign masks kept for the whole reduction: 6 in mask
+//                  registers, 6 in vector registers
+//  small batches   4 rows x 2 columns of dot products
 struct Tiles {
   static constexpr int kFwdMR = 6, kFwdNV = 2, kFwdGenMR = 4;
   static constexpr int64_t kFwdKC = 256;
