@@ -26,7 +26,7 @@ struct Tiles {
   static constexpr int64_t kBwMC = 256;
   static constexpr int64_t kWideCols = 256;
   static constexpr int kDotR = 2, kDotC = 2;
-  static constexpr int64_t kDotMaxRows = 16;
+  static constexpr int64_t kDotMaxRows = 8;
 };
 
 struct F32 : Tiles {
