@@ -57,11 +57,11 @@ def integer_operands(m, k, n, *, nonneg, dtype, seed=0):
 
 
 @functools.lru_cache(maxsize=None)
-def integer_reference(m, k, n, nonneg):
+def integer_reference(m, k, n, nonneg, seed=0):
     """Reference outputs and gradients in float64 (exact on these operands, so shared by both
-    dtypes)."""
+    dtypes and all layouts)."""
     x_lo, x_hi, w_lo, w_hi, g_lo, g_hi = integer_operands(m, k, n, nonneg=nonneg,
-                                                          dtype=torch.float64)
+                                                          dtype=torch.float64, seed=seed)
     y = reference.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=nonneg)
     return y, *reference_grads(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
 
@@ -164,11 +164,9 @@ def test_strided_operands_and_bias_accumulation(kind, dtype, nonneg):
     assert not any(t.is_contiguous() for t in strided)
     sx_lo, sx_hi, sw_lo, sw_hi, sg_lo, sg_hi = strided
     y_lo, y_hi = ops.interval_linear(sx_lo, sx_hi, sw_lo, sw_hi, b_lo, b_hi, nonneg)
-    r_lo, r_hi = reference.interval_linear(*[t.double() for t in (x_lo, x_hi, w_lo, w_hi, b_lo,
-                                                                   b_hi)], input_nonneg=nonneg)
-    assert_equal(y_lo, r_lo, "y_lo")
-    assert_equal(y_hi, r_hi, "y_hi")
-    dx, dw = reference_grads(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, nonneg)
+    (r_lo, r_hi), dx, dw = integer_reference(m, k, n, nonneg, seed=2)
+    assert_equal(y_lo, r_lo + b_lo.double(), "y_lo")
+    assert_equal(y_hi, r_hi + b_hi.double(), "y_hi")
     grad_args = (sg_lo, sg_hi, sx_lo, sx_hi, sw_lo, sw_hi, nonneg)
     got = (*ops.interval_linear_backward_input(*grad_args),
            *ops.interval_linear_backward_weight(*grad_args))
@@ -179,7 +177,7 @@ def test_strided_operands_and_bias_accumulation(kind, dtype, nonneg):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("nonneg", MODES)
 def test_random_operands_within_rounding(dtype, nonneg):
-    m, k, n = 37, 300, 45
+    m, k, n = 19, 300, 35
     gen = torch.Generator().manual_seed(3)
     x_lo, x_hi = random_interval((m, k), nonneg=nonneg, dtype=dtype, generator=gen)
     w_lo, w_hi = random_interval((n, k), width=0.3, dtype=dtype, generator=gen)
@@ -296,7 +294,9 @@ def supported_paths():
 
 
 def run_with_isa(isa, *args):
-    env = dict(os.environ, INN_CUDA_CPU_ISA=isa)
+    # Idle OpenMP workers sleep instead of spinning: on a busy machine spinning workers of the
+    # many small parallel regions here would compete with the test itself (results unchanged).
+    env = dict(os.environ, INN_CUDA_CPU_ISA=isa, OMP_WAIT_POLICY="PASSIVE")
     root = os.path.dirname(os.path.dirname(os.path.abspath(inn_cuda.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
