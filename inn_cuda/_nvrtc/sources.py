@@ -1,9 +1,9 @@
 """Where the NVRTC backend finds what it compiles: the kernel sources (``csrc/interval_math.h`` and
 ``csrc/kernels/*.cuh``) and CUDA's fp16/bf16 headers.
 
-The kernel sources have one home, ``csrc/`` in the repository. A wheel ships a copy made at build
-time (``setup.py``: ``inn_cuda/_kernel_sources/``); a checkout or an editable install reads
-``csrc/`` next to the package.
+The kernel sources have one home, ``csrc/`` in the repository. A checkout or an editable install
+reads ``csrc/`` next to the package; a wheel ships a copy made at build time (``setup.py``:
+``inn_cuda/_kernel_sources/``).
 """
 
 from __future__ import annotations
@@ -14,23 +14,23 @@ from pathlib import Path
 from typing import List, Optional
 
 PACKAGE = Path(__file__).resolve().parent.parent
-#: the copy inside an installed package (same layout as csrc/)
-PACKAGED_ROOT = PACKAGE / "_kernel_sources"
 #: csrc/ of a checkout (in-tree use and editable installs)
 IN_TREE_ROOT = PACKAGE.parent / "csrc"
+#: the copy inside an installed package (same layout as csrc/)
+PACKAGED_ROOT = PACKAGE / "_kernel_sources"
 MARKER = Path("kernels") / "interval_tile_kernel.cuh"
 
 
 def kernel_source_root() -> Optional[Path]:
     """The folder holding interval_math.h and kernels/*.cuh, or None."""
-    for root in (PACKAGED_ROOT, IN_TREE_ROOT):
+    for root in (IN_TREE_ROOT, PACKAGED_ROOT):
         if (root / MARKER).is_file():
             return root
     return None
 
 
 def searched_roots() -> str:
-    return f"{PACKAGED_ROOT} and {IN_TREE_ROOT}"
+    return f"{IN_TREE_ROOT} and {PACKAGED_ROOT}"
 
 
 def source_files(root: Path) -> List[Path]:
