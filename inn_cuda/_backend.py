@@ -192,10 +192,9 @@ for _name in SCHEMAS:
 
 if _C is None and CHOICE != "reference":
     _cuda = sorted(set(SERVED_BY[op]["cuda"] for op in SCHEMAS))
-    warnings.warn(f"inn_cuda: the compiled extension inn_cuda._C could not be loaded "
-                  f"({MISSING_REASON}); CPU ops run their slow pure-PyTorch reference, CUDA ops "
-                  f"run {' / '.join(_cuda)}. Reinstall with `pip install --no-build-isolation .` "
-                  f"to build the kernels.", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"inn_cuda: {MISSING_REASON}; CPU ops run their slow pure-PyTorch reference, "
+                  f"CUDA ops run {' / '.join(_cuda)}. Reinstall with `pip install "
+                  f"--no-build-isolation .` to build the kernels.", RuntimeWarning, stacklevel=3)
 
 
 def info() -> dict:
