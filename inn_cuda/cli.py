@@ -36,6 +36,10 @@ def _print_info(as_json: bool) -> int:
             print("  CUDA kernels: not compiled")
     gpus = report["gpus"]
     print(f"GPU visible: {'yes: ' + ', '.join(gpus) if gpus else 'no'}")
+    from ._backend import describe_backends
+
+    for line in describe_backends(report):
+        print(line)
     print("ops (cpu / cuda):")
     width = max(len(op) for op in report["ops"])
     for op, served in report["ops"].items():
