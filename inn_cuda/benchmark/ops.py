@@ -82,37 +82,32 @@ def _layer_options(case: Case, impl: str) -> dict:
     return dict(stride=case.stride, padding=case.padding)
 
 
+def make_forward(case: Case, impl: str, operands: dict, requires_grad: bool = False):
+    """``(forward, inputs, upstream gradients)``: ``forward()`` runs one implementation on its
+    leaf ``inputs`` (point or interval operands) and returns its outputs as a tuple."""
+    options = _layer_options(case, impl)
+    if impl == "plain":
+        inputs = [t.detach().requires_grad_(requires_grad)
+                  for t in (operands["x"], operands["w"], operands["b"])]
+        layer = PLAIN[case.op]
+        return (lambda: (layer(*inputs, **options),)), inputs, (operands["grad"],)
+    nonneg = impl.endswith("nonneg")
+    inputs = [t.detach().requires_grad_(requires_grad)
+              for t in (*operands["x_nonneg" if nonneg else "x_signed"], *operands["w_bounds"],
+                        *operands["b_bounds"])]
+    if impl.startswith("fused"):
+        fused = FUSED[case.op]
+        return (lambda: fused(*inputs, **options, input_nonneg=nonneg)), inputs, \
+            operands["grad_bounds"]
+    composed = getattr(reference, f"interval_{case.op}")
+    return (lambda: composed(*inputs, *options.values(), nonneg)), inputs, \
+        operands["grad_bounds"]
+
+
 def make_call(case: Case, impl: str, phase: str, operands: dict) -> Callable[[], None]:
     """A no-argument callable running one implementation's forward (and backward)."""
     backward = phase == "forward_backward"
-    options = _layer_options(case, impl)
-
-    def leaves(*tensors):
-        return [t.detach().requires_grad_(backward) for t in tensors]
-
-    if impl == "plain":
-        inputs = leaves(operands["x"], operands["w"], operands["b"])
-        layer = PLAIN[case.op]
-
-        def forward():
-            return (layer(*inputs, **options),)
-        grads = (operands["grad"],)
-    else:
-        nonneg = impl.endswith("nonneg")
-        inputs = leaves(*operands["x_nonneg" if nonneg else "x_signed"], *operands["w_bounds"],
-                        *operands["b_bounds"])
-        if impl.startswith("fused"):
-            fused = FUSED[case.op]
-
-            def forward():
-                return fused(*inputs, **options, input_nonneg=nonneg)
-        else:
-            ref = getattr(reference, f"interval_{case.op}")
-
-            def forward():
-                return ref(*inputs, *options.values(), nonneg)
-        grads = operands["grad_bounds"]
-
+    forward, inputs, grads = make_forward(case, impl, operands, requires_grad=backward)
     if not backward:
         def call():
             with torch.no_grad():

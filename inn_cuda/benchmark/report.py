@@ -114,8 +114,9 @@ def op_tables(report: dict, stat: str = "wall") -> str:
         time_name = ("process CPU time" if stat == "cpu" and device == "cpu" else
                      "CUDA-event time" if device.startswith("cuda") else "wall-clock time")
         out.append(f"#### {device} {dtype}, {PHASE_LABELS[phase]}\n")
-        out.append(f"Median {time_name} in ms (± interquartile range / median); ratios of "
-                   f"medians; GEMM-equivalent GFLOP/s; peak MiB allocated by one call.\n")
+        out.append(f"Median {time_name} in ms (± interquartile range / median); time ratios "
+                   f"of medians (below 1: the fused op is faster); GEMM-equivalent GFLOP/s; "
+                   f"peak MiB allocated by one call.\n")
         out.append("| layer | shape | GFLOP | " + " | ".join(IMPL_LABELS[i] for i in IMPLS)
                    + " | fused/ref nonneg | fused/ref general | fused/plain nonneg "
                      "| fused/plain general | GFLOP/s plain · fused nonneg · fused general "
@@ -194,6 +195,9 @@ def header(report: dict) -> str:
              f"threads, SIMD path {m['cpu_isa']}); GPU: {gpus}; torch {m['torch']}",
              f"load average (1 min) at start {_num(meta['load_start'])}, "
              f"at end {_num(meta['load_end'])}; command: {meta['command']}"]
+    for device in meta["devices"]:
+        served = sorted({devs.get(device, "?") for devs in m["served_by"].values()})
+        lines.append(f"interval ops on {device} served by: {', '.join(served)}")
     fallbacks = sorted(f"{op} on {dev}" for op, devs in m["served_by"].items()
                        for dev, how in devs.items()
                        if how == "reference" and dev in meta["devices"])
