@@ -49,6 +49,7 @@ class Case:
     stride: int = 1
     padding: int = 0
     count: int = 1
+    series: str = ""  # the size series a sweep case belongs to (a line in the figure)
 
     def __post_init__(self):
         if self.op not in OPS:
@@ -103,17 +104,20 @@ class Case:
 
 
 def _linear(m: int, k: int, n: int, group: str = "sweep") -> Case:
-    return Case("linear", group, f"linear {m}x{k}x{n}", batch=m, c_in=k, c_out=n)
+    series = "square GEMM" if m == k == n else ""
+    return Case("linear", group, f"linear {m}x{k}x{n}", batch=m, c_in=k, c_out=n, series=series)
 
 
 def _conv(size: int, channels: int = 64) -> Case:
     return Case("conv2d", "sweep", f"conv3x3 {channels}ch {size}px", batch=1, c_in=channels,
-                c_out=channels, kernel=3, size=size, padding=1)
+                c_out=channels, kernel=3, size=size, padding=1,
+                series=f"3x3 conv {channels}->{channels}")
 
 
 def _up(size: int, c_in: int = 128) -> Case:
     return Case("conv_transpose2d", "sweep", f"up2x2 {c_in}ch {size}px", batch=1, c_in=c_in,
-                c_out=c_in // 2, kernel=2, size=size, stride=2)
+                c_out=c_in // 2, kernel=2, size=size, stride=2,
+                series=f"2x2 s2 up {c_in}->{c_in // 2}")
 
 
 def sweep_cases(quick: bool) -> List[Case]:

@@ -218,18 +218,26 @@ def render(report: dict, stat: str = "wall") -> str:
 
 # ----------------------------------------------------------------------------------- figure
 
+GROUP_MARKERS = {"demo-unet": "x", "paper-unet": "^"}
+OTHER_MARKER = "s"  # sweep shapes outside a size series
+
+
 def plot_throughput(report: dict, out_dir: Path, stat: str = "wall") -> List[Path]:
     """One PNG per (device, dtype): GEMM-equivalent GFLOP/s against the plain layer's GEMM
-    GFLOP (log-log), one line per implementation, a panel per op and phase."""
+    GFLOP (log-log), a colour per implementation, a panel per op and phase. Lines join the
+    cases of a size series (the sweep); markers alone are single shapes (x: demo U-Net layers,
+    triangles: paper U-Net layers, squares: other sweep shapes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     by_figure: Dict[Tuple[str, str], List[dict]] = defaultdict(list)
     for row in report["ops"]:
         if "time_s" in row:
             by_figure[(row["device"], row["dtype"])].append(row)
+    colours = {impl: f"C{i}" for i, impl in enumerate(IMPLS)}
     paths = []
     for (device, dtype), rows in by_figure.items():
         ops = [op for op in ("linear", "conv2d", "conv_transpose2d")
@@ -240,13 +248,20 @@ def plot_throughput(report: dict, out_dir: Path, stat: str = "wall") -> List[Pat
         for i, op in enumerate(ops):
             for j, phase in enumerate(phases):
                 ax = axes[i, j]
+                panel = [r for r in rows if r["op"] == op and r["phase"] == phase]
                 for impl in IMPLS:
-                    points = sorted((2 * r["shape"]["macs"] / 1e9, throughput(r, stat))
-                                    for r in rows if r["op"] == op and r["phase"] == phase
-                                    and r["impl"] == impl)
-                    if points:
+                    mine = [r for r in panel if r["impl"] == impl]
+                    for series in sorted({r["shape"].get("series", "") for r in mine} - {""}):
+                        points = sorted((2 * r["shape"]["macs"] / 1e9, throughput(r, stat))
+                                        for r in mine if r["shape"].get("series") == series)
                         ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1,
-                                label=IMPL_LABELS[impl])
+                                color=colours[impl])
+                    for r in mine:
+                        if not r["shape"].get("series"):
+                            ax.plot(2 * r["shape"]["macs"] / 1e9, throughput(r, stat),
+                                    linestyle="none", color=colours[impl], markersize=4,
+                                    marker=GROUP_MARKERS.get(r["group"], OTHER_MARKER),
+                                    fillstyle="none")
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_title(f"{op}, {PHASE_LABELS[phase]}", fontsize=10)
@@ -254,11 +269,17 @@ def plot_throughput(report: dict, out_dir: Path, stat: str = "wall") -> List[Pat
                 ax.set_ylabel("GEMM-equivalent GFLOP/s", fontsize=8)
                 ax.grid(True, which="both", alpha=0.3)
                 ax.tick_params(labelsize=7)
-        axes[0, 0].legend(fontsize=7)
-        fig.suptitle(f"inn_cuda throughput, {device} {dtype} "
-                     f"({'CPU time' if stat == 'cpu' and device == 'cpu' else 'median time'})",
+        handles = [Line2D([], [], color=colours[i], label=IMPL_LABELS[i]) for i in IMPLS]
+        handles += [Line2D([], [], color="gray", marker=m, linestyle="none", fillstyle="none",
+                           label=label)
+                    for m, label in ((GROUP_MARKERS["demo-unet"], "demo U-Net layers"),
+                                     (GROUP_MARKERS["paper-unet"], "paper U-Net layers"),
+                                     (OTHER_MARKER, "other shapes"))]
+        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+        time_name = "CPU time" if stat == "cpu" and device == "cpu" else "median time"
+        fig.suptitle(f"inn_cuda throughput, {device} {dtype} ({time_name}); lines: size series",
                      fontsize=11)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         path = out_dir / f"throughput_{device.replace(':', '')}_{dtype}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
