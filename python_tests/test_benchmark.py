@@ -142,6 +142,17 @@ def test_network_rows_including_the_reference_subprocess():
     assert rows[3]["label"] == "INN, last 2 layers: reconstruction + bounds"
 
 
+def test_network_reference_row_is_skipped_above_its_general_mode_work():
+    net = network.Network("tiny-unet", width=2, depth=1, image_size=16, batch=2, dropout=0.2,
+                          inn_last=2, mc_passes=2, mc_max_batch=4)
+    # general mode: the first conv (1 -> 2 channels, 3x3) and the conv after the concatenation
+    # (4 -> 2, 3x3), both on 2 images of 16x16
+    assert network.general_mode_macs(net) == 2 * 16 * 16 * 2 * 9 * (1 + 4)
+    rows = network.run_network(net, "cpu", rows=["point", "inn_bounds_reference"], budget_s=0.0,
+                               min_repeats=1, max_repeats=1, reference_max_general_macs=1000)
+    assert rows[1]["skipped"] == "skipped: 4.6e+04 multiply-adds in general mode (limit 1e+03)"
+
+
 # ----------------------------------------------------------------------------------- output
 
 def test_cli_bench_writes_table_json_and_figure_and_rereads_them(tmp_path, capsys):

@@ -19,7 +19,7 @@ merged (``count`` says how often the network runs that shape).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -103,9 +103,9 @@ class Case:
         return dict(asdict(self), macs=self.macs)
 
 
-def _linear(m: int, k: int, n: int, group: str = "sweep") -> Case:
+def _linear(m: int, k: int, n: int) -> Case:
     series = "square GEMM" if m == k == n else ""
-    return Case("linear", group, f"linear {m}x{k}x{n}", batch=m, c_in=k, c_out=n, series=series)
+    return Case("linear", "sweep", f"linear {m}x{k}x{n}", batch=m, c_in=k, c_out=n, series=series)
 
 
 def _conv(size: int, channels: int = 64) -> Case:
@@ -129,36 +129,41 @@ def sweep_cases(quick: bool) -> List[Case]:
             + [_conv(s) for s in (32, 64, 128, 256)] + [_up(s) for s in (16, 32, 64, 128)])
 
 
-def unet_cases(group: str, *, width: int, depth: int, image_size: int, batch: int) -> List[Case]:
-    """The distinct conv2d / conv_transpose2d layers of ``inn_cuda.tasks.UNet(width=width,
-    depth=depth)`` on ``batch`` images of ``image_size`` x ``image_size``, in execution order."""
+def unet_layers(group: str, *, width: int, depth: int, image_size: int,
+                batch: int) -> Dict[str, Case]:
+    """Every conv2d / conv_transpose2d layer of ``inn_cuda.tasks.UNet(width=width,
+    depth=depth)`` on ``batch`` images of ``image_size`` x ``image_size``, by qualified module
+    name, in execution order."""
     from ..tasks import UNet
 
     with torch.device("meta"):
         model = UNet(width=width, depth=depth).eval()
-    seen: Dict[tuple, Case] = {}
+    layers: Dict[str, Case] = {}
 
     def record(name: str):
         def hook(module: nn.Module, inputs: Sequence[torch.Tensor]) -> None:
             transposed = isinstance(module, nn.ConvTranspose2d)
-            n, c, height, w = inputs[0].shape
-            if height != w:
-                raise AssertionError(f"{name}: non-square input {tuple(inputs[0].shape)}")
-            case = Case("conv_transpose2d" if transposed else "conv2d", group,
-                        f"{group} {name}", batch=n, c_in=c, c_out=module.out_channels,
-                        kernel=module.kernel_size[0], size=height, stride=module.stride[0],
-                        padding=module.padding[0])
-            key = tuple(v for k, v in asdict(case).items() if k not in ("name", "count"))
-            if key in seen:
-                seen[key] = Case(**dict(asdict(seen[key]), count=seen[key].count + 1))
-            else:
-                seen[key] = case
+            n, c, size, _ = inputs[0].shape  # square images
+            layers[name] = Case("conv_transpose2d" if transposed else "conv2d", group,
+                                f"{group} {name}", batch=n, c_in=c, c_out=module.out_channels,
+                                kernel=module.kernel_size[0], size=size,
+                                stride=module.stride[0], padding=module.padding[0])
         return hook
 
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             module.register_forward_pre_hook(record(name))
     model(torch.empty(batch, 1, image_size, image_size, device="meta"))
+    return layers
+
+
+def unet_cases(group: str, *, width: int, depth: int, image_size: int, batch: int) -> List[Case]:
+    """The distinct layers of :func:`unet_layers` (``count``: how many share the shape)."""
+    seen: Dict[tuple, Case] = {}
+    for case in unet_layers(group, width=width, depth=depth, image_size=image_size,
+                            batch=batch).values():
+        key = tuple(v for k, v in asdict(case).items() if k not in ("name", "count"))
+        seen[key] = replace(seen[key], count=seen[key].count + 1) if key in seen else case
     return list(seen.values())
 
 

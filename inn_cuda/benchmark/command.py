@@ -26,15 +26,21 @@ DESCRIPTION = (
     "Prints markdown tables; writes results.json, tables.md and throughput figures to --out.")
 
 # Per-measurement settings: (budget_s, min_repeats, max_repeats) for ops, then networks.
+# The reference limits keep each reference call under about ten seconds (CPU: one core does
+# about 1e8 general-mode multiply-adds per second in the reference's elementwise product).
 SETTINGS = {
     ("quick", "cpu"): dict(budget_s=0.1, min_repeats=3, max_repeats=10, net_budget_s=0.5,
-                           reference_general_max_macs=1 << 21),
+                           reference_general_max_macs=1 << 21,
+                           network_reference_max_macs=1 << 30),
     ("full", "cpu"): dict(budget_s=2.0, min_repeats=3, max_repeats=20, net_budget_s=5.0,
-                          reference_general_max_macs=1 << 24),
+                          reference_general_max_macs=1 << 24,
+                          network_reference_max_macs=1 << 30),
     ("quick", "cuda"): dict(budget_s=0.1, min_repeats=5, max_repeats=30, net_budget_s=0.5,
-                            reference_general_max_macs=1 << 28),
+                            reference_general_max_macs=1 << 28,
+                            network_reference_max_macs=1 << 37),
     ("full", "cuda"): dict(budget_s=0.5, min_repeats=10, max_repeats=100, net_budget_s=2.0,
-                           reference_general_max_macs=1 << 30),
+                           reference_general_max_macs=1 << 30,
+                           network_reference_max_macs=1 << 37),
 }
 CPU_PAPER_IMAGE_SIZE = 256  # the 512x512 layers take about an hour on a 2-core CPU
 QUICK_NETWORK_BATCH = 4  # --quick: the demo U-Net on 4 images instead of 16
@@ -75,6 +81,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--reference-general-max-macs", type=float,
                         help="skip reference_general above this many multiply-adds (default "
                         "2^24 CPU, 2^30 CUDA; --quick 2^21, 2^28)")
+    parser.add_argument("--network-reference-max-macs", type=float,
+                        help="skip the whole network's reference-composition row when its "
+                        "general-mode layers hold more multiply-adds (default 2^30 CPU, 2^37 "
+                        "CUDA)")
     parser.add_argument("--threads", type=int,
                         help="torch.set_num_threads for the CPU runs (the fused CPU kernels use "
                         "torch's thread pool); with 1 and --time cpu a loaded machine disturbs "
@@ -101,7 +111,8 @@ def _devices(choice: str) -> List[str]:
 def _settings(args, device: str) -> dict:
     kind = "cuda" if device.startswith("cuda") else "cpu"
     settings = dict(SETTINGS[("quick" if args.quick else "full", kind)])
-    for name in ("budget_s", "min_repeats", "max_repeats", "reference_general_max_macs"):
+    for name in ("budget_s", "min_repeats", "max_repeats", "reference_general_max_macs",
+                 "network_reference_max_macs"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     settings["paper_size"] = args.paper_size or (
@@ -141,9 +152,10 @@ def run(args) -> dict:
                         batch=QUICK_NETWORK_BATCH if args.quick else None)
         for net in tqdm(nets, desc=f"networks on {device}", file=sys.stderr,
                         disable=args.quiet or not nets):
-            report["networks"] += run_network(net, device, budget_s=settings["net_budget_s"],
-                                              min_repeats=settings["min_repeats"],
-                                              max_repeats=10)
+            report["networks"] += run_network(
+                net, device, budget_s=settings["net_budget_s"],
+                min_repeats=settings["min_repeats"], max_repeats=10,
+                reference_max_general_macs=settings["network_reference_max_macs"])
     report["meta"]["load_end"] = rep.load_average()
     return report
 

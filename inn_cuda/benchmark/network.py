@@ -9,7 +9,12 @@ without autograd:
   (``to_interval(model)``, small random offsets), bounds only (``return_point=False``), on the
   compiled kernels;
 * ``inn_bounds_reference``: the same forward with every interval op composed from stock
-  PyTorch: the same model built in a subprocess with ``INN_CUDA_BACKEND=reference``;
+  PyTorch: the same model built in a subprocess with ``INN_CUDA_BACKEND=reference``. Skipped
+  when the network's general-mode layers (signed inputs: the first convolution and the
+  convolutions after each skip concatenation, whose up-convolved half is signed) hold more
+  than ``reference_max_general_macs`` multiply-adds: the reference's exact elementwise product
+  runs at about 1e8 of them per second on a CPU core (the paper U-Net at 256x256: 1.9e10), and
+  glibc keeps its freed temporaries: the worker grows to several GiB resident at 1e9;
 * ``inn``: the INN as the paper uses it: intervals in the last ``inn_last`` layers, the
   reconstruction and both bounds from one pass (``return_point=True``);
 * ``mc_dropout``: ``inn_cuda.baselines.mc_dropout`` with ``mc_passes`` passes (``mc_max_batch``
@@ -159,15 +164,39 @@ def time_reference_row(net: Network, device: str, *, budget_s: float, min_repeat
     return dict(measured, row=row["row"], label=row["label"])
 
 
+def general_mode_macs(net: Network) -> int:
+    """Multiply-adds of the layers that the all-layer INN runs in general mode."""
+    from .. import to_interval
+    from ..nn import named_interval_layers
+    from ..tasks import UNet
+    from .cases import unet_layers
+
+    with torch.device("meta"):
+        inn = to_interval(UNet(width=net.width, depth=net.depth, dropout=net.dropout))
+    general = {name for name, layer in named_interval_layers(inn) if not layer.input_nonneg}
+    layers = unet_layers(net.name, width=net.width, depth=net.depth,
+                         image_size=net.image_size, batch=net.batch)
+    return sum(case.macs for name, case in layers.items() if name in general)
+
+
 def run_network(net: Network, device: str, *, rows: Sequence[str] = ROWS, budget_s: float,
-                min_repeats: int = 3, max_repeats: int = 10, seed: int = 0) -> List[Dict]:
+                min_repeats: int = 3, max_repeats: int = 10,
+                reference_max_general_macs: float = float("inf"), seed: int = 0) -> List[Dict]:
     results = time_rows(net, device, [r for r in rows if r != "inn_bounds_reference"],
                         budget_s=budget_s, min_repeats=min_repeats, max_repeats=max_repeats,
                         seed=seed)
     if "inn_bounds_reference" in rows:
-        results.append(time_reference_row(net, device, budget_s=budget_s,
-                                          min_repeats=min_repeats, max_repeats=max_repeats,
-                                          seed=seed))
+        general = general_mode_macs(net)
+        if general > reference_max_general_macs:
+            results.append(dict(
+                network=net.name, config=asdict(net), device=device, dtype="float32",
+                row="inn_bounds_reference", label=net.label("inn_bounds_reference"),
+                skipped=f"skipped: {general:.2g} multiply-adds in general mode (limit "
+                        f"{reference_max_general_macs:.2g})"))
+        else:
+            results.append(time_reference_row(net, device, budget_s=budget_s,
+                                              min_repeats=min_repeats,
+                                              max_repeats=max_repeats, seed=seed))
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
     order = {row: i for i, row in enumerate(ROWS)}

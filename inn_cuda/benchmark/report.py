@@ -176,8 +176,8 @@ def network_tables(report: dict, stat: str = "wall") -> str:
         out.append("|---|---|---|---|---|")
         point = next((median_s(r, stat) for r in rows if r["row"] == "point"), None)
         for row in rows:
-            if "error" in row:
-                out.append(f"| {row['label']} | {row['error']} | | | |")
+            if "error" in row or "skipped" in row:
+                out.append(f"| {row['label']} | {row.get('error') or row['skipped']} | | | |")
                 continue
             t = median_s(row, stat)
             out.append(f"| {row['label']} | {_ms(t)} | {100 * spread(row, stat):.0f}% "
