@@ -42,7 +42,6 @@ SETTINGS = {
                            reference_general_max_macs=1 << 30,
                            network_reference_max_macs=1 << 37),
 }
-CPU_PAPER_IMAGE_SIZE = 256  # the 512x512 layers take about an hour on a 2-core CPU
 QUICK_NETWORK_BATCH = 4  # --quick: the demo U-Net on 4 images instead of 16
 
 
@@ -70,10 +69,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--networks", nargs="+", choices=(*NETWORKS, "none"),
                         help="whole-network benchmarks (default: demo-unet paper-unet; "
                         "--quick: demo-unet); none: skip")
-    parser.add_argument("--paper-size", type=int,
-                        help=f"image side of the paper U-Net's layers and network (default "
-                        f"{PAPER_UNET['image_size']} on CUDA, {CPU_PAPER_IMAGE_SIZE} on the "
-                        f"CPU)")
+    parser.add_argument("--paper-size", type=int, default=PAPER_UNET["image_size"],
+                        help="image side of the paper U-Net's layers and network (default "
+                        "%(default)s; smaller for a shorter run)")
     parser.add_argument("--budget-s", type=float,
                         help="seconds of repeats per measurement (default: by device and mode)")
     parser.add_argument("--min-repeats", type=int)
@@ -115,8 +113,7 @@ def _settings(args, device: str) -> dict:
                  "network_reference_max_macs"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
-    settings["paper_size"] = args.paper_size or (
-        CPU_PAPER_IMAGE_SIZE if kind == "cpu" else PAPER_UNET["image_size"])
+    settings["paper_size"] = args.paper_size
     return settings
 
 
