@@ -92,7 +92,7 @@ else
       "$sanitizer" --tool "$tool" --error-exitcode 1 python3 benchmarks/sanitizer_cases.py
   done
 fi
-step bench "${BENCH_TIMEOUT:-180}" python3 benchmarks/run.py --quick --out "$out/bench"
+step bench "${BENCH_TIMEOUT:-240}" python3 benchmarks/run.py --quick --out "$out/bench"
 echo "== summary ($out/summary.txt)"
 cat "$out/summary.txt"
 exit $status

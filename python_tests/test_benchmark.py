@@ -10,6 +10,8 @@ from inn_cuda import cli
 from inn_cuda.benchmark import cases, network, ops, report, timing
 from inn_cuda.tasks import UNet
 
+from helpers import ALL_DEVICES
+
 
 class FakeClock:
     """A clock that only moves when a fake call runs: each call takes the next scripted
@@ -103,18 +105,21 @@ def test_unet_cases_are_the_layers_of_the_real_model():
 TINY = dict(budget_s=0.0, min_repeats=2, max_repeats=2)
 
 
-def test_run_case_times_every_implementation_and_counts_the_outputs_memory():
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_run_case_times_every_implementation_and_counts_the_outputs_memory(device):
     case = cases.Case("conv2d", "t", "tiny conv", batch=2, c_in=3, c_out=4, kernel=3, size=6,
                       padding=1)
-    rows = ops.run_case(case, "cpu", torch.float32, reference_general_max_macs=1 << 20, **TINY)
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    rows = ops.run_case(case, device, dtype, reference_general_max_macs=1 << 20, **TINY)
     assert {(r["impl"], r["phase"]) for r in rows} == \
         {(i, p) for i in ops.IMPLS for p in ops.PHASES}
-    out_bytes = 4 * torch.Size(case.y_shape).numel()
+    out_bytes = dtype.itemsize * torch.Size(case.y_shape).numel()
     for row in rows:
-        assert row["time_s"]["n"] == 2 and row["cpu_time_s"]["n"] == 2 and row["gflops"] > 0
+        assert row["time_s"]["n"] == 2 and row["gflops"] > 0 and row["dtype"] == str(dtype)[6:]
+        assert ("cpu_time_s" in row) == (device == "cpu")  # CUDA: event time only
         bounds = 1 if row["impl"] == "plain" else 2
         assert row["peak_bytes"] >= bounds * out_bytes, row  # the outputs, at least
-    skipped = ops.run_case(case, "cpu", torch.float32, impls=["reference_general"],
+    skipped = ops.run_case(case, device, dtype, impls=["reference_general"],
                            phases=["forward"], reference_general_max_macs=10, **TINY)
     assert "skipped above 10" in skipped[0]["skipped"] and "time_s" not in skipped[0]
 
@@ -131,10 +136,11 @@ def test_fused_and_reference_implementations_compute_the_same_bounds(op):
     assert ops.make_forward(case, "plain", operands)[0]()[0].shape == case.y_shape
 
 
-def test_network_rows_including_the_reference_subprocess():
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_network_rows_including_the_reference_subprocess(device):
     net = network.Network("tiny-unet", width=2, depth=1, image_size=16, batch=2, dropout=0.2,
                           inn_last=2, mc_passes=2, mc_max_batch=4)
-    rows = network.run_network(net, "cpu", budget_s=0.0, min_repeats=1, max_repeats=1)
+    rows = network.run_network(net, device, budget_s=0.0, min_repeats=1, max_repeats=1)
     assert [r["row"] for r in rows] == list(network.ROWS)
     for row in rows:
         assert "error" not in row, row

@@ -35,7 +35,7 @@ SETTINGS = {
     ("full", "cpu"): dict(budget_s=2.0, min_repeats=3, max_repeats=20, net_budget_s=5.0,
                           reference_general_max_macs=1 << 24,
                           network_reference_max_macs=1 << 30),
-    ("quick", "cuda"): dict(budget_s=0.1, min_repeats=5, max_repeats=30, net_budget_s=0.5,
+    ("quick", "cuda"): dict(budget_s=0.05, min_repeats=5, max_repeats=20, net_budget_s=0.5,
                             reference_general_max_macs=1 << 28,
                             network_reference_max_macs=1 << 37),
     ("full", "cuda"): dict(budget_s=0.5, min_repeats=10, max_repeats=100, net_budget_s=2.0,
