@@ -228,6 +228,11 @@ Pair init_output(at::IntArrayRef shape, const at::TensorOptions& options,
   return {y_lo, y_hi};
 }
 
+// A gradient pair shaped like `like`, zero-initialised, into which the kernels add.
+Pair zeros_pair(const at::Tensor& like) {
+  return {at::zeros(like.sizes(), like.options()), at::zeros(like.sizes(), like.options())};
+}
+
 // Pointers of the contiguous operands of one kernel call. conv_transpose2d kernels get the weight
 // (and write its gradient) transposed, see transpose_weight.
 template <typename T>
@@ -446,50 +451,30 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   return {y_lo, y_hi};
 }
 
-Pair conv2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                           const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                           const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                           at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
+// interval_conv2d_backward_input (kWeight false) and interval_conv2d_backward_weight (true).
+template <bool kWeight>
+Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                     const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::Tensor& w_lo_,
+                     const at::Tensor& w_hi_, at::IntArrayRef stride, at::IntArrayRef padding,
+                     at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
   const ConvGeometry g =
       conv2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, dilation, groups);
   const int64_t batch = x_lo_.size(0), out_channels = w_lo_.size(0);
-  check_grad("interval_conv2d_backward_input", grad_lo, grad_hi,
-             {batch, out_channels, g.out_h, g.out_w});
+  check_grad(kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input",
+             grad_lo, grad_hi, {batch, out_channels, g.out_h, g.out_w});
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dx_lo = at::zeros(x_lo.sizes(), x_lo.options());
-  at::Tensor dx_hi = at::zeros(x_lo.sizes(), x_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_backward_input_cpu", [&] {
-    conv2d_backward_input_kernel<scalar_t>(
-        g, batch, groups, out_channels,
-        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dx_lo, dx_hi), input_nonneg,
-        x_lo.options());
-  });
-  return {dx_lo, dx_hi};
-}
-
-Pair conv2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                            const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                            const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                            at::IntArrayRef stride, at::IntArrayRef padding,
-                            at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
-  const ConvGeometry g =
-      conv2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, dilation, groups);
-  const int64_t batch = x_lo_.size(0), out_channels = w_lo_.size(0);
-  check_grad("interval_conv2d_backward_weight", grad_lo, grad_hi,
-             {batch, out_channels, g.out_h, g.out_w});
-  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
-  const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dw_lo = at::zeros(w_lo.sizes(), w_lo.options());
-  at::Tensor dw_hi = at::zeros(w_lo.sizes(), w_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_backward_weight_cpu", [&] {
-    conv2d_backward_weight_kernel<scalar_t>(
-        g, batch, groups, out_channels,
-        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dw_lo, dw_hi), input_nonneg,
-        x_lo.options());
-  });
-  return {dw_lo, dw_hi};
+  auto [out_lo, out_hi] = zeros_pair(kWeight ? w_lo : x_lo);
+  AT_DISPATCH_FLOATING_TYPES(
+      x_lo.scalar_type(),
+      kWeight ? "interval_conv2d_backward_weight_cpu" : "interval_conv2d_backward_input_cpu", [&] {
+        constexpr auto kernel = kWeight ? conv2d_backward_weight_kernel<scalar_t>
+                                        : conv2d_backward_input_kernel<scalar_t>;
+        kernel(g, batch, groups, out_channels,
+               operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, out_lo, out_hi),
+               input_nonneg, x_lo.options());
+      });
+  return {out_lo, out_hi};
 }
 
 Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
@@ -514,56 +499,39 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
   return {y_lo, y_hi};
 }
 
-Pair conv_transpose2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                                     const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                                     const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                                     at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef output_padding, int64_t groups,
-                                     at::IntArrayRef dilation, bool input_nonneg) {
+// interval_conv_transpose2d_backward_input (kWeight false) and _backward_weight (true). The weight
+// gradient is computed transposed like the kernels' weight, then put back in the weight's layout.
+template <bool kWeight>
+Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                               const at::Tensor& x_lo_, const at::Tensor& x_hi_,
+                               const at::Tensor& w_lo_, const at::Tensor& w_hi_,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef output_padding, int64_t groups,
+                               at::IntArrayRef dilation, bool input_nonneg) {
   const ConvGeometry g = conv_transpose2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding,
                                                    output_padding, groups, dilation);
   const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
-  check_grad("interval_conv_transpose2d_backward_input", grad_lo, grad_hi,
-             {batch, g.channels * groups, g.height, g.width});
+  check_grad(kWeight ? "interval_conv_transpose2d_backward_weight"
+                     : "interval_conv_transpose2d_backward_input",
+             grad_lo, grad_hi, {batch, g.channels * groups, g.height, g.width});
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
   const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dx_lo = at::zeros(x_lo.sizes(), x_lo.options());
-  at::Tensor dx_hi = at::zeros(x_lo.sizes(), x_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(
-      x_lo.scalar_type(), "interval_conv_transpose2d_backward_input_cpu", [&] {
-        conv_transpose2d_backward_input_kernel<scalar_t>(
-            g, batch, groups, in_channels,
-            operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dx_lo, dx_hi),
-            input_nonneg, x_lo.options());
-      });
-  return {dx_lo, dx_hi};
-}
-
-Pair conv_transpose2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                                      const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                                      const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                      at::IntArrayRef output_padding, int64_t groups,
-                                      at::IntArrayRef dilation, bool input_nonneg) {
-  const ConvGeometry g = conv_transpose2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding,
-                                                   output_padding, groups, dilation);
-  const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
-  check_grad("interval_conv_transpose2d_backward_weight", grad_lo, grad_hi,
-             {batch, g.channels * groups, g.height, g.width});
-  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
-  const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
-  const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dw_lo = at::zeros(w_lo.sizes(), w_lo.options());  // transposed like w_lo
-  at::Tensor dw_hi = at::zeros(w_lo.sizes(), w_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(
-      x_lo.scalar_type(), "interval_conv_transpose2d_backward_weight_cpu", [&] {
-        conv_transpose2d_backward_weight_kernel<scalar_t>(
-            g, batch, groups, in_channels,
-            operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dw_lo, dw_hi),
-            input_nonneg, x_lo.options());
-      });
-  return {untranspose_weight(dw_lo, w_lo_.sizes()), untranspose_weight(dw_hi, w_lo_.sizes())};
+  auto [out_lo, out_hi] = zeros_pair(kWeight ? w_lo : x_lo);
+  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(),
+                             kWeight ? "interval_conv_transpose2d_backward_weight_cpu"
+                                     : "interval_conv_transpose2d_backward_input_cpu",
+                             [&] {
+                               constexpr auto kernel =
+                                   kWeight ? conv_transpose2d_backward_weight_kernel<scalar_t>
+                                           : conv_transpose2d_backward_input_kernel<scalar_t>;
+                               kernel(g, batch, groups, in_channels,
+                                      operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi,
+                                                         out_lo, out_hi),
+                                      input_nonneg, x_lo.options());
+                             });
+  if (!kWeight) return {out_lo, out_hi};
+  return {untranspose_weight(out_lo, w_lo_.sizes()), untranspose_weight(out_hi, w_lo_.sizes())};
 }
 
 const BackendOps registered(
@@ -576,10 +544,9 @@ const BackendOps registered(
 
 TORCH_LIBRARY_IMPL(inn_cuda, CPU, m) {
   m.impl("interval_conv2d", &inn::cpu::conv2d_forward);
-  m.impl("interval_conv2d_backward_input", &inn::cpu::conv2d_backward_input);
-  m.impl("interval_conv2d_backward_weight", &inn::cpu::conv2d_backward_weight);
+  m.impl("interval_conv2d_backward_input", &inn::cpu::conv2d_backward<false>);
+  m.impl("interval_conv2d_backward_weight", &inn::cpu::conv2d_backward<true>);
   m.impl("interval_conv_transpose2d", &inn::cpu::conv_transpose2d_forward);
-  m.impl("interval_conv_transpose2d_backward_input", &inn::cpu::conv_transpose2d_backward_input);
-  m.impl("interval_conv_transpose2d_backward_weight",
-         &inn::cpu::conv_transpose2d_backward_weight);
+  m.impl("interval_conv_transpose2d_backward_input", &inn::cpu::conv_transpose2d_backward<false>);
+  m.impl("interval_conv_transpose2d_backward_weight", &inn::cpu::conv_transpose2d_backward<true>);
 }
