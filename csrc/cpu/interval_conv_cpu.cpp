@@ -95,28 +95,13 @@ std::pair<Planes<T>, Planes<T>> planes(T* lo, T* hi, int64_t channels, int64_t f
   return {{lo + first * plane, channels * plane}, {hi + first * plane, channels * plane}};
 }
 
-// Pixel rows of channels [first, first + count) of an NCHW pair (an identity im2col).
-template <typename T>
-void gather_rows(const T* lo, const T* hi, int64_t channels, int64_t height, int64_t width,
-                 int64_t first, int64_t count, const Chunk& chunk, RowBuffer<T>& out) {
-  const auto [pl, ph] = planes(lo, hi, channels, first, height * width);
-  im2col(ConvGeometry::identity(count, height, width), chunk, pl, ph, out.lo, out.hi);
-}
-
-// NCHW pair channels [first, first + count) += pixel rows (an identity col2im).
-template <typename T>
-void scatter_add_rows(const RowBuffer<T>& rows, T* lo, T* hi, int64_t channels, int64_t height,
-                      int64_t width, int64_t first, int64_t count, const Chunk& chunk) {
-  const auto [pl, ph] = planes(lo, hi, channels, first, height * width);
-  col2im_add(ConvGeometry::identity(count, height, width), chunk, rows.lo, rows.hi, pl, ph);
-}
-
-// The input bounds the backward GEMMs need in general mode only: nonneg mode selects by the
+// The input bounds the backward-input GEMMs read, from `rows`. In nonneg mode they select by the
 // weight's sign alone, so a zero stands in for the input (no im2col, no buffer).
 template <typename T>
-std::pair<ConstView<T>, ConstView<T>> zero_input() {
+std::pair<ConstView<T>, ConstView<T>> input_bounds(bool nonneg, const RowBuffer<T>& rows) {
   static const T zero = T(0);
-  return {{&zero, 0, 0}, {&zero, 0, 0}};
+  if (nonneg) return {{&zero, 0, 0}, {&zero, 0, 0}};
+  return {rows.const_lo(), rows.const_hi()};
 }
 
 // ----------------------------------------------------------------------------- shapes and checks
@@ -228,6 +213,11 @@ Pair init_output(at::IntArrayRef shape, const at::TensorOptions& options,
   return {y_lo, y_hi};
 }
 
+// A gradient pair shaped like `like`, zero-initialised, into which the kernels add.
+Pair zeros_pair(const at::Tensor& like) {
+  return {at::zeros(like.sizes(), like.options()), at::zeros(like.sizes(), like.options())};
+}
+
 // Pointers of the contiguous operands of one kernel call. conv_transpose2d kernels get the weight
 // (and write its gradient) transposed, see transpose_weight.
 template <typename T>
@@ -236,85 +226,119 @@ struct Operands {
   T *out_lo, *out_hi;                                // y, dx or dw
 };
 
+// One kernel call. The image side has g.channels channels per group, the column side `channels`
+// channels in all (y's for conv2d, x's for conv_transpose2d). The methods move one group's part
+// of an operand between its NCHW tensor and a chunk buffer, and cut out its block of the weight.
+template <typename T>
+struct KernelCall {
+  ConvGeometry g;
+  int64_t batch, groups, channels;
+  Operands<T> o;
+  bool nonneg;
+  at::TensorOptions options;  // of the chunk buffers
+
+  int64_t group_channels() const { return channels / groups; }  // column side
+
+  ChunkPlan plan(int64_t bytes_per_row) const {
+    return ChunkPlan(batch, g.out_pixels(), bytes_per_row);
+  }
+  RowBuffer<T> buffer(const ChunkPlan& plan, int64_t width, bool needed = true) const {
+    return RowBuffer<T>(plan, width, needed, options);
+  }
+  // body(chunk, group) for every chunk, and within it every group in turn.
+  template <typename F>
+  void for_each_group(const ChunkPlan& plan, F&& body) const {
+    plan.for_each([&](const Chunk& chunk) {
+      for (int64_t grp = 0; grp < groups; ++grp) body(chunk, grp);
+    });
+  }
+
+  // Columns of the image-side pair (lo, hi), group grp.
+  void im2col_group(const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
+                    RowBuffer<T>& cols) const {
+    const auto [pl, ph] = planes(lo, hi, g.channels * groups, grp * g.channels, g.image_pixels());
+    im2col(g, chunk, pl, ph, cols.lo, cols.hi);
+  }
+  // The result's image side, group grp, += columns.
+  void col2im_add_group(const RowBuffer<T>& cols, int64_t grp, const Chunk& chunk) const {
+    const auto [pl, ph] =
+        planes(o.out_lo, o.out_hi, g.channels * groups, grp * g.channels, g.image_pixels());
+    col2im_add(g, chunk, cols.lo, cols.hi, pl, ph);
+  }
+  // Pixel rows of the column-side pair (lo, hi), group grp (an identity im2col).
+  void gather_group(const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
+                    RowBuffer<T>& rows) const {
+    const int64_t count = group_channels();
+    const auto [pl, ph] = planes(lo, hi, channels, grp * count, g.out_pixels());
+    im2col(ConvGeometry::identity(count, g.out_h, g.out_w), chunk, pl, ph, rows.lo, rows.hi);
+  }
+  // The result's column side, group grp, += pixel rows (an identity col2im).
+  void scatter_add_group(const RowBuffer<T>& rows, int64_t grp, const Chunk& chunk) const {
+    const int64_t count = group_channels();
+    const auto [pl, ph] = planes(o.out_lo, o.out_hi, channels, grp * count, g.out_pixels());
+    col2im_add(ConvGeometry::identity(count, g.out_h, g.out_w), chunk, rows.lo, rows.hi, pl, ph);
+  }
+
+  // Group grp's (rows x cols) row-major block of the weight, and of its gradient (the result).
+  std::pair<ConstView<T>, ConstView<T>> weight(int64_t grp, int64_t rows, int64_t cols) const {
+    const int64_t offset = grp * rows * cols;
+    return {{o.w_lo + offset, cols, 1}, {o.w_hi + offset, cols, 1}};
+  }
+  std::pair<View<T>, View<T>> weight_grad(int64_t grp, int64_t rows, int64_t cols) const {
+    const int64_t offset = grp * rows * cols;
+    return {{o.out_lo + offset, cols, 1}, {o.out_hi + offset, cols, 1}};
+  }
+};
+
 // --------------------------------------------------------------------------------- conv2d kernels
 // Per group: x columns (rows x Kg, Kg = C_in/groups * kh * kw), weight (C_out/groups x Kg),
 // y pixel rows (rows x C_out/groups).
 
 template <typename T>
-void conv2d_forward_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
-                           int64_t out_channels, const Operands<T>& o, bool nonneg,
-                           const at::TensorOptions& options) {
-  const int64_t kg = g.column_rows(), out_g = out_channels / groups;
-  const int64_t in_channels = g.channels * groups;
-  const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (kg + out_g));
-  RowBuffer<T> cols(plan, kg, true, options), ys(plan, out_g, true, options);
-  plan.for_each([&](const Chunk& chunk) {
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      const auto [xl, xh] = planes(o.x_lo, o.x_hi, in_channels, grp * g.channels,
-                                   g.image_pixels());
-      im2col(g, chunk, xl, xh, cols.lo, cols.hi);
-      interval_gemm_forward<T>(chunk.rows(), out_g, kg, cols.const_lo(), cols.const_hi(),
-                               ConstView<T>{o.w_lo + grp * out_g * kg, kg, 1},
-                               ConstView<T>{o.w_hi + grp * out_g * kg, kg, 1}, ys.view_lo(),
-                               ys.view_hi(), nonneg, false);
-      scatter_add_rows(ys, o.out_lo, o.out_hi, out_channels, g.out_h, g.out_w, grp * out_g, out_g,
-                       chunk);
-    }
+void conv2d_forward_kernel(const KernelCall<T>& c) {
+  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (kg + out_g));
+  RowBuffer<T> cols = c.buffer(plan, kg), ys = c.buffer(plan, out_g);
+  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
+    c.im2col_group(c.o.x_lo, c.o.x_hi, grp, chunk, cols);
+    const auto [w_lo, w_hi] = c.weight(grp, out_g, kg);
+    interval_gemm_forward<T>(chunk.rows(), out_g, kg, cols.const_lo(), cols.const_hi(), w_lo,
+                             w_hi, ys.view_lo(), ys.view_hi(), c.nonneg, false);
+    c.scatter_add_group(ys, grp, chunk);
   });
 }
 
 template <typename T>
-void conv2d_backward_input_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
-                                  int64_t out_channels, const Operands<T>& o, bool nonneg,
-                                  const at::TensorOptions& options) {
-  const int64_t kg = g.column_rows(), out_g = out_channels / groups;
-  const int64_t in_channels = g.channels * groups;
-  const ChunkPlan plan(batch, g.out_pixels(),
-                       2 * int64_t(sizeof(T)) * ((nonneg ? 1 : 2) * kg + out_g));
-  RowBuffer<T> grads(plan, out_g, true, options), cols(plan, kg, !nonneg, options),
-      dcols(plan, kg, true, options);
-  plan.for_each([&](const Chunk& chunk) {
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      gather_rows(o.g_lo, o.g_hi, out_channels, g.out_h, g.out_w, grp * out_g, out_g, chunk,
-                  grads);
-      const auto [xl, xh] = planes(o.x_lo, o.x_hi, in_channels, grp * g.channels,
-                                   g.image_pixels());
-      if (!nonneg) im2col(g, chunk, xl, xh, cols.lo, cols.hi);
-      const auto [x_lo, x_hi] =
-          nonneg ? zero_input<T>() : std::pair{cols.const_lo(), cols.const_hi()};
-      interval_gemm_backward_input<T>(chunk.rows(), out_g, kg, grads.const_lo(), grads.const_hi(),
-                                      x_lo, x_hi, ConstView<T>{o.w_lo + grp * out_g * kg, kg, 1},
-                                      ConstView<T>{o.w_hi + grp * out_g * kg, kg, 1},
-                                      dcols.view_lo(), dcols.view_hi(), nonneg, false);
-      const auto [dl, dh] = planes(o.out_lo, o.out_hi, in_channels, grp * g.channels,
-                                   g.image_pixels());
-      col2im_add(g, chunk, dcols.lo, dcols.hi, dl, dh);
-    }
+void conv2d_backward_input_kernel(const KernelCall<T>& c) {
+  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * ((c.nonneg ? 1 : 2) * kg + out_g));
+  RowBuffer<T> grads = c.buffer(plan, out_g), cols = c.buffer(plan, kg, !c.nonneg),
+               dcols = c.buffer(plan, kg);
+  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
+    c.gather_group(c.o.g_lo, c.o.g_hi, grp, chunk, grads);
+    if (!c.nonneg) c.im2col_group(c.o.x_lo, c.o.x_hi, grp, chunk, cols);
+    const auto [x_lo, x_hi] = input_bounds(c.nonneg, cols);
+    const auto [w_lo, w_hi] = c.weight(grp, out_g, kg);
+    interval_gemm_backward_input<T>(chunk.rows(), out_g, kg, grads.const_lo(), grads.const_hi(),
+                                    x_lo, x_hi, w_lo, w_hi, dcols.view_lo(), dcols.view_hi(),
+                                    c.nonneg, false);
+    c.col2im_add_group(dcols, grp, chunk);
   });
 }
 
 template <typename T>
-void conv2d_backward_weight_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
-                                   int64_t out_channels, const Operands<T>& o, bool nonneg,
-                                   const at::TensorOptions& options) {
-  const int64_t kg = g.column_rows(), out_g = out_channels / groups;
-  const int64_t in_channels = g.channels * groups;
-  const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (kg + out_g));
-  RowBuffer<T> grads(plan, out_g, true, options), cols(plan, kg, true, options);
-  plan.for_each([&](const Chunk& chunk) {
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      gather_rows(o.g_lo, o.g_hi, out_channels, g.out_h, g.out_w, grp * out_g, out_g, chunk,
-                  grads);
-      const auto [xl, xh] = planes(o.x_lo, o.x_hi, in_channels, grp * g.channels,
-                                   g.image_pixels());
-      im2col(g, chunk, xl, xh, cols.lo, cols.hi);
-      const int64_t w_offset = grp * out_g * kg;
-      interval_gemm_backward_weight<T>(
-          chunk.rows(), out_g, kg, grads.const_lo(), grads.const_hi(), cols.const_lo(),
-          cols.const_hi(), ConstView<T>{o.w_lo + w_offset, kg, 1},
-          ConstView<T>{o.w_hi + w_offset, kg, 1}, View<T>{o.out_lo + w_offset, kg, 1},
-          View<T>{o.out_hi + w_offset, kg, 1}, nonneg, true);
-    }
+void conv2d_backward_weight_kernel(const KernelCall<T>& c) {
+  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (kg + out_g));
+  RowBuffer<T> grads = c.buffer(plan, out_g), cols = c.buffer(plan, kg);
+  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
+    c.gather_group(c.o.g_lo, c.o.g_hi, grp, chunk, grads);
+    c.im2col_group(c.o.x_lo, c.o.x_hi, grp, chunk, cols);
+    const auto [w_lo, w_hi] = c.weight(grp, out_g, kg);
+    const auto [dw_lo, dw_hi] = c.weight_grad(grp, out_g, kg);
+    interval_gemm_backward_weight<T>(chunk.rows(), out_g, kg, grads.const_lo(), grads.const_hi(),
+                                     cols.const_lo(), cols.const_hi(), w_lo, w_hi, dw_lo, dw_hi,
+                                     c.nonneg, true);
   });
 }
 
@@ -324,80 +348,51 @@ void conv2d_backward_weight_kernel(const ConvGeometry& g, int64_t batch, int64_t
 // columns (rows x C_out/groups * kh * kw), col2im'd into y.
 
 template <typename T>
-void conv_transpose2d_forward_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
-                                     int64_t in_channels, const Operands<T>& o, bool nonneg,
-                                     const at::TensorOptions& options) {
-  const int64_t ncol = g.column_rows(), in_g = in_channels / groups;
-  const int64_t out_channels = g.channels * groups;
-  const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (ncol + in_g));
-  RowBuffer<T> xs(plan, in_g, true, options), contributions(plan, ncol, true, options);
-  plan.for_each([&](const Chunk& chunk) {
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      gather_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
-      interval_gemm_forward<T>(chunk.rows(), ncol, in_g, xs.const_lo(), xs.const_hi(),
-                               ConstView<T>{o.w_lo + grp * ncol * in_g, in_g, 1},
-                               ConstView<T>{o.w_hi + grp * ncol * in_g, in_g, 1},
-                               contributions.view_lo(), contributions.view_hi(), nonneg, false);
-      const auto [yl, yh] = planes(o.out_lo, o.out_hi, out_channels, grp * g.channels,
-                                   g.image_pixels());
-      col2im_add(g, chunk, contributions.lo, contributions.hi, yl, yh);
-    }
+void conv_transpose2d_forward_kernel(const KernelCall<T>& c) {
+  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
+  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + in_g));
+  RowBuffer<T> xs = c.buffer(plan, in_g), contributions = c.buffer(plan, ncol);
+  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
+    c.gather_group(c.o.x_lo, c.o.x_hi, grp, chunk, xs);
+    const auto [w_lo, w_hi] = c.weight(grp, ncol, in_g);
+    interval_gemm_forward<T>(chunk.rows(), ncol, in_g, xs.const_lo(), xs.const_hi(), w_lo, w_hi,
+                             contributions.view_lo(), contributions.view_hi(), c.nonneg, false);
+    c.col2im_add_group(contributions, grp, chunk);
   });
 }
 
 template <typename T>
-void conv_transpose2d_backward_input_kernel(const ConvGeometry& g, int64_t batch, int64_t groups,
-                                            int64_t in_channels, const Operands<T>& o,
-                                            bool nonneg, const at::TensorOptions& options) {
-  const int64_t ncol = g.column_rows(), in_g = in_channels / groups;
-  const int64_t out_channels = g.channels * groups;
-  const ChunkPlan plan(batch, g.out_pixels(),
-                       2 * int64_t(sizeof(T)) * (ncol + (nonneg ? 1 : 2) * in_g));
-  RowBuffer<T> grads(plan, ncol, true, options), xs(plan, in_g, !nonneg, options),
-      dxs(plan, in_g, true, options);
-  plan.for_each([&](const Chunk& chunk) {
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      const auto [gl, gh] = planes(o.g_lo, o.g_hi, out_channels, grp * g.channels,
-                                   g.image_pixels());
-      im2col(g, chunk, gl, gh, grads.lo, grads.hi);
-      if (!nonneg) {
-        gather_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
-      }
-      const auto [x_lo, x_hi] = nonneg ? zero_input<T>() : std::pair{xs.const_lo(), xs.const_hi()};
-      interval_gemm_backward_input<T>(chunk.rows(), ncol, in_g, grads.const_lo(),
-                                      grads.const_hi(), x_lo, x_hi,
-                                      ConstView<T>{o.w_lo + grp * ncol * in_g, in_g, 1},
-                                      ConstView<T>{o.w_hi + grp * ncol * in_g, in_g, 1},
-                                      dxs.view_lo(), dxs.view_hi(), nonneg, false);
-      scatter_add_rows(dxs, o.out_lo, o.out_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g,
-                       chunk);
-    }
+void conv_transpose2d_backward_input_kernel(const KernelCall<T>& c) {
+  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
+  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + (c.nonneg ? 1 : 2) * in_g));
+  RowBuffer<T> grads = c.buffer(plan, ncol), xs = c.buffer(plan, in_g, !c.nonneg),
+               dxs = c.buffer(plan, in_g);
+  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
+    c.im2col_group(c.o.g_lo, c.o.g_hi, grp, chunk, grads);
+    if (!c.nonneg) c.gather_group(c.o.x_lo, c.o.x_hi, grp, chunk, xs);
+    const auto [x_lo, x_hi] = input_bounds(c.nonneg, xs);
+    const auto [w_lo, w_hi] = c.weight(grp, ncol, in_g);
+    interval_gemm_backward_input<T>(chunk.rows(), ncol, in_g, grads.const_lo(), grads.const_hi(),
+                                    x_lo, x_hi, w_lo, w_hi, dxs.view_lo(), dxs.view_hi(),
+                                    c.nonneg, false);
+    c.scatter_add_group(dxs, grp, chunk);
   });
 }
 
 // Writes the weight gradient transposed like the weight in Operands: (groups, ncol, C_in/groups).
 template <typename T>
-void conv_transpose2d_backward_weight_kernel(const ConvGeometry& g, int64_t batch,
-                                             int64_t groups, int64_t in_channels,
-                                             const Operands<T>& o, bool nonneg,
-                                             const at::TensorOptions& options) {
-  const int64_t ncol = g.column_rows(), in_g = in_channels / groups;
-  const int64_t out_channels = g.channels * groups;
-  const ChunkPlan plan(batch, g.out_pixels(), 2 * int64_t(sizeof(T)) * (ncol + in_g));
-  RowBuffer<T> grads(plan, ncol, true, options), xs(plan, in_g, true, options);
-  plan.for_each([&](const Chunk& chunk) {
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      const auto [gl, gh] = planes(o.g_lo, o.g_hi, out_channels, grp * g.channels,
-                                   g.image_pixels());
-      im2col(g, chunk, gl, gh, grads.lo, grads.hi);
-      gather_rows(o.x_lo, o.x_hi, in_channels, g.out_h, g.out_w, grp * in_g, in_g, chunk, xs);
-      const int64_t w_offset = grp * ncol * in_g;
-      interval_gemm_backward_weight<T>(
-          chunk.rows(), ncol, in_g, grads.const_lo(), grads.const_hi(), xs.const_lo(),
-          xs.const_hi(), ConstView<T>{o.w_lo + w_offset, in_g, 1},
-          ConstView<T>{o.w_hi + w_offset, in_g, 1}, View<T>{o.out_lo + w_offset, in_g, 1},
-          View<T>{o.out_hi + w_offset, in_g, 1}, nonneg, true);
-    }
+void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
+  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
+  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + in_g));
+  RowBuffer<T> grads = c.buffer(plan, ncol), xs = c.buffer(plan, in_g);
+  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
+    c.im2col_group(c.o.g_lo, c.o.g_hi, grp, chunk, grads);
+    c.gather_group(c.o.x_lo, c.o.x_hi, grp, chunk, xs);
+    const auto [w_lo, w_hi] = c.weight(grp, ncol, in_g);
+    const auto [dw_lo, dw_hi] = c.weight_grad(grp, ncol, in_g);
+    interval_gemm_backward_weight<T>(chunk.rows(), ncol, in_g, grads.const_lo(), grads.const_hi(),
+                                     xs.const_lo(), xs.const_hi(), w_lo, w_hi, dw_lo, dw_hi,
+                                     c.nonneg, true);
   });
 }
 
@@ -439,57 +434,37 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
                                   b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_cpu", [&] {
     conv2d_forward_kernel<scalar_t>(
-        g, batch, groups, out_channels,
-        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
-        x_lo.options());
+        {g, batch, groups, out_channels,
+         operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
+         x_lo.options()});
   });
   return {y_lo, y_hi};
 }
 
-Pair conv2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                           const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                           const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                           at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
+// interval_conv2d_backward_input (kWeight false) and interval_conv2d_backward_weight (true).
+template <bool kWeight>
+Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                     const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::Tensor& w_lo_,
+                     const at::Tensor& w_hi_, at::IntArrayRef stride, at::IntArrayRef padding,
+                     at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
   const ConvGeometry g =
       conv2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, dilation, groups);
   const int64_t batch = x_lo_.size(0), out_channels = w_lo_.size(0);
-  check_grad("interval_conv2d_backward_input", grad_lo, grad_hi,
-             {batch, out_channels, g.out_h, g.out_w});
+  check_grad(kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input",
+             grad_lo, grad_hi, {batch, out_channels, g.out_h, g.out_w});
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dx_lo = at::zeros(x_lo.sizes(), x_lo.options());
-  at::Tensor dx_hi = at::zeros(x_lo.sizes(), x_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_backward_input_cpu", [&] {
-    conv2d_backward_input_kernel<scalar_t>(
-        g, batch, groups, out_channels,
-        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dx_lo, dx_hi), input_nonneg,
-        x_lo.options());
-  });
-  return {dx_lo, dx_hi};
-}
-
-Pair conv2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                            const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                            const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                            at::IntArrayRef stride, at::IntArrayRef padding,
-                            at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
-  const ConvGeometry g =
-      conv2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, dilation, groups);
-  const int64_t batch = x_lo_.size(0), out_channels = w_lo_.size(0);
-  check_grad("interval_conv2d_backward_weight", grad_lo, grad_hi,
-             {batch, out_channels, g.out_h, g.out_w});
-  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
-  const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dw_lo = at::zeros(w_lo.sizes(), w_lo.options());
-  at::Tensor dw_hi = at::zeros(w_lo.sizes(), w_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_backward_weight_cpu", [&] {
-    conv2d_backward_weight_kernel<scalar_t>(
-        g, batch, groups, out_channels,
-        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dw_lo, dw_hi), input_nonneg,
-        x_lo.options());
-  });
-  return {dw_lo, dw_hi};
+  auto [out_lo, out_hi] = zeros_pair(kWeight ? w_lo : x_lo);
+  AT_DISPATCH_FLOATING_TYPES(
+      x_lo.scalar_type(),
+      kWeight ? "interval_conv2d_backward_weight_cpu" : "interval_conv2d_backward_input_cpu", [&] {
+        constexpr auto kernel = kWeight ? conv2d_backward_weight_kernel<scalar_t>
+                                        : conv2d_backward_input_kernel<scalar_t>;
+        kernel({g, batch, groups, out_channels,
+                operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, out_lo, out_hi),
+                input_nonneg, x_lo.options()});
+      });
+  return {out_lo, out_hi};
 }
 
 Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
@@ -507,63 +482,46 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
                                   x_lo.options(), b_lo, b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv_transpose2d_cpu", [&] {
     conv_transpose2d_forward_kernel<scalar_t>(
-        g, batch, groups, in_channels,
-        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
-        x_lo.options());
+        {g, batch, groups, in_channels,
+         operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
+         x_lo.options()});
   });
   return {y_lo, y_hi};
 }
 
-Pair conv_transpose2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                                     const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                                     const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                                     at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef output_padding, int64_t groups,
-                                     at::IntArrayRef dilation, bool input_nonneg) {
+// interval_conv_transpose2d_backward_input (kWeight false) and _backward_weight (true). The weight
+// gradient is computed transposed like the kernels' weight, then put back in the weight's layout.
+template <bool kWeight>
+Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                               const at::Tensor& x_lo_, const at::Tensor& x_hi_,
+                               const at::Tensor& w_lo_, const at::Tensor& w_hi_,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef output_padding, int64_t groups,
+                               at::IntArrayRef dilation, bool input_nonneg) {
   const ConvGeometry g = conv_transpose2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding,
                                                    output_padding, groups, dilation);
   const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
-  check_grad("interval_conv_transpose2d_backward_input", grad_lo, grad_hi,
-             {batch, g.channels * groups, g.height, g.width});
+  check_grad(kWeight ? "interval_conv_transpose2d_backward_weight"
+                     : "interval_conv_transpose2d_backward_input",
+             grad_lo, grad_hi, {batch, g.channels * groups, g.height, g.width});
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
   const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dx_lo = at::zeros(x_lo.sizes(), x_lo.options());
-  at::Tensor dx_hi = at::zeros(x_lo.sizes(), x_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(
-      x_lo.scalar_type(), "interval_conv_transpose2d_backward_input_cpu", [&] {
-        conv_transpose2d_backward_input_kernel<scalar_t>(
-            g, batch, groups, in_channels,
-            operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dx_lo, dx_hi),
-            input_nonneg, x_lo.options());
-      });
-  return {dx_lo, dx_hi};
-}
-
-Pair conv_transpose2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                                      const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                                      const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                      at::IntArrayRef output_padding, int64_t groups,
-                                      at::IntArrayRef dilation, bool input_nonneg) {
-  const ConvGeometry g = conv_transpose2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding,
-                                                   output_padding, groups, dilation);
-  const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
-  check_grad("interval_conv_transpose2d_backward_weight", grad_lo, grad_hi,
-             {batch, g.channels * groups, g.height, g.width});
-  const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
-  const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
-  const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
-  at::Tensor dw_lo = at::zeros(w_lo.sizes(), w_lo.options());  // transposed like w_lo
-  at::Tensor dw_hi = at::zeros(w_lo.sizes(), w_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(
-      x_lo.scalar_type(), "interval_conv_transpose2d_backward_weight_cpu", [&] {
-        conv_transpose2d_backward_weight_kernel<scalar_t>(
-            g, batch, groups, in_channels,
-            operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, dw_lo, dw_hi),
-            input_nonneg, x_lo.options());
-      });
-  return {untranspose_weight(dw_lo, w_lo_.sizes()), untranspose_weight(dw_hi, w_lo_.sizes())};
+  auto [out_lo, out_hi] = zeros_pair(kWeight ? w_lo : x_lo);
+  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(),
+                             kWeight ? "interval_conv_transpose2d_backward_weight_cpu"
+                                     : "interval_conv_transpose2d_backward_input_cpu",
+                             [&] {
+                               constexpr auto kernel =
+                                   kWeight ? conv_transpose2d_backward_weight_kernel<scalar_t>
+                                           : conv_transpose2d_backward_input_kernel<scalar_t>;
+                               kernel({g, batch, groups, in_channels,
+                                       operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi,
+                                                          out_lo, out_hi),
+                                       input_nonneg, x_lo.options()});
+                             });
+  if (!kWeight) return {out_lo, out_hi};
+  return {untranspose_weight(out_lo, w_lo_.sizes()), untranspose_weight(out_hi, w_lo_.sizes())};
 }
 
 const BackendOps registered(
@@ -576,10 +534,9 @@ const BackendOps registered(
 
 TORCH_LIBRARY_IMPL(inn_cuda, CPU, m) {
   m.impl("interval_conv2d", &inn::cpu::conv2d_forward);
-  m.impl("interval_conv2d_backward_input", &inn::cpu::conv2d_backward_input);
-  m.impl("interval_conv2d_backward_weight", &inn::cpu::conv2d_backward_weight);
+  m.impl("interval_conv2d_backward_input", &inn::cpu::conv2d_backward<false>);
+  m.impl("interval_conv2d_backward_weight", &inn::cpu::conv2d_backward<true>);
   m.impl("interval_conv_transpose2d", &inn::cpu::conv_transpose2d_forward);
-  m.impl("interval_conv_transpose2d_backward_input", &inn::cpu::conv_transpose2d_backward_input);
-  m.impl("interval_conv_transpose2d_backward_weight",
-         &inn::cpu::conv_transpose2d_backward_weight);
+  m.impl("interval_conv_transpose2d_backward_input", &inn::cpu::conv_transpose2d_backward<false>);
+  m.impl("interval_conv_transpose2d_backward_weight", &inn::cpu::conv_transpose2d_backward<true>);
 }
