@@ -107,7 +107,9 @@ def _fallback(op: str, device: str):
             warnings.warn(f"inn_cuda: {op} on {device} runs the pure-PyTorch reference "
                           f"({_why_no_kernel(device)}); expect it to be slow.",
                           RuntimeWarning, stacklevel=2)
-        return impl(*args)
+        # Contiguous like the compiled kernels (and the fake functions): the reference may
+        # return transposed views.
+        return tuple(t.contiguous() for t in impl(*args))
 
     return run_reference
 

@@ -73,12 +73,11 @@ def _general_matmul(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor) -> P
     """Exact interval product of x (M, K) with w (N, K)^T, elementwise in row chunks."""
     m, k = x_lo.shape
     n = w_lo.shape[0]
-    if m == 0 or n == 0 or k == 0:
-        return x_lo.new_zeros(m, n), x_lo.new_zeros(m, n)
     rows = max(1, _GENERAL_CHUNK_ELEMENTS // max(1, n * k))
     outs_lo, outs_hi = [], []
     a, b = w_lo.unsqueeze(0), w_hi.unsqueeze(0)
-    for start in range(0, m, rows):
+    # One pass even when m == 0, so empty outputs stay connected to the autograd graph.
+    for start in range(0, max(m, 1), rows):
         l = x_lo[start:start + rows].unsqueeze(1)
         h = x_hi[start:start + rows].unsqueeze(1)
         lo, hi = term_bounds(a, b, l, h)
@@ -101,7 +100,8 @@ def interval_linear(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor,
     """Interval ``x @ w.T + b`` for x of shape (*, K), w (N, K), b (N,)."""
     batch_shape = x_lo.shape[:-1]
     k = x_lo.shape[-1]
-    x_lo2, x_hi2 = x_lo.reshape(-1, k), x_hi.reshape(-1, k)
+    rows = batch_shape.numel()  # explicit: reshape cannot infer rows when k == 0
+    x_lo2, x_hi2 = x_lo.reshape(rows, k), x_hi.reshape(rows, k)
     product = _nonneg_matmul if input_nonneg else _general_matmul
     y_lo, y_hi = product(x_lo2, x_hi2, w_lo, w_hi)
     y_lo, y_hi = _add_bias(y_lo, y_hi, b_lo, b_hi, channel_dim=1)
@@ -171,6 +171,16 @@ def _transpose_weight(w: Tensor, groups: int) -> Tensor:
     return w.reshape(groups * out_per_group, c_in // groups, kh, kw).flip(-1, -2)
 
 
+def _transpose_pads(kernel, padding, output_padding, dilation) -> list:
+    """``F.pad`` amounts (last dim first; negative crops) that turn the zero-inserted input of a
+    transposed convolution into the input of the equivalent stride-1 convolution."""
+    pads = []
+    for dim in (1, 0):
+        edge = dilation[dim] * (kernel[dim] - 1) - padding[dim]
+        pads += [edge, edge + output_padding[dim]]
+    return pads
+
+
 def interval_conv_transpose2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor,
                               b_lo: Optional[Tensor], b_hi: Optional[Tensor],
                               stride: Sequence[int], padding: Sequence[int],
@@ -187,11 +197,7 @@ def interval_conv_transpose2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Te
         return _add_bias(y_lo, y_hi, b_lo, b_hi, channel_dim=1)
     # A transposed convolution is a stride-1 convolution of the zero-inserted input with the
     # flipped, transposed kernel; the inserted zeros are degenerate intervals and add nothing.
-    kh, kw = w_lo.shape[-2:]
-    pads = []
-    for dim, k in ((1, kw), (0, kh)):  # F.pad order: last dim first
-        edge = dilation[dim] * (k - 1) - padding[dim]
-        pads += [edge, edge + output_padding[dim]]
+    pads = _transpose_pads(w_lo.shape[-2:], padding, output_padding, dilation)
     x_lo2 = F.pad(_zero_insert(x_lo, stride), pads)
     x_hi2 = F.pad(_zero_insert(x_hi, stride), pads)
     y_lo, y_hi = _conv2d_general(x_lo2, x_hi2, _transpose_weight(w_lo, groups),
@@ -202,7 +208,8 @@ def interval_conv_transpose2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Te
 def vjp(forward: Callable[..., Pair], args: Sequence, wrt: Sequence[int], grad_lo: Tensor,
         grad_hi: Tensor) -> Tuple[Tensor, ...]:
     """Gradients of ``sum(grad_lo * y_lo + grad_hi * y_hi)`` with respect to ``args[i]`` for ``i`` in
-    ``wrt``, where ``(y_lo, y_hi) = forward(*args)``: the reference backward of every op."""
+    ``wrt``, where ``(y_lo, y_hi) = forward(*args)``, by autograd through the reference forward:
+    the test oracle for every backward (the explicit formulas below included)."""
     with torch.enable_grad():
         args = list(args)
         leaves = [args[i].detach().requires_grad_(True) for i in wrt]
@@ -213,24 +220,136 @@ def vjp(forward: Callable[..., Pair], args: Sequence, wrt: Sequence[int], grad_l
     return tuple(torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads))
 
 
-def _backward_of(forward: Callable[..., Pair], wrt: Tuple[int, int]) -> Callable[..., Pair]:
-    """The reference of a ``*_backward_input`` / ``*_backward_weight`` op: arguments
-    ``(grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config)``, gradients for ``wrt`` of
-    ``forward(x_lo, x_hi, w_lo, w_hi, None, None, *config)``."""
-    def backward(grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config):
-        return vjp(forward, (x_lo, x_hi, w_lo, w_hi, None, None, *config), wrt, grad_lo, grad_hi)
-    backward.__name__ = f"{forward.__name__}_backward_{'input' if wrt[0] == 0 else 'weight'}"
-    return backward
+# ------------------------------------------------------------------------------------- backward
+# Explicit backward formulas (no autograd: they run as dispatcher kernels, where autograd is
+# already below the current dispatch key). They follow the selection conventions above.
+
+def _general_matmul_backward(x_lo, x_hi, w_lo, w_hi, g_lo, g_hi) -> Tuple[Tensor, ...]:
+    m, k = x_lo.shape
+    n = w_lo.shape[0]
+    dx_lo, dx_hi = torch.zeros_like(x_lo), torch.zeros_like(x_hi)
+    dw_lo, dw_hi = torch.zeros_like(w_lo), torch.zeros_like(w_hi)
+    rows = max(1, _GENERAL_CHUNK_ELEMENTS // max(1, n * k))
+    a, b = w_lo.unsqueeze(0), w_hi.unsqueeze(0)
+    zero = torch.zeros((), dtype=x_lo.dtype, device=x_lo.device)
+    for start in range(0, m, rows):
+        chunk = slice(start, start + rows)
+        l, h = x_lo[chunk].unsqueeze(1), x_hi[chunk].unsqueeze(1)
+        l_nonneg, h_nonneg = l >= 0, h >= 0
+        for g, lower in ((g_lo[chunk].unsqueeze(2), True), (g_hi[chunk].unsqueeze(2), False)):
+            # the weight bound each input bound's candidate multiplies
+            w_l = _select(l_nonneg, a, b) if lower else _select(l_nonneg, b, a)
+            w_h = _select(h_nonneg, a, b) if lower else _select(h_nonneg, b, a)
+            p_l, p_h = l * w_l, h * w_h
+            take_l = ((p_l <= p_h) if lower else (p_l >= p_h)) | torch.isnan(p_l)
+            dx_lo[chunk] += (g * _select(take_l, w_l, zero)).sum(1)
+            dx_hi[chunk] += (g * _select(take_l, zero, w_h)).sum(1)
+            factor = g * _select(take_l, l, h)
+            # whether the selected candidate's weight bound is w_lo
+            uses_a = _select(take_l, l_nonneg, h_nonneg)
+            uses_a = uses_a if lower else ~uses_a
+            dw_lo += _select(uses_a, factor, zero).sum(0)
+            dw_hi += _select(uses_a, zero, factor).sum(0)
+    return dx_lo, dx_hi, dw_lo, dw_hi
 
 
-def _with_backward_ops(forwards: Sequence[Callable[..., Pair]]) -> dict:
-    table = {}
-    for forward in forwards:
-        table[forward.__name__] = forward
-        table[forward.__name__ + "_backward_input"] = _backward_of(forward, (0, 1))
-        table[forward.__name__ + "_backward_weight"] = _backward_of(forward, (2, 3))
-    return table
+def _matmul_backward(x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, input_nonneg) -> Tuple[Tensor, ...]:
+    """Gradients (x_lo, x_hi, w_lo, w_hi) of the interval product x (M, K) by w (N, K)^T."""
+    if not input_nonneg:
+        return _general_matmul_backward(x_lo, x_hi, w_lo, w_hi, g_lo, g_hi)
+    a_pos, a_neg = _nonneg_split(w_lo)
+    b_pos, b_neg = _nonneg_split(w_hi)
+    dx_lo = g_lo @ a_pos + g_hi @ b_neg
+    dx_hi = g_lo @ a_neg + g_hi @ b_pos
+    dw_lo = torch.where(w_lo >= 0, g_lo.T @ x_lo, g_lo.T @ x_hi)
+    dw_hi = torch.where(w_hi >= 0, g_hi.T @ x_hi, g_hi.T @ x_lo)
+    return dx_lo, dx_hi, dw_lo, dw_hi
+
+
+def _linear_backward(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg):
+    n, k = w_lo.shape
+    rows = x_lo.shape[:-1].numel()
+    grads = _matmul_backward(x_lo.reshape(rows, k), x_hi.reshape(rows, k), w_lo, w_hi,
+                             g_lo.reshape(rows, n), g_hi.reshape(rows, n), input_nonneg)
+    return grads[0].reshape(x_lo.shape), grads[1].reshape(x_lo.shape), grads[2], grads[3]
+
+
+def _conv2d_backward(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, stride, padding, dilation, groups,
+                     input_nonneg):
+    """im2col, the matrix backward per group, then col2im (``F.fold`` sums overlapping windows,
+    the adjoint of ``F.unfold``)."""
+    batch, channels, height, width = x_lo.shape
+    out_channels, channels_per_group, kh, kw = w_lo.shape
+    unfold = dict(kernel_size=(kh, kw), dilation=tuple(dilation), padding=tuple(padding),
+                  stride=tuple(stride))
+    cols_lo, cols_hi = F.unfold(x_lo, **unfold), F.unfold(x_hi, **unfold)
+    k_group = channels_per_group * kh * kw
+    out_per_group = out_channels // groups
+    pixels = cols_lo.shape[-1]
+
+    def rows(t, g, size):  # (B, groups*size, L) -> group g as (B*L, size)
+        return t[:, g * size:(g + 1) * size].transpose(1, 2).reshape(-1, size)
+
+    g_lo2, g_hi2 = g_lo.flatten(2), g_hi.flatten(2)
+    dcols_lo, dcols_hi, dws_lo, dws_hi = [], [], [], []
+    for g in range(groups):
+        wg = slice(g * out_per_group, (g + 1) * out_per_group)
+        grads = _matmul_backward(rows(cols_lo, g, k_group), rows(cols_hi, g, k_group),
+                                 w_lo[wg].reshape(out_per_group, k_group),
+                                 w_hi[wg].reshape(out_per_group, k_group),
+                                 rows(g_lo2, g, out_per_group), rows(g_hi2, g, out_per_group),
+                                 input_nonneg)
+        dcols_lo.append(grads[0].reshape(batch, pixels, k_group).transpose(1, 2))
+        dcols_hi.append(grads[1].reshape(batch, pixels, k_group).transpose(1, 2))
+        dws_lo.append(grads[2].reshape(out_per_group, channels_per_group, kh, kw))
+        dws_hi.append(grads[3].reshape(out_per_group, channels_per_group, kh, kw))
+    fold = dict(output_size=(height, width), **unfold)
+    return (F.fold(torch.cat(dcols_lo, 1), **fold), F.fold(torch.cat(dcols_hi, 1), **fold),
+            torch.cat(dws_lo), torch.cat(dws_hi))
+
+
+def _untranspose_weight(w2: Tensor, groups: int) -> Tensor:
+    """The inverse of :func:`_transpose_weight` (a permutation, so also its adjoint)."""
+    out_channels, c_in_per_group, kh, kw = w2.shape
+    w = w2.flip(-1, -2).reshape(groups, out_channels // groups, c_in_per_group, kh, kw)
+    return w.transpose(1, 2).reshape(groups * c_in_per_group, out_channels // groups, kh, kw)
+
+
+def _conv_transpose2d_backward(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, stride, padding,
+                               output_padding, groups, dilation, input_nonneg):
+    """Through the equivalent stride-1 convolution of the zero-inserted, padded input (see the
+    forward); the adjoint of the padding is the opposite padding, that of the zero insertion a
+    strided slice."""
+    pads = _transpose_pads(w_lo.shape[-2:], padding, output_padding, dilation)
+    x_lo2 = F.pad(_zero_insert(x_lo, stride), pads)
+    x_hi2 = F.pad(_zero_insert(x_hi, stride), pads)
+    dx_lo2, dx_hi2, dw_lo2, dw_hi2 = _conv2d_backward(
+        g_lo, g_hi, x_lo2, x_hi2, _transpose_weight(w_lo, groups),
+        _transpose_weight(w_hi, groups), (1, 1), (0, 0), dilation, groups, input_nonneg)
+    crop = [-p for p in pads]
+    dx_lo = F.pad(dx_lo2, crop)[:, :, ::stride[0], ::stride[1]]
+    dx_hi = F.pad(dx_hi2, crop)[:, :, ::stride[0], ::stride[1]]
+    return dx_lo, dx_hi, _untranspose_weight(dw_lo2, groups), _untranspose_weight(dw_hi2, groups)
+
+
+def _backward_ops(name: str, backward: Callable[..., Tuple[Tensor, ...]]) -> dict:
+    """The ``*_backward_input`` and ``*_backward_weight`` ops, arguments
+    ``(grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config)``."""
+    def backward_input(*args):
+        return backward(*args)[:2]
+
+    def backward_weight(*args):
+        return backward(*args)[2:]
+
+    return {name + "_backward_input": backward_input, name + "_backward_weight": backward_weight}
 
 
 #: Every op of the ``torch.ops.inn_cuda`` namespace (by name, in schema argument order).
-OPS = _with_backward_ops([interval_linear, interval_conv2d, interval_conv_transpose2d])
+OPS = {
+    "interval_linear": interval_linear,
+    "interval_conv2d": interval_conv2d,
+    "interval_conv_transpose2d": interval_conv_transpose2d,
+    **_backward_ops("interval_linear", _linear_backward),
+    **_backward_ops("interval_conv2d", _conv2d_backward),
+    **_backward_ops("interval_conv_transpose2d", _conv_transpose2d_backward),
+}

@@ -1,46 +1,167 @@
-// Straightforward CPU implementation of the interval GEMMs (correctness baseline; one output
-// element per inner loop, parallel over rows).
+// The CPU interval GEMMs: run-time choice of the instruction set, split of the output into
+// blocks, and the threads. The arithmetic lives in the per-ISA kernel files (gemm_isa.h).
+//
+// Instruction set. The extension is built without -march, so the AVX-512 and AVX2 kernels are
+// compiled per file with target pragmas and chosen here, once, from the CPU's features: the widest
+// one the CPU supports. The environment variable
+//     INN_CUDA_CPU_ISA=avx512|avx2|scalar
+// forces a path (read on first use; it is an error to ask for one the CPU lacks). It exists so
+// tests and benchmarks can exercise every path on one machine. `active_isa()` (and
+// `inn_cuda.info()["cpu_isa"]`) names the path in use.
 #include "interval_gemm.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
-#include "../interval_math.h"
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <string>
+
 #include "cpu_isa.h"
+#include "gemm_isa.h"
 
 namespace inn::cpu {
-
-const char* active_isa() { return "scalar"; }
-
 namespace {
-constexpr int64_t kGrain = 4;
+
+struct IsaChoice {
+  const char* name;
+  const IsaTable* table;
+  bool supported;
+  const char* needs;
+};
+
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("fma");
 }
+
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+const IsaTable& choose_table() {
+  const IsaChoice choices[] = {
+      {"avx512", &kAvx512Kernels, cpu_has_avx512(), "AVX-512 F/VL/DQ/BW and FMA"},
+      {"avx2", &kAvx2Kernels, cpu_has_avx2(), "AVX2 and FMA"},
+      {"scalar", &kScalarKernels, true, ""},
+  };
+  const char* forced = std::getenv("INN_CUDA_CPU_ISA");
+  if (forced == nullptr || *forced == '\0') {
+    for (const IsaChoice& c : choices) {
+      if (c.supported) return *c.table;
+    }
+  }
+  for (const IsaChoice& c : choices) {
+    if (std::string(forced) == c.name) {
+      TORCH_CHECK(c.supported, "INN_CUDA_CPU_ISA=", forced, " asks for the ", c.name,
+                  " kernels, but this CPU lacks ", c.needs);
+      return *c.table;
+    }
+  }
+  TORCH_CHECK(false, "INN_CUDA_CPU_ISA must be avx512, avx2 or scalar, got '", forced, "'");
+}
+
+const IsaTable& active_table() {
+  static const IsaTable& table = choose_table();
+  return table;
+}
+
+template <typename T>
+const IsaKernels<T>& active_kernels();
+template <>
+const IsaKernels<float>& active_kernels<float>() {
+  return active_table().f32;
+}
+template <>
+const IsaKernels<double>& active_kernels<double>() {
+  return active_table().f64;
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Problems below this many multiply-adds run on the calling thread.
+constexpr int64_t kSerialWork = 1 << 16;
+
+// Splits the rows x cols output into blocks (whole register tiles; columns at most the kernel's
+// wide extent, so its packing is amortised) and runs them on ATen's threads. Each block is
+// independent, and inside an outer parallel region at::parallel_for runs inline, so nested calls
+// (a convolution calling this per image) are safe.
+template <typename T>
+void run_blocks(const ProductKernel<T>& kernel, const GemmArgs<T>& args, int64_t rows,
+                int64_t cols, int64_t reduction) {
+  if (rows == 0 || cols == 0) return;
+  const BlockShape& s = kernel.shape;
+  const int64_t threads =
+      at::in_parallel_region() || rows * cols * reduction < kSerialWork ? 1 : at::get_num_threads();
+  int64_t block_cols = std::min(round_up(cols, s.cols), s.wide_cols);
+  int64_t col_blocks = ceil_div(cols, block_cols);
+  // Two blocks per thread balance the load; split rows first, then narrower columns.
+  const int64_t want = threads > 1 ? 2 * threads : 1;
+  int64_t row_blocks =
+      std::min(ceil_div(rows, s.rows), std::max<int64_t>(1, ceil_div(want, col_blocks)));
+  if (row_blocks * col_blocks < want) {
+    col_blocks = std::min(ceil_div(cols, s.cols), ceil_div(want, row_blocks));
+    block_cols = round_up(ceil_div(cols, col_blocks), s.cols);
+    col_blocks = ceil_div(cols, block_cols);
+  }
+  const int64_t block_rows = round_up(ceil_div(rows, row_blocks), s.rows);
+  row_blocks = ceil_div(rows, block_rows);
+  auto run_range = [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t r0 = (b / col_blocks) * block_rows, c0 = (b % col_blocks) * block_cols;
+      kernel.run(args, r0, std::min(rows, r0 + block_rows), c0, std::min(cols, c0 + block_cols));
+    }
+  };
+  const int64_t blocks = row_blocks * col_blocks;
+  if (threads == 1 || blocks == 1) {
+    run_range(0, blocks);
+  } else {
+    at::parallel_for(0, blocks, 1, run_range);
+  }
+}
+
+template <typename T>
+void zero_fill(int64_t rows, int64_t cols, View<T> y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) y(r, c) = T(0);
+  }
+}
+
+struct FreeAligned {
+  void operator()(void* p) const { ::operator delete(p, std::align_val_t(64)); }
+};
+
+}  // namespace
+
+void* thread_workspace(size_t bytes) {
+  thread_local std::unique_ptr<void, FreeAligned> buffer;
+  thread_local size_t capacity = 0;
+  if (bytes > capacity) {
+    buffer.reset();
+    capacity = std::max(bytes, capacity + capacity / 2);
+    buffer.reset(::operator new(capacity, std::align_val_t(64)));
+  }
+  return buffer.get();
+}
+
+const char* active_isa() { return active_table().name; }
 
 template <typename T>
 void interval_gemm_forward(int64_t M, int64_t N, int64_t K, ConstView<T> x_lo, ConstView<T> x_hi,
                            ConstView<T> w_lo, ConstView<T> w_hi, View<T> y_lo, View<T> y_hi,
                            bool input_nonneg, bool accumulate) {
-  at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m) {
-      for (int64_t n = 0; n < N; ++n) {
-        T acc_lo = accumulate ? y_lo(m, n) : T(0);
-        T acc_hi = accumulate ? y_hi(m, n) : T(0);
-        for (int64_t k = 0; k < K; ++k) {
-          const T l = x_lo(m, k), h = x_hi(m, k), a = w_lo(n, k), b = w_hi(n, k);
-          if (input_nonneg) {
-            acc_lo = fma_lo(a, nonneg_lo_input(a, l, h), acc_lo);
-            acc_hi = fma_hi(b, nonneg_hi_input(b, l, h), acc_hi);
-          } else {
-            const TermChoice<T> lo = general_lo(a, b, l, h);
-            const TermChoice<T> hi = general_hi(a, b, l, h);
-            acc_lo = fma_lo(lo.weight, lo.use_l ? l : h, acc_lo);
-            acc_hi = fma_hi(hi.weight, hi.use_l ? l : h, acc_hi);
-          }
-        }
-        y_lo(m, n) = acc_lo;
-        y_hi(m, n) = acc_hi;
-      }
+  if (K == 0) {
+    if (!accumulate) {
+      zero_fill(M, N, y_lo);
+      zero_fill(M, N, y_hi);
     }
-  });
+    return;
+  }
+  const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, {}, {}, y_lo, y_hi, input_nonneg,
+                         accumulate};
+  run_blocks(active_kernels<T>().forward, args, M, N, K);
 }
 
 template <typename T>
@@ -48,32 +169,16 @@ void interval_gemm_backward_input(int64_t M, int64_t N, int64_t K, ConstView<T> 
                                   ConstView<T> g_hi, ConstView<T> x_lo, ConstView<T> x_hi,
                                   ConstView<T> w_lo, ConstView<T> w_hi, View<T> dx_lo,
                                   View<T> dx_hi, bool input_nonneg, bool accumulate) {
-  at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m) {
-      for (int64_t k = 0; k < K; ++k) {
-        T acc_l = accumulate ? dx_lo(m, k) : T(0);
-        T acc_h = accumulate ? dx_hi(m, k) : T(0);
-        const T l = x_lo(m, k), h = x_hi(m, k);
-        for (int64_t n = 0; n < N; ++n) {
-          const T gl = g_lo(m, n), gh = g_hi(m, n), a = w_lo(n, k), b = w_hi(n, k);
-          bool lo_uses_l, hi_uses_l;
-          if (input_nonneg) {
-            lo_uses_l = a >= T(0);
-            hi_uses_l = !(b >= T(0));
-          } else {
-            lo_uses_l = general_lo(a, b, l, h).use_l;
-            hi_uses_l = general_hi(a, b, l, h).use_l;
-          }
-          const T lo_weight = input_nonneg ? a : general_lo(a, b, l, h).weight;
-          const T hi_weight = input_nonneg ? b : general_hi(a, b, l, h).weight;
-          (lo_uses_l ? acc_l : acc_h) += gl * lo_weight;
-          (hi_uses_l ? acc_l : acc_h) += gh * hi_weight;
-        }
-        dx_lo(m, k) = acc_l;
-        dx_hi(m, k) = acc_h;
-      }
+  if (N == 0) {
+    if (!accumulate) {
+      zero_fill(M, K, dx_lo);
+      zero_fill(M, K, dx_hi);
     }
-  });
+    return;
+  }
+  const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dx_lo, dx_hi, input_nonneg,
+                         accumulate};
+  run_blocks(active_kernels<T>().backward_input, args, M, K, N);
 }
 
 template <typename T>
@@ -81,29 +186,16 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
                                    ConstView<T> g_hi, ConstView<T> x_lo, ConstView<T> x_hi,
                                    ConstView<T> w_lo, ConstView<T> w_hi, View<T> dw_lo,
                                    View<T> dw_hi, bool input_nonneg, bool accumulate) {
-  at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      for (int64_t k = 0; k < K; ++k) {
-        T acc_a = accumulate ? dw_lo(n, k) : T(0);
-        T acc_b = accumulate ? dw_hi(n, k) : T(0);
-        const T a = w_lo(n, k), b = w_hi(n, k);
-        for (int64_t m = 0; m < M; ++m) {
-          const T gl = g_lo(m, n), gh = g_hi(m, n), l = x_lo(m, k), h = x_hi(m, k);
-          if (input_nonneg) {
-            acc_a += gl * nonneg_lo_input(a, l, h);
-            acc_b += gh * nonneg_hi_input(b, l, h);
-          } else {
-            const TermChoice<T> lo = general_lo(a, b, l, h);
-            const TermChoice<T> hi = general_hi(a, b, l, h);
-            (lo.weight_is_a ? acc_a : acc_b) += gl * (lo.use_l ? l : h);
-            (hi.weight_is_a ? acc_a : acc_b) += gh * (hi.use_l ? l : h);
-          }
-        }
-        dw_lo(n, k) = acc_a;
-        dw_hi(n, k) = acc_b;
-      }
+  if (M == 0) {
+    if (!accumulate) {
+      zero_fill(N, K, dw_lo);
+      zero_fill(N, K, dw_hi);
     }
-  });
+    return;
+  }
+  const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dw_lo, dw_hi, input_nonneg,
+                         accumulate};
+  run_blocks(active_kernels<T>().backward_weight, args, N, K, M);
 }
 
 #define INN_INSTANTIATE(T)                                                                     \

@@ -1,0 +1,66 @@
+// Internal interface between the GEMM dispatcher (interval_gemm.cpp: ISA choice, work split,
+// threads) and the per-instruction-set kernel translation units (gemm_avx512.cpp,
+// gemm_avx2.cpp, gemm_scalar.cpp), which compute one output block each, single-threaded.
+//
+// Torch-free on purpose: the SIMD translation units compile their kernels under
+// `#pragma GCC target(...)` and must not instantiate library inline code with those flags.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "interval_gemm.h"
+
+namespace inn::cpu {
+
+// The operands of all three products; the output and its extents depend on the product:
+//   forward          y (M x N)  rows m, cols n, reduction over k
+//   backward_input   y (M x K)  rows m, cols k, reduction over n   (g = upstream gradient)
+//   backward_weight  y (N x K)  rows n, cols k, reduction over m
+template <typename T>
+struct GemmArgs {
+  int64_t M, N, K;
+  ConstView<T> x_lo, x_hi, w_lo, w_hi;
+  ConstView<T> g_lo, g_hi;  // backward only
+  View<T> y_lo, y_hi;
+  bool input_nonneg;
+  bool accumulate;  // add to y instead of overwriting it
+};
+
+// One block of output rows [r0, r1) x cols [c0, c1), over the whole reduction.
+template <typename T>
+using BlockFn = void (*)(const GemmArgs<T>&, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+
+// Preferred block shape of a kernel: `rows`/`cols` are the register tile (blocks should be
+// multiples of it); `wide_cols` the column extent that amortises the packing of a block.
+struct BlockShape {
+  int64_t rows, cols, wide_cols;
+};
+
+template <typename T>
+struct ProductKernel {
+  BlockFn<T> run;
+  BlockShape shape;
+};
+
+template <typename T>
+struct IsaKernels {
+  ProductKernel<T> forward, backward_input, backward_weight;
+};
+
+struct IsaTable {
+  const char* name;
+  IsaKernels<float> f32;
+  IsaKernels<double> f64;
+};
+
+extern const IsaTable kScalarKernels;
+extern const IsaTable kAvx2Kernels;
+extern const IsaTable kAvx512Kernels;
+
+// 64-byte aligned scratch memory owned by the calling thread, valid until the thread's next call
+// (blocks run one after the other on a thread, so one buffer per thread suffices, nested calls
+// included). Grows as needed and is kept, so repeated GEMMs do not page-fault fresh memory.
+void* thread_workspace(size_t bytes);
+
+}  // namespace inn::cpu

@@ -1,0 +1,107 @@
+// Portable scalar interval GEMMs: one output element per inner loop, straight from
+// csrc/interval_math.h. The path of CPUs without AVX2/FMA, and the plainest statement of what the
+// SIMD kernels compute.
+#include "../interval_math.h"
+#include "gemm_isa.h"
+
+namespace inn::cpu {
+namespace {
+
+template <typename T>
+T at(const ConstView<T>& v, int64_t r, int64_t c) {
+  return v.data[r * v.row_stride + c * v.col_stride];
+}
+
+template <typename T>
+T& at(const View<T>& v, int64_t r, int64_t c) {
+  return v.data[r * v.row_stride + c * v.col_stride];
+}
+
+template <typename T>
+void forward(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  for (int64_t m = m0; m < m1; ++m) {
+    for (int64_t n = n0; n < n1; ++n) {
+      T acc_lo = p.accumulate ? at(p.y_lo, m, n) : T(0);
+      T acc_hi = p.accumulate ? at(p.y_hi, m, n) : T(0);
+      for (int64_t k = 0; k < p.K; ++k) {
+        const T l = at(p.x_lo, m, k), h = at(p.x_hi, m, k);
+        const T a = at(p.w_lo, n, k), b = at(p.w_hi, n, k);
+        if (p.input_nonneg) {
+          acc_lo = fma_lo(a, nonneg_lo_input(a, l, h), acc_lo);
+          acc_hi = fma_hi(b, nonneg_hi_input(b, l, h), acc_hi);
+        } else {
+          const TermChoice<T> lo = general_lo(a, b, l, h);
+          const TermChoice<T> hi = general_hi(a, b, l, h);
+          acc_lo = fma_lo(lo.weight, lo.use_l ? l : h, acc_lo);
+          acc_hi = fma_hi(hi.weight, hi.use_l ? l : h, acc_hi);
+        }
+      }
+      at(p.y_lo, m, n) = acc_lo;
+      at(p.y_hi, m, n) = acc_hi;
+    }
+  }
+}
+
+template <typename T>
+void backward_input(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t k0, int64_t k1) {
+  for (int64_t m = m0; m < m1; ++m) {
+    for (int64_t k = k0; k < k1; ++k) {
+      T acc_l = p.accumulate ? at(p.y_lo, m, k) : T(0);
+      T acc_h = p.accumulate ? at(p.y_hi, m, k) : T(0);
+      const T l = at(p.x_lo, m, k), h = at(p.x_hi, m, k);
+      for (int64_t n = 0; n < p.N; ++n) {
+        const T gl = at(p.g_lo, m, n), gh = at(p.g_hi, m, n);
+        const T a = at(p.w_lo, n, k), b = at(p.w_hi, n, k);
+        if (p.input_nonneg) {
+          (a >= T(0) ? acc_l : acc_h) += gl * a;
+          (b >= T(0) ? acc_h : acc_l) += gh * b;
+        } else {
+          const TermChoice<T> lo = general_lo(a, b, l, h);
+          const TermChoice<T> hi = general_hi(a, b, l, h);
+          (lo.use_l ? acc_l : acc_h) += gl * lo.weight;
+          (hi.use_l ? acc_l : acc_h) += gh * hi.weight;
+        }
+      }
+      at(p.y_lo, m, k) = acc_l;
+      at(p.y_hi, m, k) = acc_h;
+    }
+  }
+}
+
+template <typename T>
+void backward_weight(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t k0, int64_t k1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t k = k0; k < k1; ++k) {
+      T acc_a = p.accumulate ? at(p.y_lo, n, k) : T(0);
+      T acc_b = p.accumulate ? at(p.y_hi, n, k) : T(0);
+      const T a = at(p.w_lo, n, k), b = at(p.w_hi, n, k);
+      for (int64_t m = 0; m < p.M; ++m) {
+        const T gl = at(p.g_lo, m, n), gh = at(p.g_hi, m, n);
+        const T l = at(p.x_lo, m, k), h = at(p.x_hi, m, k);
+        if (p.input_nonneg) {
+          acc_a += gl * nonneg_lo_input(a, l, h);
+          acc_b += gh * nonneg_hi_input(b, l, h);
+        } else {
+          const TermChoice<T> lo = general_lo(a, b, l, h);
+          const TermChoice<T> hi = general_hi(a, b, l, h);
+          (lo.weight_is_a ? acc_a : acc_b) += gl * (lo.use_l ? l : h);
+          (hi.weight_is_a ? acc_a : acc_b) += gh * (hi.use_l ? l : h);
+        }
+      }
+      at(p.y_lo, n, k) = acc_a;
+      at(p.y_hi, n, k) = acc_b;
+    }
+  }
+}
+
+template <typename T>
+constexpr IsaKernels<T> kernels() {
+  const BlockShape shape{4, 16, 64};
+  return {{&forward<T>, shape}, {&backward_input<T>, shape}, {&backward_weight<T>, shape}};
+}
+
+}  // namespace
+
+const IsaTable kScalarKernels{"scalar", kernels<float>(), kernels<double>()};
+
+}  // namespace inn::cpu

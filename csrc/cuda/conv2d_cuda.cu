@@ -1,0 +1,145 @@
+// CUDA launchers of the interval conv2d ops (NCHW; operands made contiguous): conv2d is the
+// "big = x, small = y" case of the shared convolution index maps in
+// csrc/kernels/conv_problems.cuh.
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "../backend_registry.h"
+#include "../kernels/conv_problems.cuh"
+#include "cuda_launch.cuh"
+
+namespace inn::gpu {
+namespace {
+
+kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x, const at::Tensor& w,
+                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                      at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C, H, W), got shape ", x.sizes());
+  TORCH_CHECK(w.dim() == 4, op, ": w must be (C_out, C_in / groups, kH, kW), got shape ",
+              w.sizes());
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
+              ": stride, padding and dilation must have 2 values each");
+  TORCH_CHECK(groups >= 1 && x.size(1) == w.size(1) * groups && w.size(0) % groups == 0, op,
+              ": x has ", x.size(1), " channels and w shape ", w.sizes(), ", which groups ",
+              groups, " do not fit");
+  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1 && dilation[0] >= 1 && dilation[1] >= 1 &&
+                  padding[0] >= 0 && padding[1] >= 0,
+              op, ": stride and dilation must be >= 1 and padding >= 0");
+  for (int64_t v : {x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
+                    stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]}) {
+    to_int(op, "a size or argument", v);
+  }
+  // depth indices over (channel, tap) and pixels within an image are decoded in 32 bits
+  to_int(op, "pixels per image", x.size(2) * x.size(3));
+  to_int(op, "channels x kernel taps",
+         std::max(x.size(1), w.size(0)) * w.size(2) * w.size(3));
+  const int64_t out_h =
+      kernels::conv_output_size(x.size(2), w.size(2), stride[0], padding[0], dilation[0]);
+  const int64_t out_w =
+      kernels::conv_output_size(x.size(3), w.size(3), stride[1], padding[1], dilation[1]);
+  TORCH_CHECK(out_h >= 1 && out_w >= 1, op, ": the padded input ", x.sizes(),
+              " is smaller than the dilated kernel");
+  return kernels::conv2d_geometry(x.sizes().data(), w.sizes().data(), stride.data(),
+                                  padding.data(), dilation.data(), groups);
+}
+
+Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                    const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
+                    const std::optional<at::Tensor>& b_hi, at::IntArrayRef stride,
+                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                    bool input_nonneg) {
+  constexpr const char* op = "interval_conv2d";
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
+  const kernels::ConvGeometry geo =
+      checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
+  const auto x = contiguous_pair(x_lo, x_hi);
+  const auto w = contiguous_pair(w_lo, w_hi);
+  const auto bias = bias_pair(op, b_lo, b_hi, geo.small_c);
+  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
+  at::Tensor y_lo = x_lo.new_empty({geo.batch, geo.small_c, geo.small_h, geo.small_w});
+  at::Tensor y_hi = x_lo.new_empty({geo.batch, geo.small_c, geo.small_h, geo.small_w});
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    kernels::run_tile_problem(
+        rt,
+        kernels::conv2d_forward_problem<T>(geo, pointer<T>(x), pointer<T>(w),
+                                           data_or_null<T>(bias.first),
+                                           data_or_null<T>(bias.second), mutable_data<T>(y_lo),
+                                           mutable_data<T>(y_hi)),
+        input_nonneg, rt.sm_count());
+  });
+  return {y_lo, y_hi};
+}
+
+Pair conv2d_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                     const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                     const at::Tensor& w_hi, at::IntArrayRef stride, at::IntArrayRef padding,
+                     at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
+  const char* op =
+      weight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input";
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
+                      {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
+  const kernels::ConvGeometry geo =
+      checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
+  const std::vector<int64_t> y_shape{geo.batch, geo.small_c, geo.small_h, geo.small_w};
+  TORCH_CHECK(grad_lo.sizes() == y_shape && grad_hi.sizes() == y_shape, op, ": grad has shape ",
+              grad_lo.sizes(), ", expected the output shape ", at::IntArrayRef(y_shape));
+  const auto g = contiguous_pair(grad_lo, grad_hi);
+  const auto x = contiguous_pair(x_lo, x_hi);
+  const auto w = contiguous_pair(w_lo, w_hi);
+  const at::Tensor& like = weight ? w_lo : x_lo;
+  at::Tensor out_lo = like.new_empty(like.sizes());
+  at::Tensor out_hi = like.new_empty(like.sizes());
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* lo = mutable_data<T>(out_lo);
+    T* hi = mutable_data<T>(out_hi);
+    if (weight) {
+      kernels::run_tile_problem(rt,
+                                kernels::conv2d_weight_grad_problem<T>(
+                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
+                                input_nonneg, rt.sm_count());
+    } else {
+      kernels::run_tile_problem(rt,
+                                kernels::conv2d_input_grad_problem<T>(
+                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
+                                input_nonneg, rt.sm_count());
+    }
+  });
+  return {out_lo, out_hi};
+}
+
+Pair conv2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                           const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                           const at::Tensor& w_hi, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                           bool input_nonneg) {
+  return conv2d_backward(false, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride, padding,
+                         dilation, groups, input_nonneg);
+}
+
+Pair conv2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                            const at::Tensor& x_lo, const at::Tensor& x_hi,
+                            const at::Tensor& w_lo, const at::Tensor& w_hi,
+                            at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
+  return conv2d_backward(true, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride, padding,
+                         dilation, groups, input_nonneg);
+}
+
+const BackendOps registered("cuda", {"interval_conv2d", "interval_conv2d_backward_input",
+                                     "interval_conv2d_backward_weight"});
+
+}  // namespace
+}  // namespace inn::gpu
+
+TORCH_LIBRARY_IMPL(inn_cuda, CUDA, m) {
+  m.impl("interval_conv2d", &inn::gpu::conv2d_forward);
+  m.impl("interval_conv2d_backward_input", &inn::gpu::conv2d_backward_input);
+  m.impl("interval_conv2d_backward_weight", &inn::gpu::conv2d_backward_weight);
+}

@@ -1,0 +1,162 @@
+// CUDA launchers of the interval conv_transpose2d ops (NCHW; operands made contiguous): the
+// transposed convolution is the "big = y, small = x" case of the shared convolution index maps in
+// csrc/kernels/conv_problems.cuh, so its forward runs the conv2d input-gradient index map and its
+// input gradient the conv2d forward one.
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "../backend_registry.h"
+#include "../kernels/conv_problems.cuh"
+#include "cuda_launch.cuh"
+
+namespace inn::gpu {
+namespace {
+
+kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x,
+                                                const at::Tensor& w, at::IntArrayRef stride,
+                                                at::IntArrayRef padding,
+                                                at::IntArrayRef output_padding, int64_t groups,
+                                                at::IntArrayRef dilation) {
+  TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C_in, H, W), got shape ", x.sizes());
+  TORCH_CHECK(w.dim() == 4, op, ": w must be (C_in, C_out / groups, kH, kW), got shape ",
+              w.sizes());
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && output_padding.size() == 2 &&
+                  dilation.size() == 2,
+              op, ": stride, padding, output_padding and dilation must have 2 values each");
+  TORCH_CHECK(groups >= 1 && x.size(1) == w.size(0) && x.size(1) % groups == 0, op, ": x has ",
+              x.size(1), " channels and w shape ", w.sizes(), ", which groups ", groups,
+              " do not fit");
+  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1 && dilation[0] >= 1 && dilation[1] >= 1 &&
+                  padding[0] >= 0 && padding[1] >= 0 && output_padding[0] >= 0 &&
+                  output_padding[1] >= 0,
+              op, ": stride and dilation must be >= 1, padding and output_padding >= 0");
+  for (int64_t v : {x.size(1), x.size(2), x.size(3), w.size(1) * groups, w.size(2),
+                    w.size(3), stride[0], stride[1], padding[0], padding[1], output_padding[0],
+                    output_padding[1], dilation[0], dilation[1]}) {
+    to_int(op, "a size or argument", v);
+  }
+  // depth indices over (channel, tap) are decoded in 32 bits
+  to_int(op, "channels x kernel taps",
+         std::max(x.size(1), w.size(1) * groups) * w.size(2) * w.size(3));
+  const int64_t out_h = kernels::conv_transpose_output_size(x.size(2), w.size(2), stride[0],
+                                                            padding[0], output_padding[0],
+                                                            dilation[0]);
+  const int64_t out_w = kernels::conv_transpose_output_size(x.size(3), w.size(3), stride[1],
+                                                            padding[1], output_padding[1],
+                                                            dilation[1]);
+  TORCH_CHECK(out_h >= 1 && out_w >= 1, op, ": padding ", padding, " leaves no output pixels");
+  to_int(op, "output height", out_h);
+  to_int(op, "output width", out_w);
+  // pixels within an image are decoded in 32 bits
+  to_int(op, "pixels per output image", out_h * out_w);
+  return kernels::conv_transpose2d_geometry(x.sizes().data(), w.sizes().data(), stride.data(),
+                                            padding.data(), output_padding.data(), groups,
+                                            dilation.data());
+}
+
+Pair conv_transpose2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi,
+                              const at::Tensor& w_lo, const at::Tensor& w_hi,
+                              const std::optional<at::Tensor>& b_lo,
+                              const std::optional<at::Tensor>& b_hi, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef output_padding,
+                              int64_t groups, at::IntArrayRef dilation, bool input_nonneg) {
+  constexpr const char* op = "interval_conv_transpose2d";
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
+  const kernels::ConvGeometry geo = checked_geometry(op, x_lo, w_lo, stride, padding,
+                                                              output_padding, groups, dilation);
+  const auto x = contiguous_pair(x_lo, x_hi);
+  const auto w = contiguous_pair(w_lo, w_hi);
+  const auto bias = bias_pair(op, b_lo, b_hi, geo.big_c);
+  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
+  at::Tensor y_lo = x_lo.new_empty({geo.batch, geo.big_c, geo.big_h, geo.big_w});
+  at::Tensor y_hi = x_lo.new_empty({geo.batch, geo.big_c, geo.big_h, geo.big_w});
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    kernels::run_tile_problem(
+        rt,
+        kernels::conv_transpose2d_forward_problem<T>(
+            geo, pointer<T>(x), pointer<T>(w), data_or_null<T>(bias.first),
+            data_or_null<T>(bias.second), mutable_data<T>(y_lo), mutable_data<T>(y_hi)),
+        input_nonneg, rt.sm_count());
+  });
+  return {y_lo, y_hi};
+}
+
+Pair conv_transpose2d_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                               const at::Tensor& x_lo, const at::Tensor& x_hi,
+                               const at::Tensor& w_lo, const at::Tensor& w_hi,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef output_padding, int64_t groups,
+                               at::IntArrayRef dilation, bool input_nonneg) {
+  const char* op = weight ? "interval_conv_transpose2d_backward_weight"
+                          : "interval_conv_transpose2d_backward_input";
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
+                      {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
+  const kernels::ConvGeometry geo = checked_geometry(op, x_lo, w_lo, stride, padding,
+                                                              output_padding, groups, dilation);
+  const std::vector<int64_t> y_shape{geo.batch, geo.big_c, geo.big_h, geo.big_w};
+  TORCH_CHECK(grad_lo.sizes() == y_shape && grad_hi.sizes() == y_shape, op, ": grad has shape ",
+              grad_lo.sizes(), ", expected the output shape ", at::IntArrayRef(y_shape));
+  const auto g = contiguous_pair(grad_lo, grad_hi);
+  const auto x = contiguous_pair(x_lo, x_hi);
+  const auto w = contiguous_pair(w_lo, w_hi);
+  const at::Tensor& like = weight ? w_lo : x_lo;
+  at::Tensor out_lo = like.new_empty(like.sizes());
+  at::Tensor out_hi = like.new_empty(like.sizes());
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* lo = mutable_data<T>(out_lo);
+    T* hi = mutable_data<T>(out_hi);
+    if (weight) {
+      kernels::run_tile_problem(rt,
+                                kernels::conv_transpose2d_weight_grad_problem<T>(
+                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
+                                input_nonneg, rt.sm_count());
+    } else {
+      kernels::run_tile_problem(rt,
+                                kernels::conv_transpose2d_input_grad_problem<T>(
+                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
+                                input_nonneg, rt.sm_count());
+    }
+  });
+  return {out_lo, out_hi};
+}
+
+Pair conv_transpose2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                                     const at::Tensor& x_lo, const at::Tensor& x_hi,
+                                     const at::Tensor& w_lo, const at::Tensor& w_hi,
+                                     at::IntArrayRef stride, at::IntArrayRef padding,
+                                     at::IntArrayRef output_padding, int64_t groups,
+                                     at::IntArrayRef dilation, bool input_nonneg) {
+  return conv_transpose2d_backward(false, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride,
+                                   padding, output_padding, groups, dilation, input_nonneg);
+}
+
+Pair conv_transpose2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                                      const at::Tensor& x_lo, const at::Tensor& x_hi,
+                                      const at::Tensor& w_lo, const at::Tensor& w_hi,
+                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                      at::IntArrayRef output_padding, int64_t groups,
+                                      at::IntArrayRef dilation, bool input_nonneg) {
+  return conv_transpose2d_backward(true, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride,
+                                   padding, output_padding, groups, dilation, input_nonneg);
+}
+
+const BackendOps registered("cuda", {"interval_conv_transpose2d",
+                                     "interval_conv_transpose2d_backward_input",
+                                     "interval_conv_transpose2d_backward_weight"});
+
+}  // namespace
+}  // namespace inn::gpu
+
+TORCH_LIBRARY_IMPL(inn_cuda, CUDA, m) {
+  m.impl("interval_conv_transpose2d", &inn::gpu::conv_transpose2d_forward);
+  m.impl("interval_conv_transpose2d_backward_input", &inn::gpu::conv_transpose2d_backward_input);
+  m.impl("interval_conv_transpose2d_backward_weight",
+         &inn::gpu::conv_transpose2d_backward_weight);
+}

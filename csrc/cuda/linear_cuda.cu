@@ -1,0 +1,144 @@
+// CUDA launchers of the interval linear ops: view the operands as 2-D strided matrices (no copies,
+// so expanded inputs stay cheap) and run the tile problems of csrc/kernels/linear_problems.cuh.
+#include <torch/library.h>
+
+#include "../backend_registry.h"
+#include "../kernels/linear_problems.cuh"
+#include "cuda_launch.cuh"
+
+namespace inn::gpu {
+namespace {
+
+// (*, cols) -> (rows, cols); explicit rows, since reshape cannot infer them when cols == 0.
+at::Tensor as_matrix(const at::Tensor& t, int64_t cols) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return t.reshape({rows, cols});
+}
+
+// Both bounds of an operand are read through one set of strides.
+std::pair<at::Tensor, at::Tensor> same_strides(const at::Tensor& lo, const at::Tensor& hi) {
+  if (lo.strides() == hi.strides()) return {lo, hi};
+  return {lo.contiguous(), hi.contiguous()};
+}
+
+template <typename T>
+kernels::IntervalMatrix<T> matrix(const std::pair<at::Tensor, at::Tensor>& bounds) {
+  return {data<T>(bounds.first), data<T>(bounds.second), bounds.first.stride(0),
+          bounds.first.stride(1)};
+}
+
+struct LinearOperands {
+  int64_t M, N, K;
+  std::pair<at::Tensor, at::Tensor> x, w;
+};
+
+LinearOperands linear_operands(const char* op, const at::Tensor& x_lo, const at::Tensor& x_hi,
+                               const at::Tensor& w_lo, const at::Tensor& w_hi) {
+  TORCH_CHECK(w_lo.dim() == 2, op, ": w_lo must have 2 dims (out_features, in_features), got ",
+              w_lo.dim());
+  TORCH_CHECK(x_lo.dim() >= 1 && x_lo.size(-1) == w_lo.size(1), op, ": x has shape ",
+              x_lo.sizes(), ", expected (*, ", w_lo.size(1), ")");
+  TORCH_CHECK(x_hi.sizes() == x_lo.sizes() && w_hi.sizes() == w_lo.sizes(), op,
+              ": lower and upper bounds differ in shape");
+  const int64_t N = w_lo.size(0), K = w_lo.size(1);
+  auto x = same_strides(as_matrix(x_lo, K), as_matrix(x_hi, K));
+  const int64_t M = x.first.size(0);
+  return {M, N, K, std::move(x), same_strides(w_lo, w_hi)};
+}
+
+Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                    const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
+                    const std::optional<at::Tensor>& b_hi, bool input_nonneg) {
+  constexpr const char* op = "interval_linear";
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
+  const LinearOperands o = linear_operands(op, x_lo, x_hi, w_lo, w_hi);
+  const std::pair<at::Tensor, at::Tensor> bias = bias_pair(op, b_lo, b_hi, o.N);
+  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
+  at::Tensor y_lo = x_lo.new_empty({o.M, o.N});
+  at::Tensor y_hi = x_lo.new_empty({o.M, o.N});
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    kernels::run_tile_problem(
+        rt,
+        kernels::linear_forward_problem<T>(o.M, o.N, o.K, matrix<T>(o.x), matrix<T>(o.w),
+                                           data_or_null<T>(bias.first),
+                                           data_or_null<T>(bias.second),
+                                           mutable_data<T>(y_lo), mutable_data<T>(y_hi)),
+        input_nonneg, rt.sm_count());
+  });
+  auto out_shape = x_lo.sizes().vec();
+  out_shape.back() = o.N;
+  return {y_lo.view(out_shape), y_hi.view(out_shape)};
+}
+
+template <typename T>
+kernels::IntervalMatrix<T> grad_matrix(const at::Tensor& g_lo, const at::Tensor& g_hi,
+                                       int64_t N, std::pair<at::Tensor, at::Tensor>& keep) {
+  keep = same_strides(as_matrix(g_lo, N), as_matrix(g_hi, N));
+  return matrix<T>(keep);
+}
+
+Pair linear_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                     const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                     const at::Tensor& w_hi, bool input_nonneg) {
+  const char* op =
+      weight ? "interval_linear_backward_weight" : "interval_linear_backward_input";
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
+                      {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
+  const LinearOperands o = linear_operands(op, x_lo, x_hi, w_lo, w_hi);
+  TORCH_CHECK(grad_lo.numel() == o.M * o.N && grad_lo.dim() >= 1 && grad_lo.size(-1) == o.N &&
+                  grad_hi.sizes() == grad_lo.sizes(),
+              op, ": grad has shape ", grad_lo.sizes(), ", expected the output shape (*, ", o.N,
+              ") with ", o.M, " rows");
+  at::Tensor out_lo = weight ? w_lo.new_empty({o.N, o.K}) : x_lo.new_empty({o.M, o.K});
+  at::Tensor out_hi = weight ? w_lo.new_empty({o.N, o.K}) : x_lo.new_empty({o.M, o.K});
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    std::pair<at::Tensor, at::Tensor> g;
+    const kernels::IntervalMatrix<T> gm = grad_matrix<T>(grad_lo, grad_hi, o.N, g);
+    T* lo = mutable_data<T>(out_lo);
+    T* hi = mutable_data<T>(out_hi);
+    if (weight) {
+      kernels::run_tile_problem(rt,
+                                kernels::linear_weight_grad_problem<T>(
+                                    o.M, o.N, o.K, gm, matrix<T>(o.x), matrix<T>(o.w), lo, hi),
+                                input_nonneg, rt.sm_count());
+    } else {
+      kernels::run_tile_problem(rt,
+                                kernels::linear_input_grad_problem<T>(
+                                    o.M, o.N, o.K, gm, matrix<T>(o.x), matrix<T>(o.w), lo, hi),
+                                input_nonneg, rt.sm_count());
+    }
+  });
+  if (weight) return {out_lo, out_hi};
+  return {out_lo.view(x_lo.sizes()), out_hi.view(x_lo.sizes())};
+}
+
+Pair linear_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                           const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                           const at::Tensor& w_hi, bool input_nonneg) {
+  return linear_backward(false, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
+}
+
+Pair linear_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                            const at::Tensor& x_lo, const at::Tensor& x_hi,
+                            const at::Tensor& w_lo, const at::Tensor& w_hi, bool input_nonneg) {
+  return linear_backward(true, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
+}
+
+const BackendOps registered("cuda", {"interval_linear", "interval_linear_backward_input",
+                                     "interval_linear_backward_weight"});
+
+}  // namespace
+}  // namespace inn::gpu
+
+TORCH_LIBRARY_IMPL(inn_cuda, CUDA, m) {
+  m.impl("interval_linear", &inn::gpu::linear_forward);
+  m.impl("interval_linear_backward_input", &inn::gpu::linear_backward_input);
+  m.impl("interval_linear_backward_weight", &inn::gpu::linear_backward_weight);
+}

@@ -1,0 +1,168 @@
+// C entry points that run the CUDA kernels of csrc/kernels/ through the CPU emulation
+// (cuda_emulation.h) with the same problem builders and launch runner (tile_runner.cuh) as the
+// CUDA launchers in csrc/cuda/. Loaded with ctypes by python_tests/test_cuda_emulated.py.
+//
+// All tensors are contiguous except the linear operands, which take (row, col) strides like the
+// CUDA launcher. Pointer arrays: in = {g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi} (entries an
+// op does not use may be null). Return value: 0, or 1 with the message in emu_last_error().
+#include "cuda_emulation.h"
+
+#include "kernels/conv_problems.cuh"
+#include "kernels/linear_problems.cuh"
+#include "kernels/tile_runner.cuh"
+
+namespace {
+
+using namespace inn::kernels;
+
+struct EmulatedRuntime {
+  std::vector<std::vector<double>> buffers;
+
+  template <typename Problem, bool kNonneg>
+  void launch_tile(index_t blocks, int splits, const Problem& p) {
+    emu::launch(dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(splits)),
+                dim3(kTileThreads), [&] { interval_tile_kernel<Problem, kNonneg>(p); });
+  }
+  template <typename T>
+  void launch_reduce(index_t blocks, const TileOutput<T>& out, int splits) {
+    emu::launch(dim3(static_cast<unsigned>(blocks)), dim3(kTileThreads),
+                [&] { split_reduce_kernel<T>(out, splits); });
+  }
+  void* workspace(index_t bytes) {
+    buffers.emplace_back(static_cast<size_t>((bytes + 7) / 8), -12345.0);  // poisoned
+    return buffers.back().data();
+  }
+  void check(bool ok, const char* message) {
+    if (!ok && emu::launch_error.empty()) emu::launch_error = message;
+  }
+};
+
+enum Dtype { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+enum Op { kForward = 0, kInputGrad = 1, kWeightGrad = 2 };
+
+template <typename F>
+int dispatch(int dtype, const F& f) {
+  emu::launch_error.clear();
+  switch (dtype) {
+    case kFloat32: f(static_cast<float*>(nullptr)); break;
+    case kFloat64: f(static_cast<double*>(nullptr)); break;
+#ifdef INN_KERNELS_HAVE_HALF
+    case kFloat16: f(static_cast<__half*>(nullptr)); break;
+    case kBFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+#endif
+    default: emu::launch_error = "dtype not compiled into the emulation"; return 1;
+  }
+  return emu::launch_error.empty() ? 0 : 1;
+}
+
+template <typename T>
+const T* in_ptr(const void* const* in, int i) { return static_cast<const T*>(in[i]); }
+
+template <typename T>
+IntervalPointer<T> in_pair(const void* const* in, int i) {
+  return {in_ptr<T>(in, i), in_ptr<T>(in, i + 1)};
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* emu_last_error() { return emu::launch_error.c_str(); }
+
+int emu_has_half_types() {
+#ifdef INN_KERNELS_HAVE_HALF
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// The depth slices plan_tiles chooses for a problem of this size (lets tests confirm they split).
+int emu_plan_splits(long long rows, long long cols, long long depth, int groups, int sm_count,
+                    long long min_split_depth) {
+  TileShape shape;
+  shape.rows = rows;
+  shape.cols = cols;
+  shape.depth = depth;
+  shape.groups = groups;
+  plan_tiles(shape, sm_count, min_split_depth);
+  return shape.splits;
+}
+
+// strides = {g row, g col, x row, x col, w row, w col}.
+int emu_linear(int op, int dtype, int nonneg, int sm_count, long long min_split_depth,
+               long long M, long long N, long long K, const void* const* in,
+               const long long* strides, void* out_lo, void* out_hi) {
+  return dispatch(dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const IntervalMatrix<T> g{in_ptr<T>(in, 0), in_ptr<T>(in, 1), strides[0], strides[1]};
+    const IntervalMatrix<T> x{in_ptr<T>(in, 2), in_ptr<T>(in, 3), strides[2], strides[3]};
+    const IntervalMatrix<T> w{in_ptr<T>(in, 4), in_ptr<T>(in, 5), strides[4], strides[5]};
+    T* lo = static_cast<T*>(out_lo);
+    T* hi = static_cast<T*>(out_hi);
+    EmulatedRuntime rt;
+    if (op == kForward) {
+      run_tile_problem(rt, linear_forward_problem<T>(M, N, K, x, w, in_ptr<T>(in, 6),
+                                                     in_ptr<T>(in, 7), lo, hi),
+                       nonneg, sm_count, min_split_depth);
+    } else if (op == kInputGrad) {
+      run_tile_problem(rt, linear_input_grad_problem<T>(M, N, K, g, x, w, lo, hi), nonneg,
+                       sm_count, min_split_depth);
+    } else {
+      run_tile_problem(rt, linear_weight_grad_problem<T>(M, N, K, g, x, w, lo, hi), nonneg,
+                       sm_count, min_split_depth);
+    }
+  });
+}
+
+// The geometry the launchers derive from sizes and arguments (conv_problems.cuh), as 16 numbers:
+// {batch, groups, big_c, big_h, big_w, small_c, small_h, small_w, kernel_h, kernel_w, stride_h,
+//  stride_w, pad_h, pad_w, dil_h, dil_w}. conv2d: config = {stride, padding, dilation} (6);
+// conv_transpose2d: config = {stride, padding, output_padding, dilation} (8).
+void emu_conv_geometry(int transposed, const long long* x, const long long* w,
+                       const long long* config, long long groups, long long* geometry) {
+  const ConvGeometry geo =
+      transposed ? conv_transpose2d_geometry(x, w, config, config + 2, config + 4, groups,
+                                             config + 6)
+                 : conv2d_geometry(x, w, config, config + 2, config + 4, groups);
+  const int fields[] = {geo.groups,   geo.big_c,    geo.big_h,    geo.big_w,    geo.small_c,
+                        geo.small_h,  geo.small_w,  geo.kernel_h, geo.kernel_w, geo.stride_h,
+                        geo.stride_w, geo.pad_h,    geo.pad_w,    geo.dil_h,    geo.dil_w};
+  geometry[0] = geo.batch;
+  for (int i = 0; i < 15; ++i) geometry[i + 1] = fields[i];
+}
+
+// geometry: as emu_conv_geometry returns it; transposed = 1 runs the conv_transpose2d ops.
+int emu_conv(int transposed, int op, int dtype, int nonneg, int sm_count,
+             long long min_split_depth, const long long* geometry, const void* const* in,
+             void* out_lo, void* out_hi) {
+  ConvGeometry geo;
+  geo.batch = geometry[0];
+  int* fields[] = {&geo.groups,   &geo.big_c,    &geo.big_h,    &geo.big_w,   &geo.small_c,
+                   &geo.small_h,  &geo.small_w,  &geo.kernel_h, &geo.kernel_w, &geo.stride_h,
+                   &geo.stride_w, &geo.pad_h,    &geo.pad_w,    &geo.dil_h,   &geo.dil_w};
+  for (int i = 0; i < 15; ++i) *fields[i] = static_cast<int>(geometry[i + 1]);
+  return dispatch(dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const IntervalPointer<T> g = in_pair<T>(in, 0), x = in_pair<T>(in, 2), w = in_pair<T>(in, 4);
+    const T* b_lo = in_ptr<T>(in, 6);
+    const T* b_hi = in_ptr<T>(in, 7);
+    T* lo = static_cast<T*>(out_lo);
+    T* hi = static_cast<T*>(out_hi);
+    EmulatedRuntime rt;
+    const auto run = [&](const auto& problem) {
+      run_tile_problem(rt, problem, nonneg, sm_count, min_split_depth);
+    };
+    if (!transposed) {
+      if (op == kForward) run(conv2d_forward_problem<T>(geo, x, w, b_lo, b_hi, lo, hi));
+      else if (op == kInputGrad) run(conv2d_input_grad_problem<T>(geo, g, x, w, lo, hi));
+      else run(conv2d_weight_grad_problem<T>(geo, g, x, w, lo, hi));
+    } else {
+      if (op == kForward) run(conv_transpose2d_forward_problem<T>(geo, x, w, b_lo, b_hi, lo, hi));
+      else if (op == kInputGrad) run(conv_transpose2d_input_grad_problem<T>(geo, g, x, w, lo, hi));
+      else run(conv_transpose2d_weight_grad_problem<T>(geo, g, x, w, lo, hi));
+    }
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,225 @@
+"""Builds the CPU emulation of the CUDA kernels (emulated_ops.cpp + the kernel headers in
+csrc/kernels/) with g++ and wraps its entry points in functions with the signatures of
+``inn_cuda.reference.OPS``, on CPU tensors.
+
+The wrappers prepare operands the way the CUDA launchers in csrc/cuda/ do (contiguous conv
+operands; strided 2-D linear operands), so a test that passes here exercises the same problem
+builders, launch plan and kernel code that a GPU build runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+CSRC = ROOT / "csrc"
+SOURCES = [HERE / "emulated_ops.cpp", HERE / "cuda_emulation.h", CSRC / "interval_math.h",
+           *sorted((CSRC / "kernels").glob("*.cuh"))]
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+FORWARD, INPUT_GRAD, WEIGHT_GRAD = 0, 1, 2
+
+
+def compiler() -> Optional[str]:
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def cuda_include() -> Optional[Path]:
+    """CUDA's include folder, for its fp16/bf16 headers (half types are emulated only with it)."""
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and (Path(home) / "include" / "cuda_fp16.h").exists():
+            return Path(home) / "include"
+    return None
+
+
+def build() -> Path:
+    """Compiles the emulation into a shared library, cached in the temp folder by source hash."""
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler (g++) found")
+    include = cuda_include()
+    command = [cxx, "-O1", "-std=c++20", "-pthread", "-shared", "-fPIC", "-Wall", "-Wextra",
+               "-Werror", "-Wno-unknown-pragmas", f"-I{CSRC}", f"-I{HERE}"]
+    if include is not None:
+        command += [f"-I{include}", "-DINN_KERNELS_HALF_TYPES"]
+    digest = hashlib.sha256(" ".join(command).encode())
+    for source in SOURCES:
+        digest.update(source.read_bytes())
+    folder = Path(tempfile.gettempdir()) / "inn_cuda_emulation"
+    library = folder / f"emulated_ops_{digest.hexdigest()[:16]}.so"
+    if not library.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = library.with_suffix(f".{os.getpid()}.tmp")
+        result = subprocess.run(command + [str(HERE / "emulated_ops.cpp"), "-o", str(partial)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"compiling the CUDA emulation failed:\n{result.stderr}")
+        os.replace(partial, library)
+    return library
+
+
+def _pointers(tensors: Sequence[Optional[torch.Tensor]]):
+    array = (ctypes.c_void_p * len(tensors))()
+    for i, t in enumerate(tensors):
+        array[i] = None if t is None else t.data_ptr()
+    return array
+
+
+def _same_strides(lo: torch.Tensor, hi: torch.Tensor):
+    """Both bounds share one set of strides in a kernel's operand view."""
+    return (lo, hi) if lo.stride() == hi.stride() else (lo.contiguous(), hi.contiguous())
+
+
+def _as_matrix(t: torch.Tensor, cols: int) -> torch.Tensor:
+    rows = 1
+    for size in t.shape[:-1]:
+        rows *= size
+    return t.reshape(rows, cols)
+
+
+class EmulatedKernels:
+    """The CUDA kernels, run on the CPU. ``sm_count`` and ``min_split_depth`` feed the launch plan
+    (small values force depth splits on tiny shapes)."""
+
+    def __init__(self, library: Path, sm_count: int = 132, min_split_depth: int = 512):
+        self.lib = ctypes.CDLL(str(library))
+        self.lib.emu_last_error.restype = ctypes.c_char_p
+        self.sm_count = sm_count
+        self.min_split_depth = min_split_depth
+        self.has_half_types = bool(self.lib.emu_has_half_types())
+
+    def with_plan(self, sm_count: int, min_split_depth: int) -> "EmulatedKernels":
+        other = object.__new__(EmulatedKernels)
+        other.__dict__.update(self.__dict__, sm_count=sm_count, min_split_depth=min_split_depth)
+        return other
+
+    def plan_splits(self, rows: int, cols: int, depth: int, groups: int = 1) -> int:
+        """Depth slices of a tile problem under this plan (tile_runner.cuh: plan_tiles)."""
+        return self.lib.emu_plan_splits(ctypes.c_longlong(rows), ctypes.c_longlong(cols),
+                                        ctypes.c_longlong(depth), groups, self.sm_count,
+                                        ctypes.c_longlong(self.min_split_depth))
+
+    def _check(self, status: int) -> None:
+        if status != 0:
+            raise RuntimeError(f"emulated launch failed: {self.lib.emu_last_error().decode()}")
+
+    # ------------------------------------------------------------------------------- linear
+
+    def _linear(self, op, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, nonneg, out_shape):
+        n, k = w_lo.shape
+        x_lo, x_hi = _same_strides(_as_matrix(x_lo, k), _as_matrix(x_hi, k))
+        w_lo, w_hi = _same_strides(w_lo, w_hi)
+        m = x_lo.shape[0]
+        if g_lo is not None:
+            g_lo, g_hi = _same_strides(_as_matrix(g_lo, n), _as_matrix(g_hi, n))
+        strides = (ctypes.c_longlong * 6)(*(g_lo.stride() if g_lo is not None else (0, 0)),
+                                          *x_lo.stride(), *w_lo.stride())
+        bias = [None, None] if b_lo is None else [b_lo.contiguous(), b_hi.contiguous()]
+        ins = [g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, *bias]
+        out_lo = torch.empty(out_shape, dtype=x_lo.dtype)
+        out_hi = torch.empty(out_shape, dtype=x_lo.dtype)
+        self._check(self.lib.emu_linear(
+            op, DTYPE_CODES[x_lo.dtype], int(nonneg), self.sm_count,
+            ctypes.c_longlong(self.min_split_depth), ctypes.c_longlong(m), ctypes.c_longlong(n),
+            ctypes.c_longlong(k), _pointers(ins), strides, ctypes.c_void_p(out_lo.data_ptr()),
+            ctypes.c_void_p(out_hi.data_ptr())))
+        return out_lo, out_hi
+
+    def interval_linear(self, x_lo, x_hi, w_lo, w_hi, b_lo=None, b_hi=None, input_nonneg=False):
+        shape = (*x_lo.shape[:-1], w_lo.shape[0])
+        return self._linear(FORWARD, None, None, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi,
+                            input_nonneg, shape)
+
+    def interval_linear_backward_input(self, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg):
+        return self._linear(INPUT_GRAD, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, None, None,
+                            input_nonneg, x_lo.shape)
+
+    def interval_linear_backward_weight(self, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg):
+        return self._linear(WEIGHT_GRAD, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, None, None,
+                            input_nonneg, w_lo.shape)
+
+    # ---------------------------------------------------------------------------- convolutions
+
+    def _conv(self, transposed, op, geometry, ins, nonneg, out_shape, dtype):
+        ins = [None if t is None else t.contiguous() for t in ins] + [None] * (8 - len(ins))
+        out_lo = torch.empty(out_shape, dtype=dtype)
+        out_hi = torch.empty(out_shape, dtype=dtype)
+        self._check(self.lib.emu_conv(
+            int(transposed), op, DTYPE_CODES[dtype], int(nonneg), self.sm_count,
+            ctypes.c_longlong(self.min_split_depth), (ctypes.c_longlong * 16)(*geometry),
+            _pointers(ins), ctypes.c_void_p(out_lo.data_ptr()),
+            ctypes.c_void_p(out_hi.data_ptr())))
+        return out_lo, out_hi
+
+    def _geometry(self, transposed, x_shape, w_shape, config, groups):
+        """The launchers' geometry (conv_problems.cuh) and the output shape it implies."""
+        geometry = (ctypes.c_longlong * 16)()
+        self.lib.emu_conv_geometry(int(transposed), (ctypes.c_longlong * 4)(*x_shape),
+                                   (ctypes.c_longlong * 4)(*w_shape),
+                                   (ctypes.c_longlong * len(config))(*config),
+                                   ctypes.c_longlong(groups), geometry)
+        batch, _, big_c, big_h, big_w, small_c, small_h, small_w = geometry[:8]
+        y_shape = (batch, big_c, big_h, big_w) if transposed else (batch, small_c, small_h,
+                                                                   small_w)
+        return list(geometry), y_shape
+
+    def _conv2d_geometry(self, x_shape, w_shape, stride, padding, dilation, groups):
+        return self._geometry(False, x_shape, w_shape, (*stride, *padding, *dilation), groups)
+
+    def interval_conv2d(self, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding, dilation,
+                        groups, input_nonneg=False):
+        geometry, y_shape = self._conv2d_geometry(x_lo.shape, w_lo.shape, stride, padding,
+                                                  dilation, groups)
+        return self._conv(False, FORWARD, geometry, [None, None, x_lo, x_hi, w_lo, w_hi, b_lo,
+                                                     b_hi], input_nonneg, y_shape, x_lo.dtype)
+
+    def interval_conv2d_backward_input(self, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, stride, padding,
+                                       dilation, groups, input_nonneg):
+        geometry, _ = self._conv2d_geometry(x_lo.shape, w_lo.shape, stride, padding, dilation,
+                                            groups)
+        return self._conv(False, INPUT_GRAD, geometry, [g_lo, g_hi, x_lo, x_hi, w_lo, w_hi],
+                          input_nonneg, x_lo.shape, x_lo.dtype)
+
+    def interval_conv2d_backward_weight(self, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, stride,
+                                        padding, dilation, groups, input_nonneg):
+        geometry, _ = self._conv2d_geometry(x_lo.shape, w_lo.shape, stride, padding, dilation,
+                                            groups)
+        return self._conv(False, WEIGHT_GRAD, geometry, [g_lo, g_hi, x_lo, x_hi, w_lo, w_hi],
+                          input_nonneg, w_lo.shape, x_lo.dtype)
+
+    def _conv_transpose2d_geometry(self, x_shape, w_shape, stride, padding, output_padding,
+                                   groups, dilation):
+        return self._geometry(True, x_shape, w_shape,
+                              (*stride, *padding, *output_padding, *dilation), groups)
+
+    def interval_conv_transpose2d(self, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding,
+                                  output_padding, groups, dilation, input_nonneg=False):
+        geometry, y_shape = self._conv_transpose2d_geometry(
+            x_lo.shape, w_lo.shape, stride, padding, output_padding, groups, dilation)
+        return self._conv(True, FORWARD, geometry, [None, None, x_lo, x_hi, w_lo, w_hi, b_lo,
+                                                    b_hi], input_nonneg, y_shape, x_lo.dtype)
+
+    def interval_conv_transpose2d_backward_input(self, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, stride,
+                                                 padding, output_padding, groups, dilation,
+                                                 input_nonneg):
+        geometry, _ = self._conv_transpose2d_geometry(x_lo.shape, w_lo.shape, stride, padding,
+                                                      output_padding, groups, dilation)
+        return self._conv(True, INPUT_GRAD, geometry, [g_lo, g_hi, x_lo, x_hi, w_lo, w_hi],
+                          input_nonneg, x_lo.shape, x_lo.dtype)
+
+    def interval_conv_transpose2d_backward_weight(self, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi,
+                                                  stride, padding, output_padding, groups,
+                                                  dilation, input_nonneg):
+        geometry, _ = self._conv_transpose2d_geometry(x_lo.shape, w_lo.shape, stride, padding,
+                                                      output_padding, groups, dilation)
+        return self._conv(True, WEIGHT_GRAD, geometry, [g_lo, g_hi, x_lo, x_hi, w_lo, w_hi],
+                          input_nonneg, w_lo.shape, x_lo.dtype)
