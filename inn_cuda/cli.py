@@ -56,6 +56,9 @@ def _add_demo(commands) -> None:
                       "full U-Net; for a GPU); tiny: seconds, for tests")
     demo.add_argument("--device", default=None,
                       help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="CPU threads for torch (default: torch's choice; on a machine shared "
+                      "with other jobs 1 can be much faster)")
     demo.add_argument("--size", type=int, default=None,
                       help="image side (ct) or signal length (deconv1d); default: the preset's")
     demo.add_argument("--epochs", type=int, default=None,
@@ -78,7 +81,7 @@ def _run_demo(args) -> int:
 
     try:
         overrides = parse_assignments(args.assignments)
-        for name in ("device", "size", "epochs", "seed"):
+        for name in ("device", "threads", "size", "epochs", "seed"):
             if getattr(args, name) is not None:
                 overrides[name] = getattr(args, name)
         settings = make_settings(args.task, args.preset, **overrides)

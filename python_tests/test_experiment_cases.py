@@ -7,7 +7,7 @@ import torch
 from inn_cuda.experiment import make_settings
 from inn_cuda.experiment.evaluate import case_metrics
 from inn_cuda.experiment.methods import Method, Prediction
-from inn_cuda.experiment.problems import make_problem
+from inn_cuda.experiment.problems import NonNegativeOutput, make_problem
 
 INTERVAL = Method("INN", None, symmetric=False, has_interval=True)
 SYMMETRIC = Method("MCDROP", None, symmetric=True, has_interval=False)
@@ -87,3 +87,31 @@ def test_failure_cases_are_seeded_and_masked(task):
     truth_changed = (case.ground_truth - test.truth).abs() > 1e-6
     if task == "ct":  # noiseless: the ground truth changes only under the footprint
         assert not bool((truth_changed & ~case.mask).any())
+
+
+def test_nonnegative_output_clamps_in_eval_mode_only_and_converts():
+    import inn_cuda
+    from inn_cuda.baselines import ProbOut
+    from inn_cuda.tasks import UNet
+
+    torch.manual_seed(0)
+    net = UNet(width=2, depth=1, dropout=0.1)
+    with torch.no_grad():
+        net.head.bias.fill_(-0.05)  # some outputs negative
+    model = NonNegativeOutput(net)
+    x = torch.rand(2, 1, 8, 8)
+    torch.manual_seed(1)
+    raw = net(x)
+    assert bool((raw < 0).any())
+    model.train()
+    torch.manual_seed(1)  # the same dropout masks
+    assert torch.equal(model(x), raw)  # training sees the raw output
+    model.eval()
+    net.eval()
+    assert torch.equal(model(x), net(x).clamp(min=0))
+    assert model.head is net.head
+    mu = ProbOut(model).eval()(x)[:, :1]
+    assert torch.equal(mu, model(x))
+    inn = inn_cuda.to_interval(model, last=2)
+    out = inn(x)
+    assert torch.equal(out.point, model(x)) and bool((out.lo >= 0).all())

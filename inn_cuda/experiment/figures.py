@@ -107,6 +107,7 @@ def _cases_1d(plt, examples, path: Path):
             if c == 0:
                 ax.set_ylabel(label, fontsize=7)
             ax.tick_params(labelsize=6)
+            ax.ticklabel_format(axis="y", useOffset=False)
         if c == 0:
             axes[1, 0].legend(fontsize=6, loc="upper right")
     for r in range(axes.shape[0]):  # one y-range per row, so the columns compare

@@ -30,6 +30,10 @@ class Settings:
     preset: str = "default"
     seed: int = 0
     device: str = "cpu"
+    # CPU threads of torch (None: torch's default). The CPU presets use 1: the numbers are then
+    # bit-identical on every machine, and small convolutions on a CPU shared with other jobs run
+    # several times faster on one thread than on oversubscribed ones
+    threads: Optional[int] = 1
     # data
     size: int = 64
     n_train: int = 512
@@ -42,10 +46,15 @@ class Settings:
     # point network (U-Net for CT, ConvNet1d for 1D)
     width: int = 8
     depth: int = 3  # U-Net levels (CT only)
-    residual: bool = True  # the network adds its input to its output (learns a correction)
+    # residual: the network adds its input to its output. Off by default (Ronneberger's U-Net,
+    # as in the paper): an identity path carries input changes to the output past every weight,
+    # so no weight-based uncertainty (intervals, dropout) can see them
+    residual: bool = False
+    batchnorm: bool = False  # U-Net: BatchNorm after each convolution (CT only)
+    nonneg_output: bool = True  # CT: reconstructions clamped at 0 (attenuation is >= 0)
     dropout: float = 0.2  # U-Net rate; 1D: scale of the paper's rates (0.2, 0.5, 0.5)
-    epochs: int = 20
-    lr: float = 1e-3
+    epochs: int = 30
+    lr: float = 2e-3
     batch_size: int = 16
     # INN: intervals in the last `inn_last` parametrised layers (None: all)
     inn_last: Optional[int] = 6
@@ -55,10 +64,15 @@ class Settings:
     inn_train_images: Optional[int] = None  # fit the offsets on the first n training items
     inn_beta: Union[float, str] = "adaptive"  # start value (or the fixed value, without target)
     inn_target_coverage: Optional[float] = 0.9  # None: no calibration
-    # probabilistic output: fine-tune all parameters or only the new log-variance head
+    inn_calibration_factor: float = 2.0  # beta's first calibration step (x or /)
+    # probabilistic output: fine-tune only the new log-variance head (the reconstruction stays
+    # the point network's) or all parameters (the paper); the head's bias starts at
+    # `probout_bias_init`, None = log(point validation MSE / 3), the loss's optimum for a
+    # constant variance (the paper: -3)
     probout_epochs: int = 6
-    probout_lr: float = 3e-4
-    probout_params: str = "all"
+    probout_lr: float = 1e-2
+    probout_params: str = "head"
+    probout_bias_init: Optional[float] = None
     # MC dropout
     mc_passes: int = 16
     # failure modes
@@ -85,6 +99,8 @@ class Settings:
                      "timing_repeats"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name,
                  "an int >= 1")
+        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
+             "threads", "None or an int >= 1")
         need(self.n_test >= 2, "n_test", "at least 2 images (image-level AUROC)")
         need(self.mc_passes >= 2, "mc_passes", "at least 2 passes (a standard deviation)")
         for name in ("epochs", "inn_epochs", "probout_epochs"):
@@ -112,6 +128,7 @@ class Settings:
              "'adaptive' or a positive number")
         need(self.inn_target_coverage is None or 0 < self.inn_target_coverage < 1,
              "inn_target_coverage", "None or a fraction in (0, 1)")
+        need(self.inn_calibration_factor > 1, "inn_calibration_factor", "a factor > 1")
         need(self.probout_params in ("all", "head"), "probout_params", "'all' or 'head'")
         need(len(self.noise_levels) >= 1 and all(s > 0 for s in self.noise_levels) and
              list(self.noise_levels) == sorted(self.noise_levels), "noise_levels",
@@ -130,7 +147,8 @@ class Settings:
 # Overrides of the defaults above, per (task, preset).
 _PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
     ("ct", "default"): {},
-    ("ct", "tiny"): dict(size=16, n_train=16, n_val=8, n_test=4, width=2, depth=2, epochs=1,
+    # nonneg_output off: a network trained for seconds may still clamp to all zero
+    ("ct", "tiny"): dict(nonneg_output=False, size=16, n_train=16, n_val=8, n_test=4, width=2, depth=2, epochs=1,
                          batch_size=8, inn_last=3, inn_epochs=1, inn_batch_size=8,
                          probout_epochs=1, mc_passes=3, noise_levels=(0.01, 0.04),
                          adv_max_iter=3, eval_batch_size=4, timing_repeats=1),
@@ -138,11 +156,12 @@ _PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
     # folder), U-Net width 64 depth 4 dropout 0.7, 400 epochs lr 7.5e-5 batch 12; INN 15 epochs
     # lr 1e-6 beta 1e-4 batch 6 in the last 12 layers; MC dropout T = 16; PROBOUT 400 more
     # epochs lr 1e-7; L-BFGS adversarial search.
-    ("ct", "paper"): dict(size=512, n_train=2064, n_val=258, n_test=258, width=64, depth=4,
+    ("ct", "paper"): dict(threads=None, size=512, n_train=2064, n_val=258, n_test=258, width=64, depth=4,
                           dropout=0.7, epochs=400, lr=7.5e-5, batch_size=12, inn_last=12,
                           inn_epochs=15, inn_lr=1e-6, inn_batch_size=6, inn_beta=1e-4,
                           inn_target_coverage=None, probout_epochs=400, probout_lr=1e-7,
-                          mc_passes=16, adv_max_iter=200, eval_batch_size=6),
+                          probout_params="all", probout_bias_init=-3.0, mc_passes=16,
+                          adv_max_iter=200, eval_batch_size=6),
     ("deconv1d", "default"): dict(size=512, n_train=1600, n_val=200, n_test=64, width=8,
                                   dropout=0.5, train_noise=0.02, epochs=30,
                                   batch_size=32, inn_last=4, inn_epochs=10, inn_batch_size=32,
@@ -154,10 +173,12 @@ _PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
                                noise_levels=(0.05, 0.14), adv_max_iter=3, eval_batch_size=4,
                                timing_repeats=1),
     # the paper's 1D study: 1600 / 200 signals of length 512, width-16 network, 50 MC passes
-    ("deconv1d", "paper"): dict(size=512, n_train=1600, n_val=200, n_test=200, width=16,
+    ("deconv1d", "paper"): dict(threads=None, size=512, n_train=1600, n_val=200, n_test=200, width=16,
                                 dropout=1.0, train_noise=0.05, epochs=200, batch_size=32,
                                 inn_last=None, inn_epochs=20, inn_batch_size=32, inn_beta=0.005,
-                                inn_target_coverage=None, probout_epochs=200, mc_passes=50,
+                                inn_target_coverage=None, probout_epochs=200,
+                                probout_lr=1e-4, probout_params="all", probout_bias_init=-3.0,
+                                mc_passes=50,
                                 noise_levels=(0.08, 0.11, 0.14), adv_max_iter=200,
                                 eval_batch_size=100),
 }

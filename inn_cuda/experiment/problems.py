@@ -40,6 +40,34 @@ class Split:
         return self.inputs.shape[0]
 
 
+class NonNegativeOutput(nn.Module):
+    """``net`` whose reconstructions are clamped at 0 in eval mode, for images that cannot be
+    negative (attenuation): the network then reconstructs empty background as exactly 0 rather
+    than small values of either sign. Training (train mode) sees the raw output, so no gradient
+    dies at the clamp. Keeps the protocol of :mod:`inn_cuda.tasks.models` (``forward_features``,
+    ``head``, ``forward_head``) that the probabilistic-output baseline builds on; a conversion
+    with :func:`inn_cuda.to_interval` (of the model in eval mode) includes the clamp."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.clamp = nn.ReLU()
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net.head
+
+    def forward_features(self, x):
+        return self.net.forward_features(x)
+
+    def forward_head(self, features, x):
+        out = self.net.forward_head(features, x)
+        return out if self.training else self.clamp(out)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x), x)
+
+
 def _seed(settings: Settings, stream: int) -> int:
     """Independent seeds per data stream (splits, noise, cases) from the study's seed."""
     return 1000 * settings.seed + stream
@@ -97,7 +125,9 @@ class CTProblem(Problem):
 
     def network(self):
         s = self.settings
-        return UNet(width=s.width, depth=s.depth, dropout=s.dropout, residual=s.residual)
+        net = UNet(width=s.width, depth=s.depth, dropout=s.dropout, residual=s.residual,
+                   batchnorm=s.batchnorm)
+        return NonNegativeOutput(net) if s.nonneg_output else net
 
     def noisy_inputs(self, test, level, seed):
         with torch.no_grad():

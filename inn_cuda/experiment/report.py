@@ -374,7 +374,7 @@ def render(metrics: dict, figure_files: List[str], *, noise_label: str = "noise"
                 for k, v in timings.items()]),
         "",
         f"Environment: inn_cuda {env.get('inn_cuda')}, torch {env.get('torch')}, "
-        f"{env.get('torch_threads')} threads, load average {env.get('load_average_start')} "
+        f"torch threads: {env.get('torch_threads')}, load average {env.get('load_average_start')} "
         f"(start) / {env.get('load_average_end')} (end); ops served by compiled kernels: "
         f"{', '.join(env.get('compiled_ops', [])) or 'none'}; by the pure-PyTorch reference: "
         f"{', '.join(env.get('reference_ops', [])) or 'none'}.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import platform
 import shutil
@@ -101,7 +102,8 @@ class _Journal:
 
 def _comparable(settings: Settings) -> dict:
     values = settings.as_dict()
-    values.pop("device")  # a stage may resume on another device
+    for name in ("device", "threads"):  # a stage may resume on another device
+        values.pop(name)
     return values
 
 
@@ -165,6 +167,7 @@ def _train_point(problem: Problem, train: Split, val: Split, s: Settings, out: P
 
 def _fit_inn(point, train: Split, val: Split, s: Settings, out: Path, device, progress: bool,
              journal: _Journal):
+    point.eval()  # converted as used for inference (NonNegativeOutput's clamp included)
     model = to_interval(point, last=s.inn_last)
     run_dir, resume = _run_dir(out, "intervals")
     journal.resumed["intervals"] = resume
@@ -172,8 +175,8 @@ def _fit_inn(point, train: Split, val: Split, s: Settings, out: Path, device, pr
         model, _loader(train, s.inn_batch_size, shuffle=True, seed=s.seed + 1,
                        limit=s.inn_train_images),
         _loader(val, s.eval_batch_size), beta=s.inn_beta,
-        target_coverage=s.inn_target_coverage, epochs=s.inn_epochs, lr=s.inn_lr,
-        run_dir=run_dir, resume=resume, seed=s.seed, device=device, progress=progress)
+        target_coverage=s.inn_target_coverage, calibration_factor=s.inn_calibration_factor,
+        epochs=s.inn_epochs, lr=s.inn_lr, run_dir=run_dir, resume=resume, seed=s.seed, device=device, progress=progress)
     model.eval()
     layers = sum(1 for _ in interval_layers(model))
     summary = _summary(result.history, ("val_coverage", "val_width", "val_hinge"))
@@ -190,9 +193,20 @@ def _probout_metrics(module, batch):
             "sigma": (0.5 * s).exp().mean()}
 
 
+def _probout_bias(point, val: Split, s: Settings, device) -> float:
+    """The log-variance head's starting bias: ``log(MSE / 3)`` of the point network on the
+    validation data (the loss's optimum for a constant variance) unless set."""
+    if s.probout_bias_init is not None:
+        return s.probout_bias_init
+    rec = _reconstruct(point, val.inputs, s.eval_batch_size, device)
+    mse = float((rec - val.targets).double().square().mean())
+    return math.log(max(mse, 1e-30) / 3.0)
+
+
 def _fine_tune_probout(point, train: Split, val: Split, s: Settings, out: Path, device,
                        progress: bool, journal: _Journal):
-    model = ProbOut(copy.deepcopy(point))
+    bias = _probout_bias(point, val, s, device)
+    model = ProbOut(copy.deepcopy(point), bias_init=bias)
     params = list(model.parameters() if s.probout_params == "all"
                   else model.logvar_head.parameters())
     run_dir, resume = _run_dir(out, "probout")
@@ -212,7 +226,9 @@ def _fine_tune_probout(point, train: Split, val: Split, s: Settings, out: Path, 
         set_mode=torch.nn.Module.eval, kind="probout", run_dir=run_dir, resume=resume,
         seed=s.seed, device=device, progress=progress, desc="probout", show=("loss",))
     model.eval()
-    return model, _summary(result.history, ("train_loss", "val_loss", "val_mae", "val_sigma"))
+    summary = _summary(result.history, ("train_loss", "val_loss", "val_mae", "val_sigma"))
+    summary["bias_init"] = bias
+    return model, summary
 
 
 @torch.no_grad()
@@ -245,7 +261,7 @@ def _adversarial_case(problem: Problem, point, test: Split, s: Settings, device,
              "relative_perturbation": float((norms / input_norms.clamp(min=1e-12)).mean()),
              "objective_start": float(start.mean()), "objective_end": float(end.mean()),
              "objective_reduction": float((end / start.clamp(min=1e-30)).mean()),
-             "iterations": float(sum(p.iterations for p in parts) / len(parts)),
+             "iterations": round(sum(p.iterations for p in parts) / len(parts)),
              "changed_fraction": float(mask.double().mean())}
     return Case("adversarial", x_adv, test.targets, mask, info=info_)
 
@@ -341,12 +357,21 @@ def run_study(settings: Settings, out, *, progress: bool = True,
     ``metrics.json``, PNG figures, ``settings.json``, ``log.txt`` and the ``stages/`` that a
     rerun resumes from)."""
     settings.validate()
+    threads = torch.get_num_threads()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    try:
+        return _run_stages(settings, Path(out), progress, overwrite)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) -> StudyResult:
     s = settings
     device = torch.device(s.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StudyError(f"device {s.device!r}: CUDA is not available on this machine "
                          f"(torch {torch.__version__}); use --device cpu")
-    out = Path(out)
     _prepare_out(out, s, overwrite)
     journal = _Journal(out, progress)
     began = time.perf_counter()
