@@ -8,6 +8,13 @@ import sys
 from typing import List, Optional
 
 
+def _add_bench(commands) -> None:
+    from .benchmark.command import configure_parser
+
+    configure_parser(commands.add_parser(
+        "bench", help="benchmark the interval ops and a whole U-Net (tables, JSON, figures)"))
+
+
 def _print_info(as_json: bool) -> int:
     from . import info
 
@@ -29,6 +36,10 @@ def _print_info(as_json: bool) -> int:
             print("  CUDA kernels: not compiled")
     gpus = report["gpus"]
     print(f"GPU visible: {'yes: ' + ', '.join(gpus) if gpus else 'no'}")
+    from ._backend import describe_backends
+
+    for line in describe_backends(report):
+        print(line)
     print("ops (cpu / cuda):")
     width = max(len(op) for op in report["ops"])
     for op, served in report["ops"].items():
@@ -100,6 +111,7 @@ def _run_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inn-cuda", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_bench(commands)
     info = commands.add_parser("info", help="what was built and which backend serves each op")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     _add_demo(commands)
@@ -108,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from .benchmark.command import run_from_args
+        return run_from_args(args)
     if args.command == "info":
         return _print_info(args.json)
     if args.command == "demo":

@@ -269,25 +269,3 @@ def test_nan_propagates_like_the_reference(kernels, nonneg, op, x_shape, w_shape
         assert bool(a.isnan().any()) and not bool(a.isnan().all())
         assert torch.equal(a.isnan(), b.isnan())
 
-
-def test_kernel_sources_compile_with_nvrtc():
-    """The kernel headers stay loadable by NVRTC (no torch, no host-only code in its view): every
-    problem type, both modes, every element type, and the split reduction."""
-    from cuda_emulation import nvrtc_check
-
-    if nvrtc_check.find_nvrtc() is None:
-        pytest.skip("libnvrtc not found (CUDA toolkit or the nvidia-cuda-nvrtc wheel)")
-    problems = ["LinearForward<{t}>", "LinearInputGrad<{t}>", "LinearWeightGrad<{t}>",
-                "ConvSmallOut<{t}, inn::kernels::TermKind::kForward>",
-                "ConvSmallOut<{t}, inn::kernels::TermKind::kInputGrad>",
-                "ConvBigOut<{t}, inn::kernels::TermKind::kForward>",
-                "ConvBigOut<{t}, inn::kernels::TermKind::kInputGrad>",
-                "ConvWeightOut<{t}, true>", "ConvWeightOut<{t}, false>"]
-    names = [f"inn::kernels::interval_tile_kernel<inn::kernels::{p.format(t='float')}, {mode}>"
-             for p in problems for mode in ("true", "false")]
-    for t in ("double", "__half", "__nv_bfloat16"):
-        names.append(f"inn::kernels::interval_tile_kernel<inn::kernels::"
-                     f"{problems[3].format(t=t)}, false>")
-        names.append(f"inn::kernels::split_reduce_kernel<{t}>")
-    lowered = nvrtc_check.compile_kernels(names)
-    assert all(name.startswith("_Z") for name in lowered), lowered

@@ -333,7 +333,9 @@ struct ConvWeightOut : TileProblem<Elem> {
 
 inline index_t conv_output_size(index_t size, index_t kernel, index_t stride, index_t padding,
                                 index_t dilation) {
-  return (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+  // A negative numerator means no output: C++ division truncates towards zero, so test it first.
+  const index_t span = size + 2 * padding - dilation * (kernel - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
 }
 
 inline index_t conv_transpose_output_size(index_t size, index_t kernel, index_t stride,
