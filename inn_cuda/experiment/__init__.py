@@ -1,0 +1,19 @@
+"""The end-to-end failure-mode study behind ``inn-cuda demo``: settings and presets
+(:mod:`.presets`), the two problems (:mod:`.problems`), the three methods (:mod:`.methods`),
+evaluation (:mod:`.evaluate`), orchestration (:mod:`.study`), the report (:mod:`.report`) and
+figures (:mod:`.figures`)."""
+
+from .presets import METHODS, PRESETS, TASKS, Settings, make_settings, parse_assignments
+from .study import StudyError, StudyResult, run_study
+
+__all__ = [
+    "METHODS",
+    "PRESETS",
+    "Settings",
+    "StudyError",
+    "StudyResult",
+    "TASKS",
+    "make_settings",
+    "parse_assignments",
+    "run_study",
+]

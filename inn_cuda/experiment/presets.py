@@ -1,0 +1,252 @@
+"""The settings of a study and the named presets.
+
+One flat :class:`Settings` record holds every knob (the report prints it whole); the presets are
+sets of overrides per task:
+
+* ``default``: a 2-core CPU finishes the whole study in minutes, with numbers that mean something
+  (the point network learns the task, the intervals are calibrated to a coverage);
+* ``paper``: the published settings (METHOD.md section 3): 512 x 512 images, the full U-Net
+  (width 64, depth 4, dropout 0.7), 400 epochs; for a GPU;
+* ``tiny``: seconds, for tests (numbers are not meaningful).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple, Union
+
+TASKS = ("ct", "deconv1d")
+PRESETS = ("default", "paper", "tiny")
+METHODS = ("INN", "MCDROP", "PROBOUT")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a study. ``size`` is the CT image side or the 1D signal length."""
+
+    task: str = "ct"
+    preset: str = "default"
+    seed: int = 0
+    device: str = "cpu"
+    # CPU threads of torch (None: torch's default). The CPU presets use 1: the numbers are then
+    # bit-identical on every machine, and small convolutions on a CPU shared with other jobs run
+    # several times faster on one thread than on oversubscribed ones
+    threads: Optional[int] = 1
+    # data
+    size: int = 64
+    n_train: int = 512
+    n_val: int = 64
+    n_test: int = 32
+    phantom: str = "mixed"  # CT phantom family (inn_cuda.tasks.phantoms)
+    missing_wedge: float = 30.0  # CT: degrees of unmeasured angles
+    blur_sigma: float = 4.0  # 1D: std of the Gaussian blur, in samples
+    train_noise: float = 0.0  # CT: sinogram noise (x peak); 1D: noise std on input and target
+    # point network (U-Net for CT, ConvNet1d for 1D)
+    width: int = 8
+    depth: int = 3  # U-Net levels (CT only)
+    # residual: the network adds its input to its output. Off by default (Ronneberger's U-Net,
+    # as in the paper): an identity path carries input changes to the output past every weight,
+    # so no weight-based uncertainty (intervals, dropout) can see them
+    residual: bool = False
+    batchnorm: bool = False  # U-Net: BatchNorm after each convolution (CT only)
+    nonneg_output: bool = True  # CT: reconstructions clamped at 0 (attenuation is >= 0)
+    dropout: float = 0.2  # U-Net rate; 1D: scale of the paper's rates (0.2, 0.5, 0.5)
+    epochs: int = 30
+    lr: float = 2e-3
+    batch_size: int = 16
+    # INN: intervals in the last `inn_last` parametrised layers (None: all)
+    inn_last: Optional[int] = 6
+    inn_epochs: int = 8
+    inn_lr: float = 1e-3
+    inn_batch_size: int = 16
+    inn_train_images: Optional[int] = None  # fit the offsets on the first n training items
+    inn_beta: Union[float, str] = "adaptive"  # start value (or the fixed value, without target)
+    inn_target_coverage: Optional[float] = 0.9  # None: no calibration
+    inn_calibration_factor: float = 2.0  # beta's first calibration step (x or /)
+    # probabilistic output: fine-tune only the new log-variance head (the reconstruction stays
+    # the point network's) or all parameters (the paper); the head's bias starts at
+    # `probout_bias_init`, None = log(point validation MSE / 3), the loss's optimum for a
+    # constant variance (the paper: -3)
+    probout_epochs: int = 6
+    probout_lr: float = 1e-2
+    probout_params: str = "head"
+    probout_bias_init: Optional[float] = None
+    # MC dropout
+    mc_passes: int = 16
+    # failure modes
+    noise_levels: Tuple[float, ...] = (0.005, 0.01, 0.02, 0.04)  # CT: sinogram noise x peak
+    adv_shape: str = "square"
+    adv_optimizer: str = "lbfgs"
+    adv_max_iter: int = 40
+    adv_bound: Optional[float] = None  # L2 radius per image; None: unbounded (the paper)
+    artifact_scale: float = 0.4  # artifact bounding box / image side
+    # evaluation
+    eval_batch_size: int = 16
+    timing_repeats: int = 3
+
+    def validate(self) -> "Settings":
+        """Raise ``ValueError`` naming the first setting that cannot work; return self."""
+        def need(ok: bool, name: str, expected: str):
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+
+        need(self.task in TASKS, "task", f"one of {TASKS}")
+        need(self.preset in PRESETS, "preset", f"one of {PRESETS}")
+        for name in ("n_train", "n_val", "n_test", "width", "depth", "batch_size",
+                     "inn_batch_size", "mc_passes", "adv_max_iter", "eval_batch_size",
+                     "timing_repeats"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name,
+                 "an int >= 1")
+        need(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
+             "threads", "None or an int >= 1")
+        need(self.n_test >= 2, "n_test", "at least 2 images (image-level AUROC)")
+        need(self.mc_passes >= 2, "mc_passes", "at least 2 passes (a standard deviation)")
+        for name in ("epochs", "inn_epochs", "probout_epochs"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
+                 "an int >= 0")
+        for name in ("lr", "inn_lr", "probout_lr"):
+            need(getattr(self, name) > 0, name, "a positive learning rate")
+        if self.task == "ct":
+            need(isinstance(self.size, int) and self.size >= 16 and
+                 self.size % 2 ** self.depth == 0, "size",
+                 f"an image side >= 16 divisible by 2**depth = {2 ** self.depth}")
+            need(0 <= self.missing_wedge < 180, "missing_wedge", "degrees in [0, 180)")
+        else:
+            need(isinstance(self.size, int) and self.size >= 64, "size",
+                 "a signal length >= 64")
+        top = 1.0 if self.task == "ct" else 2.0  # 1D: a scale of the paper's rates (<= 0.5)
+        need(0 < self.dropout < top, "dropout",
+             f"a value in (0, {top:g}) (MC dropout needs dropout)")
+        need(self.train_noise >= 0, "train_noise", ">= 0")
+        need(self.inn_last is None or self.inn_last >= 1, "inn_last", "None or an int >= 1")
+        need(self.inn_train_images is None or self.inn_train_images >= 1, "inn_train_images",
+             "None or an int >= 1")
+        need(self.inn_beta == "adaptive" or (isinstance(self.inn_beta, (int, float)) and
+                                             self.inn_beta > 0), "inn_beta",
+             "'adaptive' or a positive number")
+        need(self.inn_target_coverage is None or 0 < self.inn_target_coverage < 1,
+             "inn_target_coverage", "None or a fraction in (0, 1)")
+        need(self.inn_calibration_factor > 1, "inn_calibration_factor", "a factor > 1")
+        need(self.probout_params in ("all", "head"), "probout_params", "'all' or 'head'")
+        need(len(self.noise_levels) >= 1 and all(s > 0 for s in self.noise_levels) and
+             list(self.noise_levels) == sorted(self.noise_levels), "noise_levels",
+             "one or more increasing positive levels")
+        need(self.adv_shape in ("square", "disk"), "adv_shape", "'square' or 'disk'")
+        need(self.adv_optimizer in ("lbfgs", "adam"), "adv_optimizer", "'lbfgs' or 'adam'")
+        need(self.adv_bound is None or self.adv_bound > 0, "adv_bound", "None or > 0")
+        need(0 < self.artifact_scale <= 1, "artifact_scale", "a fraction in (0, 1]")
+        return self
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+
+# Overrides of the defaults above, per (task, preset).
+_PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
+    ("ct", "default"): {},
+    # nonneg_output off: a network trained for seconds may still clamp to all zero
+    ("ct", "tiny"): dict(nonneg_output=False, size=16, n_train=16, n_val=8, n_test=4, width=2, depth=2, epochs=1,
+                         batch_size=8, inn_last=3, inn_epochs=1, inn_batch_size=8,
+                         probout_epochs=1, mc_passes=3, noise_levels=(0.01, 0.04),
+                         adv_max_iter=3, eval_batch_size=4, timing_repeats=1),
+    # METHOD.md section 3: AAPM-sized data (2580 slices split 8/1/1; phantoms here, or a user's
+    # folder), U-Net width 64 depth 4 dropout 0.7, 400 epochs lr 7.5e-5 batch 12; INN 15 epochs
+    # lr 1e-6 beta 1e-4 batch 6 in the last 12 layers; MC dropout T = 16; PROBOUT 400 more
+    # epochs lr 1e-7; L-BFGS adversarial search.
+    ("ct", "paper"): dict(threads=None, size=512, n_train=2064, n_val=258, n_test=258, width=64, depth=4,
+                          dropout=0.7, epochs=400, lr=7.5e-5, batch_size=12, inn_last=12,
+                          inn_epochs=15, inn_lr=1e-6, inn_batch_size=6, inn_beta=1e-4,
+                          inn_target_coverage=None, probout_epochs=400, probout_lr=1e-7,
+                          probout_params="all", probout_bias_init=-3.0, mc_passes=16,
+                          adv_max_iter=200, eval_batch_size=6),
+    ("deconv1d", "default"): dict(size=512, n_train=800, n_val=200, n_test=64, width=4,
+                                  dropout=0.5, train_noise=0.02, epochs=30, batch_size=32,
+                                  inn_last=4, inn_batch_size=32, mc_passes=50,
+                                  noise_levels=(0.05, 0.08, 0.11, 0.14), eval_batch_size=64),
+    ("deconv1d", "tiny"): dict(size=64, n_train=32, n_val=8, n_test=4, width=2, epochs=1,
+                               batch_size=16, train_noise=0.02, inn_last=2, inn_epochs=1,
+                               inn_batch_size=16, probout_epochs=1, mc_passes=3,
+                               noise_levels=(0.05, 0.14), adv_max_iter=3, eval_batch_size=4,
+                               timing_repeats=1),
+    # the paper's 1D study: 1600 / 200 signals of length 512, width-16 network, 50 MC passes
+    ("deconv1d", "paper"): dict(threads=None, size=512, n_train=1600, n_val=200, n_test=200, width=16,
+                                dropout=1.0, train_noise=0.05, epochs=200, batch_size=32,
+                                inn_last=None, inn_epochs=20, inn_batch_size=32, inn_beta=0.005,
+                                inn_target_coverage=None, probout_epochs=200,
+                                probout_lr=1e-4, probout_params="all", probout_bias_init=-3.0,
+                                mc_passes=50,
+                                noise_levels=(0.08, 0.11, 0.14), adv_max_iter=200,
+                                eval_batch_size=100),
+}
+
+
+def make_settings(task: str = "ct", preset: str = "default", **overrides) -> Settings:
+    """The preset's settings with ``overrides`` (field name -> value) applied, validated."""
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected one of {PRESETS}, got {preset!r}")
+    names = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(names)}")
+    values = {**_PRESETS[(task, preset)], **overrides, "task": task, "preset": preset}
+    if "noise_levels" in values:
+        values["noise_levels"] = tuple(float(v) for v in values["noise_levels"])
+    return Settings(**values).validate()
+
+
+# ------------------------------------------------------------------ parsing "name=value" strings
+
+def _parse_scalar(kind: str, text: str):
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(text)
+        return lowered in ("true", "1", "yes")
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    return text
+
+
+def parse_value(name: str, text: str):
+    """The typed value of setting ``name`` from its text (``none`` for an optional setting,
+    comma-separated numbers for a tuple)."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if name not in fields:
+        raise ValueError(f"unknown setting {name!r}; known: {sorted(fields)}")
+    annotation = str(fields[name].type)
+    lowered = text.strip().lower()
+    try:
+        if annotation.startswith("Optional[") and lowered in ("none", "null", ""):
+            return None
+        if annotation.startswith("Tuple["):
+            return tuple(float(v) for v in text.split(",") if v.strip())
+        if annotation == "Union[float, str]":
+            try:
+                return float(text)
+            except ValueError:
+                return text
+        kind = annotation.removeprefix("Optional[").removesuffix("]")
+        value = _parse_scalar(kind, text)
+    except ValueError:
+        raise ValueError(f"{name}: cannot read {text!r} as {annotation}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {text!r}")
+    return value
+
+
+def parse_assignments(items) -> Dict[str, Any]:
+    """``["name=value", ...]`` -> ``{name: typed value}``."""
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set: expected NAME=VALUE, got {item!r}")
+        out[name.strip()] = parse_value(name.strip(), text)
+    return out

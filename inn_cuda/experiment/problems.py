@@ -1,0 +1,227 @@
+"""The two reconstruction problems of the study, behind one interface: seeded data splits, the
+point network, and the task's version of each failure mode (measurement noise, the adversarial
+target, the atypical artifact).
+
+* :class:`CTProblem`: limited-angle CT on phantoms (``inn_cuda.tasks``), a residual U-Net; the
+  failure modes of METHOD.md section 5 as the paper made them (sinogram noise, a dark square
+  erased from the reconstruction, a bird pasted into the ground truth).
+* :class:`Deconv1DProblem`: 1D deconvolution of piecewise-constant signals, the paper's 10-layer
+  Conv1d network; the same failure modes carried over to 1D (input noise, a plateau pushed into
+  the reconstruction, a foreign oscillating segment the piecewise-constant training signals never
+  contain).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+import torch
+from torch import nn
+
+from .. import failure
+from ..failure import AdversarialTarget, ArtifactCase
+from ..tasks import ConvNet1d, CTPhantomDataset, Deconvolution1D, LimitedAngleCT, UNet
+from ..tasks.deconv1d import piecewise_constant
+from ..tasks.filters import gaussian_blur1d
+from .presets import Settings
+
+
+@dataclass
+class Split:
+    """Network inputs and targets of one split, ``(n, 1, *spatial)`` float32 on the CPU;
+    ``truth`` is what the targets are simulated from (CT: the phantoms = the targets; 1D: the
+    noiseless signals)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    truth: torch.Tensor
+
+    def __len__(self):
+        return self.inputs.shape[0]
+
+
+class NonNegativeOutput(nn.Module):
+    """``net`` whose reconstructions are clamped at 0 in eval mode, for images that cannot be
+    negative (attenuation): the network then reconstructs empty background as exactly 0 rather
+    than small values of either sign. Training (train mode) sees the raw output, so no gradient
+    dies at the clamp. Keeps the protocol of :mod:`inn_cuda.tasks.models` (``forward_features``,
+    ``head``, ``forward_head``) that the probabilistic-output baseline builds on; a conversion
+    with :func:`inn_cuda.to_interval` (of the model in eval mode) includes the clamp."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.clamp = nn.ReLU()
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net.head
+
+    def forward_features(self, x):
+        return self.net.forward_features(x)
+
+    def forward_head(self, features, x):
+        out = self.net.forward_head(features, x)
+        return out if self.training else self.clamp(out)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x), x)
+
+
+def _seed(settings: Settings, stream: int) -> int:
+    """Independent seeds per data stream (splits, noise, cases) from the study's seed."""
+    return 1000 * settings.seed + stream
+
+
+class Problem:
+    """What the study needs from a task."""
+
+    name = ""
+    spatial_dims = 0
+    noise_label = ""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def splits(self) -> tuple[Split, Split, Split]:
+        """(train, val, test)."""
+        raise NotImplementedError
+
+    def network(self) -> nn.Module:
+        raise NotImplementedError
+
+    def noisy_inputs(self, test: Split, level: float, seed: int) -> torch.Tensor:
+        """The test set's network inputs when the measurement carries noise of ``level``."""
+        raise NotImplementedError
+
+    def adversarial_target(self, rec: torch.Tensor, seed: int) -> AdversarialTarget:
+        raise NotImplementedError
+
+    def artifact_case(self, test: Split, seed: int) -> ArtifactCase:
+        raise NotImplementedError
+
+
+class CTProblem(Problem):
+    name = "ct"
+    spatial_dims = 2
+    noise_label = "sinogram noise (std / peak)"
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.ct = self._operator(settings.train_noise)
+
+    def _operator(self, noise: float) -> LimitedAngleCT:
+        return LimitedAngleCT(self.settings.size, missing_wedge=self.settings.missing_wedge,
+                              noise=noise)
+
+    def splits(self):
+        s = self.settings
+        out = []
+        for stream, count in enumerate((s.n_train, s.n_val, s.n_test)):
+            data = CTPhantomDataset(count, self.ct, kind=s.phantom, seed=_seed(s, stream))
+            inputs, targets = data.tensors()
+            out.append(Split(inputs, targets, targets))
+        return tuple(out)
+
+    def network(self):
+        s = self.settings
+        net = UNet(width=s.width, depth=s.depth, dropout=s.dropout, residual=s.residual,
+                   batchnorm=s.batchnorm)
+        return NonNegativeOutput(net) if s.nonneg_output else net
+
+    def noisy_inputs(self, test, level, seed):
+        with torch.no_grad():
+            return self._operator(level).simulate(test.truth, torch.Generator().manual_seed(seed))
+
+    def adversarial_target(self, rec, seed):
+        return failure.adversarial_target(rec, shape=self.settings.adv_shape, seed=seed)
+
+    def artifact_case(self, test, seed):
+        noise = torch.Generator().manual_seed(seed + 1)
+        return failure.insert_artifact(test.truth, lambda gt: self.ct.simulate(gt, noise),
+                                       scale=self.settings.artifact_scale, seed=seed)
+
+
+class Deconv1DProblem(Problem):
+    name = "deconv1d"
+    spatial_dims = 1
+    noise_label = "input noise std"
+
+    # the adversarial plateau and the artifact, relative to the signal range [-1, 1]
+    PLATEAU_HEIGHT = 0.5
+    ARTIFACT_AMPLITUDE = 0.5
+    ARTIFACT_PERIOD = 8.0  # samples: far above the blur's pass band
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        max_jumps = max(1, min(30, round(30 * settings.size / 512)))
+        self.task = Deconvolution1D(length=settings.size, blur_sigma=settings.blur_sigma,
+                                    noise_sigma=settings.train_noise, max_jumps=max_jumps)
+
+    def _split(self, count: int, seed: int) -> Split:
+        gen = torch.Generator().manual_seed(seed)
+        signals = piecewise_constant(count, self.task.length, max_jumps=self.task.max_jumps,
+                                     min_distance=self.task.min_distance, generator=gen)
+        inputs, targets = self.task.simulate(signals, generator=gen)
+        return Split(inputs[:, None], targets[:, None], signals[:, None])
+
+    def splits(self):
+        s = self.settings
+        return tuple(self._split(count, _seed(s, stream))
+                     for stream, count in enumerate((s.n_train, s.n_val, s.n_test)))
+
+    def network(self):
+        return ConvNet1d(width=self.settings.width, dropout_scale=self.settings.dropout,
+                         residual=self.settings.residual)
+
+    def noisy_inputs(self, test, level, seed):
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn(test.truth.shape, generator=gen, dtype=test.truth.dtype)
+        return self.task.blur(test.truth) + level * noise
+
+    def _window(self, gen, half: int):
+        length = self.task.length
+        return int(torch.randint(half, length - half, (1,), generator=gen))
+
+    def adversarial_target(self, rec, seed):
+        """``rec`` minus a smooth plateau (the 1D analogue of the paper's dark square: a box of
+        the square's width ``50 L / 512``, blurred with sigma ``2 L / 512``)."""
+        gen = torch.Generator().manual_seed(seed)
+        length = self.task.length
+        half = max(2, round(25 * length / 512))
+        sigma = max(0.5, 2.0 * length / 512)
+        positions = torch.arange(length)
+        targets, masks, centers = [], [], []
+        for image in rec.detach():
+            center = self._window(gen, half + math.ceil(3 * sigma))
+            box = ((positions - center).abs() < half).to(image.dtype).to(image.device)
+            plateau = gaussian_blur1d(box * self.PLATEAU_HEIGHT, sigma)
+            target = image - plateau
+            targets.append(target)
+            masks.append((plateau > 0.01 * self.PLATEAU_HEIGHT)[None].expand(1, length))
+            centers.append(center)
+        return AdversarialTarget(torch.stack(targets), torch.stack(masks), centers)
+
+    def artifact_case(self, test, seed):
+        """A segment of ``artifact_scale / 4`` of the signal replaced by an oscillation around
+        the signal's mean (the piecewise-constant training signals never oscillate), then
+        blurred and noised like the data."""
+        gen = torch.Generator().manual_seed(seed)
+        length = self.task.length
+        half = max(2, round(self.settings.artifact_scale * length / 8))
+        positions = torch.arange(length, dtype=test.truth.dtype)
+        altered, masks = [], []
+        for signal in test.truth:
+            center = self._window(gen, half)
+            inside = (positions - center).abs() < half
+            wave = signal.mean() + self.ARTIFACT_AMPLITUDE * torch.sin(
+                2 * math.pi * (positions - center) / self.ARTIFACT_PERIOD)
+            altered.append(torch.where(inside, wave, signal))
+            masks.append(inside[None])
+        truth = torch.stack(altered)
+        inputs, targets = self.task.simulate(truth, generator=gen)
+        return ArtifactCase(inputs, targets, torch.stack(masks))
+
+
+def make_problem(settings: Settings) -> Problem:
+    return {"ct": CTProblem, "deconv1d": Deconv1DProblem}[settings.task](settings)
