@@ -66,7 +66,7 @@ def _add_demo(commands) -> None:
                       help="default: minutes on a CPU; paper: the published settings (512x512, "
                       "full U-Net; for a GPU); tiny: seconds, for tests")
     demo.add_argument("--device", default=None,
-                      help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+                      help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when a GPU is visible, else cpu)")
     demo.add_argument("--threads", type=int, default=None,
                       help="CPU threads for torch (default: torch's choice; on a machine shared "
                       "with other jobs 1 can be much faster)")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
 
 TASKS = ("ct", "deconv1d")
 PRESETS = ("default", "paper", "tiny")
@@ -29,7 +31,8 @@ class Settings:
     task: str = "ct"
     preset: str = "default"
     seed: int = 0
-    device: str = "cpu"
+    # the first GPU when one is visible: the paper preset is meant for one
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
     # CPU threads of torch (None: torch's default). The CPU presets use 1: the numbers are then
     # bit-identical on every machine, and small convolutions on a CPU shared with other jobs run
     # several times faster on one thread than on oversubscribed ones

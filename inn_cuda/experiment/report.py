@@ -47,7 +47,7 @@ def _mean_over(metrics: dict, method: str, cases: Iterable[str], metric: str):
 # (failure mode, criterion label, metric, cases ("noise" = every noise case, averaged),
 #  higher is better, chance level or None)
 CRITERIA = (
-    ("clean", "ranking the error (Spearman of |error| and uncertainty)", "spearman", "clean",
+    ("clean", "ranking the error (Spearman of the absolute error and uncertainty)", "spearman", "clean",
      True, 0.0),
     ("clean", "sparsification (AUSE, lower is better)", "ause", "clean", False, None),
     ("noise", "telling noisy from clean images (image AUROC, mean over levels)", "image_auroc",
