@@ -6,8 +6,7 @@
 #include <algorithm>
 
 #include "../backend_registry.h"
-#include "../kernels/conv_problems.cuh"
-#include "cuda_launch.cuh"
+#include "conv_launch.cuh"
 
 namespace inn::gpu {
 namespace {
@@ -44,6 +43,17 @@ kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x, cons
                                   padding.data(), dilation.data(), groups);
 }
 
+template <typename T>
+struct Conv2dProblems {
+  static constexpr auto forward = kernels::conv2d_forward_problem<T>;
+  static constexpr auto input_grad = kernels::conv2d_input_grad_problem<T>;
+  static constexpr auto weight_grad = kernels::conv2d_weight_grad_problem<T>;
+};
+
+std::vector<int64_t> output_shape(const kernels::ConvGeometry& geo) {
+  return {geo.batch, geo.small_c, geo.small_h, geo.small_w};
+}
+
 Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                     const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
                     const std::optional<at::Tensor>& b_hi, at::IntArrayRef stride,
@@ -54,82 +64,25 @@ Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
       checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
-  const auto x = contiguous_pair(x_lo, x_hi);
-  const auto w = contiguous_pair(w_lo, w_hi);
-  const auto bias = bias_pair(op, b_lo, b_hi, geo.small_c);
-  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
-  at::Tensor y_lo = x_lo.new_empty({geo.batch, geo.small_c, geo.small_h, geo.small_w});
-  at::Tensor y_hi = x_lo.new_empty({geo.batch, geo.small_c, geo.small_h, geo.small_w});
-  TileRuntime rt(x_lo);
-  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    kernels::run_tile_problem(
-        rt,
-        kernels::conv2d_forward_problem<T>(geo, pointer<T>(x), pointer<T>(w),
-                                           data_or_null<T>(bias.first),
-                                           data_or_null<T>(bias.second), mutable_data<T>(y_lo),
-                                           mutable_data<T>(y_hi)),
-        input_nonneg, rt.sm_count());
-  });
-  return {y_lo, y_hi};
+  return conv_forward<Conv2dProblems>(op, geo, output_shape(geo), x_lo, x_hi, w_lo, w_hi, b_lo,
+                                      b_hi, input_nonneg);
 }
 
-Pair conv2d_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+// interval_conv2d_backward_input (kWeight false) and interval_conv2d_backward_weight (true).
+template <bool kWeight>
+Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
                      const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                      const at::Tensor& w_hi, at::IntArrayRef stride, at::IntArrayRef padding,
                      at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
-  const char* op =
-      weight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input";
+  constexpr const char* op =
+      kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input";
   const c10::cuda::CUDAGuard guard(x_lo.device());
   check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
                       {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
       checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
-  const std::vector<int64_t> y_shape{geo.batch, geo.small_c, geo.small_h, geo.small_w};
-  TORCH_CHECK(grad_lo.sizes() == y_shape && grad_hi.sizes() == y_shape, op, ": grad has shape ",
-              grad_lo.sizes(), ", expected the output shape ", at::IntArrayRef(y_shape));
-  const auto g = contiguous_pair(grad_lo, grad_hi);
-  const auto x = contiguous_pair(x_lo, x_hi);
-  const auto w = contiguous_pair(w_lo, w_hi);
-  const at::Tensor& like = weight ? w_lo : x_lo;
-  at::Tensor out_lo = like.new_empty(like.sizes());
-  at::Tensor out_hi = like.new_empty(like.sizes());
-  TileRuntime rt(x_lo);
-  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* lo = mutable_data<T>(out_lo);
-    T* hi = mutable_data<T>(out_hi);
-    if (weight) {
-      kernels::run_tile_problem(rt,
-                                kernels::conv2d_weight_grad_problem<T>(
-                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
-                                input_nonneg, rt.sm_count());
-    } else {
-      kernels::run_tile_problem(rt,
-                                kernels::conv2d_input_grad_problem<T>(
-                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
-                                input_nonneg, rt.sm_count());
-    }
-  });
-  return {out_lo, out_hi};
-}
-
-Pair conv2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                           const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
-                           const at::Tensor& w_hi, at::IntArrayRef stride,
-                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                           bool input_nonneg) {
-  return conv2d_backward(false, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride, padding,
-                         dilation, groups, input_nonneg);
-}
-
-Pair conv2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                            const at::Tensor& x_lo, const at::Tensor& x_hi,
-                            const at::Tensor& w_lo, const at::Tensor& w_hi,
-                            at::IntArrayRef stride, at::IntArrayRef padding,
-                            at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
-  return conv2d_backward(true, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride, padding,
-                         dilation, groups, input_nonneg);
+  return conv_backward<Conv2dProblems, kWeight>(op, geo, output_shape(geo), grad_lo, grad_hi,
+                                                x_lo, x_hi, w_lo, w_hi, input_nonneg);
 }
 
 const BackendOps registered("cuda", {"interval_conv2d", "interval_conv2d_backward_input",
@@ -140,6 +93,6 @@ const BackendOps registered("cuda", {"interval_conv2d", "interval_conv2d_backwar
 
 TORCH_LIBRARY_IMPL(inn_cuda, CUDA, m) {
   m.impl("interval_conv2d", &inn::gpu::conv2d_forward);
-  m.impl("interval_conv2d_backward_input", &inn::gpu::conv2d_backward_input);
-  m.impl("interval_conv2d_backward_weight", &inn::gpu::conv2d_backward_weight);
+  m.impl("interval_conv2d_backward_input", &inn::gpu::conv2d_backward<false>);
+  m.impl("interval_conv2d_backward_weight", &inn::gpu::conv2d_backward<true>);
 }

@@ -7,17 +7,15 @@
 #include <algorithm>
 
 #include "../backend_registry.h"
-#include "../kernels/conv_problems.cuh"
-#include "cuda_launch.cuh"
+#include "conv_launch.cuh"
 
 namespace inn::gpu {
 namespace {
 
-kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x,
-                                                const at::Tensor& w, at::IntArrayRef stride,
-                                                at::IntArrayRef padding,
-                                                at::IntArrayRef output_padding, int64_t groups,
-                                                at::IntArrayRef dilation) {
+kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x, const at::Tensor& w,
+                                       at::IntArrayRef stride, at::IntArrayRef padding,
+                                       at::IntArrayRef output_padding, int64_t groups,
+                                       at::IntArrayRef dilation) {
   TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C_in, H, W), got shape ", x.sizes());
   TORCH_CHECK(w.dim() == 4, op, ": w must be (C_in, C_out / groups, kH, kW), got shape ",
               w.sizes());
@@ -55,6 +53,17 @@ kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x,
                                             dilation.data());
 }
 
+template <typename T>
+struct ConvTranspose2dProblems {
+  static constexpr auto forward = kernels::conv_transpose2d_forward_problem<T>;
+  static constexpr auto input_grad = kernels::conv_transpose2d_input_grad_problem<T>;
+  static constexpr auto weight_grad = kernels::conv_transpose2d_weight_grad_problem<T>;
+};
+
+std::vector<int64_t> output_shape(const kernels::ConvGeometry& geo) {
+  return {geo.batch, geo.big_c, geo.big_h, geo.big_w};
+}
+
 Pair conv_transpose2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi,
                               const at::Tensor& w_lo, const at::Tensor& w_hi,
                               const std::optional<at::Tensor>& b_lo,
@@ -64,87 +73,30 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi,
   constexpr const char* op = "interval_conv_transpose2d";
   const c10::cuda::CUDAGuard guard(x_lo.device());
   check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  const kernels::ConvGeometry geo = checked_geometry(op, x_lo, w_lo, stride, padding,
-                                                              output_padding, groups, dilation);
-  const auto x = contiguous_pair(x_lo, x_hi);
-  const auto w = contiguous_pair(w_lo, w_hi);
-  const auto bias = bias_pair(op, b_lo, b_hi, geo.big_c);
-  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
-  at::Tensor y_lo = x_lo.new_empty({geo.batch, geo.big_c, geo.big_h, geo.big_w});
-  at::Tensor y_hi = x_lo.new_empty({geo.batch, geo.big_c, geo.big_h, geo.big_w});
-  TileRuntime rt(x_lo);
-  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    kernels::run_tile_problem(
-        rt,
-        kernels::conv_transpose2d_forward_problem<T>(
-            geo, pointer<T>(x), pointer<T>(w), data_or_null<T>(bias.first),
-            data_or_null<T>(bias.second), mutable_data<T>(y_lo), mutable_data<T>(y_hi)),
-        input_nonneg, rt.sm_count());
-  });
-  return {y_lo, y_hi};
+  const kernels::ConvGeometry geo =
+      checked_geometry(op, x_lo, w_lo, stride, padding, output_padding, groups, dilation);
+  return conv_forward<ConvTranspose2dProblems>(op, geo, output_shape(geo), x_lo, x_hi, w_lo, w_hi,
+                                               b_lo, b_hi, input_nonneg);
 }
 
-Pair conv_transpose2d_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+// interval_conv_transpose2d_backward_input (kWeight false) and _backward_weight (true).
+template <bool kWeight>
+Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
                                const at::Tensor& x_lo, const at::Tensor& x_hi,
                                const at::Tensor& w_lo, const at::Tensor& w_hi,
                                at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef output_padding, int64_t groups,
                                at::IntArrayRef dilation, bool input_nonneg) {
-  const char* op = weight ? "interval_conv_transpose2d_backward_weight"
-                          : "interval_conv_transpose2d_backward_input";
+  constexpr const char* op = kWeight ? "interval_conv_transpose2d_backward_weight"
+                                     : "interval_conv_transpose2d_backward_input";
   const c10::cuda::CUDAGuard guard(x_lo.device());
   check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
                       {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  const kernels::ConvGeometry geo = checked_geometry(op, x_lo, w_lo, stride, padding,
-                                                              output_padding, groups, dilation);
-  const std::vector<int64_t> y_shape{geo.batch, geo.big_c, geo.big_h, geo.big_w};
-  TORCH_CHECK(grad_lo.sizes() == y_shape && grad_hi.sizes() == y_shape, op, ": grad has shape ",
-              grad_lo.sizes(), ", expected the output shape ", at::IntArrayRef(y_shape));
-  const auto g = contiguous_pair(grad_lo, grad_hi);
-  const auto x = contiguous_pair(x_lo, x_hi);
-  const auto w = contiguous_pair(w_lo, w_hi);
-  const at::Tensor& like = weight ? w_lo : x_lo;
-  at::Tensor out_lo = like.new_empty(like.sizes());
-  at::Tensor out_hi = like.new_empty(like.sizes());
-  TileRuntime rt(x_lo);
-  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* lo = mutable_data<T>(out_lo);
-    T* hi = mutable_data<T>(out_hi);
-    if (weight) {
-      kernels::run_tile_problem(rt,
-                                kernels::conv_transpose2d_weight_grad_problem<T>(
-                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
-                                input_nonneg, rt.sm_count());
-    } else {
-      kernels::run_tile_problem(rt,
-                                kernels::conv_transpose2d_input_grad_problem<T>(
-                                    geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi),
-                                input_nonneg, rt.sm_count());
-    }
-  });
-  return {out_lo, out_hi};
-}
-
-Pair conv_transpose2d_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                                     const at::Tensor& x_lo, const at::Tensor& x_hi,
-                                     const at::Tensor& w_lo, const at::Tensor& w_hi,
-                                     at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef output_padding, int64_t groups,
-                                     at::IntArrayRef dilation, bool input_nonneg) {
-  return conv_transpose2d_backward(false, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride,
-                                   padding, output_padding, groups, dilation, input_nonneg);
-}
-
-Pair conv_transpose2d_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                                      const at::Tensor& x_lo, const at::Tensor& x_hi,
-                                      const at::Tensor& w_lo, const at::Tensor& w_hi,
-                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                      at::IntArrayRef output_padding, int64_t groups,
-                                      at::IntArrayRef dilation, bool input_nonneg) {
-  return conv_transpose2d_backward(true, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride,
-                                   padding, output_padding, groups, dilation, input_nonneg);
+  const kernels::ConvGeometry geo =
+      checked_geometry(op, x_lo, w_lo, stride, padding, output_padding, groups, dilation);
+  return conv_backward<ConvTranspose2dProblems, kWeight>(op, geo, output_shape(geo), grad_lo,
+                                                         grad_hi, x_lo, x_hi, w_lo, w_hi,
+                                                         input_nonneg);
 }
 
 const BackendOps registered("cuda", {"interval_conv_transpose2d",
@@ -156,7 +108,7 @@ const BackendOps registered("cuda", {"interval_conv_transpose2d",
 
 TORCH_LIBRARY_IMPL(inn_cuda, CUDA, m) {
   m.impl("interval_conv_transpose2d", &inn::gpu::conv_transpose2d_forward);
-  m.impl("interval_conv_transpose2d_backward_input", &inn::gpu::conv_transpose2d_backward_input);
-  m.impl("interval_conv_transpose2d_backward_weight",
-         &inn::gpu::conv_transpose2d_backward_weight);
+  m.impl("interval_conv_transpose2d_backward_input",
+         &inn::gpu::conv_transpose2d_backward<false>);
+  m.impl("interval_conv_transpose2d_backward_weight", &inn::gpu::conv_transpose2d_backward<true>);
 }

@@ -120,13 +120,28 @@ def _up(size: int, c_in: int = 128) -> Case:
                 series=f"2x2 s2 up {c_in}->{c_in // 2}")
 
 
+def _layer(name: str, c_in: int, c_out: int, kernel: int, size: int, batch: int) -> Case:
+    """A single conv layer of a typical reconstruction network, 'same' padding."""
+    return Case("conv2d", "sweep", name, batch=batch, c_in=c_in, c_out=c_out, kernel=kernel,
+                size=size, padding=kernel // 2)
+
+
+# Typical layers at training batch sizes: a U-Net's 3x3 conv at full and at quarter resolution,
+# its 1x1 output layer, and a DnCNN body layer
+TYPICAL_LAYERS = (("unet 3x3 64->64 b8 128px", 64, 64, 3, 128, 8),
+                  ("unet 3x3 256->128 b8 64px", 256, 128, 3, 64, 8),
+                  ("unet 1x1 64->1 b8 128px", 64, 1, 1, 128, 8),
+                  ("dncnn 3x3 64->64 b16 64px", 64, 64, 3, 64, 16))
+
+
 def sweep_cases(quick: bool) -> List[Case]:
     if quick:
         return [_linear(256, 256, 256), _linear(512, 512, 512), _linear(8, 256, 256),
                 _conv(16, 16), _conv(32, 16), _conv(32, 32), _up(16, 32), _up(32, 32)]
     return ([_linear(s, s, s) for s in (256, 512, 1024, 2048)]
             + [_linear(8, 1024, 1024), _linear(64, 784, 512), _linear(4096, 256, 256)]
-            + [_conv(s) for s in (32, 64, 128, 256)] + [_up(s) for s in (16, 32, 64, 128)])
+            + [_conv(s) for s in (32, 64, 128, 256)] + [_up(s) for s in (16, 32, 64, 128)]
+            + [_layer(*layer) for layer in TYPICAL_LAYERS])
 
 
 def unet_layers(group: str, *, width: int, depth: int, image_size: int,

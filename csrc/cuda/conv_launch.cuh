@@ -1,0 +1,70 @@
+// What the conv2d and conv_transpose2d launchers (conv2d_cuda.cu, conv_transpose2d_cuda.cu) share
+// once they have checked the operands and built the geometry: contiguous operands, the result,
+// the dtype dispatch and the launch. `Problems<T>` names the op's tile problems in
+// csrc/kernels/conv_problems.cuh (`forward`, `input_grad`, `weight_grad`); `y_shape` is the
+// output's shape (conv2d: the small side of the geometry, conv_transpose2d: the big side).
+#pragma once
+
+#include <optional>
+
+#include "../kernels/conv_problems.cuh"
+#include "cuda_launch.cuh"
+
+namespace inn::gpu {
+
+template <template <typename> class Problems>
+Pair conv_forward(const char* op, const kernels::ConvGeometry& geo, at::IntArrayRef y_shape,
+                  const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                  const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
+                  const std::optional<at::Tensor>& b_hi, bool input_nonneg) {
+  const auto x = contiguous_pair(x_lo, x_hi);
+  const auto w = contiguous_pair(w_lo, w_hi);
+  const auto bias = bias_pair(op, b_lo, b_hi, y_shape[1]);
+  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
+  at::Tensor y_lo = x_lo.new_empty(y_shape);
+  at::Tensor y_hi = x_lo.new_empty(y_shape);
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    kernels::run_tile_problem(
+        rt,
+        Problems<T>::forward(geo, pointer<T>(x), pointer<T>(w), data_or_null<T>(bias.first),
+                             data_or_null<T>(bias.second), mutable_data<T>(y_lo),
+                             mutable_data<T>(y_hi)),
+        input_nonneg, rt.sm_count());
+  });
+  return {y_lo, y_hi};
+}
+
+// The input gradient (kWeight false) or the weight gradient (true).
+template <template <typename> class Problems, bool kWeight>
+Pair conv_backward(const char* op, const kernels::ConvGeometry& geo, at::IntArrayRef y_shape,
+                   const at::Tensor& grad_lo, const at::Tensor& grad_hi, const at::Tensor& x_lo,
+                   const at::Tensor& x_hi, const at::Tensor& w_lo, const at::Tensor& w_hi,
+                   bool input_nonneg) {
+  TORCH_CHECK(grad_lo.sizes() == y_shape && grad_hi.sizes() == y_shape, op, ": grad has shape ",
+              grad_lo.sizes(), ", expected the output shape ", y_shape);
+  const auto g = contiguous_pair(grad_lo, grad_hi);
+  const auto x = contiguous_pair(x_lo, x_hi);
+  const auto w = contiguous_pair(w_lo, w_hi);
+  const at::Tensor& like = kWeight ? w_lo : x_lo;
+  at::Tensor out_lo = like.new_empty(like.sizes());
+  at::Tensor out_hi = like.new_empty(like.sizes());
+  TileRuntime rt(x_lo);
+  dispatch(x_lo.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const auto launch = [&](const auto& problem) {
+      kernels::run_tile_problem(rt, problem, input_nonneg, rt.sm_count());
+    };
+    T* lo = mutable_data<T>(out_lo);
+    T* hi = mutable_data<T>(out_hi);
+    if constexpr (kWeight) {
+      launch(Problems<T>::weight_grad(geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi));
+    } else {
+      launch(Problems<T>::input_grad(geo, pointer<T>(g), pointer<T>(x), pointer<T>(w), lo, hi));
+    }
+  });
+  return {out_lo, out_hi};
+}
+
+}  // namespace inn::gpu
