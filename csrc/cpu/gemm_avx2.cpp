@@ -158,6 +158,7 @@ struct F64 : Tiles {
 #undef INN_SIMD
 
 #include "gemm_simd_kernels.h"
+#include "pixel_simd_kernels.h"
 
 }  // namespace inn::cpu::avx2
 
@@ -165,5 +166,7 @@ struct F64 : Tiles {
 
 namespace inn::cpu {
 const IsaTable kAvx2Kernels{"avx2", avx2::make_kernels<avx2::F32>(),
-                            avx2::make_kernels<avx2::F64>()};
+                            avx2::make_kernels<avx2::F64>(),
+                            avx2::make_pixel_kernels<avx2::F32>(),
+                            avx2::make_pixel_kernels<avx2::F64>()};
 }  // namespace inn::cpu

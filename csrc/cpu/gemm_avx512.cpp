@@ -171,6 +171,7 @@ struct F64 : Tiles {
 #undef INN_SIMD
 
 #include "gemm_simd_kernels.h"
+#include "pixel_simd_kernels.h"
 
 }  // namespace inn::cpu::avx512
 
@@ -178,5 +179,7 @@ struct F64 : Tiles {
 
 namespace inn::cpu {
 const IsaTable kAvx512Kernels{"avx512", avx512::make_kernels<avx512::F32>(),
-                              avx512::make_kernels<avx512::F64>()};
+                              avx512::make_kernels<avx512::F64>(),
+                              avx512::make_pixel_kernels<avx512::F32>(),
+                              avx512::make_pixel_kernels<avx512::F64>()};
 }  // namespace inn::cpu

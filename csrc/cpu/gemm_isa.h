@@ -48,10 +48,32 @@ struct IsaKernels {
   ProductKernel<T> forward, backward_input, backward_weight;
 };
 
+// The pixel-lane kernels of the convolutions (pixel_simd_kernels.h; see interval_gemm.h for what
+// they compute). `width` arguments are multiples of `pixel_tile`.
+template <typename T>
+using CombineFn = void (*)(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                           const int32_t* row, const T* src, int64_t ld_src, T* out,
+                           int64_t ld_out, int64_t width, bool accumulate);
+template <typename T>
+using DotFn = void (*)(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow,
+                       const T* g, const T* src, int64_t ld, int64_t width, T* out);
+
+template <typename T>
+struct PixelKernels {
+  CombineFn<T> combine;
+  DotFn<T> dot;
+  int64_t pixel_tile;
+};
+
+// Vectors per combine_rows tile (8: the accumulators that cover 4-cycle FMAs on 2 pipes).
+constexpr int kCombineVectors = 8;
+
 struct IsaTable {
   const char* name;
   IsaKernels<float> f32;
   IsaKernels<double> f64;
+  PixelKernels<float> pixel_f32;
+  PixelKernels<double> pixel_f64;
 };
 
 extern const IsaTable kScalarKernels;

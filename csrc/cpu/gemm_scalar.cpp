@@ -94,6 +94,37 @@ void backward_weight(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t k0, i
   }
 }
 
+// The pixel-lane kernels (pixel_simd_kernels.h), one pixel at a time.
+template <typename T>
+void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                  const int32_t* row, const T* src, int64_t ld_src, T* out, int64_t ld_out,
+                  int64_t width, bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t p = 0; p < width; ++p) {
+      T acc = accumulate ? out[r * ld_out + p] : T(0);
+      for (int64_t t = begin[r]; t < end[r]; ++t) acc += coef[t] * src[row[t] * ld_src + p];
+      out[r * ld_out + p] = acc;
+    }
+  }
+}
+
+template <typename T>
+void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow, const T* g,
+              const T* src, int64_t ld, int64_t width, T* out) {
+  for (int64_t q = 0; q < groups; ++q) {
+    for (int64_t j = 0; j < n; ++j) {
+      T acc = T(0);
+      for (int64_t p = 0; p < width; ++p) acc += g[grow[q] * ld + p] * src[srow[q * n + j] * ld + p];
+      out[q * n + j] += acc;
+    }
+  }
+}
+
+template <typename T>
+constexpr PixelKernels<T> pixel_kernels() {
+  return {&combine_rows<T>, &dot_rows<T>, 8};
+}
+
 template <typename T>
 constexpr IsaKernels<T> kernels() {
   const BlockShape shape{4, 16, 64};
@@ -102,6 +133,7 @@ constexpr IsaKernels<T> kernels() {
 
 }  // namespace
 
-const IsaTable kScalarKernels{"scalar", kernels<float>(), kernels<double>()};
+const IsaTable kScalarKernels{"scalar", kernels<float>(), kernels<double>(), pixel_kernels<float>(),
+                              pixel_kernels<double>()};
 
 }  // namespace inn::cpu

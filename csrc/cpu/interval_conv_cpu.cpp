@@ -17,6 +17,7 @@
 // Inputs of any layout (channels_last included) are made contiguous NCHW first; outputs and
 // gradients are contiguous NCHW.
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -25,8 +26,10 @@
 #include <algorithm>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "../backend_registry.h"
+#include "gemm_isa.h"
 #include "im2col.h"
 #include "interval_gemm.h"
 
@@ -396,6 +399,307 @@ void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
   });
 }
 
+// -------------------------------------------------------- conv2d, non-negative mode: pixel lanes
+// With x_lo >= 0 every term is a weight bound times ONE input row, chosen by the weight's sign:
+// a scalar per term. So each kernel call first turns the weights into term lists (coefficient,
+// source row) per output row, and the chunks then run through the pixel-lane kernels of
+// interval_gemm.h: rows of chunk pixels (lanes) times broadcast coefficients, two multiply-adds
+// per weight and pixel, no per-lane selection, outputs written as NCHW rows. This suits the
+// few-channel layers (8..64 channels, large images) the row-major GEMMs above handle poorly: their
+// register tiles run lanes over channels, and their im2col and packing copy every element twice.
+//
+// Chunk buffers are row-major over pixels: row 2 * k + bound (bound 0: lo, 1: hi) holds the
+// chunk's pixels (images side by side), padded with zeros to `width`, a multiple of
+// pixel_tile<T>(). Chunks run in parallel, each on its thread's workspace.
+
+// Bytes of chunk buffers per chunk pixel at most (about the L2 cache), and the least pixels of a
+// chunk (amortises the horizontal sums of the weight gradient).
+constexpr int64_t kPixelBudgetBytes = int64_t(1) << 20;
+constexpr int64_t kMinChunkPixels = 256;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// The batch's pixels in chunks: whole images when images are small, parts of one image
+// otherwise; at least two chunks per thread where that leaves kMinChunkPixels per chunk.
+std::vector<Chunk> pixel_chunks(int64_t batch, int64_t pixels, int64_t bytes_per_pixel) {
+  const int64_t share = ceil_div(batch * pixels, 2 * int64_t(at::get_num_threads()));
+  const int64_t rows = std::max(kMinChunkPixels,
+                                std::min(kPixelBudgetBytes / bytes_per_pixel, share));
+  std::vector<Chunk> chunks;
+  if (rows >= pixels) {
+    const int64_t images = rows / pixels;
+    for (int64_t n = 0; n < batch; n += images) {
+      chunks.push_back({n, std::min(images, batch - n), 0, pixels});
+    }
+  } else {
+    for (int64_t n = 0; n < batch; ++n) {
+      for (int64_t p = 0; p < pixels; p += rows) {
+        chunks.push_back({n, 1, p, std::min(rows, pixels - p)});
+      }
+    }
+  }
+  return chunks;
+}
+
+// Term lists of one group: row r's terms, in source-row order, are coef/row[begin, end); the
+// terms reading source rows of block b are [bounds[b * rows + r], bounds[(b + 1) * rows + r]).
+// Blocks of source rows keep a pixel tile of the sources in L1 while every output row uses it.
+template <typename T>
+struct TermLists {
+  std::vector<T> coef;
+  std::vector<int32_t> row;
+  std::vector<int64_t> bounds;
+  int64_t rows = 0, blocks = 0;
+
+  // terms[r]: (source row, coefficient) pairs of output row r, source rows ascending.
+  TermLists(const std::vector<std::vector<std::pair<int32_t, T>>>& terms, int64_t source_rows) {
+    const int64_t block = std::max<int64_t>(
+        2, int64_t(32 << 10) / (pixel_tile<T>() * int64_t(sizeof(T))) / 2 * 2);
+    rows = int64_t(terms.size());
+    blocks = std::max<int64_t>(1, ceil_div(source_rows, block));
+    bounds.resize((blocks + 1) * rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t b = 0;
+      for (const auto& [source, c] : terms[r]) {
+        for (; b * block <= source; ++b) bounds[b * rows + r] = int64_t(coef.size());
+        coef.push_back(c);
+        row.push_back(source);
+      }
+      for (; b <= blocks; ++b) bounds[b * rows + r] = int64_t(coef.size());
+    }
+  }
+
+  // out (rows x width) = the sums of the terms over src (row-major, ld width).
+  void combine(const T* src, T* out, int64_t width) const {
+    for (int64_t b = 0; b < blocks; ++b) {
+      combine_rows<T>(rows, &bounds[b * rows], &bounds[(b + 1) * rows], coef.data(), row.data(),
+                      src, width, out, width, width, b > 0);
+    }
+  }
+};
+
+// Moves between one group's channels of NCHW pairs and chunk buffers.
+template <typename T>
+struct PixelRows {
+  const KernelCall<T>& c;
+  int64_t width;  // chunk buffer row length
+
+  // rows[(2 * k + bound)] = the bound's input window tap k = (channel, i, j) at every output pixel
+  // of the chunk (im2col, transposed).
+  void input_windows(int64_t grp, const Chunk& chunk, T* rows) const {
+    const ConvGeometry& g = c.g;
+    const int64_t plane = g.image_pixels(), in_channels = g.channels * c.groups;
+    for (int64_t ch = 0; ch < g.channels; ++ch) {
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          const int64_t k = (ch * g.kernel_h + i) * g.kernel_w + j;
+          const Axis y{g.stride_h, i * g.dilation_h - g.pad_h, 1};
+          const Axis x{g.stride_w, j * g.dilation_w - g.pad_w, 1};
+          for (int bound = 0; bound < 2; ++bound) {
+            const T* src = bound == 0 ? c.o.x_lo : c.o.x_hi;
+            T* dst = rows + (2 * k + bound) * width;
+            for (int64_t n = 0; n < chunk.images; ++n) {
+              gather_plane(src + ((chunk.first_image + n) * in_channels + grp * g.channels + ch) *
+                                     plane,
+                           g.height, g.width, g.out_w, chunk.first_pixel,
+                           chunk.first_pixel + chunk.pixels, y, x, dst + n * chunk.pixels);
+            }
+            std::fill(dst + chunk.rows(), dst + width, T(0));
+          }
+        }
+      }
+    }
+  }
+
+  // rows[2 * s + bound] = the bound's output gradient at tap s = (out channel, i, j) of every
+  // input pixel of the chunk: the output pixels each input pixel feeds (zero where none).
+  void gradient_windows(int64_t grp, const Chunk& chunk, T* rows) const {
+    const ConvGeometry& g = c.g;
+    const int64_t out_g = c.group_channels(), plane = g.out_pixels();
+    for (int64_t co = 0; co < out_g; ++co) {
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          const int64_t s = (co * g.kernel_h + i) * g.kernel_w + j;
+          const Axis y{1, g.pad_h - i * g.dilation_h, g.stride_h};
+          const Axis x{1, g.pad_w - j * g.dilation_w, g.stride_w};
+          for (int bound = 0; bound < 2; ++bound) {
+            const T* src = bound == 0 ? c.o.g_lo : c.o.g_hi;
+            T* dst = rows + (2 * s + bound) * width;
+            for (int64_t n = 0; n < chunk.images; ++n) {
+              gather_plane(src + ((chunk.first_image + n) * c.channels + grp * out_g + co) * plane,
+                           g.out_h, g.out_w, g.width, chunk.first_pixel,
+                           chunk.first_pixel + chunk.pixels, y, x, dst + n * chunk.pixels);
+            }
+            std::fill(dst + chunk.rows(), dst + width, T(0));
+          }
+        }
+      }
+    }
+  }
+
+  // rows[2 * ch + bound] = NCHW pair (lo, hi) at channels first + ch, chunk pixels (plane each).
+  void gather(const T* lo, const T* hi, int64_t channels, int64_t first, int64_t count,
+              int64_t plane, const Chunk& chunk, T* rows) const {
+    for (int64_t ch = 0; ch < count; ++ch) {
+      for (int bound = 0; bound < 2; ++bound) {
+        const T* src = (bound == 0 ? lo : hi) + (first + ch) * plane + chunk.first_pixel;
+        T* dst = rows + (2 * ch + bound) * width;
+        for (int64_t n = 0; n < chunk.images; ++n) {
+          std::copy_n(src + (chunk.first_image + n) * channels * plane, chunk.pixels,
+                      dst + n * chunk.pixels);
+        }
+        std::fill(dst + chunk.rows(), dst + width, T(0));
+      }
+    }
+  }
+
+  // The result pair (out_lo, out_hi) at channels first + ch += rows[2 * ch + bound].
+  void add(const T* rows, int64_t channels, int64_t first, int64_t count, int64_t plane,
+           const Chunk& chunk) const {
+    for (int64_t ch = 0; ch < count; ++ch) {
+      for (int bound = 0; bound < 2; ++bound) {
+        T* dst = (bound == 0 ? c.o.out_lo : c.o.out_hi) + (first + ch) * plane + chunk.first_pixel;
+        const T* src = rows + (2 * ch + bound) * width;
+        for (int64_t n = 0; n < chunk.images; ++n) {
+          T* d = dst + (chunk.first_image + n) * channels * plane;
+          const T* r = src + n * chunk.pixels;
+          for (int64_t q = 0; q < chunk.pixels; ++q) d[q] += r[q];
+        }
+      }
+    }
+  }
+};
+
+// Runs body(chunk, rows, buffer) for every chunk in parallel, `buffer` holding buffer_rows rows.
+template <typename T, typename F>
+void for_each_chunk(const KernelCall<T>& c, int64_t pixels, int64_t buffer_rows, F&& body) {
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, pixels, buffer_rows * int64_t(sizeof(T)));
+  at::parallel_for(0, int64_t(chunks.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Chunk& chunk = chunks[i];
+      const PixelRows<T> rows{c, round_up(chunk.rows(), pixel_tile<T>())};
+      T* buffer = static_cast<T*>(thread_workspace(buffer_rows * rows.width * sizeof(T)));
+      body(chunk, rows, buffer);
+    }
+  });
+}
+
+// The group's weight pair at (out channel co, tap k) of a (C_out, kg) weight.
+template <typename T>
+std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64_t k) {
+  const int64_t at = (grp * c.group_channels() + co) * c.g.column_rows() + k;
+  return {c.o.w_lo[at], c.o.w_hi[at]};
+}
+
+// y rows (2 * co + bound): lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l).
+template <typename T>
+void conv2d_forward_nonneg(const KernelCall<T>& c) {
+  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  std::vector<TermLists<T>> lists;
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    std::vector<std::vector<std::pair<int32_t, T>>> terms(2 * out_g);
+    for (int64_t co = 0; co < out_g; ++co) {
+      for (int64_t k = 0; k < kg; ++k) {
+        const auto [a, b] = weight_at(c, grp, co, k);
+        terms[2 * co].push_back({int32_t(2 * k + (a >= T(0) ? 0 : 1)), a});
+        terms[2 * co + 1].push_back({int32_t(2 * k + (b >= T(0) ? 1 : 0)), b});
+      }
+    }
+    lists.emplace_back(terms, 2 * kg);
+  }
+  for_each_chunk(c, c.g.out_pixels(), 2 * (kg + out_g),
+                 [&](const Chunk& chunk, const PixelRows<T>& rows, T* buffer) {
+                   T* out = buffer + 2 * kg * rows.width;
+                   for (int64_t grp = 0; grp < c.groups; ++grp) {
+                     rows.input_windows(grp, chunk, buffer);
+                     lists[grp].combine(buffer, out, rows.width);
+                     rows.add(out, c.channels, grp * out_g, out_g, c.g.out_pixels(), chunk);
+                   }
+                 });
+}
+
+// dx rows (2 * ci + bound): each weight's two products go to one bound each,
+// dl += a gl [a >= 0] + b gh [b < 0], dh += a gl [a < 0] + b gh [b >= 0].
+template <typename T>
+void conv2d_backward_input_nonneg(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
+  const int64_t sources = out_g * taps;
+  std::vector<TermLists<T>> lists;
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    std::vector<std::vector<std::pair<int32_t, T>>> terms(2 * g.channels);
+    for (int64_t ci = 0; ci < g.channels; ++ci) {
+      for (int64_t s = 0; s < sources; ++s) {
+        const auto [a, b] = weight_at(c, grp, s / taps, ci * taps + s % taps);
+        terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({int32_t(2 * s), a});
+        terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({int32_t(2 * s + 1), b});
+      }
+    }
+    lists.emplace_back(terms, 2 * sources);
+  }
+  for_each_chunk(c, g.image_pixels(), 2 * (sources + g.channels),
+                 [&](const Chunk& chunk, const PixelRows<T>& rows, T* buffer) {
+                   T* out = buffer + 2 * sources * rows.width;
+                   for (int64_t grp = 0; grp < c.groups; ++grp) {
+                     rows.gradient_windows(grp, chunk, buffer);
+                     lists[grp].combine(buffer, out, rows.width);
+                     rows.add(out, g.channels * c.groups, grp * g.channels, g.channels,
+                              g.image_pixels(), chunk);
+                   }
+                 });
+}
+
+// dw: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ? h : l) over batch and pixels; each
+// thread sums its chunks into its own partial gradient, added up at the end.
+template <typename T>
+void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
+  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const int64_t per_group = 2 * out_g * kg;
+  std::vector<int32_t> grows(2 * out_g), srows(c.groups * per_group);
+  for (int64_t q = 0; q < 2 * out_g; ++q) grows[q] = int32_t(q);
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t co = 0; co < out_g; ++co) {
+      for (int64_t k = 0; k < kg; ++k) {
+        const auto [a, b] = weight_at(c, grp, co, k);
+        int32_t* s = &srows[grp * per_group + 2 * co * kg + k];
+        s[0] = int32_t(2 * k + (a >= T(0) ? 0 : 1));
+        s[kg] = int32_t(2 * k + (b >= T(0) ? 1 : 0));
+      }
+    }
+  }
+  const int64_t threads = at::get_num_threads();
+  at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
+  T* parts = partial.mutable_data_ptr<T>();
+  for_each_chunk(c, c.g.out_pixels(), 2 * (kg + out_g),
+                 [&](const Chunk& chunk, const PixelRows<T>& rows, T* buffer) {
+                   T* grads = buffer + 2 * kg * rows.width;
+                   T* part = parts + at::get_thread_num() * c.groups * per_group;
+                   for (int64_t grp = 0; grp < c.groups; ++grp) {
+                     rows.input_windows(grp, chunk, buffer);
+                     rows.gather(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g,
+                                 c.g.out_pixels(), chunk, grads);
+                     dot_rows<T>(2 * out_g, kg, grows.data(), &srows[grp * per_group], grads,
+                                 buffer, rows.width, rows.width, part + grp * per_group);
+                   }
+                 });
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t co = 0; co < out_g; ++co) {
+      for (int64_t k = 0; k < kg; ++k) {
+        const int64_t at = grp * per_group + 2 * co * kg + k;
+        T da = T(0), db = T(0);
+        for (int64_t t = 0; t < threads; ++t) {
+          da += parts[t * c.groups * per_group + at];
+          db += parts[t * c.groups * per_group + at + kg];
+        }
+        c.o.out_lo[(grp * out_g + co) * kg + k] += da;
+        c.o.out_hi[(grp * out_g + co) * kg + k] += db;
+      }
+    }
+  }
+}
+
 // --------------------------------------------------------------------------------- the ops
 
 // A conv_transpose2d weight (C_in, C_out/groups, kh, kw) as the row-major GEMM operand
@@ -433,7 +737,7 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   auto [y_lo, y_hi] = init_output({batch, out_channels, g.out_h, g.out_w}, x_lo.options(), b_lo,
                                   b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_cpu", [&] {
-    conv2d_forward_kernel<scalar_t>(
+    (input_nonneg ? conv2d_forward_nonneg<scalar_t> : conv2d_forward_kernel<scalar_t>)(
         {g, batch, groups, out_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
          x_lo.options()});
@@ -458,8 +762,11 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
   AT_DISPATCH_FLOATING_TYPES(
       x_lo.scalar_type(),
       kWeight ? "interval_conv2d_backward_weight_cpu" : "interval_conv2d_backward_input_cpu", [&] {
-        constexpr auto kernel = kWeight ? conv2d_backward_weight_kernel<scalar_t>
-                                        : conv2d_backward_input_kernel<scalar_t>;
+        const auto kernel =
+            kWeight ? (input_nonneg ? conv2d_backward_weight_nonneg<scalar_t>
+                                    : conv2d_backward_weight_kernel<scalar_t>)
+                    : (input_nonneg ? conv2d_backward_input_nonneg<scalar_t>
+                                    : conv2d_backward_input_kernel<scalar_t>);
         kernel({g, batch, groups, out_channels,
                 operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, out_lo, out_hi),
                 input_nonneg, x_lo.options()});

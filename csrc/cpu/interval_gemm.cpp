@@ -78,6 +78,17 @@ const IsaKernels<double>& active_kernels<double>() {
   return active_table().f64;
 }
 
+template <typename T>
+const PixelKernels<T>& active_pixel_kernels();
+template <>
+const PixelKernels<float>& active_pixel_kernels<float>() {
+  return active_table().pixel_f32;
+}
+template <>
+const PixelKernels<double>& active_pixel_kernels<double>() {
+  return active_table().pixel_f64;
+}
+
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -198,6 +209,25 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
   run_blocks(active_kernels<T>().backward_weight, args, N, K, M);
 }
 
+template <typename T>
+int64_t pixel_tile() {
+  return active_pixel_kernels<T>().pixel_tile;
+}
+
+template <typename T>
+void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                  const int32_t* row, const T* src, int64_t ld_src, T* out, int64_t ld_out,
+                  int64_t width, bool accumulate) {
+  active_pixel_kernels<T>().combine(rows, begin, end, coef, row, src, ld_src, out, ld_out, width,
+                                    accumulate);
+}
+
+template <typename T>
+void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow, const T* g,
+              const T* src, int64_t ld, int64_t width, T* out) {
+  active_pixel_kernels<T>().dot(groups, n, grow, srow, g, src, ld, width, out);
+}
+
 #define INN_INSTANTIATE(T)                                                                     \
   template void interval_gemm_forward<T>(int64_t, int64_t, int64_t, ConstView<T>, ConstView<T>, \
                                          ConstView<T>, ConstView<T>, View<T>, View<T>, bool,   \
@@ -209,7 +239,12 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
   template void interval_gemm_backward_weight<T>(int64_t, int64_t, int64_t, ConstView<T>,      \
                                                  ConstView<T>, ConstView<T>, ConstView<T>,     \
                                                  ConstView<T>, ConstView<T>, View<T>, View<T>, \
-                                                 bool, bool);
+                                                 bool, bool);                  \
+  template int64_t pixel_tile<T>();                                                            \
+  template void combine_rows<T>(int64_t, const int64_t*, const int64_t*, const T*,             \
+                                const int32_t*, const T*, int64_t, T*, int64_t, int64_t, bool); \
+  template void dot_rows<T>(int64_t, int64_t, const int32_t*, const int32_t*, const T*,         \
+                            const T*, int64_t, int64_t, T*);
 INN_INSTANTIATE(float)
 INN_INSTANTIATE(double)
 #undef INN_INSTANTIATE

@@ -46,4 +46,20 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
                                    ConstView<T> w_lo, ConstView<T> w_hi, View<T> dw_lo,
                                    View<T> dw_hi, bool input_nonneg, bool accumulate);
 
+// Pixel-lane kernels of the convolutions (rows of `width` pixels, `width` a multiple of
+// pixel_tile<T>(); single-threaded: the convolutions parallelise over pixel chunks).
+template <typename T>
+int64_t pixel_tile();
+
+// out[r][p] (+)= sum over t in [begin[r], end[r]) of coef[t] * src[row[t] * ld_src + p].
+template <typename T>
+void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                  const int32_t* row, const T* src, int64_t ld_src, T* out, int64_t ld_out,
+                  int64_t width, bool accumulate);
+
+// out[q * n + j] += sum over p of g[grow[q] * ld + p] * src[srow[q * n + j] * ld + p].
+template <typename T>
+void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow, const T* g,
+              const T* src, int64_t ld, int64_t width, T* out);
+
 }  // namespace inn::cpu
