@@ -52,17 +52,24 @@ struct IsaKernels {
 // they compute). `width` arguments are multiples of `pixel_tile`.
 template <typename T>
 using CombineFn = void (*)(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
-                           const int32_t* row, const T* src, int64_t ld_src, T* out,
-                           int64_t ld_out, int64_t width, bool accumulate);
+                           const int64_t* offset, const T* src, T* out, int64_t ld_out,
+                           int64_t width, bool accumulate);
 template <typename T>
 using DotFn = void (*)(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow,
                        const T* g, const T* src, int64_t ld, int64_t width, T* out);
 
 template <typename T>
+using ForwardTilesFn = void (*)(int64_t co_tiles, int64_t taps, const T* w, const uint16_t* sign,
+                                const int64_t* lo_off, const int64_t* hi_off, const T* src,
+                                T* out, int64_t ld_out, int64_t width);
+
+template <typename T>
 struct PixelKernels {
   CombineFn<T> combine;
   DotFn<T> dot;
+  ForwardTilesFn<T> forward;
   int64_t pixel_tile;
+  int64_t forward_channels;  // output channels per forward tile
 };
 
 // Vectors per combine_rows tile (8: the accumulators that cover 4-cycle FMAs on 2 pipes).

@@ -97,12 +97,12 @@ void backward_weight(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t k0, i
 // The pixel-lane kernels (pixel_simd_kernels.h), one pixel at a time.
 template <typename T>
 void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
-                  const int32_t* row, const T* src, int64_t ld_src, T* out, int64_t ld_out,
-                  int64_t width, bool accumulate) {
+                  const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
+                  bool accumulate) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t p = 0; p < width; ++p) {
       T acc = accumulate ? out[r * ld_out + p] : T(0);
-      for (int64_t t = begin[r]; t < end[r]; ++t) acc += coef[t] * src[row[t] * ld_src + p];
+      for (int64_t t = begin[r]; t < end[r]; ++t) acc += coef[t] * src[offset[t] + p];
       out[r * ld_out + p] = acc;
     }
   }
@@ -121,8 +121,27 @@ void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* sro
 }
 
 template <typename T>
+void forward_tiles(int64_t co_tiles, int64_t taps, const T* w, const uint16_t* sign,
+                   const int64_t* lo_off, const int64_t* hi_off, const T* src, T* out,
+                   int64_t ld_out, int64_t width) {
+  for (int64_t c = 0; c < co_tiles; ++c) {
+    for (int64_t p = 0; p < width; ++p) {
+      T lo = T(0), hi = T(0);
+      for (int64_t t = 0; t < taps; ++t) {
+        const T l = src[lo_off[t] + p], h = src[hi_off[t] + p];
+        const T a = w[(c * taps + t) * 2], b = w[(c * taps + t) * 2 + 1];
+        lo = fma_lo(a, nonneg_lo_input(a, l, h), lo);
+        hi = fma_hi(b, nonneg_hi_input(b, l, h), hi);
+      }
+      out[2 * c * ld_out + p] = lo;
+      out[(2 * c + 1) * ld_out + p] = hi;
+    }
+  }
+}
+
+template <typename T>
 constexpr PixelKernels<T> pixel_kernels() {
-  return {&combine_rows<T>, &dot_rows<T>, 8};
+  return {&combine_rows<T>, &dot_rows<T>, &forward_tiles<T>, 8, 1};
 }
 
 template <typename T>

@@ -177,47 +177,35 @@ void col2im_add(const ConvGeometry& g, const Chunk& chunk, const T* col_lo, cons
 
 // ------------------------------------------------------------------ pixel-lane (transposed) rows
 
-// How a destination pixel coordinate d maps to a source coordinate: (d * num + offset) / den,
-// valid where that division is exact and lands inside the source. A conv2d input window is
-// (stride, tap offset, 1); the conv2d output pixels an input pixel feeds are (1, offset, stride).
+// How a destination pixel coordinate d maps to a source coordinate d * step + offset (a conv2d
+// input window: step = stride, offset = the tap's offset minus the padding).
 struct Axis {
-  int64_t num, offset, den;
+  int64_t step, offset;
 };
 
-// dst[p - p0] = src plane (src_h x src_w) at the mapped coordinates of destination pixels
-// [p0, p1) of a grid dst_w pixels wide, zero where the mapping is not valid. One pass per
-// destination row; strided copies where den == 1 (the common case: no per-pixel tests).
+// dst[p - p0] = the src plane (src_h x src_w) at the mapped coordinates of destination pixels
+// [p0, p1) of a grid dst_w pixels wide, zero outside the plane. One pass per destination row:
+// zeros, a strided copy, zeros (no per-pixel tests).
 template <typename T>
 void gather_plane(const T* src, int64_t src_h, int64_t src_w, int64_t dst_w, int64_t p0,
                   int64_t p1, Axis y, Axis x, T* dst) {
-  auto source = [](int64_t d, const Axis& a, int64_t size) -> int64_t {
-    const int64_t n = d * a.num + a.offset;
-    if (n < 0 || n % a.den != 0 || n / a.den >= size) return -1;
-    return n / a.den;
+  // first d >= 0 with d * step + offset >= 0, and past the last one with it < size
+  auto first = [](const Axis& a) { return a.offset >= 0 ? 0 : (a.step - 1 - a.offset) / a.step; };
+  auto end = [](const Axis& a, int64_t size) {
+    return size - 1 - a.offset < 0 ? int64_t(0) : (size - 1 - a.offset) / a.step + 1;
   };
+  const int64_t x_first = first(x), x_end = end(x, src_w);
   for (int64_t p = p0; p < p1;) {
     const int64_t dy = p / dst_w, x0 = p % dst_w, x1 = std::min(dst_w, x0 + (p1 - p));
-    T* out = dst + (p - p0);
-    const int64_t sy = source(dy, y, src_h);
-    if (sy < 0) {
-      std::fill(out, out + (x1 - x0), T(0));
-    } else if (x.den == 1) {
-      // valid columns: 0 <= d * num + offset < src_w
-      const T* row = src + sy * src_w;
-      const int64_t lo = std::clamp<int64_t>(
-          x.offset >= 0 ? 0 : (-x.offset + x.num - 1) / x.num, x0, x1);
-      const int64_t hi = std::clamp<int64_t>(
-          src_w - 1 - x.offset < 0 ? 0 : (src_w - 1 - x.offset) / x.num + 1, lo, x1);
-      std::fill(out, out + (lo - x0), T(0));
-      for (int64_t d = lo; d < hi; ++d) out[d - x0] = row[d * x.num + x.offset];
-      std::fill(out + (hi - x0), out + (x1 - x0), T(0));
-    } else {
-      const T* row = src + sy * src_w;
-      for (int64_t d = x0; d < x1; ++d) {
-        const int64_t sx = source(d, x, src_w);
-        out[d - x0] = sx < 0 ? T(0) : row[sx];
-      }
-    }
+    T* out = dst + (p - p0) - x0;  // out[d] for d in [x0, x1)
+    const int64_t sy = dy * y.step + y.offset;
+    const bool inside = sy >= 0 && sy < src_h;
+    const int64_t lo = inside ? std::clamp(x_first, x0, x1) : x1;
+    const int64_t hi = inside ? std::clamp(x_end, lo, x1) : x1;
+    std::fill(out + x0, out + lo, T(0));
+    const T* row = src + sy * src_w + x.offset;
+    for (int64_t d = lo; d < hi; ++d) out[d] = row[d * x.step];
+    std::fill(out + hi, out + x1, T(0));
     p += x1 - x0;
   }
 }

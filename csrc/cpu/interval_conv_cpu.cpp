@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -400,32 +401,39 @@ void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
 }
 
 // -------------------------------------------------------- conv2d, non-negative mode: pixel lanes
-// With x_lo >= 0 every term is a weight bound times ONE input row, chosen by the weight's sign:
-// a scalar per term. So each kernel call first turns the weights into term lists (coefficient,
-// source row) per output row, and the chunks then run through the pixel-lane kernels of
+// With x_lo >= 0 every term is a weight bound times ONE input row, chosen by the weight's sign: a
+// scalar per term. So each kernel call first turns the weights into term lists (coefficient,
+// source offset) per output row, and the chunks then run through the pixel-lane kernels of
 // interval_gemm.h: rows of chunk pixels (lanes) times broadcast coefficients, two multiply-adds
-// per weight and pixel, no per-lane selection, outputs written as NCHW rows. This suits the
-// few-channel layers (8..64 channels, large images) the row-major GEMMs above handle poorly: their
-// register tiles run lanes over channels, and their im2col and packing copy every element twice.
+// per weight and pixel, no per-lane selection. This suits the few-channel layers (8..64 channels,
+// large images) that the row-major GEMMs above handle poorly: their register tiles run lanes over
+// channels, and their im2col and packing copy every element twice.
 //
-// Chunk buffers are row-major over pixels: row 2 * k + bound (bound 0: lo, 1: hi) holds the
-// chunk's pixels (images side by side), padded with zeros to `width`, a multiple of
-// pixel_tile<T>(). Chunks run in parallel, each on its thread's workspace.
+// Stride-1 layers read no im2col at all ("direct"): the source planes of a chunk are copied once,
+// zero padded, into rows `padded_w` wide; output pixel (y, x) is position y * padded_w + x, and
+// tap (i, j) reads position + i * dilation_h * padded_w + j * dilation_w. The extra columns of
+// the padded grid are computed and dropped. The input gradient is the same with the output
+// gradient as source and the kernel flipped. Other strides, and the weight gradient (whose
+// products must not see the dropped columns), gather transposed im2col rows instead.
+//
+// All chunk buffers are row-major over positions, one row per (channel or tap, bound), with a
+// fixed row length per call (so term offsets hold for every chunk) and zeros past the pixels.
 
-// Bytes of chunk buffers per chunk pixel at most (about the L2 cache), and the least pixels of a
-// chunk (amortises the horizontal sums of the weight gradient).
-constexpr int64_t kPixelBudgetBytes = int64_t(1) << 20;
+// Chunk buffer bytes per pixel at most (about the L2 cache), and the least pixels of a chunk
+// (amortises the horizontal sums of the weight gradient).
+static const int64_t kPixelBudgetBytes = int64_t(std::getenv("INN_BUDGET_KB") ? std::atoi(std::getenv("INN_BUDGET_KB")) : 1024) << 10;
 constexpr int64_t kMinChunkPixels = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// The batch's pixels in chunks: whole images when images are small, parts of one image
-// otherwise; at least two chunks per thread where that leaves kMinChunkPixels per chunk.
-std::vector<Chunk> pixel_chunks(int64_t batch, int64_t pixels, int64_t bytes_per_pixel) {
+// The batch's `pixels` per image, grid_w per row, in chunks: whole images when images are small,
+// whole rows of one image otherwise; at least two chunks per thread where that leaves
+// kMinChunkPixels per chunk.
+std::vector<Chunk> pixel_chunks(int64_t batch, int64_t pixels, int64_t grid_w,
+                                int64_t bytes_per_pixel) {
   const int64_t share = ceil_div(batch * pixels, 2 * int64_t(at::get_num_threads()));
-  const int64_t rows = std::max(kMinChunkPixels,
-                                std::min(kPixelBudgetBytes / bytes_per_pixel, share));
+  int64_t rows = std::max(kMinChunkPixels, std::min(kPixelBudgetBytes / bytes_per_pixel, share));
   std::vector<Chunk> chunks;
   if (rows >= pixels) {
     const int64_t images = rows / pixels;
@@ -433,6 +441,7 @@ std::vector<Chunk> pixel_chunks(int64_t batch, int64_t pixels, int64_t bytes_per
       chunks.push_back({n, std::min(images, batch - n), 0, pixels});
     }
   } else {
+    rows = std::max(grid_w, rows / grid_w * grid_w);
     for (int64_t n = 0; n < batch; ++n) {
       for (int64_t p = 0; p < pixels; p += rows) {
         chunks.push_back({n, 1, p, std::min(rows, pixels - p)});
@@ -442,147 +451,205 @@ std::vector<Chunk> pixel_chunks(int64_t batch, int64_t pixels, int64_t bytes_per
   return chunks;
 }
 
-// Term lists of one group: row r's terms, in source-row order, are coef/row[begin, end); the
-// terms reading source rows of block b are [bounds[b * rows + r], bounds[(b + 1) * rows + r]).
-// Blocks of source rows keep a pixel tile of the sources in L1 while every output row uses it.
+// Where chunk pixel p (of a grid grid_w wide) of the chunk's image n is computed: position
+// n * image_stride + (p / grid_w) * row_stride + p % grid_w - base.
+struct Positions {
+  int64_t grid_w, image_stride, row_stride, base;
+  int64_t operator()(int64_t n, int64_t p) const {
+    return n * image_stride + (p / grid_w) * row_stride + p % grid_w - base;
+  }
+};
+
+// The layout of one kind of chunk buffer: positions, the computed width (a multiple of
+// pixel_tile<T>()) and the fixed row length `ld` (>= width plus the reach of the taps).
+struct ChunkLayout {
+  Positions at;
+  int64_t width, ld;
+};
+
+// One term of an output row: coef * source[offset + position]; `key` orders the terms and groups
+// them into blocks (the tap index).
+template <typename T>
+struct Term {
+  int64_t key, offset;
+  T coef;
+};
+
+// The term lists of one group: row r's terms are coef/offset[bounds[r], bounds[rows + r])..., by
+// block: the terms of keys in block b are [bounds[b * rows + r], bounds[(b + 1) * rows + r]).
+// Blocks keep a pixel tile of their sources in L1 while every output row reads it.
 template <typename T>
 struct TermLists {
   std::vector<T> coef;
-  std::vector<int32_t> row;
-  std::vector<int64_t> bounds;
+  std::vector<int64_t> offset, bounds;
   int64_t rows = 0, blocks = 0;
 
-  // terms[r]: (source row, coefficient) pairs of output row r, source rows ascending.
-  TermLists(const std::vector<std::vector<std::pair<int32_t, T>>>& terms, int64_t source_rows) {
-    const int64_t block = std::max<int64_t>(
-        2, int64_t(32 << 10) / (pixel_tile<T>() * int64_t(sizeof(T))) / 2 * 2);
+  // terms[r]: output row r's terms, keys ascending; keys_per_block: keys of one block.
+  TermLists(const std::vector<std::vector<Term<T>>>& terms, int64_t keys,
+            int64_t keys_per_block) {
     rows = int64_t(terms.size());
-    blocks = std::max<int64_t>(1, ceil_div(source_rows, block));
+    blocks = std::max<int64_t>(1, ceil_div(keys, keys_per_block));
     bounds.resize((blocks + 1) * rows);
     for (int64_t r = 0; r < rows; ++r) {
       int64_t b = 0;
-      for (const auto& [source, c] : terms[r]) {
-        for (; b * block <= source; ++b) bounds[b * rows + r] = int64_t(coef.size());
-        coef.push_back(c);
-        row.push_back(source);
+      for (const Term<T>& t : terms[r]) {
+        for (; b * keys_per_block <= t.key; ++b) bounds[b * rows + r] = int64_t(coef.size());
+        coef.push_back(t.coef);
+        offset.push_back(t.offset);
       }
       for (; b <= blocks; ++b) bounds[b * rows + r] = int64_t(coef.size());
     }
   }
 
-  // out (rows x width) = the sums of the terms over src (row-major, ld width).
-  void combine(const T* src, T* out, int64_t width) const {
+  // out (rows x width, row length ld_out) = the sums of the terms over src.
+  void combine(const T* src, T* out, int64_t ld_out, int64_t width) const {
     for (int64_t b = 0; b < blocks; ++b) {
-      combine_rows<T>(rows, &bounds[b * rows], &bounds[(b + 1) * rows], coef.data(), row.data(),
-                      src, width, out, width, width, b > 0);
+      combine_rows<T>(rows, &bounds[b * rows], &bounds[(b + 1) * rows], coef.data(),
+                      offset.data(), src, out, ld_out, width, b > 0);
     }
   }
 };
 
-// Moves between one group's channels of NCHW pairs and chunk buffers.
+// Taps per block: the two bounds' rows of a block at one pixel tile fill about 32 KiB.
 template <typename T>
-struct PixelRows {
-  const KernelCall<T>& c;
-  int64_t width;  // chunk buffer row length
+int64_t taps_per_block() {
+  static const int64_t kb = std::getenv("INN_TPB_KB") ? std::atoi(std::getenv("INN_TPB_KB")) : 16;
+  return std::max<int64_t>(1, int64_t(kb << 10) / (pixel_tile<T>() * int64_t(sizeof(T))));
+}
 
-  // rows[(2 * k + bound)] = the bound's input window tap k = (channel, i, j) at every output pixel
-  // of the chunk (im2col, transposed).
-  void input_windows(int64_t grp, const Chunk& chunk, T* rows) const {
-    const ConvGeometry& g = c.g;
-    const int64_t plane = g.image_pixels(), in_channels = g.channels * c.groups;
-    for (int64_t ch = 0; ch < g.channels; ++ch) {
-      for (int64_t i = 0; i < g.kernel_h; ++i) {
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          const int64_t k = (ch * g.kernel_h + i) * g.kernel_w + j;
-          const Axis y{g.stride_h, i * g.dilation_h - g.pad_h, 1};
-          const Axis x{g.stride_w, j * g.dilation_w - g.pad_w, 1};
-          for (int bound = 0; bound < 2; ++bound) {
-            const T* src = bound == 0 ? c.o.x_lo : c.o.x_hi;
-            T* dst = rows + (2 * k + bound) * width;
-            for (int64_t n = 0; n < chunk.images; ++n) {
-              gather_plane(src + ((chunk.first_image + n) * in_channels + grp * g.channels + ch) *
-                                     plane,
-                           g.height, g.width, g.out_w, chunk.first_pixel,
-                           chunk.first_pixel + chunk.pixels, y, x, dst + n * chunk.pixels);
-            }
-            std::fill(dst + chunk.rows(), dst + width, T(0));
-          }
-        }
-      }
-    }
+// A stride-1 conv2d (or its input gradient) as shifted reads of padded source planes: the
+// source (src_h x src_w) sits at row `top`, column `left` of zero planes padded_w wide, and the
+// output grid is out_h x out_w; a chunk of output rows [y0, y1) reads padded rows
+// [y0, y1 + reach_h), its slab. Tap offsets: tap_h * padded_w + tap_w.
+struct Direct {
+  int64_t src_h, src_w, top, left, padded_w, out_h, out_w, reach_h, reach_w;
+
+  int64_t slab_rows(const Chunk& c) const { return c.pixels / out_w + reach_h; }
+  ChunkLayout layout(const Chunk& c, int64_t ld) const {
+    const int64_t slab = slab_rows(c) * padded_w;
+    const int64_t last = (c.images - 1) * slab + (c.pixels / out_w) * padded_w;
+    return {{out_w, slab, padded_w, (c.first_pixel / out_w) * padded_w},
+            round_up(last, pixel_tile_width),
+            ld};
+  }
+  int64_t pixel_tile_width;
+  // Row length that fits every chunk's slabs and the reach of the last position's taps.
+  int64_t ld(const std::vector<Chunk>& chunks) const {
+    int64_t most = 0;
+    for (const Chunk& c : chunks) most = std::max(most, c.images * slab_rows(c) * padded_w);
+    return round_up(most, pixel_tile_width) + reach_h * padded_w + reach_w;
   }
 
-  // rows[2 * s + bound] = the bound's output gradient at tap s = (out channel, i, j) of every
-  // input pixel of the chunk: the output pixels each input pixel feeds (zero where none).
-  void gradient_windows(int64_t grp, const Chunk& chunk, T* rows) const {
-    const ConvGeometry& g = c.g;
-    const int64_t out_g = c.group_channels(), plane = g.out_pixels();
-    for (int64_t co = 0; co < out_g; ++co) {
-      for (int64_t i = 0; i < g.kernel_h; ++i) {
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          const int64_t s = (co * g.kernel_h + i) * g.kernel_w + j;
-          const Axis y{1, g.pad_h - i * g.dilation_h, g.stride_h};
-          const Axis x{1, g.pad_w - j * g.dilation_w, g.stride_w};
-          for (int bound = 0; bound < 2; ++bound) {
-            const T* src = bound == 0 ? c.o.g_lo : c.o.g_hi;
-            T* dst = rows + (2 * s + bound) * width;
-            for (int64_t n = 0; n < chunk.images; ++n) {
-              gather_plane(src + ((chunk.first_image + n) * c.channels + grp * out_g + co) * plane,
-                           g.out_h, g.out_w, g.width, chunk.first_pixel,
-                           chunk.first_pixel + chunk.pixels, y, x, dst + n * chunk.pixels);
-            }
-            std::fill(dst + chunk.rows(), dst + width, T(0));
-          }
-        }
-      }
-    }
-  }
-
-  // rows[2 * ch + bound] = NCHW pair (lo, hi) at channels first + ch, chunk pixels (plane each).
-  void gather(const T* lo, const T* hi, int64_t channels, int64_t first, int64_t count,
-              int64_t plane, const Chunk& chunk, T* rows) const {
+  // rows[(2 * ch + bound) * ld] = the padded slabs of channel first + ch of the pair (lo, hi) of
+  // NCHW tensors with `channels` channels.
+  template <typename T>
+  void fill(const T* lo, const T* hi, int64_t channels, int64_t first, int64_t count,
+            const Chunk& c, int64_t ld, T* rows) const {
+    const int64_t y0 = c.first_pixel / out_w, slab = slab_rows(c);
+    const int64_t copy = std::min(src_w, padded_w - left);
     for (int64_t ch = 0; ch < count; ++ch) {
       for (int bound = 0; bound < 2; ++bound) {
-        const T* src = (bound == 0 ? lo : hi) + (first + ch) * plane + chunk.first_pixel;
-        T* dst = rows + (2 * ch + bound) * width;
-        for (int64_t n = 0; n < chunk.images; ++n) {
-          std::copy_n(src + (chunk.first_image + n) * channels * plane, chunk.pixels,
-                      dst + n * chunk.pixels);
+        T* dst = rows + (2 * ch + bound) * ld;
+        for (int64_t n = 0; n < c.images; ++n) {
+          const T* plane = (bound == 0 ? lo : hi) +
+                           ((c.first_image + n) * channels + first + ch) * src_h * src_w;
+          for (int64_t r = 0; r < slab; ++r, dst += padded_w) {
+            const int64_t sy = y0 + r - top;
+            if (sy < 0 || sy >= src_h) {
+              std::fill_n(dst, padded_w, T(0));
+              continue;
+            }
+            std::fill_n(dst, left, T(0));
+            std::copy_n(plane + sy * src_w, copy, dst + left);
+            std::fill(dst + left + copy, dst + padded_w, T(0));
+          }
         }
-        std::fill(dst + chunk.rows(), dst + width, T(0));
-      }
-    }
-  }
-
-  // The result pair (out_lo, out_hi) at channels first + ch += rows[2 * ch + bound].
-  void add(const T* rows, int64_t channels, int64_t first, int64_t count, int64_t plane,
-           const Chunk& chunk) const {
-    for (int64_t ch = 0; ch < count; ++ch) {
-      for (int bound = 0; bound < 2; ++bound) {
-        T* dst = (bound == 0 ? c.o.out_lo : c.o.out_hi) + (first + ch) * plane + chunk.first_pixel;
-        const T* src = rows + (2 * ch + bound) * width;
-        for (int64_t n = 0; n < chunk.images; ++n) {
-          T* d = dst + (chunk.first_image + n) * channels * plane;
-          const T* r = src + n * chunk.pixels;
-          for (int64_t q = 0; q < chunk.pixels; ++q) d[q] += r[q];
-        }
+        std::fill(dst, rows + (2 * ch + bound + 1) * ld, T(0));
       }
     }
   }
 };
 
-// Runs body(chunk, rows, buffer) for every chunk in parallel, `buffer` holding buffer_rows rows.
-template <typename T, typename F>
-void for_each_chunk(const KernelCall<T>& c, int64_t pixels, int64_t buffer_rows, F&& body) {
-  const std::vector<Chunk> chunks =
-      pixel_chunks(c.batch, pixels, buffer_rows * int64_t(sizeof(T)));
-  at::parallel_for(0, int64_t(chunks.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const Chunk& chunk = chunks[i];
-      const PixelRows<T> rows{c, round_up(chunk.rows(), pixel_tile<T>())};
-      T* buffer = static_cast<T*>(thread_workspace(buffer_rows * rows.width * sizeof(T)));
-      body(chunk, rows, buffer);
+// conv2d's direct form (stride 1), or nullopt.
+std::optional<Direct> forward_direct(const ConvGeometry& g, int64_t tile) {
+  if (g.stride_h != 1 || g.stride_w != 1 || std::getenv("INN_NODIRECT")) return std::nullopt;
+  const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
+  return Direct{g.height, g.width, g.pad_h, g.pad_w, g.width + 2 * g.pad_w, g.out_h,
+                g.out_w,  reach_h, reach_w, tile};
+}
+
+// The input gradient's direct form (stride 1, padding at most the kernel's reach), or nullopt.
+std::optional<Direct> input_grad_direct(const ConvGeometry& g, int64_t tile) {
+  const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
+  if (g.stride_h != 1 || g.stride_w != 1 || g.pad_h > reach_h || g.pad_w > reach_w) {
+    return std::nullopt;
+  }
+  return Direct{g.out_h, g.out_w, reach_h - g.pad_h, reach_w - g.pad_w, g.width + reach_w,
+                g.height, g.width, reach_h, reach_w, tile};
+}
+
+// Gathered rows: position = chunk pixel index; rows[(2 * k + bound) * ld] = the bound's input at
+// tap k = (channel, i, j) of every output pixel of the chunk (transposed im2col).
+template <typename T>
+ChunkLayout gathered_layout(const ConvGeometry& g, const Chunk& c, int64_t ld) {
+  return {{g.out_w, c.pixels, g.out_w, c.first_pixel}, round_up(c.rows(), pixel_tile<T>()), ld};
+}
+
+template <typename T>
+void input_windows(const KernelCall<T>& c, int64_t grp, const Chunk& chunk, int64_t ld, T* rows) {
+  const ConvGeometry& g = c.g;
+  const int64_t plane = g.image_pixels(), in_channels = g.channels * c.groups;
+  for (int64_t ch = 0; ch < g.channels; ++ch) {
+    for (int64_t i = 0; i < g.kernel_h; ++i) {
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        const int64_t k = (ch * g.kernel_h + i) * g.kernel_w + j;
+        const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
+        const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
+        for (int bound = 0; bound < 2; ++bound) {
+          const T* src = bound == 0 ? c.o.x_lo : c.o.x_hi;
+          T* dst = rows + (2 * k + bound) * ld;
+          for (int64_t n = 0; n < chunk.images; ++n) {
+            gather_plane(
+                src + ((chunk.first_image + n) * in_channels + grp * g.channels + ch) * plane,
+                g.height, g.width, g.out_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels,
+                y, x, dst + n * chunk.pixels);
+          }
+          std::fill(dst + chunk.rows(), dst + ld, T(0));
+        }
+      }
     }
+  }
+}
+
+// The result pair (out_lo, out_hi), NCHW with `channels` channels of `plane` pixels, at channels
+// first + ch += rows[(2 * ch + bound) * ld] at the chunk's positions.
+template <typename T>
+void add_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout, int64_t channels,
+              int64_t first, int64_t count, int64_t plane, const Chunk& chunk) {
+  const int64_t grid_w = layout.at.grid_w;
+  for (int64_t ch = 0; ch < count; ++ch) {
+    for (int bound = 0; bound < 2; ++bound) {
+      const T* src = rows + (2 * ch + bound) * layout.ld;
+      for (int64_t n = 0; n < chunk.images; ++n) {
+        T* dst = (bound == 0 ? c.o.out_lo : c.o.out_hi) +
+                 ((chunk.first_image + n) * channels + first + ch) * plane;
+        for (int64_t p = chunk.first_pixel; p < chunk.first_pixel + chunk.pixels;) {
+          const int64_t run = std::min(grid_w - p % grid_w, chunk.first_pixel + chunk.pixels - p);
+          const T* s = src + layout.at(n, p);
+          for (int64_t q = 0; q < run; ++q) dst[p + q] += s[q];
+          p += run;
+        }
+      }
+    }
+  }
+}
+
+// Runs body(chunk, buffer) for every chunk in parallel, `buffer` of `elements` in the thread's
+// workspace.
+template <typename F>
+void for_each_chunk(const std::vector<Chunk>& chunks, size_t bytes, F&& body) {
+  at::parallel_for(0, int64_t(chunks.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) body(chunks[i], thread_workspace(bytes));
   });
 }
 
@@ -593,69 +660,118 @@ std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64
   return {c.o.w_lo[at], c.o.w_hi[at]};
 }
 
-// y rows (2 * co + bound): lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l).
+// y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l), in tiles of output
+// channels (forward_tiles) over the chunk's input rows.
 template <typename T>
 void conv2d_forward_nonneg(const KernelCall<T>& c) {
-  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
-  std::vector<TermLists<T>> lists;
+  const ConvGeometry& g = c.g;
+  const int64_t kg = g.column_rows(), taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
+  const int64_t tile = pixel_tile<T>(), mr = forward_tile_channels<T>();
+  const int64_t tiles = ceil_div(out_g, mr);
+  const std::optional<Direct> direct = forward_direct(g, tile);
+  const int64_t source_rows = 2 * (direct ? g.channels : kg);
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
+                   2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.channels : kg)));
+  int64_t ld = 0;
+  if (direct) {
+    ld = direct->ld(chunks);
+  } else {
+    for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  }
+  // Tap k = (channel, i, j): its input rows (bound 0: lo, 1: hi) in the chunk's source buffer.
+  std::vector<int64_t> offsets(2 * kg);
+  for (int64_t k = 0; k < kg; ++k) {
+    for (int bound = 0; bound < 2; ++bound) {
+      const int64_t i = k % taps / g.kernel_w, j = k % g.kernel_w;
+      offsets[bound * kg + k] =
+          direct ? (2 * (k / taps) + bound) * ld + i * g.dilation_h * direct->padded_w +
+                       j * g.dilation_w
+                 : (2 * k + bound) * ld;
+    }
+  }
+  // Weights and signs per group, tile and tap: [a x mr, b x mr]; channels past out_g are zero.
+  const int64_t per_group = tiles * kg * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
   for (int64_t grp = 0; grp < c.groups; ++grp) {
-    std::vector<std::vector<std::pair<int32_t, T>>> terms(2 * out_g);
     for (int64_t co = 0; co < out_g; ++co) {
       for (int64_t k = 0; k < kg; ++k) {
         const auto [a, b] = weight_at(c, grp, co, k);
-        terms[2 * co].push_back({int32_t(2 * k + (a >= T(0) ? 0 : 1)), a});
-        terms[2 * co + 1].push_back({int32_t(2 * k + (b >= T(0) ? 1 : 0)), b});
+        const int64_t at = grp * per_group + ((co / mr) * kg + k) * 2 * mr + co % mr;
+        packed[at] = a;
+        packed[at + mr] = b;
+        signs[at] = a >= T(0) ? 0xFFFF : 0;
+        signs[at + mr] = b >= T(0) ? 0xFFFF : 0;
       }
     }
-    lists.emplace_back(terms, 2 * kg);
   }
-  for_each_chunk(c, c.g.out_pixels(), 2 * (kg + out_g),
-                 [&](const Chunk& chunk, const PixelRows<T>& rows, T* buffer) {
-                   T* out = buffer + 2 * kg * rows.width;
-                   for (int64_t grp = 0; grp < c.groups; ++grp) {
-                     rows.input_windows(grp, chunk, buffer);
-                     lists[grp].combine(buffer, out, rows.width);
-                     rows.add(out, c.channels, grp * out_g, out_g, c.g.out_pixels(), chunk);
-                   }
-                 });
+  for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* src = static_cast<T*>(buffer);
+    T* out = src + source_rows * ld;
+    const ChunkLayout layout =
+        direct ? direct->layout(chunk, ld) : gathered_layout<T>(g, chunk, ld);
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      if (direct) {
+        direct->fill(c.o.x_lo, c.o.x_hi, g.channels * c.groups, grp * g.channels, g.channels,
+                     chunk, ld, src);
+      } else {
+        input_windows(c, grp, chunk, ld, src);
+      }
+      forward_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group],
+                       offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
+      add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.out_pixels(), chunk);
+    }
+  });
 }
 
 // dx rows (2 * ci + bound): each weight's two products go to one bound each,
-// dl += a gl [a >= 0] + b gh [b < 0], dh += a gl [a < 0] + b gh [b >= 0].
+// dl += a gl [a >= 0] + b gh [b < 0], dh += a gl [a < 0] + b gh [b >= 0]. Direct form only: the
+// caller falls back to the GEMM kernel without one.
 template <typename T>
-void conv2d_backward_input_nonneg(const KernelCall<T>& c) {
+void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) {
   const ConvGeometry& g = c.g;
   const int64_t taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
-  const int64_t sources = out_g * taps;
+  const std::vector<Chunk> chunks = pixel_chunks(c.batch, g.image_pixels(), g.width,
+                                                 2 * int64_t(sizeof(T)) * (out_g + g.channels));
+  const int64_t ld = direct.ld(chunks);
   std::vector<TermLists<T>> lists;
   for (int64_t grp = 0; grp < c.groups; ++grp) {
-    std::vector<std::vector<std::pair<int32_t, T>>> terms(2 * g.channels);
+    std::vector<std::vector<Term<T>>> terms(2 * g.channels);
     for (int64_t ci = 0; ci < g.channels; ++ci) {
-      for (int64_t s = 0; s < sources; ++s) {
-        const auto [a, b] = weight_at(c, grp, s / taps, ci * taps + s % taps);
-        terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({int32_t(2 * s), a});
-        terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({int32_t(2 * s + 1), b});
+      for (int64_t s = 0; s < out_g * taps; ++s) {  // s = (co, i, j), the kernel flipped
+        const int64_t i = s % taps / g.kernel_w, j = s % g.kernel_w;
+        const int64_t shift = (g.kernel_h - 1 - i) * g.dilation_h * direct.padded_w +
+                              (g.kernel_w - 1 - j) * g.dilation_w;
+        const int64_t co = s / taps;
+        const auto [a, b] = weight_at(c, grp, co, ci * taps + s % taps);
+        terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({s, 2 * co * ld + shift, a});
+        terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({s, (2 * co + 1) * ld + shift, b});
       }
     }
-    lists.emplace_back(terms, 2 * sources);
+    lists.emplace_back(terms, out_g * taps, taps_per_block<T>());
   }
-  for_each_chunk(c, g.image_pixels(), 2 * (sources + g.channels),
-                 [&](const Chunk& chunk, const PixelRows<T>& rows, T* buffer) {
-                   T* out = buffer + 2 * sources * rows.width;
-                   for (int64_t grp = 0; grp < c.groups; ++grp) {
-                     rows.gradient_windows(grp, chunk, buffer);
-                     lists[grp].combine(buffer, out, rows.width);
-                     rows.add(out, g.channels * c.groups, grp * g.channels, g.channels,
-                              g.image_pixels(), chunk);
-                   }
-                 });
+  for_each_chunk(chunks, 2 * (out_g + g.channels) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* src = static_cast<T*>(buffer);
+    T* out = src + 2 * out_g * ld;
+    const ChunkLayout layout = direct.layout(chunk, ld);
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      direct.fill(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, src);
+      lists[grp].combine(src, out, ld, layout.width);
+      add_rows(c, out, layout, g.channels * c.groups, grp * g.channels, g.channels,
+               g.image_pixels(), chunk);
+    }
+  });
 }
 
-// dw: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ? h : l) over batch and pixels; each
-// thread sums its chunks into its own partial gradient, added up at the end.
+// dw: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ? h : l) over batch and pixels, on
+// gathered rows; each thread sums its chunks into its own partial gradient, added up at the end.
 template <typename T>
 void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
-  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const ConvGeometry& g = c.g;
+  const int64_t kg = g.column_rows(), out_g = c.group_channels(), tile = pixel_tile<T>();
   const int64_t per_group = 2 * out_g * kg;
   std::vector<int32_t> grows(2 * out_g), srows(c.groups * per_group);
   for (int64_t q = 0; q < 2 * out_g; ++q) grows[q] = int32_t(q);
@@ -669,21 +785,34 @@ void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
       }
     }
   }
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w, 2 * int64_t(sizeof(T)) * (kg + out_g));
+  int64_t ld = 0;
+  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
   const int64_t threads = at::get_num_threads();
   at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
   T* parts = partial.mutable_data_ptr<T>();
-  for_each_chunk(c, c.g.out_pixels(), 2 * (kg + out_g),
-                 [&](const Chunk& chunk, const PixelRows<T>& rows, T* buffer) {
-                   T* grads = buffer + 2 * kg * rows.width;
-                   T* part = parts + at::get_thread_num() * c.groups * per_group;
-                   for (int64_t grp = 0; grp < c.groups; ++grp) {
-                     rows.input_windows(grp, chunk, buffer);
-                     rows.gather(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g,
-                                 c.g.out_pixels(), chunk, grads);
-                     dot_rows<T>(2 * out_g, kg, grows.data(), &srows[grp * per_group], grads,
-                                 buffer, rows.width, rows.width, part + grp * per_group);
-                   }
-                 });
+  for_each_chunk(chunks, 2 * (kg + out_g) * ld * sizeof(T), [&](const Chunk& chunk, void* buffer) {
+    T* cols = static_cast<T*>(buffer);
+    T* grads = cols + 2 * kg * ld;
+    const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
+    T* part = parts + at::get_thread_num() * c.groups * per_group;
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      input_windows(c, grp, chunk, ld, cols);
+      for (int64_t q = 0; q < 2 * out_g; ++q) {
+        const T* src = (q % 2 == 0 ? c.o.g_lo : c.o.g_hi) + (grp * out_g + q / 2) * g.out_pixels();
+        T* dst = grads + q * ld;
+        for (int64_t n = 0; n < chunk.images; ++n) {
+          std::copy_n(src + (chunk.first_image + n) * c.channels * g.out_pixels() +
+                          chunk.first_pixel,
+                      chunk.pixels, dst + n * chunk.pixels);
+        }
+        std::fill(dst + chunk.rows(), dst + layout.width, T(0));
+      }
+      dot_rows<T>(2 * out_g, kg, grows.data(), &srows[grp * per_group], grads, cols, ld,
+                  layout.width, part + grp * per_group);
+    }
+  });
   for (int64_t grp = 0; grp < c.groups; ++grp) {
     for (int64_t co = 0; co < out_g; ++co) {
       for (int64_t k = 0; k < kg; ++k) {
@@ -762,14 +891,20 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
   AT_DISPATCH_FLOATING_TYPES(
       x_lo.scalar_type(),
       kWeight ? "interval_conv2d_backward_weight_cpu" : "interval_conv2d_backward_input_cpu", [&] {
-        const auto kernel =
-            kWeight ? (input_nonneg ? conv2d_backward_weight_nonneg<scalar_t>
-                                    : conv2d_backward_weight_kernel<scalar_t>)
-                    : (input_nonneg ? conv2d_backward_input_nonneg<scalar_t>
-                                    : conv2d_backward_input_kernel<scalar_t>);
-        kernel({g, batch, groups, out_channels,
-                operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, out_lo, out_hi),
-                input_nonneg, x_lo.options()});
+        const KernelCall<scalar_t> call{
+            g, batch, groups, out_channels,
+            operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, out_lo, out_hi),
+            input_nonneg, x_lo.options()};
+        const std::optional<Direct> direct =
+            kWeight ? std::nullopt : input_grad_direct(g, pixel_tile<scalar_t>());
+        if (kWeight) {
+          (input_nonneg ? conv2d_backward_weight_nonneg<scalar_t>
+                        : conv2d_backward_weight_kernel<scalar_t>)(call);
+        } else if (input_nonneg && direct) {
+          conv2d_backward_input_nonneg<scalar_t>(call, *direct);
+        } else {
+          conv2d_backward_input_kernel<scalar_t>(call);
+        }
       });
   return {out_lo, out_hi};
 }

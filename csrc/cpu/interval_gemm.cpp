@@ -216,10 +216,23 @@ int64_t pixel_tile() {
 
 template <typename T>
 void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
-                  const int32_t* row, const T* src, int64_t ld_src, T* out, int64_t ld_out,
-                  int64_t width, bool accumulate) {
-  active_pixel_kernels<T>().combine(rows, begin, end, coef, row, src, ld_src, out, ld_out, width,
+                  const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
+                  bool accumulate) {
+  active_pixel_kernels<T>().combine(rows, begin, end, coef, offset, src, out, ld_out, width,
                                     accumulate);
+}
+
+template <typename T>
+int64_t forward_tile_channels() {
+  return active_pixel_kernels<T>().forward_channels;
+}
+
+template <typename T>
+void forward_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                   const int64_t* lo_off, const int64_t* hi_off, const T* src, T* out,
+                   int64_t ld_out, int64_t width) {
+  active_pixel_kernels<T>().forward(tiles, taps, w, sign, lo_off, hi_off, src, out, ld_out,
+                                    width);
 }
 
 template <typename T>
@@ -242,7 +255,10 @@ void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* sro
                                                  bool, bool);                  \
   template int64_t pixel_tile<T>();                                                            \
   template void combine_rows<T>(int64_t, const int64_t*, const int64_t*, const T*,             \
-                                const int32_t*, const T*, int64_t, T*, int64_t, int64_t, bool); \
+                                const int64_t*, const T*, T*, int64_t, int64_t, bool);         \
+  template int64_t forward_tile_channels<T>();                                                 \
+  template void forward_tiles<T>(int64_t, int64_t, const T*, const uint16_t*, const int64_t*,   \
+                                 const int64_t*, const T*, T*, int64_t, int64_t);              \
   template void dot_rows<T>(int64_t, int64_t, const int32_t*, const int32_t*, const T*,         \
                             const T*, int64_t, int64_t, T*);
 INN_INSTANTIATE(float)

@@ -51,11 +51,24 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
 template <typename T>
 int64_t pixel_tile();
 
-// out[r][p] (+)= sum over t in [begin[r], end[r]) of coef[t] * src[row[t] * ld_src + p].
+// out[r * ld_out + p] (+)= sum over t in [begin[r], end[r]) of coef[t] * src[offset[t] + p].
 template <typename T>
 void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
-                  const int32_t* row, const T* src, int64_t ld_src, T* out, int64_t ld_out,
-                  int64_t width, bool accumulate);
+                  const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
+                  bool accumulate);
+
+// Channels per tile of forward_tiles.
+template <typename T>
+int64_t forward_tile_channels();
+
+// The non-negative conv forward in tiles of forward_tile_channels<T>() output channels c: out
+// row 2 * c (+ 1) = sum over taps t of a * (a >= 0 ? l_t : h_t) (b * (b >= 0 ? h_t : l_t)), with
+// the weights packed per tile and tap as [a x channels, b x channels] and sign words alike
+// (0xFFFF where the weight is >= 0, else 0); l_t, h_t at src + lo_off[t], src + hi_off[t].
+template <typename T>
+void forward_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                   const int64_t* lo_off, const int64_t* hi_off, const T* src, T* out,
+                   int64_t ld_out, int64_t width);
 
 // out[q * n + j] += sum over p of g[grow[q] * ld + p] * src[srow[q * n + j] * ld + p].
 template <typename T>
