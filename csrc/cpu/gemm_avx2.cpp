@@ -27,7 +27,7 @@ struct Tiles {
   static constexpr int64_t kWideCols = 256;
   static constexpr int kDotR = 2, kDotC = 2;
   static constexpr int64_t kDotMaxRows = 8;
-  static constexpr int kPixMR = 2;  // pixel-lane forward: 2 channels x 2 vectors x 2 bounds
+  static constexpr int kPixMR = 2, kPixNV = 2;  // pixel-lane forward tile (channels, vectors)
 };
 
 struct F32 : Tiles {

@@ -35,7 +35,7 @@ struct Tiles {
   static constexpr int64_t kWideCols = 256;
   static constexpr int kDotR = 4, kDotC = 2;
   static constexpr int64_t kDotMaxRows = 8;
-  static constexpr int kPixMR = 6;  // pixel-lane forward: 6 channels x 2 vectors x 2 bounds
+  static constexpr int kPixMR = 4, kPixNV = 3;  // pixel-lane forward tile (channels, vectors)
 };
 
 struct F32 : Tiles {

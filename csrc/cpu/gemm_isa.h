@@ -59,17 +59,18 @@ using DotFn = void (*)(int64_t groups, int64_t n, const int32_t* grow, const int
                        const T* g, const T* src, int64_t ld, int64_t width, T* out);
 
 template <typename T>
-using ForwardTilesFn = void (*)(int64_t co_tiles, int64_t taps, const T* w, const uint16_t* sign,
-                                const int64_t* lo_off, const int64_t* hi_off, const T* src,
-                                T* out, int64_t ld_out, int64_t width);
+using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                               const uint16_t* enable, const int64_t* x_off,
+                               const int64_t* y_off, const T* src, T* out, int64_t ld_out,
+                               int64_t width);
 
 template <typename T>
 struct PixelKernels {
   CombineFn<T> combine;
   DotFn<T> dot;
-  ForwardTilesFn<T> forward;
+  SelectTilesFn<T> select;
   int64_t pixel_tile;
-  int64_t forward_channels;  // output channels per forward tile
+  int64_t tile_channels;  // output channels per select tile
 };
 
 // Vectors per combine_rows tile (8: the accumulators that cover 4-cycle FMAs on 2 pipes).

@@ -121,17 +121,17 @@ void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* sro
 }
 
 template <typename T>
-void forward_tiles(int64_t co_tiles, int64_t taps, const T* w, const uint16_t* sign,
-                   const int64_t* lo_off, const int64_t* hi_off, const T* src, T* out,
-                   int64_t ld_out, int64_t width) {
-  for (int64_t c = 0; c < co_tiles; ++c) {
+void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const T* src, T* out, int64_t ld_out, int64_t width) {
+  for (int64_t c = 0; c < tiles; ++c) {
     for (int64_t p = 0; p < width; ++p) {
       T lo = T(0), hi = T(0);
       for (int64_t t = 0; t < taps; ++t) {
-        const T l = src[lo_off[t] + p], h = src[hi_off[t] + p];
-        const T a = w[(c * taps + t) * 2], b = w[(c * taps + t) * 2 + 1];
-        lo = fma_lo(a, nonneg_lo_input(a, l, h), lo);
-        hi = fma_hi(b, nonneg_hi_input(b, l, h), hi);
+        const int64_t at = (c * taps + t) * 2;
+        const T x = src[x_off[t] + p], y = src[y_off[t] + p];
+        if (!enable || enable[c * taps + t]) lo += w[at] * (sign[at] ? x : y);
+        hi += w[at + 1] * (sign[at + 1] ? y : x);
       }
       out[2 * c * ld_out + p] = lo;
       out[(2 * c + 1) * ld_out + p] = hi;
@@ -141,7 +141,7 @@ void forward_tiles(int64_t co_tiles, int64_t taps, const T* w, const uint16_t* s
 
 template <typename T>
 constexpr PixelKernels<T> pixel_kernels() {
-  return {&combine_rows<T>, &dot_rows<T>, &forward_tiles<T>, 8, 1};
+  return {&combine_rows<T>, &dot_rows<T>, &select_tiles<T>, 8, 1};
 }
 
 template <typename T>

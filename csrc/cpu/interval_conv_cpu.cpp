@@ -501,11 +501,11 @@ struct TermLists {
     }
   }
 
-  // out (rows x width, row length ld_out) = the sums of the terms over src.
-  void combine(const T* src, T* out, int64_t ld_out, int64_t width) const {
+  // out (rows x width, row length ld_out) (+)= the sums of the terms over src.
+  void combine(const T* src, T* out, int64_t ld_out, int64_t width, bool accumulate) const {
     for (int64_t b = 0; b < blocks; ++b) {
       combine_rows<T>(rows, &bounds[b * rows], &bounds[(b + 1) * rows], coef.data(),
-                      offset.data(), src, out, ld_out, width, b > 0);
+                      offset.data(), src, out, ld_out, width, accumulate || b > 0);
     }
   }
 };
@@ -661,12 +661,12 @@ std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64
 }
 
 // y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l), in tiles of output
-// channels (forward_tiles) over the chunk's input rows.
+// channels (select_tiles) over the chunk's input rows.
 template <typename T>
 void conv2d_forward_nonneg(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
   const int64_t kg = g.column_rows(), taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
-  const int64_t tile = pixel_tile<T>(), mr = forward_tile_channels<T>();
+  const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
   const int64_t tiles = ceil_div(out_g, mr);
   const std::optional<Direct> direct = forward_direct(g, tile);
   const int64_t source_rows = 2 * (direct ? g.channels : kg);
@@ -701,8 +701,8 @@ void conv2d_forward_nonneg(const KernelCall<T>& c) {
         const int64_t at = grp * per_group + ((co / mr) * kg + k) * 2 * mr + co % mr;
         packed[at] = a;
         packed[at + mr] = b;
-        signs[at] = a >= T(0) ? 0xFFFF : 0;
-        signs[at + mr] = b >= T(0) ? 0xFFFF : 0;
+        signs[at] = uint16_t(-int(a >= T(0)));
+        signs[at + mr] = uint16_t(-int(b >= T(0)));
       }
     }
   }
@@ -719,47 +719,86 @@ void conv2d_forward_nonneg(const KernelCall<T>& c) {
       } else {
         input_windows(c, grp, chunk, ld, src);
       }
-      forward_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group],
-                       offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
+      select_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                      offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
       add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.out_pixels(), chunk);
     }
   });
 }
 
-// dx rows (2 * ci + bound): each weight's two products go to one bound each,
-// dl += a gl [a >= 0] + b gh [b < 0], dh += a gl [a < 0] + b gh [b >= 0]. Direct form only: the
-// caller falls back to the GEMM kernel without one.
+// dx: each weight's two products go to one bound each,
+//   dl += a gl [a >= 0] + b gh [b < 0],   dh += a gl [a < 0] + b gh [b >= 0],
+// over the flipped kernel's taps s = (co, i, j) of the output gradient. As select_tiles, with
+// x = gl, y = gh and one sign (a >= 0 and b >= 0) per weight: both >= 0: (dl, dh) += (a gl, b gh);
+// both < 0: (b gh, a gl); straddling (a < 0 <= b): dh += a gl, with dl's term off and dh's second
+// product b gh in term lists (straddling weights are few). Weights with a >= 0 > b (b NaN, or
+// an invalid a > b) would need two products in dl: then every term goes through term lists.
+// Direct form only: the caller falls back to the GEMM kernel without one.
 template <typename T>
 void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) {
   const ConvGeometry& g = c.g;
   const int64_t taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
-  const std::vector<Chunk> chunks = pixel_chunks(c.batch, g.image_pixels(), g.width,
-                                                 2 * int64_t(sizeof(T)) * (out_g + g.channels));
+  const int64_t sources = out_g * taps, mr = select_tile_channels<T>();
+  const int64_t tiles = ceil_div(g.channels, mr);
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.image_pixels(), g.width,
+                   2 * int64_t(sizeof(T)) * (out_g + tiles * mr));
   const int64_t ld = direct.ld(chunks);
+  std::vector<int64_t> offsets(2 * sources);  // tap s's gl row, then its gh row
+  for (int64_t s = 0; s < sources; ++s) {
+    const int64_t i = s % taps / g.kernel_w, j = s % g.kernel_w;
+    const int64_t shift = (g.kernel_h - 1 - i) * g.dilation_h * direct.padded_w +
+                          (g.kernel_w - 1 - j) * g.dilation_w;
+    offsets[s] = 2 * (s / taps) * ld + shift;
+    offsets[sources + s] = offsets[s] + ld;
+  }
+  // (The packing below selects by index, not by branches: weight signs are unpredictable.)
+  int lists_only = 0;
+  for (int64_t at = 0; at < c.channels * g.column_rows(); ++at) {
+    lists_only |= int(c.o.w_lo[at] >= T(0)) & int(!(c.o.w_hi[at] >= T(0)));
+  }
+  const int64_t per_group = tiles * sources * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF), enable(c.groups * per_group / 2, 0);
   std::vector<TermLists<T>> lists;
   for (int64_t grp = 0; grp < c.groups; ++grp) {
     std::vector<std::vector<Term<T>>> terms(2 * g.channels);
     for (int64_t ci = 0; ci < g.channels; ++ci) {
-      for (int64_t s = 0; s < out_g * taps; ++s) {  // s = (co, i, j), the kernel flipped
-        const int64_t i = s % taps / g.kernel_w, j = s % g.kernel_w;
-        const int64_t shift = (g.kernel_h - 1 - i) * g.dilation_h * direct.padded_w +
-                              (g.kernel_w - 1 - j) * g.dilation_w;
-        const int64_t co = s / taps;
-        const auto [a, b] = weight_at(c, grp, co, ci * taps + s % taps);
-        terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({s, 2 * co * ld + shift, a});
-        terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({s, (2 * co + 1) * ld + shift, b});
+      for (int64_t s = 0; s < sources; ++s) {
+        const auto [a, b] = weight_at(c, grp, s / taps, ci * taps + s % taps);
+        if (lists_only) {
+          terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({s, offsets[s], a});
+          terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({s, offsets[sources + s], b});
+          continue;
+        }
+        const int pa = a >= T(0), pb = b >= T(0), both = pa & pb, straddle = (1 - pa) & pb;
+        const T first[3] = {b, a, T(0)}, second[2] = {a, b};
+        const int64_t at = grp * per_group + ((ci / mr) * sources + s) * 2 * mr + ci % mr;
+        packed[at] = first[both + 2 * straddle];
+        packed[at + mr] = second[both];
+        signs[at] = signs[at + mr] = uint16_t(-both);
+        enable[grp * per_group / 2 + ((ci / mr) * sources + s) * mr + ci % mr] =
+            uint16_t(straddle - 1);
+        if (straddle) terms[2 * ci + 1].push_back({s, offsets[sources + s], b});
       }
     }
-    lists.emplace_back(terms, out_g * taps, taps_per_block<T>());
+    lists.emplace_back(terms, sources, taps_per_block<T>());
   }
-  for_each_chunk(chunks, 2 * (out_g + g.channels) * ld * sizeof(T),
+  for_each_chunk(chunks, 2 * (out_g + tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
     T* src = static_cast<T*>(buffer);
     T* out = src + 2 * out_g * ld;
     const ChunkLayout layout = direct.layout(chunk, ld);
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       direct.fill(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, src);
-      lists[grp].combine(src, out, ld, layout.width);
+      if (!lists_only) {
+        select_tiles<T>(tiles, sources, &packed[grp * per_group], &signs[grp * per_group],
+                        &enable[grp * per_group / 2], offsets.data(), offsets.data() + sources,
+                        src, out, ld, layout.width);
+      }
+      if (!lists[grp].coef.empty() || lists_only) {
+        lists[grp].combine(src, out, ld, layout.width, !lists_only);
+      }
       add_rows(c, out, layout, g.channels * c.groups, grp * g.channels, g.channels,
                g.image_pixels(), chunk);
     }

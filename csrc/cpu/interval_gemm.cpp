@@ -223,16 +223,16 @@ void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const 
 }
 
 template <typename T>
-int64_t forward_tile_channels() {
-  return active_pixel_kernels<T>().forward_channels;
+int64_t select_tile_channels() {
+  return active_pixel_kernels<T>().tile_channels;
 }
 
 template <typename T>
-void forward_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
-                   const int64_t* lo_off, const int64_t* hi_off, const T* src, T* out,
-                   int64_t ld_out, int64_t width) {
-  active_pixel_kernels<T>().forward(tiles, taps, w, sign, lo_off, hi_off, src, out, ld_out,
-                                    width);
+void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const T* src, T* out, int64_t ld_out, int64_t width) {
+  active_pixel_kernels<T>().select(tiles, taps, w, sign, enable, x_off, y_off, src, out, ld_out,
+                                   width);
 }
 
 template <typename T>
@@ -256,9 +256,9 @@ void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* sro
   template int64_t pixel_tile<T>();                                                            \
   template void combine_rows<T>(int64_t, const int64_t*, const int64_t*, const T*,             \
                                 const int64_t*, const T*, T*, int64_t, int64_t, bool);         \
-  template int64_t forward_tile_channels<T>();                                                 \
-  template void forward_tiles<T>(int64_t, int64_t, const T*, const uint16_t*, const int64_t*,   \
-                                 const int64_t*, const T*, T*, int64_t, int64_t);              \
+  template int64_t select_tile_channels<T>();                                                  \
+  template void select_tiles<T>(int64_t, int64_t, const T*, const uint16_t*, const uint16_t*,   \
+                                const int64_t*, const int64_t*, const T*, T*, int64_t, int64_t); \
   template void dot_rows<T>(int64_t, int64_t, const int32_t*, const int32_t*, const T*,         \
                             const T*, int64_t, int64_t, T*);
 INN_INSTANTIATE(float)

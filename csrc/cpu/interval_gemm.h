@@ -57,18 +57,22 @@ void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const 
                   const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
                   bool accumulate);
 
-// Channels per tile of forward_tiles.
+// Channels per tile of select_tiles.
 template <typename T>
-int64_t forward_tile_channels();
+int64_t select_tile_channels();
 
-// The non-negative conv forward in tiles of forward_tile_channels<T>() output channels c: out
-// row 2 * c (+ 1) = sum over taps t of a * (a >= 0 ? l_t : h_t) (b * (b >= 0 ? h_t : l_t)), with
-// the weights packed per tile and tap as [a x channels, b x channels] and sign words alike
-// (0xFFFF where the weight is >= 0, else 0); l_t, h_t at src + lo_off[t], src + hi_off[t].
+// In tiles of select_tile_channels<T>() channels c (C per tile), over taps t with source rows
+// x_t = src + x_off[t], y_t = src + y_off[t]:
+//   out row 2 * c     = sum_t [e] a * (sa ? x_t : y_t)
+//   out row 2 * c + 1 = sum_t b * (sb ? y_t : x_t)
+// Per tile and tap: coefficients [a x C, b x C], sign words [sa x C, sb x C] (0xFFFF: true, 0:
+// false), and, if `enable` is given, enable words e [C] of the lower row's terms (else all on).
+// The non-negative conv forward is x = l, y = h with the weights' signs as sa, sb. Where a term is
+// enabled, sa and sb must be (a >= 0) and (b >= 0): AVX2 computes them so instead of loading them.
 template <typename T>
-void forward_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
-                   const int64_t* lo_off, const int64_t* hi_off, const T* src, T* out,
-                   int64_t ld_out, int64_t width);
+void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const T* src, T* out, int64_t ld_out, int64_t width);
 
 // out[q * n + j] += sum over p of g[grow[q] * ld + p] * src[srow[q * n + j] * ld + p].
 template <typename T>

@@ -38,69 +38,95 @@ void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end,
   }
 }
 
-// The non-negative forward, register tiles of kPixMR output channels x 2 vectors of both bounds:
-// out row 2 * c + 0 (+)= sum_t a * (a >= 0 ? l_t : h_t), row 2 * c + 1: b * (b >= 0 ? h_t : l_t),
-// for the channels c of co_tiles tiles, tap t's input rows at src + lo_off[t] / hi_off[t].
-// Weights packed per tile and tap as [a x kPixMR, b x kPixMR], with sign words (0xFFFF where
-// >= 0, else 0) alike. Each input vector loaded feeds kPixMR channels (a blend by the weight's
-// sign picks l or h: free beside the FMAs), which keeps the loads below the FMAs; AVX2, without
-// mask registers, compares the broadcast weight instead of loading its sign.
-template <class S>
-void forward_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const uint16_t* sign,
-                   const int64_t* lo_off, const int64_t* hi_off, const typename S::T* src,
-                   typename S::T* out, int64_t ld_out, int64_t width) {
-  using T = typename S::T;
+// out row 2 * c = sum_t [e] a * (sa ? x_t : y_t), row 2 * c + 1 = sum_t b * (sb ? y_t : x_t), for
+// the channels c of co_tiles tiles of kPixMR, tap t's rows x_t, y_t at src + x_off[t], y_off[t].
+// Per tile and tap, coefficients [a x kPixMR, b x kPixMR] and sign words (0xFFFF: true, 0: false)
+// alike; enable words e (lower row only) where given, else the lower row takes every term.
+// Register tiles of kPixMR channels x NV vectors of both rows: each source vector loaded feeds
+// kPixMR channels (the blend is free beside the FMAs), which keeps the loads below the FMAs;
+// AVX2, without mask registers, compares the broadcast coefficient instead of loading its sign
+// (its callers' signs are the coefficients' signs).
+template <class S, int NV, bool GATED>
+inline __attribute__((always_inline)) void pixel_tile(
+    int64_t taps, const typename S::T* wt, const uint16_t* st, const uint16_t* et,
+    const int64_t* lo_off, const int64_t* hi_off, const typename S::T* src, typename S::T* o,
+    int64_t ld_out) {
   using V = typename S::V;
   using M = typename S::M;
-  constexpr int L = S::L, MR = S::kPixMR, NV = 2;
-  for (int64_t ct = 0; ct < co_tiles; ++ct) {
-    const T* wt = w + ct * taps * 2 * MR;
-    const uint16_t* st = sign + ct * taps * 2 * MR;
-    for (int64_t p = 0; p < width; p += NV * L) {
-      V lo[MR][NV], hi[MR][NV];
+  constexpr int L = S::L, MR = S::kPixMR;
+  V lo[MR][NV], hi[MR][NV];
 #pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
+  }
+  for (int64_t t = 0; t < taps; ++t, wt += 2 * MR, st += 2 * MR, et += GATED ? MR : 0) {
+    V l[NV], h[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      l[v] = S::load(src + lo_off[t] + v * L);
+      h[v] = S::load(src + hi_off[t] + v * L);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
+      M ma, mb, me;
+      if constexpr (S::kStoredMasks) {
+        ma = static_cast<M>(st[i]);
+        mb = static_cast<M>(st[MR + i]);
+        if constexpr (GATED) me = static_cast<M>(et[i]);
+      } else {
+        ma = S::ge0(a);
+        mb = S::ge0(b);
+        if constexpr (GATED) me = S::ge0(S::set1(typename S::T(et[i]) - 1));  // 0xFFFF: >= 0
       }
-      for (int64_t t = 0; t < taps; ++t) {
-        V l[NV], h[NV];
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; ++v) {
-          l[v] = S::load(src + lo_off[t] + p + v * L);
-          h[v] = S::load(src + hi_off[t] + p + v * L);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (GATED) {
+          lo[i][v] = S::mask_fma(me, a, S::select(ma, l[v], h[v]), lo[i][v]);
+        } else {
+          lo[i][v] = S::fma(a, S::select(ma, l[v], h[v]), lo[i][v]);
         }
-        const T* wa = wt + t * 2 * MR;
-        const uint16_t* sa = st + t * 2 * MR;
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
-          const V a = S::set1(wa[i]), b = S::set1(wa[MR + i]);
-          M ma, mb;
-          if constexpr (S::kStoredMasks) {
-            ma = static_cast<M>(sa[i]);
-            mb = static_cast<M>(sa[MR + i]);
-          } else {
-            ma = S::ge0(a);
-            mb = S::ge0(b);
-          }
-#pragma GCC unroll 2
-          for (int v = 0; v < NV; ++v) {
-            lo[i][v] = S::fma(a, S::select(ma, l[v], h[v]), lo[i][v]);
-            hi[i][v] = S::fma(b, S::select(mb, h[v], l[v]), hi[i][v]);
-          }
-        }
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        T* o = out + 2 * (ct * MR + i) * ld_out + p;
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; ++v) {
-          S::store(o + v * L, lo[i][v]);
-          S::store(o + ld_out + v * L, hi[i][v]);
-        }
+        hi[i][v] = S::fma(b, S::select(mb, h[v], l[v]), hi[i][v]);
       }
     }
   }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      S::store(o + 2 * i * ld_out + v * L, lo[i][v]);
+      S::store(o + (2 * i + 1) * ld_out + v * L, hi[i][v]);
+    }
+  }
+}
+
+template <class S, bool GATED>
+void pixel_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const uint16_t* sign,
+                 const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                 const typename S::T* src, typename S::T* out, int64_t ld_out, int64_t width) {
+  constexpr int L = S::L, MR = S::kPixMR, NV = S::kPixNV;
+  for (int64_t ct = 0; ct < co_tiles; ++ct) {
+    const typename S::T* wt = w + ct * taps * 2 * MR;
+    const uint16_t* st = sign + ct * taps * 2 * MR;
+    const uint16_t* et = GATED ? enable + ct * taps * MR : nullptr;
+    typename S::T* o = out + 2 * ct * MR * ld_out;
+    int64_t p = 0;
+    for (; p + NV * L <= width; p += NV * L) {
+      pixel_tile<S, NV, GATED>(taps, wt, st, et, x_off, y_off, src + p, o + p, ld_out);
+    }
+    for (; p < width; p += L) {
+      pixel_tile<S, 1, GATED>(taps, wt, st, et, x_off, y_off, src + p, o + p, ld_out);
+    }
+  }
+}
+
+template <class S>
+void select_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const typename S::T* src, typename S::T* out, int64_t ld_out, int64_t width) {
+  (enable ? pixel_tiles<S, true> : pixel_tiles<S, false>)(co_tiles, taps, w, sign, enable, x_off,
+                                                          y_off, src, out, ld_out, width);
 }
 
 // JB dot products sharing the row g: out[j] += sum_{p < width} g[p] * src[row[j] * ld + p].
@@ -140,5 +166,5 @@ void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* sro
 
 template <class S>
 constexpr PixelKernels<typename S::T> make_pixel_kernels() {
-  return {&combine_rows<S>, &dot_rows<S>, &forward_tiles<S>, kCombineVectors * S::L, S::kPixMR};
+  return {&combine_rows<S>, &dot_rows<S>, &select_tiles<S>, kCombineVectors * S::L, S::kPixMR};
 }
