@@ -55,8 +55,9 @@ using CombineFn = void (*)(int64_t rows, const int64_t* begin, const int64_t* en
                            const int64_t* offset, const T* src, T* out, int64_t ld_out,
                            int64_t width, bool accumulate);
 template <typename T>
-using DotFn = void (*)(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow,
-                       const T* g, const T* src, int64_t ld, int64_t width, T* out);
+using DotTilesFn = void (*)(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+                            const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
+                            int64_t width, T* out);
 
 template <typename T>
 using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
@@ -67,10 +68,11 @@ using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const ui
 template <typename T>
 struct PixelKernels {
   CombineFn<T> combine;
-  DotFn<T> dot;
   SelectTilesFn<T> select;
+  DotTilesFn<T> dot;
   int64_t pixel_tile;
-  int64_t tile_channels;  // output channels per select tile
+  int64_t tile_channels;           // output channels per select tile
+  int64_t dot_channels, dot_taps;  // a dot tile
 };
 
 // Vectors per combine_rows tile (8: the accumulators that cover 4-cycle FMAs on 2 pipes).

@@ -109,13 +109,16 @@ void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const 
 }
 
 template <typename T>
-void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow, const T* g,
-              const T* src, int64_t ld, int64_t width, T* out) {
-  for (int64_t q = 0; q < groups; ++q) {
-    for (int64_t j = 0; j < n; ++j) {
+void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+               const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
+               int64_t width, T* out) {
+  for (int64_t r = 0; r < 2 * c_tiles; ++r) {  // row r = 2c + bound
+    for (int64_t k = 0; k < k_tiles; ++k) {
+      const bool use_x = (sign[r * k_tiles + k] != 0) == (r % 2 == 0);
+      const T* s = src + (use_x ? x_off[k] : y_off[k]);
       T acc = T(0);
-      for (int64_t p = 0; p < width; ++p) acc += g[grow[q] * ld + p] * src[srow[q * n + j] * ld + p];
-      out[q * n + j] += acc;
+      for (int64_t p = 0; p < width; ++p) acc += g[r * ld + p] * s[p];
+      out[r * k_tiles + k] += acc;
     }
   }
 }
@@ -141,7 +144,7 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 
 template <typename T>
 constexpr PixelKernels<T> pixel_kernels() {
-  return {&combine_rows<T>, &dot_rows<T>, &select_tiles<T>, 8, 1};
+  return {&combine_rows<T>, &select_tiles<T>, &dot_tiles<T>, 8, 1, 1, 1};
 }
 
 template <typename T>

@@ -805,37 +805,45 @@ void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) 
   });
 }
 
-// dw: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ? h : l) over batch and pixels, on
-// gathered rows; each thread sums its chunks into its own partial gradient, added up at the end.
+// dw: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ? h : l) over batch and pixels
+// (dot_tiles) on gathered rows; each thread sums its chunks into its own partial gradient
+// (channels and taps padded to whole tiles), added up at the end.
 template <typename T>
 void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
   const int64_t kg = g.column_rows(), out_g = c.group_channels(), tile = pixel_tile<T>();
-  const int64_t per_group = 2 * out_g * kg;
-  std::vector<int32_t> grows(2 * out_g), srows(c.groups * per_group);
-  for (int64_t q = 0; q < 2 * out_g; ++q) grows[q] = int32_t(q);
+  const auto [mr, nk] = dot_tile_shape<T>();
+  const int64_t c_tiles = ceil_div(out_g, mr), k_tiles = ceil_div(kg, nk);
+  const int64_t c_pad = c_tiles * mr, k_pad = k_tiles * nk, per_group = 2 * c_pad * k_pad;
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
   for (int64_t grp = 0; grp < c.groups; ++grp) {
     for (int64_t co = 0; co < out_g; ++co) {
       for (int64_t k = 0; k < kg; ++k) {
         const auto [a, b] = weight_at(c, grp, co, k);
-        int32_t* s = &srows[grp * per_group + 2 * co * kg + k];
-        s[0] = int32_t(2 * k + (a >= T(0) ? 0 : 1));
-        s[kg] = int32_t(2 * k + (b >= T(0) ? 1 : 0));
+        uint16_t* s = &signs[grp * per_group + 2 * co * k_pad + k];
+        s[0] = uint16_t(-int(a >= T(0)));
+        s[k_pad] = uint16_t(-int(b >= T(0)));
       }
     }
   }
   const std::vector<Chunk> chunks =
-      pixel_chunks(c.batch, g.out_pixels(), g.out_w, 2 * int64_t(sizeof(T)) * (kg + out_g));
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w, 2 * int64_t(sizeof(T)) * (kg + c_pad));
   int64_t ld = 0;
   for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  std::vector<int64_t> offsets(2 * k_pad);  // tap k's l row, then its h row (taps past kg: 0)
+  for (int64_t k = 0; k < kg; ++k) {
+    offsets[k] = 2 * k * ld;
+    offsets[k_pad + k] = (2 * k + 1) * ld;
+  }
   const int64_t threads = at::get_num_threads();
   at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
   T* parts = partial.mutable_data_ptr<T>();
-  for_each_chunk(chunks, 2 * (kg + out_g) * ld * sizeof(T), [&](const Chunk& chunk, void* buffer) {
+  for_each_chunk(chunks, 2 * (kg + c_pad) * ld * sizeof(T), [&](const Chunk& chunk, void* buffer) {
     T* cols = static_cast<T*>(buffer);
     T* grads = cols + 2 * kg * ld;
     const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
     T* part = parts + at::get_thread_num() * c.groups * per_group;
+    std::fill(grads + 2 * out_g * ld, grads + 2 * c_pad * ld, T(0));
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       input_windows(c, grp, chunk, ld, cols);
       for (int64_t q = 0; q < 2 * out_g; ++q) {
@@ -848,18 +856,18 @@ void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
         }
         std::fill(dst + chunk.rows(), dst + layout.width, T(0));
       }
-      dot_rows<T>(2 * out_g, kg, grows.data(), &srows[grp * per_group], grads, cols, ld,
-                  layout.width, part + grp * per_group);
+      dot_tiles<T>(c_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
+                   &signs[grp * per_group], cols, ld, layout.width, part + grp * per_group);
     }
   });
   for (int64_t grp = 0; grp < c.groups; ++grp) {
     for (int64_t co = 0; co < out_g; ++co) {
       for (int64_t k = 0; k < kg; ++k) {
-        const int64_t at = grp * per_group + 2 * co * kg + k;
+        const int64_t at = grp * per_group + 2 * co * k_pad + k;
         T da = T(0), db = T(0);
         for (int64_t t = 0; t < threads; ++t) {
           da += parts[t * c.groups * per_group + at];
-          db += parts[t * c.groups * per_group + at + kg];
+          db += parts[t * c.groups * per_group + at + k_pad];
         }
         c.o.out_lo[(grp * out_g + co) * kg + k] += da;
         c.o.out_hi[(grp * out_g + co) * kg + k] += db;

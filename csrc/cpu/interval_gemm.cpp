@@ -236,9 +236,15 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 }
 
 template <typename T>
-void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow, const T* g,
-              const T* src, int64_t ld, int64_t width, T* out) {
-  active_pixel_kernels<T>().dot(groups, n, grow, srow, g, src, ld, width, out);
+std::pair<int64_t, int64_t> dot_tile_shape() {
+  return {active_pixel_kernels<T>().dot_channels, active_pixel_kernels<T>().dot_taps};
+}
+
+template <typename T>
+void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+               const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
+               int64_t width, T* out) {
+  active_pixel_kernels<T>().dot(c_tiles, k_tiles, g, x_off, y_off, sign, src, ld, width, out);
 }
 
 #define INN_INSTANTIATE(T)                                                                     \
@@ -259,8 +265,9 @@ void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* sro
   template int64_t select_tile_channels<T>();                                                  \
   template void select_tiles<T>(int64_t, int64_t, const T*, const uint16_t*, const uint16_t*,   \
                                 const int64_t*, const int64_t*, const T*, T*, int64_t, int64_t); \
-  template void dot_rows<T>(int64_t, int64_t, const int32_t*, const int32_t*, const T*,         \
-                            const T*, int64_t, int64_t, T*);
+  template std::pair<int64_t, int64_t> dot_tile_shape<T>();                                    \
+  template void dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,        \
+                             const uint16_t*, const T*, int64_t, int64_t, T*);
 INN_INSTANTIATE(float)
 INN_INSTANTIATE(double)
 #undef INN_INSTANTIATE

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 namespace inn::cpu {
 
@@ -74,9 +75,20 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
                   const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
                   const T* src, T* out, int64_t ld_out, int64_t width);
 
-// out[q * n + j] += sum over p of g[grow[q] * ld + p] * src[srow[q * n + j] * ld + p].
+// Tile shape of dot_tiles: channels c, taps k.
 template <typename T>
-void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow, const T* g,
-              const T* src, int64_t ld, int64_t width, T* out);
+std::pair<int64_t, int64_t> dot_tile_shape();
+
+// Selected dot products over p < width, for c < c_tiles * channels and k < k_pad (k_tiles *
+// taps), with g rows at g + row * ld, x_k = src + x_off[k], y_k = src + y_off[k]:
+//   out[(2c) * k_pad + k]     += sum_p g[2c][p] * (s_lo ? x_k : y_k)[p]
+//   out[(2c + 1) * k_pad + k] += sum_p g[2c + 1][p] * (s_hi ? y_k : x_k)[p]
+// where s_lo, s_hi are sign words (0xFFFF: true, 0: false) at sign[(2c) * k_pad + k] and
+// sign[(2c + 1) * k_pad + k]. The non-negative conv weight gradient is x = l, y = h with the
+// weights' signs.
+template <typename T>
+void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+               const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
+               int64_t width, T* out);
 
 }  // namespace inn::cpu

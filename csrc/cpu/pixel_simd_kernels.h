@@ -129,42 +129,83 @@ void select_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const 
                                                           y_off, src, out, ld_out, width);
 }
 
-// JB dot products sharing the row g: out[j] += sum_{p < width} g[p] * src[row[j] * ld + p].
-template <class S, int JB>
-void dot_block(const typename S::T* g, const int32_t* row, const typename S::T* src, int64_t ld,
-               int64_t width, typename S::T* out) {
-  using V = typename S::V;
-  V acc[JB];
-#pragma GCC unroll 8
-  for (int j = 0; j < JB; ++j) acc[j] = S::zero();
-  for (int64_t p = 0; p < width; p += S::L) {
-    const V gv = S::load(g + p);
-#pragma GCC unroll 8
-    for (int j = 0; j < JB; ++j) acc[j] = S::fma(gv, S::load(src + row[j] * ld + p), acc[j]);
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < JB; ++j) out[j] += S::hsum(acc[j]);
-}
-
-// out[q * n + j] += sum_{p < width} g[grow[q] * ld + p] * src[srow[q * n + j] * ld + p] for
-// q < groups, j < n; width a multiple of L. Blocks of 8 products share each load of g.
+// Selected dot products over p < width, in tiles of kGradMR channels c x kGradNK taps k:
+//   out[(c * 2 + 0) * k_pad + k] += sum_p g[2c][p] * (s_lo ? x_k : y_k)[p]
+//   out[(c * 2 + 1) * k_pad + k] += sum_p g[2c + 1][p] * (s_hi ? y_k : x_k)[p]
+// with g rows at g + row * ld, x_k = src + x_off[k], y_k = src + y_off[k], and sign words
+// sign[(c * 2 + bound) * k_pad + k] (0xFFFF: true). The selections are fixed for the whole
+// reduction, so the tile keeps its masks in registers (the lower bound's in mask registers where
+// there are, the upper bound's in vector registers) and each loaded vector feeds several FMAs.
 template <class S>
-void dot_rows(int64_t groups, int64_t n, const int32_t* grow, const int32_t* srow,
-              const typename S::T* g, const typename S::T* src, int64_t ld, int64_t width,
-              typename S::T* out) {
-  for (int64_t q = 0; q < groups; ++q) {
-    const typename S::T* gq = g + grow[q] * ld;
-    const int32_t* rq = srow + q * n;
-    typename S::T* oq = out + q * n;
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) dot_block<S, 8>(gq, rq + j, src, ld, width, oq + j);
-    if (j + 4 <= n) dot_block<S, 4>(gq, rq + j, src, ld, width, oq + j), j += 4;
-    if (j + 2 <= n) dot_block<S, 2>(gq, rq + j, src, ld, width, oq + j), j += 2;
-    if (j < n) dot_block<S, 1>(gq, rq + j, src, ld, width, oq + j);
+void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const int64_t* x_off,
+               const int64_t* y_off, const uint16_t* sign, const typename S::T* src, int64_t ld,
+               int64_t width, typename S::T* out) {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
+  const int64_t k_pad = k_tiles * NK;
+  auto mask = [](uint16_t word) {
+    if constexpr (S::kStoredMasks) {
+      return static_cast<M>(word);
+    } else {
+      return S::ge0(S::set1(T(word) - T(1)));
+    }
+  };
+  for (int64_t ct = 0; ct < c_tiles; ++ct) {
+    for (int64_t kt = 0; kt < k_tiles; ++kt) {
+      V lo[MR][NK], hi[MR][NK], shi[MR][NK];
+      M slo[MR][NK];
+      const T* x[NK];
+      const T* y[NK];
+#pragma GCC unroll 4
+      for (int j = 0; j < NK; ++j) {
+        x[j] = src + x_off[kt * NK + j];
+        y[j] = src + y_off[kt * NK + j];
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          const uint16_t* s = sign + (ct * MR + i) * 2 * k_pad + kt * NK + j;
+          lo[i][j] = hi[i][j] = S::zero();
+          slo[i][j] = mask(s[0]);
+          shi[i][j] = S::vmask_ge0(S::set1(T(s[k_pad]) - T(1)));
+        }
+      }
+      for (int64_t p = 0; p < width; p += L) {
+        V xv[NK], yv[NK];
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          xv[j] = S::load(x[j] + p);
+          yv[j] = S::load(y[j] + p);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i) {
+          const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
+          const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
+#pragma GCC unroll 4
+          for (int j = 0; j < NK; ++j) {
+            lo[i][j] = S::fma(gl, S::select(slo[i][j], xv[j], yv[j]), lo[i][j]);
+            hi[i][j] = S::fma(gh, S::vselect(shi[i][j], yv[j], xv[j]), hi[i][j]);
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          T* o = out + (ct * MR + i) * 2 * k_pad + kt * NK + j;
+          o[0] += S::hsum(lo[i][j]);
+          o[k_pad] += S::hsum(hi[i][j]);
+        }
+      }
+    }
   }
 }
 
 template <class S>
 constexpr PixelKernels<typename S::T> make_pixel_kernels() {
-  return {&combine_rows<S>, &dot_rows<S>, &select_tiles<S>, kCombineVectors * S::L, S::kPixMR};
+  return {&combine_rows<S>, &select_tiles<S>, &dot_tiles<S>, kCombineVectors * S::L,
+          S::kPixMR, S::kGradMR, S::kGradNK};
 }
