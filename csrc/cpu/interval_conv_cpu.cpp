@@ -621,27 +621,35 @@ void input_windows(const KernelCall<T>& c, int64_t grp, const Chunk& chunk, int6
   }
 }
 
-// The result pair (out_lo, out_hi), NCHW with `channels` channels of `plane` pixels, at channels
-// first + ch += rows[(2 * ch + bound) * ld] at the chunk's positions.
-template <typename T>
-void add_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout, int64_t channels,
-              int64_t first, int64_t count, int64_t plane, const Chunk& chunk) {
-  const int64_t grid_w = layout.at.grid_w;
+// For channels first + ch of an NCHW pair (lo, hi) with `channels` channels of `plane` pixels
+// and chunk rows[(2 * ch + bound) * ld]: move(image pixels, row positions, run) for the runs of
+// the chunk's pixels that are contiguous in both.
+template <typename P, typename R, typename F>
+void for_each_run(P lo, P hi, int64_t channels, int64_t first, int64_t count, int64_t plane,
+                  const Chunk& chunk, const ChunkLayout& layout, R rows, F&& move) {
+  const int64_t grid_w = layout.at.grid_w, last = chunk.first_pixel + chunk.pixels;
   for (int64_t ch = 0; ch < count; ++ch) {
     for (int bound = 0; bound < 2; ++bound) {
-      const T* src = rows + (2 * ch + bound) * layout.ld;
       for (int64_t n = 0; n < chunk.images; ++n) {
-        T* dst = (bound == 0 ? c.o.out_lo : c.o.out_hi) +
-                 ((chunk.first_image + n) * channels + first + ch) * plane;
-        for (int64_t p = chunk.first_pixel; p < chunk.first_pixel + chunk.pixels;) {
-          const int64_t run = std::min(grid_w - p % grid_w, chunk.first_pixel + chunk.pixels - p);
-          const T* s = src + layout.at(n, p);
-          for (int64_t q = 0; q < run; ++q) dst[p + q] += s[q];
+        P image = (bound == 0 ? lo : hi) + ((chunk.first_image + n) * channels + first + ch) * plane;
+        for (int64_t p = chunk.first_pixel; p < last;) {
+          const int64_t run = std::min(grid_w - p % grid_w, last - p);
+          move(image + p, rows + (2 * ch + bound) * layout.ld + layout.at(n, p), run);
           p += run;
         }
       }
     }
   }
+}
+
+// The result pair (out_lo, out_hi) at channels first + ch += rows[2 * ch + bound].
+template <typename T>
+void add_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout, int64_t channels,
+              int64_t first, int64_t count, int64_t plane, const Chunk& chunk) {
+  for_each_run(c.o.out_lo, c.o.out_hi, channels, first, count, plane, chunk, layout, rows,
+               [](T* image, const T* row, int64_t run) {
+                 for (int64_t q = 0; q < run; ++q) image[q] += row[q];
+               });
 }
 
 // Runs body(chunk, buffer) for every chunk in parallel, `buffer` of `elements` in the thread's
@@ -658,6 +666,24 @@ template <typename T>
 std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64_t k) {
   const int64_t at = (grp * c.group_channels() + co) * c.g.column_rows() + k;
   return {c.o.w_lo[at], c.o.w_hi[at]};
+}
+
+// The rows of tap k = (channel, i, j) of the input (bound 0: lo, 1: hi), [bound * kg + k], in a
+// chunk's source buffer: gathered rows, or shifted reads of the padded planes (direct).
+std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Direct>& direct,
+                                 int64_t ld) {
+  const int64_t kg = g.column_rows(), taps = g.kernel_h * g.kernel_w;
+  std::vector<int64_t> offsets(2 * kg);
+  for (int64_t k = 0; k < kg; ++k) {
+    const int64_t i = k % taps / g.kernel_w, j = k % g.kernel_w;
+    for (int bound = 0; bound < 2; ++bound) {
+      offsets[bound * kg + k] =
+          direct ? (2 * (k / taps) + bound) * ld + i * g.dilation_h * direct->padded_w +
+                       j * g.dilation_w
+                 : (2 * k + bound) * ld;
+    }
+  }
+  return offsets;
 }
 
 // y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l), in tiles of output
@@ -679,17 +705,7 @@ void conv2d_forward_nonneg(const KernelCall<T>& c) {
   } else {
     for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
   }
-  // Tap k = (channel, i, j): its input rows (bound 0: lo, 1: hi) in the chunk's source buffer.
-  std::vector<int64_t> offsets(2 * kg);
-  for (int64_t k = 0; k < kg; ++k) {
-    for (int bound = 0; bound < 2; ++bound) {
-      const int64_t i = k % taps / g.kernel_w, j = k % g.kernel_w;
-      offsets[bound * kg + k] =
-          direct ? (2 * (k / taps) + bound) * ld + i * g.dilation_h * direct->padded_w +
-                       j * g.dilation_w
-                 : (2 * k + bound) * ld;
-    }
-  }
+  const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
   // Weights and signs per group, tile and tap: [a x mr, b x mr]; channels past out_g are zero.
   const int64_t per_group = tiles * kg * 2 * mr;
   std::vector<T> packed(c.groups * per_group, T(0));
@@ -807,7 +823,8 @@ void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) 
 
 // dw: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ? h : l) over batch and pixels
 // (dot_tiles) on gathered rows; each thread sums its chunks into its own partial gradient
-// (channels and taps padded to whole tiles), added up at the end.
+// (channels and taps padded to whole tiles), added up at the end. (The direct layout measured
+// slower here: the dot tiles stream whole rows, and most of its taps read unaligned.)
 template <typename T>
 void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
@@ -826,38 +843,34 @@ void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
       }
     }
   }
-  const std::vector<Chunk> chunks =
-      pixel_chunks(c.batch, g.out_pixels(), g.out_w, 2 * int64_t(sizeof(T)) * (kg + c_pad));
+  const int64_t source_rows = 2 * kg;
+  const std::vector<Chunk> chunks = pixel_chunks(
+      c.batch, g.out_pixels(), g.out_w, int64_t(sizeof(T)) * (source_rows + 2 * c_pad));
   int64_t ld = 0;
   for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
-  std::vector<int64_t> offsets(2 * k_pad);  // tap k's l row, then its h row (taps past kg: 0)
-  for (int64_t k = 0; k < kg; ++k) {
-    offsets[k] = 2 * k * ld;
-    offsets[k_pad + k] = (2 * k + 1) * ld;
-  }
+  const std::vector<int64_t> taps = tap_offsets(g, std::nullopt, ld);
+  std::vector<int64_t> offsets(2 * k_pad, 0);  // padded taps read tap 0
+  std::copy_n(taps.begin(), kg, offsets.begin());
+  std::copy_n(taps.begin() + kg, kg, offsets.begin() + k_pad);
   const int64_t threads = at::get_num_threads();
   at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
   T* parts = partial.mutable_data_ptr<T>();
-  for_each_chunk(chunks, 2 * (kg + c_pad) * ld * sizeof(T), [&](const Chunk& chunk, void* buffer) {
-    T* cols = static_cast<T*>(buffer);
-    T* grads = cols + 2 * kg * ld;
+  for_each_chunk(chunks, (source_rows + 2 * c_pad) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* src = static_cast<T*>(buffer);
+    T* grads = src + source_rows * ld;
     const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
     T* part = parts + at::get_thread_num() * c.groups * per_group;
-    std::fill(grads + 2 * out_g * ld, grads + 2 * c_pad * ld, T(0));
     for (int64_t grp = 0; grp < c.groups; ++grp) {
-      input_windows(c, grp, chunk, ld, cols);
-      for (int64_t q = 0; q < 2 * out_g; ++q) {
-        const T* src = (q % 2 == 0 ? c.o.g_lo : c.o.g_hi) + (grp * out_g + q / 2) * g.out_pixels();
-        T* dst = grads + q * ld;
-        for (int64_t n = 0; n < chunk.images; ++n) {
-          std::copy_n(src + (chunk.first_image + n) * c.channels * g.out_pixels() +
-                          chunk.first_pixel,
-                      chunk.pixels, dst + n * chunk.pixels);
-        }
-        std::fill(dst + chunk.rows(), dst + layout.width, T(0));
-      }
+      input_windows(c, grp, chunk, ld, src);
+      // gradient rows, zero padded (padded channels included)
+      for (int64_t q = 0; q < 2 * c_pad; ++q) std::fill_n(grads + q * ld, layout.width, T(0));
+      for_each_run(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, g.out_pixels(), chunk,
+                   layout, grads, [](const T* image, T* row, int64_t run) {
+                     std::copy_n(image, run, row);
+                   });
       dot_tiles<T>(c_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
-                   &signs[grp * per_group], cols, ld, layout.width, part + grp * per_group);
+                   &signs[grp * per_group], src, ld, layout.width, part + grp * per_group);
     }
   });
   for (int64_t grp = 0; grp < c.groups; ++grp) {
@@ -944,9 +957,10 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
             input_nonneg, x_lo.options()};
         const std::optional<Direct> direct =
             kWeight ? std::nullopt : input_grad_direct(g, pixel_tile<scalar_t>());
-        if (kWeight) {
-          (input_nonneg ? conv2d_backward_weight_nonneg<scalar_t>
-                        : conv2d_backward_weight_kernel<scalar_t>)(call);
+        if (kWeight && input_nonneg) {
+          conv2d_backward_weight_nonneg<scalar_t>(call);
+        } else if (kWeight) {
+          conv2d_backward_weight_kernel<scalar_t>(call);
         } else if (input_nonneg && direct) {
           conv2d_backward_input_nonneg<scalar_t>(call, *direct);
         } else {
