@@ -428,12 +428,13 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // The batch's `pixels` per image, grid_w per row, in chunks: whole images when images are small,
-// whole rows of one image otherwise; at least two chunks per thread where that leaves
-// kMinChunkPixels per chunk.
+// whole rows of one image otherwise (unless whole_images); at least two chunks per thread where
+// that leaves kMinChunkPixels per chunk.
 std::vector<Chunk> pixel_chunks(int64_t batch, int64_t pixels, int64_t grid_w,
-                                int64_t bytes_per_pixel) {
+                                int64_t bytes_per_pixel, bool whole_images = false) {
   const int64_t share = ceil_div(batch * pixels, 2 * int64_t(at::get_num_threads()));
   int64_t rows = std::max(kMinChunkPixels, std::min(kPixelBudgetBytes / bytes_per_pixel, share));
+  if (whole_images) rows = std::max(rows, pixels);
   std::vector<Chunk> chunks;
   if (rows >= pixels) {
     const int64_t images = rows / pixels;
@@ -889,6 +890,76 @@ void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
   }
 }
 
+// conv_transpose2d y, non-negative mode: per input pixel, contribution rows r = (co, i, j) (the
+// transposed weight's rows) = sum over input channels ci of a * (a >= 0 ? l : h) (select_tiles
+// over the input's pixel rows), each added into y at the pixel it reaches. Chunks of whole images
+// where the windows of neighbouring input pixels overlap, so that no two threads add into one
+// element.
+template <typename T>
+void conv_transpose2d_forward_nonneg(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t ncol = g.column_rows(), in_g = c.group_channels(), taps = g.kernel_h * g.kernel_w;
+  const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
+  const int64_t tiles = ceil_div(ncol, mr);
+  const bool overlap = g.stride_h < g.dilation_h * (g.kernel_h - 1) + 1 ||
+                       g.stride_w < g.dilation_w * (g.kernel_w - 1) + 1;
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
+                   2 * int64_t(sizeof(T)) * (in_g + tiles * mr), overlap);
+  int64_t ld = 0;
+  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  std::vector<int64_t> offsets(2 * in_g);  // input channel ci's l row, then its h row
+  for (int64_t ci = 0; ci < in_g; ++ci) {
+    offsets[ci] = 2 * ci * ld;
+    offsets[in_g + ci] = (2 * ci + 1) * ld;
+  }
+  const int64_t per_group = tiles * in_g * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t r = 0; r < ncol; ++r) {
+      for (int64_t ci = 0; ci < in_g; ++ci) {
+        const int64_t w = (grp * ncol + r) * in_g + ci;
+        const T a = c.o.w_lo[w], b = c.o.w_hi[w];
+        const int64_t at = grp * per_group + ((r / mr) * in_g + ci) * 2 * mr + r % mr;
+        packed[at] = a;
+        packed[at + mr] = b;
+        signs[at] = uint16_t(-int(a >= T(0)));
+        signs[at + mr] = uint16_t(-int(b >= T(0)));
+      }
+    }
+  }
+  const int64_t out_channels = g.channels * c.groups, plane = g.image_pixels();
+  for_each_chunk(chunks, 2 * (in_g + tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* xs = static_cast<T*>(buffer);
+    T* out = xs + 2 * in_g * ld;
+    const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      for (int64_t q = 0; q < 2 * in_g; ++q) std::fill(xs + q * ld + chunk.rows(), xs + (q + 1) * ld, T(0));
+      for_each_run(c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, g.out_pixels(), chunk,
+                   layout, xs, [](const T* image, T* row, int64_t run) {
+                     std::copy_n(image, run, row);
+                   });
+      select_tiles<T>(tiles, in_g, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                      offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
+      for (int64_t r = 0; r < ncol; ++r) {
+        const int64_t co = grp * g.channels + r / taps, i = r % taps / g.kernel_w, j = r % g.kernel_w;
+        const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
+        const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
+        for (int bound = 0; bound < 2; ++bound) {
+          for (int64_t n = 0; n < chunk.images; ++n) {
+            scatter_add_plane(out + (2 * r + bound) * ld + n * chunk.pixels, g.height, g.width,
+                              g.out_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels, y, x,
+                              (bound == 0 ? c.o.out_lo : c.o.out_hi) +
+                                  ((chunk.first_image + n) * out_channels + co) * plane);
+          }
+        }
+      }
+    }
+  });
+}
+
 // --------------------------------------------------------------------------------- the ops
 
 // A conv_transpose2d weight (C_in, C_out/groups, kh, kw) as the row-major GEMM operand
@@ -984,7 +1055,8 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
   auto [y_lo, y_hi] = init_output({batch, g.channels * groups, g.height, g.width},
                                   x_lo.options(), b_lo, b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv_transpose2d_cpu", [&] {
-    conv_transpose2d_forward_kernel<scalar_t>(
+    (input_nonneg ? conv_transpose2d_forward_nonneg<scalar_t>
+                  : conv_transpose2d_forward_kernel<scalar_t>)(
         {g, batch, groups, in_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
          x_lo.options()});
