@@ -589,15 +589,19 @@ std::optional<Direct> input_grad_direct(const ConvGeometry& g, int64_t tile) {
                 g.height, g.width, reach_h, reach_w, tile};
 }
 
-// Gathered rows: position = chunk pixel index; rows[(2 * k + bound) * ld] = the bound's input at
-// tap k = (channel, i, j) of every output pixel of the chunk (transposed im2col).
+// Gathered rows: position = chunk pixel index (pixels of the column side: conv2d's output,
+// conv_transpose2d's input).
 template <typename T>
 ChunkLayout gathered_layout(const ConvGeometry& g, const Chunk& c, int64_t ld) {
   return {{g.out_w, c.pixels, g.out_w, c.first_pixel}, round_up(c.rows(), pixel_tile<T>()), ld};
 }
 
+// rows[(2 * k + bound) * ld] = the image-side pair (lo, hi) (conv2d's input, conv_transpose2d's
+// output gradient) at tap k = (channel, i, j) of every column-side pixel of the chunk (transposed
+// im2col), zero padded.
 template <typename T>
-void input_windows(const KernelCall<T>& c, int64_t grp, const Chunk& chunk, int64_t ld, T* rows) {
+void windows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
+             int64_t ld, T* rows) {
   const ConvGeometry& g = c.g;
   const int64_t plane = g.image_pixels(), in_channels = g.channels * c.groups;
   for (int64_t ch = 0; ch < g.channels; ++ch) {
@@ -607,7 +611,7 @@ void input_windows(const KernelCall<T>& c, int64_t grp, const Chunk& chunk, int6
         const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
         const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
         for (int bound = 0; bound < 2; ++bound) {
-          const T* src = bound == 0 ? c.o.x_lo : c.o.x_hi;
+          const T* src = bound == 0 ? lo : hi;
           T* dst = rows + (2 * k + bound) * ld;
           for (int64_t n = 0; n < chunk.images; ++n) {
             gather_plane(
@@ -734,7 +738,7 @@ void conv2d_forward_nonneg(const KernelCall<T>& c) {
         direct->fill(c.o.x_lo, c.o.x_hi, g.channels * c.groups, grp * g.channels, g.channels,
                      chunk, ld, src);
       } else {
-        input_windows(c, grp, chunk, ld, src);
+        windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
       }
       select_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group], nullptr,
                       offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
@@ -822,72 +826,106 @@ void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) 
   });
 }
 
-// dw: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ? h : l) over batch and pixels
-// (dot_tiles) on gathered rows; each thread sums its chunks into its own partial gradient
-// (channels and taps padded to whole tiles), added up at the end. (The direct layout measured
-// slower here: the dot tiles stream whole rows, and most of its taps read unaligned.)
-template <typename T>
-void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
-  const ConvGeometry& g = c.g;
-  const int64_t kg = g.column_rows(), out_g = c.group_channels(), tile = pixel_tile<T>();
+// Weight gradients, non-negative mode: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ?
+// h : l) over batch and pixels, as dot_tiles of gradient rows (rows, 2 per row r) against input
+// rows (taps, 2 per tap k) on gathered chunks; fill(chunk, grp, inputs, grads) fills a chunk's
+// rows (zero padded to its width). weight(grp, r, k) indexes w and dw. Each thread sums its
+// chunks into its own partial gradient (rows and taps padded to whole tiles), added up at the
+// end. (A direct layout measured slower here: dot tiles stream whole rows, mostly unaligned.)
+template <typename T, typename Weight, typename Fill>
+void weight_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps, Weight weight,
+                            Fill fill) {
+  const int64_t tile = pixel_tile<T>();
   const auto [mr, nk] = dot_tile_shape<T>();
-  const int64_t c_tiles = ceil_div(out_g, mr), k_tiles = ceil_div(kg, nk);
-  const int64_t c_pad = c_tiles * mr, k_pad = k_tiles * nk, per_group = 2 * c_pad * k_pad;
+  const int64_t r_tiles = ceil_div(rows, mr), k_tiles = ceil_div(taps, nk);
+  const int64_t r_pad = r_tiles * mr, k_pad = k_tiles * nk, per_group = 2 * r_pad * k_pad;
   std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
   for (int64_t grp = 0; grp < c.groups; ++grp) {
-    for (int64_t co = 0; co < out_g; ++co) {
-      for (int64_t k = 0; k < kg; ++k) {
-        const auto [a, b] = weight_at(c, grp, co, k);
-        uint16_t* s = &signs[grp * per_group + 2 * co * k_pad + k];
-        s[0] = uint16_t(-int(a >= T(0)));
-        s[k_pad] = uint16_t(-int(b >= T(0)));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t w = weight(grp, r, k);
+        uint16_t* s = &signs[grp * per_group + 2 * r * k_pad + k];
+        s[0] = uint16_t(-int(c.o.w_lo[w] >= T(0)));
+        s[k_pad] = uint16_t(-int(c.o.w_hi[w] >= T(0)));
       }
     }
   }
-  const int64_t source_rows = 2 * kg;
-  const std::vector<Chunk> chunks = pixel_chunks(
-      c.batch, g.out_pixels(), g.out_w, int64_t(sizeof(T)) * (source_rows + 2 * c_pad));
+  const std::vector<Chunk> chunks = pixel_chunks(c.batch, c.g.out_pixels(), c.g.out_w,
+                                                 2 * int64_t(sizeof(T)) * (taps + r_pad));
   int64_t ld = 0;
   for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
-  const std::vector<int64_t> taps = tap_offsets(g, std::nullopt, ld);
-  std::vector<int64_t> offsets(2 * k_pad, 0);  // padded taps read tap 0
-  std::copy_n(taps.begin(), kg, offsets.begin());
-  std::copy_n(taps.begin() + kg, kg, offsets.begin() + k_pad);
+  std::vector<int64_t> offsets(2 * k_pad, 0);  // tap k's l row, then its h row (padding: tap 0)
+  for (int64_t k = 0; k < taps; ++k) {
+    offsets[k] = 2 * k * ld;
+    offsets[k_pad + k] = (2 * k + 1) * ld;
+  }
   const int64_t threads = at::get_num_threads();
   at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
   T* parts = partial.mutable_data_ptr<T>();
-  for_each_chunk(chunks, (source_rows + 2 * c_pad) * ld * sizeof(T),
+  for_each_chunk(chunks, 2 * (taps + r_pad) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
-    T* src = static_cast<T*>(buffer);
-    T* grads = src + source_rows * ld;
-    const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
+    T* inputs = static_cast<T*>(buffer);
+    T* grads = inputs + 2 * taps * ld;
+    const int64_t width = round_up(chunk.rows(), tile);
     T* part = parts + at::get_thread_num() * c.groups * per_group;
+    std::fill(grads + 2 * rows * ld, grads + 2 * r_pad * ld, T(0));
     for (int64_t grp = 0; grp < c.groups; ++grp) {
-      input_windows(c, grp, chunk, ld, src);
-      // gradient rows, zero padded (padded channels included)
-      for (int64_t q = 0; q < 2 * c_pad; ++q) std::fill_n(grads + q * ld, layout.width, T(0));
-      for_each_run(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, g.out_pixels(), chunk,
-                   layout, grads, [](const T* image, T* row, int64_t run) {
-                     std::copy_n(image, run, row);
-                   });
-      dot_tiles<T>(c_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
-                   &signs[grp * per_group], src, ld, layout.width, part + grp * per_group);
+      fill(chunk, grp, ld, inputs, grads);
+      dot_tiles<T>(r_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
+                   &signs[grp * per_group], inputs, ld, width, part + grp * per_group);
     }
   });
   for (int64_t grp = 0; grp < c.groups; ++grp) {
-    for (int64_t co = 0; co < out_g; ++co) {
-      for (int64_t k = 0; k < kg; ++k) {
-        const int64_t at = grp * per_group + 2 * co * k_pad + k;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t at = grp * per_group + 2 * r * k_pad + k;
         T da = T(0), db = T(0);
         for (int64_t t = 0; t < threads; ++t) {
           da += parts[t * c.groups * per_group + at];
           db += parts[t * c.groups * per_group + at + k_pad];
         }
-        c.o.out_lo[(grp * out_g + co) * kg + k] += da;
-        c.o.out_hi[(grp * out_g + co) * kg + k] += db;
+        c.o.out_lo[weight(grp, r, k)] += da;
+        c.o.out_hi[weight(grp, r, k)] += db;
       }
     }
   }
+}
+
+// The rows of the column-side pair (lo, hi) of the chunk (channels first.. first + count of an
+// NCHW pair with `channels` channels), as gathered rows 2 * ch + bound, zero padded.
+template <typename T>
+void pixel_rows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t channels, int64_t first,
+                int64_t count, const Chunk& chunk, int64_t ld, T* rows) {
+  const ChunkLayout layout = gathered_layout<T>(c.g, chunk, ld);
+  for (int64_t q = 0; q < 2 * count; ++q) std::fill(rows + q * ld + chunk.rows(), rows + (q + 1) * ld, T(0));
+  for_each_run(lo, hi, channels, first, count, c.g.out_pixels(), chunk, layout, rows,
+               [](const T* image, T* row, int64_t run) { std::copy_n(image, run, row); });
+}
+
+// conv2d: rows = output channels (the gradient's pixel rows), taps = (input channel, i, j)
+// (the input's windows).
+template <typename T>
+void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
+  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  weight_gradient_nonneg(
+      c, out_g, kg, [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
+        windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, inputs);
+        pixel_rows(c, c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, grads);
+      });
+}
+
+// conv_transpose2d (weight transposed, see transpose_weight): rows = (output channel, i, j) (the
+// gradient's windows), taps = input channels (the input's pixel rows).
+template <typename T>
+void conv_transpose2d_backward_weight_nonneg(const KernelCall<T>& c) {
+  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
+  weight_gradient_nonneg(
+      c, ncol, in_g, [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
+        pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, inputs);
+        windows(c, c.o.g_lo, c.o.g_hi, grp, chunk, ld, grads);
+      });
 }
 
 // conv_transpose2d y, non-negative mode: per input pixel, contribution rows r = (co, i, j) (the
@@ -936,11 +974,7 @@ void conv_transpose2d_forward_nonneg(const KernelCall<T>& c) {
     T* out = xs + 2 * in_g * ld;
     const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
     for (int64_t grp = 0; grp < c.groups; ++grp) {
-      for (int64_t q = 0; q < 2 * in_g; ++q) std::fill(xs + q * ld + chunk.rows(), xs + (q + 1) * ld, T(0));
-      for_each_run(c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, g.out_pixels(), chunk,
-                   layout, xs, [](const T* image, T* row, int64_t run) {
-                     std::copy_n(image, run, row);
-                   });
+      pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
       select_tiles<T>(tiles, in_g, &packed[grp * per_group], &signs[grp * per_group], nullptr,
                       offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
       for (int64_t r = 0; r < ncol; ++r) {
@@ -1087,8 +1121,10 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
                              kWeight ? "interval_conv_transpose2d_backward_weight_cpu"
                                      : "interval_conv_transpose2d_backward_input_cpu",
                              [&] {
-                               constexpr auto kernel =
-                                   kWeight ? conv_transpose2d_backward_weight_kernel<scalar_t>
+                               const auto kernel =
+                                   kWeight ? (input_nonneg
+                                                  ? conv_transpose2d_backward_weight_nonneg<scalar_t>
+                                                  : conv_transpose2d_backward_weight_kernel<scalar_t>)
                                            : conv_transpose2d_backward_input_kernel<scalar_t>;
                                kernel({g, batch, groups, in_channels,
                                        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi,
