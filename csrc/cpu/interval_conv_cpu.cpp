@@ -747,25 +747,90 @@ void conv2d_forward_nonneg(const KernelCall<T>& c) {
   });
 }
 
-// dx: each weight's two products go to one bound each,
+// Input gradients, non-negative mode: each weight's two products go to one bound each,
 //   dl += a gl [a >= 0] + b gh [b < 0],   dh += a gl [a < 0] + b gh [b >= 0],
-// over the flipped kernel's taps s = (co, i, j) of the output gradient. As select_tiles, with
-// x = gl, y = gh and one sign (a >= 0 and b >= 0) per weight: both >= 0: (dl, dh) += (a gl, b gh);
-// both < 0: (b gh, a gl); straddling (a < 0 <= b): dh += a gl, with dl's term off and dh's second
-// product b gh in term lists (straddling weights are few). Weights with a >= 0 > b (b NaN, or
-// an invalid a > b) would need two products in dl: then every term goes through term lists.
-// Direct form only: the caller falls back to the GEMM kernel without one.
+// for `rows` input channels ci over `taps` gradient rows s (their gl row at src + offsets[s], gh
+// at src + offsets[taps + s]). As select_tiles, with x = gl, y = gh and one sign (a >= 0 and
+// b >= 0) per weight: both >= 0: (dl, dh) += (a gl, b gh); both < 0: (b gh, a gl); straddling
+// (a < 0 <= b): dh += a gl, with dl's term off and dh's second product b gh in term lists
+// (straddling weights are few). Weights with a >= 0 > b (b NaN, or an invalid a > b) would need
+// two products in dl: then every term goes through term lists. weight(grp, ci, s) indexes w;
+// fill(chunk, grp, ld, src) fills a chunk's sources and returns its layout; the result rows are
+// added into dx (the pair out) at channels grp * rows + ci of `channels`, planes of `plane`.
+template <typename T, typename Weight, typename Fill>
+void input_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps,
+                           const std::vector<Chunk>& chunks, int64_t ld, int64_t source_rows,
+                           const std::vector<int64_t>& offsets, Weight weight, Fill fill,
+                           int64_t channels, int64_t plane) {
+  const int64_t mr = select_tile_channels<T>(), tiles = ceil_div(rows, mr);
+  // (The packing below selects by index, not by branches: weight signs are unpredictable.)
+  int lists_only = 0;
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t ci = 0; ci < rows; ++ci) {
+      for (int64_t s = 0; s < taps; ++s) {
+        const int64_t w = weight(grp, ci, s);
+        lists_only |= int(c.o.w_lo[w] >= T(0)) & int(!(c.o.w_hi[w] >= T(0)));
+      }
+    }
+  }
+  const int64_t per_group = tiles * taps * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF), enable(c.groups * per_group / 2, 0);
+  std::vector<TermLists<T>> lists;
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    std::vector<std::vector<Term<T>>> terms(2 * rows);
+    for (int64_t ci = 0; ci < rows; ++ci) {
+      for (int64_t s = 0; s < taps; ++s) {
+        const T a = c.o.w_lo[weight(grp, ci, s)], b = c.o.w_hi[weight(grp, ci, s)];
+        if (lists_only) {
+          terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({s, offsets[s], a});
+          terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({s, offsets[taps + s], b});
+          continue;
+        }
+        const int pa = a >= T(0), pb = b >= T(0), both = pa & pb, straddle = (1 - pa) & pb;
+        const T first[3] = {b, a, T(0)}, second[2] = {a, b};
+        const int64_t at = grp * per_group + ((ci / mr) * taps + s) * 2 * mr + ci % mr;
+        packed[at] = first[both + 2 * straddle];
+        packed[at + mr] = second[both];
+        signs[at] = signs[at + mr] = uint16_t(-both);
+        enable[grp * per_group / 2 + ((ci / mr) * taps + s) * mr + ci % mr] =
+            uint16_t(straddle - 1);
+        if (straddle) terms[2 * ci + 1].push_back({s, offsets[taps + s], b});
+      }
+    }
+    lists.emplace_back(terms, taps, taps_per_block<T>());
+  }
+  for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* src = static_cast<T*>(buffer);
+    T* out = src + source_rows * ld;
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      const ChunkLayout layout = fill(chunk, grp, ld, src);
+      if (!lists_only) {
+        select_tiles<T>(tiles, taps, &packed[grp * per_group], &signs[grp * per_group],
+                        &enable[grp * per_group / 2], offsets.data(), offsets.data() + taps, src,
+                        out, ld, layout.width);
+      }
+      if (!lists[grp].coef.empty() || lists_only) {
+        lists[grp].combine(src, out, ld, layout.width, !lists_only);
+      }
+      add_rows(c, out, layout, channels, grp * rows, rows, plane, chunk);
+    }
+  });
+}
+
+// conv2d (direct form only: the caller falls back to the GEMM kernel without one): the output
+// gradient's padded planes at the flipped kernel's taps s = (co, i, j).
 template <typename T>
 void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) {
   const ConvGeometry& g = c.g;
   const int64_t taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
   const int64_t sources = out_g * taps, mr = select_tile_channels<T>();
-  const int64_t tiles = ceil_div(g.channels, mr);
   const std::vector<Chunk> chunks =
       pixel_chunks(c.batch, g.image_pixels(), g.width,
-                   2 * int64_t(sizeof(T)) * (out_g + tiles * mr));
+                   2 * int64_t(sizeof(T)) * (out_g + ceil_div(g.channels, mr) * mr));
   const int64_t ld = direct.ld(chunks);
-  std::vector<int64_t> offsets(2 * sources);  // tap s's gl row, then its gh row
+  std::vector<int64_t> offsets(2 * sources);
   for (int64_t s = 0; s < sources; ++s) {
     const int64_t i = s % taps / g.kernel_w, j = s % g.kernel_w;
     const int64_t shift = (g.kernel_h - 1 - i) * g.dilation_h * direct.padded_w +
@@ -773,57 +838,42 @@ void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) 
     offsets[s] = 2 * (s / taps) * ld + shift;
     offsets[sources + s] = offsets[s] + ld;
   }
-  // (The packing below selects by index, not by branches: weight signs are unpredictable.)
-  int lists_only = 0;
-  for (int64_t at = 0; at < c.channels * g.column_rows(); ++at) {
-    lists_only |= int(c.o.w_lo[at] >= T(0)) & int(!(c.o.w_hi[at] >= T(0)));
+  input_gradient_nonneg(
+      c, g.channels, sources, chunks, ld, 2 * out_g, offsets,
+      [&](int64_t grp, int64_t ci, int64_t s) {
+        return (grp * out_g + s / taps) * g.column_rows() + ci * taps + s % taps;
+      },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* src) {
+        direct.fill(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, src);
+        return direct.layout(chunk, ld);
+      },
+      g.channels * c.groups, g.image_pixels());
+}
+
+// conv_transpose2d (weight transposed, see transpose_weight): the output gradient's windows at
+// taps s = (co, i, j), per input pixel.
+template <typename T>
+void conv_transpose2d_backward_input_nonneg(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t ncol = g.column_rows(), in_g = c.group_channels(), tile = pixel_tile<T>();
+  const int64_t mr = select_tile_channels<T>();
+  const std::vector<Chunk> chunks = pixel_chunks(
+      c.batch, g.out_pixels(), g.out_w, 2 * int64_t(sizeof(T)) * (ncol + ceil_div(in_g, mr) * mr));
+  int64_t ld = 0;
+  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  std::vector<int64_t> offsets(2 * ncol);
+  for (int64_t s = 0; s < ncol; ++s) {
+    offsets[s] = 2 * s * ld;
+    offsets[ncol + s] = (2 * s + 1) * ld;
   }
-  const int64_t per_group = tiles * sources * 2 * mr;
-  std::vector<T> packed(c.groups * per_group, T(0));
-  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF), enable(c.groups * per_group / 2, 0);
-  std::vector<TermLists<T>> lists;
-  for (int64_t grp = 0; grp < c.groups; ++grp) {
-    std::vector<std::vector<Term<T>>> terms(2 * g.channels);
-    for (int64_t ci = 0; ci < g.channels; ++ci) {
-      for (int64_t s = 0; s < sources; ++s) {
-        const auto [a, b] = weight_at(c, grp, s / taps, ci * taps + s % taps);
-        if (lists_only) {
-          terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({s, offsets[s], a});
-          terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({s, offsets[sources + s], b});
-          continue;
-        }
-        const int pa = a >= T(0), pb = b >= T(0), both = pa & pb, straddle = (1 - pa) & pb;
-        const T first[3] = {b, a, T(0)}, second[2] = {a, b};
-        const int64_t at = grp * per_group + ((ci / mr) * sources + s) * 2 * mr + ci % mr;
-        packed[at] = first[both + 2 * straddle];
-        packed[at + mr] = second[both];
-        signs[at] = signs[at + mr] = uint16_t(-both);
-        enable[grp * per_group / 2 + ((ci / mr) * sources + s) * mr + ci % mr] =
-            uint16_t(straddle - 1);
-        if (straddle) terms[2 * ci + 1].push_back({s, offsets[sources + s], b});
-      }
-    }
-    lists.emplace_back(terms, sources, taps_per_block<T>());
-  }
-  for_each_chunk(chunks, 2 * (out_g + tiles * mr) * ld * sizeof(T),
-                 [&](const Chunk& chunk, void* buffer) {
-    T* src = static_cast<T*>(buffer);
-    T* out = src + 2 * out_g * ld;
-    const ChunkLayout layout = direct.layout(chunk, ld);
-    for (int64_t grp = 0; grp < c.groups; ++grp) {
-      direct.fill(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, src);
-      if (!lists_only) {
-        select_tiles<T>(tiles, sources, &packed[grp * per_group], &signs[grp * per_group],
-                        &enable[grp * per_group / 2], offsets.data(), offsets.data() + sources,
-                        src, out, ld, layout.width);
-      }
-      if (!lists[grp].coef.empty() || lists_only) {
-        lists[grp].combine(src, out, ld, layout.width, !lists_only);
-      }
-      add_rows(c, out, layout, g.channels * c.groups, grp * g.channels, g.channels,
-               g.image_pixels(), chunk);
-    }
-  });
+  input_gradient_nonneg(
+      c, in_g, ncol, chunks, ld, 2 * ncol, offsets,
+      [&](int64_t grp, int64_t ci, int64_t s) { return (grp * ncol + s) * in_g + ci; },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* src) {
+        windows(c, c.o.g_lo, c.o.g_hi, grp, chunk, ld, src);
+        return gathered_layout<T>(g, chunk, ld);
+      },
+      c.channels, g.out_pixels());
 }
 
 // Weight gradients, non-negative mode: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ?
@@ -1125,7 +1175,9 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
                                    kWeight ? (input_nonneg
                                                   ? conv_transpose2d_backward_weight_nonneg<scalar_t>
                                                   : conv_transpose2d_backward_weight_kernel<scalar_t>)
-                                           : conv_transpose2d_backward_input_kernel<scalar_t>;
+                                           : (input_nonneg
+                                                  ? conv_transpose2d_backward_input_nonneg<scalar_t>
+                                                  : conv_transpose2d_backward_input_kernel<scalar_t>);
                                kernel({g, batch, groups, in_channels,
                                        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi,
                                                           out_lo, out_hi),
