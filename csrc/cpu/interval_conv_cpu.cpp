@@ -419,9 +419,9 @@ void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
 // All chunk buffers are row-major over positions, one row per (channel or tap, bound), with a
 // fixed row length per call (so term offsets hold for every chunk) and zeros past the pixels.
 
-// Chunk buffer bytes per pixel at most (about the L2 cache), and the least pixels of a chunk
-// (amortises the horizontal sums of the weight gradient).
-static const int64_t kPixelBudgetBytes = int64_t(std::getenv("INN_BUDGET_KB") ? std::atoi(std::getenv("INN_BUDGET_KB")) : 1024) << 10;
+// Chunk buffer bytes at most (half the L2 cache; measured flat from 256 KiB to 1 MiB), and the
+// least pixels of a chunk (amortises the horizontal sums of the weight gradient).
+constexpr int64_t kPixelBudgetBytes = int64_t(512) << 10;
 constexpr int64_t kMinChunkPixels = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -514,8 +514,7 @@ struct TermLists {
 // Taps per block: the two bounds' rows of a block at one pixel tile fill about 32 KiB.
 template <typename T>
 int64_t taps_per_block() {
-  static const int64_t kb = std::getenv("INN_TPB_KB") ? std::atoi(std::getenv("INN_TPB_KB")) : 16;
-  return std::max<int64_t>(1, int64_t(kb << 10) / (pixel_tile<T>() * int64_t(sizeof(T))));
+  return std::max<int64_t>(1, int64_t(16 << 10) / (pixel_tile<T>() * int64_t(sizeof(T))));
 }
 
 // A stride-1 conv2d (or its input gradient) as shifted reads of padded source planes: the
@@ -573,7 +572,7 @@ struct Direct {
 
 // conv2d's direct form (stride 1), or nullopt.
 std::optional<Direct> forward_direct(const ConvGeometry& g, int64_t tile) {
-  if (g.stride_h != 1 || g.stride_w != 1 || std::getenv("INN_NODIRECT")) return std::nullopt;
+  if (g.stride_h != 1 || g.stride_w != 1) return std::nullopt;
   const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
   return Direct{g.height, g.width, g.pad_h, g.pad_w, g.width + 2 * g.pad_w, g.out_h,
                 g.out_w,  reach_h, reach_w, tile};
@@ -806,10 +805,10 @@ void input_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps,
     T* out = src + source_rows * ld;
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       const ChunkLayout layout = fill(chunk, grp, ld, src);
-      if (!lists_only) {
+      if (!lists_only) {  // gated only where some weight straddles
         select_tiles<T>(tiles, taps, &packed[grp * per_group], &signs[grp * per_group],
-                        &enable[grp * per_group / 2], offsets.data(), offsets.data() + taps, src,
-                        out, ld, layout.width);
+                        lists[grp].coef.empty() ? nullptr : &enable[grp * per_group / 2],
+                        offsets.data(), offsets.data() + taps, src, out, ld, layout.width);
       }
       if (!lists[grp].coef.empty() || lists_only) {
         lists[grp].combine(src, out, ld, layout.width, !lists_only);
