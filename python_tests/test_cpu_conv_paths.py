@@ -2,8 +2,8 @@
 over the shapes that pick their different code paths: the non-negative pixel-lane kernels (direct
 stride-1 reads of padded planes, gathered windows for other strides, partial-image and
 several-image chunks, channel and tap counts off the register tiles, straddling weights and
-invalid weight intervals in term lists) and the GEMM fallbacks (general mode, an input gradient
-whose padding exceeds the kernel's reach), for conv2d and conv_transpose2d, forward and both
+invalid weight intervals in term lists) and the GEMM fallbacks (general-mode gradients and wide
+general-mode forwards, an input gradient whose padding exceeds the kernel's reach), for conv2d and conv_transpose2d, forward and both
 gradients.
 
 Small-integer operands make every product and sum exact in float32 and float64 whatever the
@@ -31,6 +31,7 @@ CASES = [
     ("conv2d", (5, 6, 6, 6), (13, 6, 3, 3), dict(padding=(1, 1))),       # images per chunk
     ("conv2d", (1, 3, 70, 90), (4, 3, 3, 3), dict(padding=(1, 1))),      # image parts
     ("conv2d", (2, 3, 8, 8), (4, 3, 3, 3), dict(padding=(3, 2))),        # padding > reach
+    ("conv2d", (1, 3, 6, 7), (64, 3, 3, 3), dict(padding=(1, 1))),       # general: GEMM forward
     # conv2d, other strides: gathered windows (input gradient: the GEMM kernel)
     ("conv2d", (2, 4, 11, 9), (6, 2, 3, 3), dict(stride=(2, 1), padding=(1, 0), groups=2)),
     ("conv2d", (2, 3, 9, 10), (5, 3, 2, 3), dict(stride=(3, 2), dilation=(1, 2))),

@@ -28,6 +28,7 @@ struct Tiles {
   static constexpr int kDotR = 2, kDotC = 2;
   static constexpr int64_t kDotMaxRows = 8;
   static constexpr int kPixMR = 2, kPixNV = 2;  // pixel-lane forward tile (channels, vectors)
+  static constexpr int kPixGenNV = 1;            // its vectors in general mode
   static constexpr int kGradMR = 1, kGradNK = 2;  // pixel-lane weight gradient tile
 };
 

@@ -36,6 +36,7 @@ struct Tiles {
   static constexpr int kDotR = 4, kDotC = 2;
   static constexpr int64_t kDotMaxRows = 8;
   static constexpr int kPixMR = 4, kPixNV = 3;  // pixel-lane forward tile (channels, vectors)
+  static constexpr int kPixGenNV = 2;            // its vectors in general mode
   static constexpr int kGradMR = 3, kGradNK = 2;  // pixel-lane weight gradient tile
 };
 

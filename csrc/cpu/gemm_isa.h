@@ -66,9 +66,15 @@ using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const ui
                                int64_t width);
 
 template <typename T>
+using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                                const int64_t* y_off, const T* src, T* out, int64_t ld_out,
+                                int64_t width);
+
+template <typename T>
 struct PixelKernels {
   CombineFn<T> combine;
   SelectTilesFn<T> select;
+  GeneralTilesFn<T> general;
   DotTilesFn<T> dot;
   int64_t pixel_tile;
   int64_t tile_channels;           // output channels per select tile

@@ -143,8 +143,27 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 }
 
 template <typename T>
+void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width) {
+  for (int64_t c = 0; c < tiles; ++c) {
+    for (int64_t p = 0; p < width; ++p) {
+      T lo = T(0), hi = T(0);
+      for (int64_t t = 0; t < taps; ++t) {
+        const T l = src[x_off[t] + p], h = src[y_off[t] + p];
+        const T a = w[(c * taps + t) * 2], b = w[(c * taps + t) * 2 + 1];
+        const TermChoice<T> tl = general_lo(a, b, l, h), th = general_hi(a, b, l, h);
+        lo = fma_lo(tl.weight, tl.use_l ? l : h, lo);
+        hi = fma_hi(th.weight, th.use_l ? l : h, hi);
+      }
+      out[2 * c * ld_out + p] = lo;
+      out[(2 * c + 1) * ld_out + p] = hi;
+    }
+  }
+}
+
+template <typename T>
 constexpr PixelKernels<T> pixel_kernels() {
-  return {&combine_rows<T>, &select_tiles<T>, &dot_tiles<T>, 8, 1, 1, 1};
+  return {&combine_rows<T>, &select_tiles<T>, &general_tiles<T>, &dot_tiles<T>, 8, 1, 1, 1};
 }
 
 template <typename T>

@@ -1,7 +1,12 @@
 // CPU kernels of the interval convolutions (conv2d, conv_transpose2d and their input and weight
-// gradients): im2col / col2im (im2col.h) around the fused interval GEMMs (interval_gemm.h).
+// gradients), in two families:
+//  * pixel-lane kernels (see "pixel lanes" below): every forward, and the gradients in
+//    non-negative mode; register tiles over output channels with vector lanes over pixels;
+//  * the fused interval GEMMs (interval_gemm.h) around im2col / col2im (im2col.h): the gradients
+//    in general mode, a non-negative input gradient that has no direct form, and the general
+//    conv2d forward with many output channels per group.
 //
-// Every kernel is a loop over chunks of column-side pixels: several whole images when images are
+// GEMM kernels: a loop over chunks of column-side pixels: several whole images when images are
 // small, part of one image when they are large, sized so that the buffers of a chunk stay within
 // kBufferBudgetBytes whatever the batch and image size. GEMM rows are pixels; every GEMM operand
 // and result is a row-major chunk buffer (unit column stride), filled by im2col (or a pixel-row
@@ -10,9 +15,9 @@
 // each step (the GEMM over its output blocks, im2col over rows, col2im over planes or row
 // blocks); chunks and groups run in turn, since at::parallel_for does not nest.
 //
-// conv_transpose2d is computed exactly without zero insertion: a GEMM per input-pixel chunk
-// gives every term's bounds (C_out/groups * kh * kw contributions per input pixel), and col2im
-// adds the lower and upper bounds into the output separately.
+// conv_transpose2d is computed exactly without zero insertion: per input pixel, every term's
+// bounds (C_out/groups * kh * kw contributions), added into the output (col2im) for the lower and
+// upper bounds separately.
 //
 // Inputs of any layout (channels_last included) are made contiguous NCHW first; outputs and
 // gradients are contiguous NCHW.
@@ -352,20 +357,6 @@ void conv2d_backward_weight_kernel(const KernelCall<T>& c) {
 // columns (rows x C_out/groups * kh * kw), col2im'd into y.
 
 template <typename T>
-void conv_transpose2d_forward_kernel(const KernelCall<T>& c) {
-  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
-  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + in_g));
-  RowBuffer<T> xs = c.buffer(plan, in_g), contributions = c.buffer(plan, ncol);
-  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
-    c.gather_group(c.o.x_lo, c.o.x_hi, grp, chunk, xs);
-    const auto [w_lo, w_hi] = c.weight(grp, ncol, in_g);
-    interval_gemm_forward<T>(chunk.rows(), ncol, in_g, xs.const_lo(), xs.const_hi(), w_lo, w_hi,
-                             contributions.view_lo(), contributions.view_hi(), c.nonneg, false);
-    c.col2im_add_group(contributions, grp, chunk);
-  });
-}
-
-template <typename T>
 void conv_transpose2d_backward_input_kernel(const KernelCall<T>& c) {
   const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
   const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + (c.nonneg ? 1 : 2) * in_g));
@@ -400,29 +391,37 @@ void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
   });
 }
 
-// -------------------------------------------------------- conv2d, non-negative mode: pixel lanes
-// With x_lo >= 0 every term is a weight bound times ONE input row, chosen by the weight's sign: a
-// scalar per term. So each kernel call first turns the weights into term lists (coefficient,
-// source offset) per output row, and the chunks then run through the pixel-lane kernels of
-// interval_gemm.h: rows of chunk pixels (lanes) times broadcast coefficients, two multiply-adds
-// per weight and pixel, no per-lane selection. This suits the few-channel layers (8..64 channels,
-// large images) that the row-major GEMMs above handle poorly: their register tiles run lanes over
-// channels, and their im2col and packing copy every element twice.
+// ------------------------------------------------------------------------------- pixel lanes
+// Vector lanes over pixels, weights broadcast as scalars: the few-channel layers (8..64 channels,
+// large images) fill every lane, where the GEMMs above, with lanes over channels, waste most of
+// them and copy every element twice (im2col, packing). With x_lo >= 0 each term is a weight bound
+// times ONE input row chosen by the weight's sign, a scalar: the kernels (interval_gemm.h) take
+// it as a precomputed sign word per weight, and a register tile of several output channels x a
+// few pixel vectors shares each loaded input vector between its channels (a blend picks l or h).
+//  * forward (select_tiles; general mode general_tiles): output channels x input taps;
+//  * input gradient (select_tiles with gates, rare straddling weights in term lists for
+//    combine_rows): input channels x output-gradient taps of the flipped kernel;
+//  * weight gradient (dot_tiles): dot products over the chunk's pixels, per thread partials.
 //
-// Stride-1 layers read no im2col at all ("direct"): the source planes of a chunk are copied once,
-// zero padded, into rows `padded_w` wide; output pixel (y, x) is position y * padded_w + x, and
-// tap (i, j) reads position + i * dilation_h * padded_w + j * dilation_w. The extra columns of
-// the padded grid are computed and dropped. The input gradient is the same with the output
-// gradient as source and the kernel flipped. Other strides, and the weight gradient (whose
-// products must not see the dropped columns), gather transposed im2col rows instead.
+// Stride-1 conv2d reads no im2col ("direct"): a chunk's source planes are copied once, zero
+// padded, into rows `padded_w` wide; output pixel (y, x) is position y * padded_w + x, and tap
+// (i, j) reads position + i * dilation_h * padded_w + j * dilation_w. The extra columns of the
+// padded grid are computed and dropped. The input gradient is the same with the output gradient
+// as source and the kernel flipped. Other strides, conv_transpose2d and the weight gradients
+// gather transposed im2col rows (windows) instead.
 //
-// All chunk buffers are row-major over positions, one row per (channel or tap, bound), with a
-// fixed row length per call (so term offsets hold for every chunk) and zeros past the pixels.
+// Chunks (whole images, or whole rows of one image) run in parallel, each on its thread's
+// workspace. All chunk buffers are row-major over positions, one row per (channel or tap, bound),
+// with a fixed row length per call (so tap offsets hold for every chunk) and zeros past the
+// pixels.
 
 // Chunk buffer bytes at most (half the L2 cache; measured flat from 256 KiB to 1 MiB), and the
 // least pixels of a chunk (amortises the horizontal sums of the weight gradient).
 constexpr int64_t kPixelBudgetBytes = int64_t(512) << 10;
 constexpr int64_t kMinChunkPixels = 256;
+
+// Output channels per group from which the general-mode conv2d forward runs on the GEMM kernel.
+constexpr int64_t kGemmGeneralChannels = 64;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -476,9 +475,9 @@ struct Term {
   T coef;
 };
 
-// The term lists of one group: row r's terms are coef/offset[bounds[r], bounds[rows + r])..., by
-// block: the terms of keys in block b are [bounds[b * rows + r], bounds[(b + 1) * rows + r]).
-// Blocks keep a pixel tile of their sources in L1 while every output row reads it.
+// Term lists (for combine_rows) of one group, by block of keys: row r's terms of keys in block b
+// are coef/offset[bounds[b * rows + r], bounds[(b + 1) * rows + r]). Blocks keep a pixel tile of
+// their sources in L1 while every output row reads it.
 template <typename T>
 struct TermLists {
   std::vector<T> coef;
@@ -690,12 +689,12 @@ std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Dire
   return offsets;
 }
 
-// y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l), in tiles of output
-// channels (select_tiles) over the chunk's input rows.
+// conv2d y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l) (general mode:
+// the exact product, general_tiles), in tiles of output channels over the chunk's input rows.
 template <typename T>
-void conv2d_forward_nonneg(const KernelCall<T>& c) {
+void conv2d_forward_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
-  const int64_t kg = g.column_rows(), taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
+  const int64_t kg = g.column_rows(), out_g = c.group_channels();
   const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
   const int64_t tiles = ceil_div(out_g, mr);
   const std::optional<Direct> direct = forward_direct(g, tile);
@@ -739,8 +738,13 @@ void conv2d_forward_nonneg(const KernelCall<T>& c) {
       } else {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
       }
-      select_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group], nullptr,
-                      offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
+      if (c.nonneg) {
+        select_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                        offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
+      } else {
+        general_tiles<T>(tiles, kg, &packed[grp * per_group], offsets.data(),
+                         offsets.data() + kg, src, out, ld, layout.width);
+      }
       add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.out_pixels(), chunk);
     }
   });
@@ -977,13 +981,13 @@ void conv_transpose2d_backward_weight_nonneg(const KernelCall<T>& c) {
       });
 }
 
-// conv_transpose2d y, non-negative mode: per input pixel, contribution rows r = (co, i, j) (the
-// transposed weight's rows) = sum over input channels ci of a * (a >= 0 ? l : h) (select_tiles
-// over the input's pixel rows), each added into y at the pixel it reaches. Chunks of whole images
+// conv_transpose2d y: per input pixel, contribution rows r = (co, i, j) (the transposed weight's
+// rows) = sum over input channels ci of a * (a >= 0 ? l : h) (select_tiles over the input's pixel
+// rows; general mode: general_tiles), each added into y at the pixel it reaches. Chunks of whole images
 // where the windows of neighbouring input pixels overlap, so that no two threads add into one
 // element.
 template <typename T>
-void conv_transpose2d_forward_nonneg(const KernelCall<T>& c) {
+void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
   const int64_t ncol = g.column_rows(), in_g = c.group_channels(), taps = g.kernel_h * g.kernel_w;
   const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
@@ -1024,8 +1028,13 @@ void conv_transpose2d_forward_nonneg(const KernelCall<T>& c) {
     const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
-      select_tiles<T>(tiles, in_g, &packed[grp * per_group], &signs[grp * per_group], nullptr,
-                      offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
+      if (c.nonneg) {
+        select_tiles<T>(tiles, in_g, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                        offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
+      } else {
+        general_tiles<T>(tiles, in_g, &packed[grp * per_group], offsets.data(),
+                         offsets.data() + in_g, xs, out, ld, layout.width);
+      }
       for (int64_t r = 0; r < ncol; ++r) {
         const int64_t co = grp * g.channels + r / taps, i = r % taps / g.kernel_w, j = r % g.kernel_w;
         const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
@@ -1080,7 +1089,10 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   auto [y_lo, y_hi] = init_output({batch, out_channels, g.out_h, g.out_w}, x_lo.options(), b_lo,
                                   b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_cpu", [&] {
-    (input_nonneg ? conv2d_forward_nonneg<scalar_t> : conv2d_forward_kernel<scalar_t>)(
+    // General mode with many output channels: the GEMM's lanes over channels are full, and its
+    // weight selection by pointer beats the pixel tiles' blends (measured at 64 channels).
+    const bool gemm = !input_nonneg && out_channels / groups >= kGemmGeneralChannels;
+    (gemm ? conv2d_forward_kernel<scalar_t> : conv2d_forward_pixels<scalar_t>)(
         {g, batch, groups, out_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
          x_lo.options()});
@@ -1138,8 +1150,7 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
   auto [y_lo, y_hi] = init_output({batch, g.channels * groups, g.height, g.width},
                                   x_lo.options(), b_lo, b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv_transpose2d_cpu", [&] {
-    (input_nonneg ? conv_transpose2d_forward_nonneg<scalar_t>
-                  : conv_transpose2d_forward_kernel<scalar_t>)(
+    conv_transpose2d_forward_pixels<scalar_t>(
         {g, batch, groups, in_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
          x_lo.options()});

@@ -236,6 +236,12 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 }
 
 template <typename T>
+void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width) {
+  active_pixel_kernels<T>().general(tiles, taps, w, x_off, y_off, src, out, ld_out, width);
+}
+
+template <typename T>
 std::pair<int64_t, int64_t> dot_tile_shape() {
   return {active_pixel_kernels<T>().dot_channels, active_pixel_kernels<T>().dot_taps};
 }
@@ -265,6 +271,8 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
   template int64_t select_tile_channels<T>();                                                  \
   template void select_tiles<T>(int64_t, int64_t, const T*, const uint16_t*, const uint16_t*,   \
                                 const int64_t*, const int64_t*, const T*, T*, int64_t, int64_t); \
+  template void general_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,     \
+                                 const T*, T*, int64_t, int64_t);                              \
   template std::pair<int64_t, int64_t> dot_tile_shape<T>();                                    \
   template void dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,        \
                              const uint16_t*, const T*, int64_t, int64_t, T*);

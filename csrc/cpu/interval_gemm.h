@@ -75,6 +75,14 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
                   const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
                   const T* src, T* out, int64_t ld_out, int64_t width);
 
+// The general (signed input) product in select_tiles' layout, per tap (x = l, y = h):
+//   out row 2c     += min(x * (x >= 0 ? a : b), y * (y >= 0 ? a : b))
+//   out row 2c + 1 += max(x * (x >= 0 ? b : a), y * (y >= 0 ? b : a))
+// (the choice and NaN conventions of csrc/interval_math.h; rows start from zero).
+template <typename T>
+void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width);
+
 // Tile shape of dot_tiles: channels c, taps k.
 template <typename T>
 std::pair<int64_t, int64_t> dot_tile_shape();

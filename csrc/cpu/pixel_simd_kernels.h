@@ -2,13 +2,13 @@
 // over the vector traits `S` of gemm_simd_kernels.h and included, like it, INSIDE the namespace of
 // each SIMD translation unit after its target pragma (so it includes nothing itself).
 //
-// Lanes run over pixels (a row of a chunk buffer), weights are broadcast scalars. In non-negative
-// mode every term of an interval convolution is one product of a weight bound and ONE row of
-// pixels, the row chosen by the weight's sign alone, which is one scalar per term. So the caller
-// resolves all selections once per call into term lists (coefficient, source row), and the
-// kernels below are plain multiply-adds: no compares, masks or blends, and each product is
-// accumulated only where it belongs (no zero coefficients, so NaN and inf route exactly as in
-// csrc/interval_math.h).
+// Lanes run over pixels (rows of a chunk buffer), weights are broadcast scalars. In non-negative
+// mode every term of an interval convolution is a weight bound times ONE row of pixels, chosen by
+// the weight's sign: a scalar, which the caller precomputes per weight as a sign word. Register
+// tiles of several output rows x a few pixel vectors share each loaded vector between the rows
+// (a blend by the sign picks the row); measured on Zen 5, such tiles run at about 1.6x the rate
+// of a one-row tile that loads its source per product (combine_rows, kept for short term lists).
+// Semantics, ties and NaN routing are those of csrc/interval_math.h.
 
 // out[r * ld_out + p] (+)= sum over t in [begin[r], end[r]) of coef[t] * src[offset[t] + p], for
 // p < width (a multiple of kCombineVectors * L). A tile is one row x kCombineVectors vectors:
@@ -129,6 +129,74 @@ void select_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const 
                                                           y_off, src, out, ld_out, width);
 }
 
+// The general (signed input) forward of select_tiles' layout (its weights, no signs): per tap,
+//   lo += min(x * (x >= 0 ? a : b), y * (y >= 0 ? a : b)),
+//   hi += max(x * (x >= 0 ? b : a), y * (y >= 0 ? b : a))     (x = l, y = h; NaN wins)
+// The input signs are per lane (compares per loaded vector, shared by the kPixMR channels);
+// the candidates' weights are blends, min_nan/max_nan pick the candidate.
+template <class S, int NV>
+inline __attribute__((always_inline)) void general_tile(int64_t taps, const typename S::T* wt,
+                                                        const int64_t* x_off,
+                                                        const int64_t* y_off,
+                                                        const typename S::T* src,
+                                                        typename S::T* o, int64_t ld_out) {
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int L = S::L, MR = S::kPixMR;
+  V lo[MR][NV], hi[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
+  }
+  for (int64_t t = 0; t < taps; ++t, wt += 2 * MR) {
+    V l[NV], h[NV];
+    M ml[NV], mh[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      l[v] = S::load(src + x_off[t] + v * L);
+      h[v] = S::load(src + y_off[t] + v * L);
+      ml[v] = S::ge0(l[v]);
+      mh[v] = S::ge0(h[v]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const V pl = S::mul(l[v], S::select(ml[v], a, b)), ph = S::mul(h[v], S::select(mh[v], a, b));
+        lo[i][v] = S::add(lo[i][v], S::min_nan(pl, ph));
+        const V ql = S::mul(l[v], S::select(ml[v], b, a)), qh = S::mul(h[v], S::select(mh[v], b, a));
+        hi[i][v] = S::add(hi[i][v], S::max_nan(ql, qh));
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      S::store(o + 2 * i * ld_out + v * L, lo[i][v]);
+      S::store(o + (2 * i + 1) * ld_out + v * L, hi[i][v]);
+    }
+  }
+}
+
+template <class S>
+void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const int64_t* x_off,
+                   const int64_t* y_off, const typename S::T* src, typename S::T* out,
+                   int64_t ld_out, int64_t width) {
+  constexpr int L = S::L, MR = S::kPixMR, NV = S::kPixGenNV;
+  for (int64_t ct = 0; ct < co_tiles; ++ct) {
+    const typename S::T* wt = w + ct * taps * 2 * MR;
+    typename S::T* o = out + 2 * ct * MR * ld_out;
+    int64_t p = 0;
+    for (; p + NV * L <= width; p += NV * L) {
+      general_tile<S, NV>(taps, wt, x_off, y_off, src + p, o + p, ld_out);
+    }
+    for (; p < width; p += L) general_tile<S, 1>(taps, wt, x_off, y_off, src + p, o + p, ld_out);
+  }
+}
+
 // Selected dot products over p < width, in tiles of kGradMR channels c x kGradNK taps k:
 //   out[(c * 2 + 0) * k_pad + k] += sum_p g[2c][p] * (s_lo ? x_k : y_k)[p]
 //   out[(c * 2 + 1) * k_pad + k] += sum_p g[2c + 1][p] * (s_hi ? y_k : x_k)[p]
@@ -206,6 +274,7 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
 
 template <class S>
 constexpr PixelKernels<typename S::T> make_pixel_kernels() {
-  return {&combine_rows<S>, &select_tiles<S>, &dot_tiles<S>, kCombineVectors * S::L,
+  return {&combine_rows<S>, &select_tiles<S>, &general_tiles<S>, &dot_tiles<S>,
+          kCombineVectors * S::L,
           S::kPixMR, S::kGradMR, S::kGradNK};
 }
