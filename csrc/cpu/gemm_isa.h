@@ -96,9 +96,4 @@ extern const IsaTable kScalarKernels;
 extern const IsaTable kAvx2Kernels;
 extern const IsaTable kAvx512Kernels;
 
-// 64-byte aligned scratch memory owned by the calling thread, valid until the thread's next call
-// (blocks run one after the other on a thread, so one buffer per thread suffices, nested calls
-// included). Grows as needed and is kept, so repeated GEMMs do not page-fault fresh memory.
-void* thread_workspace(size_t bytes);
-
 }  // namespace inn::cpu

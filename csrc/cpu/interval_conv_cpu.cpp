@@ -29,13 +29,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <tuple>
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "../backend_registry.h"
-#include "gemm_isa.h"
 #include "im2col.h"
 #include "interval_gemm.h"
 
@@ -655,7 +654,7 @@ void add_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout, 
                });
 }
 
-// Runs body(chunk, buffer) for every chunk in parallel, `buffer` of `elements` in the thread's
+// Runs body(chunk, buffer) for every chunk in parallel, `buffer` (`bytes`) in the thread's
 // workspace.
 template <typename F>
 void for_each_chunk(const std::vector<Chunk>& chunks, size_t bytes, F&& body) {

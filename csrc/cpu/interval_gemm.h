@@ -6,6 +6,7 @@
 // path, one product per bound per term).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 
@@ -46,6 +47,12 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
                                    ConstView<T> g_hi, ConstView<T> x_lo, ConstView<T> x_hi,
                                    ConstView<T> w_lo, ConstView<T> w_hi, View<T> dw_lo,
                                    View<T> dw_hi, bool input_nonneg, bool accumulate);
+
+// 64-byte aligned scratch memory owned by the calling thread, valid until the thread's next call
+// (GEMM blocks, or convolution chunks, run one after the other on a thread, so one buffer per
+// thread suffices; nothing called with it held may take it). Grows as needed and is kept, so
+// repeated calls do not page-fault fresh memory.
+void* thread_workspace(size_t bytes);
 
 // Pixel-lane kernels of the convolutions (rows of `width` pixels, `width` a multiple of
 // pixel_tile<T>(); single-threaded: the convolutions parallelise over pixel chunks).
