@@ -38,6 +38,16 @@ void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end,
   }
 }
 
+// The lane mask of a sign word (0xFFFF: all lanes, 0: none).
+template <class S>
+inline __attribute__((always_inline)) typename S::M word_mask(uint16_t word) {
+  if constexpr (S::kStoredMasks) {
+    return static_cast<typename S::M>(word);
+  } else {
+    return S::ge0(S::set1(typename S::T(word) - typename S::T(1)));
+  }
+}
+
 // out row 2 * c = sum_t [e] a * (sa ? x_t : y_t), row 2 * c + 1 = sum_t b * (sb ? y_t : x_t), for
 // the channels c of co_tiles tiles of kPixMR, tap t's rows x_t, y_t at src + x_off[t], y_off[t].
 // Per tile and tap, coefficients [a x kPixMR, b x kPixMR] and sign words (0xFFFF: true, 0: false)
@@ -78,7 +88,7 @@ inline __attribute__((always_inline)) void pixel_tile(
       } else {
         ma = S::ge0(a);
         mb = S::ge0(b);
-        if constexpr (GATED) me = S::ge0(S::set1(typename S::T(et[i]) - 1));  // 0xFFFF: >= 0
+        if constexpr (GATED) me = word_mask<S>(et[i]);
       }
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
@@ -213,13 +223,6 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
   using M = typename S::M;
   constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
   const int64_t k_pad = k_tiles * NK;
-  auto mask = [](uint16_t word) {
-    if constexpr (S::kStoredMasks) {
-      return static_cast<M>(word);
-    } else {
-      return S::ge0(S::set1(T(word) - T(1)));
-    }
-  };
   for (int64_t ct = 0; ct < c_tiles; ++ct) {
     for (int64_t kt = 0; kt < k_tiles; ++kt) {
       V lo[MR][NK], hi[MR][NK], shi[MR][NK];
@@ -237,7 +240,7 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
         for (int j = 0; j < NK; ++j) {
           const uint16_t* s = sign + (ct * MR + i) * 2 * k_pad + kt * NK + j;
           lo[i][j] = hi[i][j] = S::zero();
-          slo[i][j] = mask(s[0]);
+          slo[i][j] = word_mask<S>(s[0]);
           shi[i][j] = S::vmask_ge0(S::set1(T(s[k_pad]) - T(1)));
         }
       }
