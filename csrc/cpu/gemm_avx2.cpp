@@ -27,6 +27,9 @@ struct Tiles {
   static constexpr int64_t kWideCols = 256;
   static constexpr int kDotR = 2, kDotC = 2;
   static constexpr int64_t kDotMaxRows = 8;
+  static constexpr int kPixMR = 2, kPixNV = 2;  // pixel-lane forward tile (channels, vectors)
+  static constexpr int kPixGenNV = 1;            // its vectors in general mode
+  static constexpr int kGradMR = 1, kGradNK = 2;  // pixel-lane weight gradient tile
 };
 
 struct F32 : Tiles {
@@ -158,6 +161,7 @@ struct F64 : Tiles {
 #undef INN_SIMD
 
 #include "gemm_simd_kernels.h"
+#include "pixel_simd_kernels.h"
 
 }  // namespace inn::cpu::avx2
 
@@ -165,5 +169,7 @@ struct F64 : Tiles {
 
 namespace inn::cpu {
 const IsaTable kAvx2Kernels{"avx2", avx2::make_kernels<avx2::F32>(),
-                            avx2::make_kernels<avx2::F64>()};
+                            avx2::make_kernels<avx2::F64>(),
+                            avx2::make_pixel_kernels<avx2::F32>(),
+                            avx2::make_pixel_kernels<avx2::F64>()};
 }  // namespace inn::cpu

@@ -35,6 +35,9 @@ struct Tiles {
   static constexpr int64_t kWideCols = 256;
   static constexpr int kDotR = 4, kDotC = 2;
   static constexpr int64_t kDotMaxRows = 8;
+  static constexpr int kPixMR = 4, kPixNV = 3;  // pixel-lane forward tile (channels, vectors)
+  static constexpr int kPixGenNV = 2;            // its vectors in general mode
+  static constexpr int kGradMR = 3, kGradNK = 2;  // pixel-lane weight gradient tile
 };
 
 struct F32 : Tiles {
@@ -171,6 +174,7 @@ struct F64 : Tiles {
 #undef INN_SIMD
 
 #include "gemm_simd_kernels.h"
+#include "pixel_simd_kernels.h"
 
 }  // namespace inn::cpu::avx512
 
@@ -178,5 +182,7 @@ struct F64 : Tiles {
 
 namespace inn::cpu {
 const IsaTable kAvx512Kernels{"avx512", avx512::make_kernels<avx512::F32>(),
-                              avx512::make_kernels<avx512::F64>()};
+                              avx512::make_kernels<avx512::F64>(),
+                              avx512::make_pixel_kernels<avx512::F32>(),
+                              avx512::make_pixel_kernels<avx512::F64>()};
 }  // namespace inn::cpu

@@ -48,19 +48,52 @@ struct IsaKernels {
   ProductKernel<T> forward, backward_input, backward_weight;
 };
 
+// The pixel-lane kernels of the convolutions (pixel_simd_kernels.h; see interval_gemm.h for what
+// they compute). `width` arguments are multiples of `pixel_tile`.
+template <typename T>
+using CombineFn = void (*)(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                           const int64_t* offset, const T* src, T* out, int64_t ld_out,
+                           int64_t width, bool accumulate);
+template <typename T>
+using DotTilesFn = void (*)(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+                            const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
+                            int64_t width, T* out);
+
+template <typename T>
+using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                               const uint16_t* enable, const int64_t* x_off,
+                               const int64_t* y_off, const T* src, T* out, int64_t ld_out,
+                               int64_t width);
+
+template <typename T>
+using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                                const int64_t* y_off, const T* src, T* out, int64_t ld_out,
+                                int64_t width);
+
+template <typename T>
+struct PixelKernels {
+  CombineFn<T> combine;
+  SelectTilesFn<T> select;
+  GeneralTilesFn<T> general;
+  DotTilesFn<T> dot;
+  int64_t pixel_tile;
+  int64_t tile_channels;           // output channels per select tile
+  int64_t dot_channels, dot_taps;  // a dot tile
+};
+
+// Vectors per combine_rows tile (8: the accumulators that cover 4-cycle FMAs on 2 pipes).
+constexpr int kCombineVectors = 8;
+
 struct IsaTable {
   const char* name;
   IsaKernels<float> f32;
   IsaKernels<double> f64;
+  PixelKernels<float> pixel_f32;
+  PixelKernels<double> pixel_f64;
 };
 
 extern const IsaTable kScalarKernels;
 extern const IsaTable kAvx2Kernels;
 extern const IsaTable kAvx512Kernels;
-
-// 64-byte aligned scratch memory owned by the calling thread, valid until the thread's next call
-// (blocks run one after the other on a thread, so one buffer per thread suffices, nested calls
-// included). Grows as needed and is kept, so repeated GEMMs do not page-fault fresh memory.
-void* thread_workspace(size_t bytes);
 
 }  // namespace inn::cpu

@@ -94,6 +94,78 @@ void backward_weight(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t k0, i
   }
 }
 
+// The pixel-lane kernels (pixel_simd_kernels.h), one pixel at a time.
+template <typename T>
+void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                  const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
+                  bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t p = 0; p < width; ++p) {
+      T acc = accumulate ? out[r * ld_out + p] : T(0);
+      for (int64_t t = begin[r]; t < end[r]; ++t) acc += coef[t] * src[offset[t] + p];
+      out[r * ld_out + p] = acc;
+    }
+  }
+}
+
+template <typename T>
+void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+               const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
+               int64_t width, T* out) {
+  for (int64_t r = 0; r < 2 * c_tiles; ++r) {  // row r = 2c + bound
+    for (int64_t k = 0; k < k_tiles; ++k) {
+      const bool use_x = (sign[r * k_tiles + k] != 0) == (r % 2 == 0);
+      const T* s = src + (use_x ? x_off[k] : y_off[k]);
+      T acc = T(0);
+      for (int64_t p = 0; p < width; ++p) acc += g[r * ld + p] * s[p];
+      out[r * k_tiles + k] += acc;
+    }
+  }
+}
+
+template <typename T>
+void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const T* src, T* out, int64_t ld_out, int64_t width) {
+  for (int64_t c = 0; c < tiles; ++c) {
+    for (int64_t p = 0; p < width; ++p) {
+      T lo = T(0), hi = T(0);
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t at = (c * taps + t) * 2;
+        const T x = src[x_off[t] + p], y = src[y_off[t] + p];
+        if (!enable || enable[c * taps + t]) lo += w[at] * (sign[at] ? x : y);
+        hi += w[at + 1] * (sign[at + 1] ? y : x);
+      }
+      out[2 * c * ld_out + p] = lo;
+      out[(2 * c + 1) * ld_out + p] = hi;
+    }
+  }
+}
+
+template <typename T>
+void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width) {
+  for (int64_t c = 0; c < tiles; ++c) {
+    for (int64_t p = 0; p < width; ++p) {
+      T lo = T(0), hi = T(0);
+      for (int64_t t = 0; t < taps; ++t) {
+        const T l = src[x_off[t] + p], h = src[y_off[t] + p];
+        const T a = w[(c * taps + t) * 2], b = w[(c * taps + t) * 2 + 1];
+        const TermChoice<T> tl = general_lo(a, b, l, h), th = general_hi(a, b, l, h);
+        lo = fma_lo(tl.weight, tl.use_l ? l : h, lo);
+        hi = fma_hi(th.weight, th.use_l ? l : h, hi);
+      }
+      out[2 * c * ld_out + p] = lo;
+      out[(2 * c + 1) * ld_out + p] = hi;
+    }
+  }
+}
+
+template <typename T>
+constexpr PixelKernels<T> pixel_kernels() {
+  return {&combine_rows<T>, &select_tiles<T>, &general_tiles<T>, &dot_tiles<T>, 8, 1, 1, 1};
+}
+
 template <typename T>
 constexpr IsaKernels<T> kernels() {
   const BlockShape shape{4, 16, 64};
@@ -102,6 +174,7 @@ constexpr IsaKernels<T> kernels() {
 
 }  // namespace
 
-const IsaTable kScalarKernels{"scalar", kernels<float>(), kernels<double>()};
+const IsaTable kScalarKernels{"scalar", kernels<float>(), kernels<double>(), pixel_kernels<float>(),
+                              pixel_kernels<double>()};
 
 }  // namespace inn::cpu

@@ -175,4 +175,67 @@ void col2im_add(const ConvGeometry& g, const Chunk& chunk, const T* col_lo, cons
   });
 }
 
+// ------------------------------------------------------------------ pixel-lane (transposed) rows
+
+// How a destination pixel coordinate d maps to a source coordinate d * step + offset (a conv2d
+// input window: step = stride, offset = the tap's offset minus the padding).
+struct Axis {
+  int64_t step, offset;
+};
+
+namespace detail {
+
+// Calls body(out, lo, hi, in) for destination pixels [p0, p1) of a grid dst_w wide, one
+// destination row at a time: positions [lo, hi) of the row (out[d] is pixel p0 + d's position
+// minus the row's first column) map into the src plane (src_h x src_w) row `in`, at
+// in[d * x.step]; the rest of the row does not.
+template <typename T, typename F>
+void for_each_mapped_row(T* dst, int64_t src_h, int64_t src_w, int64_t dst_w, int64_t p0,
+                         int64_t p1, Axis y, Axis x, F&& body) {
+  // first d >= 0 with d * step + offset >= 0, and past the last one with it < size
+  const int64_t x_first = x.offset >= 0 ? 0 : (x.step - 1 - x.offset) / x.step;
+  const int64_t x_end = src_w - 1 - x.offset < 0 ? 0 : (src_w - 1 - x.offset) / x.step + 1;
+  for (int64_t p = p0; p < p1;) {
+    const int64_t dy = p / dst_w, x0 = p % dst_w, x1 = std::min(dst_w, x0 + (p1 - p));
+    const int64_t sy = dy * y.step + y.offset;
+    const bool inside = sy >= 0 && sy < src_h;
+    const int64_t lo = inside ? std::clamp(x_first, x0, x1) : x1;
+    const int64_t hi = inside ? std::clamp(x_end, lo, x1) : x1;
+    body(dst + (p - p0) - x0, x0, x1, lo, hi, sy * src_w + x.offset);
+    p += x1 - x0;
+  }
+}
+
+}  // namespace detail
+
+// dst[p - p0] = the src plane (src_h x src_w) at the mapped coordinates of destination pixels
+// [p0, p1) of a grid dst_w pixels wide, zero outside the plane. One pass per destination row:
+// zeros, a strided copy, zeros (no per-pixel tests).
+template <typename T>
+void gather_plane(const T* src, int64_t src_h, int64_t src_w, int64_t dst_w, int64_t p0,
+                  int64_t p1, Axis y, Axis x, T* dst) {
+  detail::for_each_mapped_row(dst, src_h, src_w, dst_w, p0, p1, y, x,
+                              [&](T* out, int64_t x0, int64_t x1, int64_t lo, int64_t hi,
+                                  int64_t in) {
+                                std::fill(out + x0, out + lo, T(0));
+                                if (x.step == 1) {  // (a copy the compiler vectorises)
+                                  std::copy(src + in + lo, src + in + hi, out + lo);
+                                } else {
+                                  for (int64_t d = lo; d < hi; ++d) out[d] = src[in + d * x.step];
+                                }
+                                std::fill(out + hi, out + x1, T(0));
+                              });
+}
+
+// The transpose: the plane at the mapped coordinates += rows[p - p0], where they are inside.
+template <typename T>
+void scatter_add_plane(const T* rows, int64_t plane_h, int64_t plane_w, int64_t row_w,
+                       int64_t p0, int64_t p1, Axis y, Axis x, T* plane) {
+  detail::for_each_mapped_row(rows, plane_h, plane_w, row_w, p0, p1, y, x,
+                              [&](const T* in, int64_t, int64_t, int64_t lo, int64_t hi,
+                                  int64_t out) {
+                                for (int64_t d = lo; d < hi; ++d) plane[out + d * x.step] += in[d];
+                              });
+}
+
 }  // namespace inn::cpu

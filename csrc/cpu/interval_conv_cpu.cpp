@@ -1,7 +1,12 @@
 // CPU kernels of the interval convolutions (conv2d, conv_transpose2d and their input and weight
-// gradients): im2col / col2im (im2col.h) around the fused interval GEMMs (interval_gemm.h).
+// gradients), in two families:
+//  * pixel-lane kernels (see "pixel lanes" below): every forward, and the gradients in
+//    non-negative mode; register tiles over output channels with vector lanes over pixels;
+//  * the fused interval GEMMs (interval_gemm.h) around im2col / col2im (im2col.h): the gradients
+//    in general mode, a non-negative input gradient that has no direct form, and the general
+//    conv2d forward with many output channels per group.
 //
-// Every kernel is a loop over chunks of column-side pixels: several whole images when images are
+// GEMM kernels: a loop over chunks of column-side pixels: several whole images when images are
 // small, part of one image when they are large, sized so that the buffers of a chunk stay within
 // kBufferBudgetBytes whatever the batch and image size. GEMM rows are pixels; every GEMM operand
 // and result is a row-major chunk buffer (unit column stride), filled by im2col (or a pixel-row
@@ -10,21 +15,24 @@
 // each step (the GEMM over its output blocks, im2col over rows, col2im over planes or row
 // blocks); chunks and groups run in turn, since at::parallel_for does not nest.
 //
-// conv_transpose2d is computed exactly without zero insertion: a GEMM per input-pixel chunk
-// gives every term's bounds (C_out/groups * kh * kw contributions per input pixel), and col2im
-// adds the lower and upper bounds into the output separately.
+// conv_transpose2d is computed exactly without zero insertion: per input pixel, every term's
+// bounds (C_out/groups * kh * kw contributions), added into the output (col2im) for the lower and
+// upper bounds separately.
 //
 // Inputs of any layout (channels_last included) are made contiguous NCHW first; outputs and
 // gradients are contiguous NCHW.
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <optional>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "../backend_registry.h"
 #include "im2col.h"
@@ -348,20 +356,6 @@ void conv2d_backward_weight_kernel(const KernelCall<T>& c) {
 // columns (rows x C_out/groups * kh * kw), col2im'd into y.
 
 template <typename T>
-void conv_transpose2d_forward_kernel(const KernelCall<T>& c) {
-  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
-  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + in_g));
-  RowBuffer<T> xs = c.buffer(plan, in_g), contributions = c.buffer(plan, ncol);
-  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
-    c.gather_group(c.o.x_lo, c.o.x_hi, grp, chunk, xs);
-    const auto [w_lo, w_hi] = c.weight(grp, ncol, in_g);
-    interval_gemm_forward<T>(chunk.rows(), ncol, in_g, xs.const_lo(), xs.const_hi(), w_lo, w_hi,
-                             contributions.view_lo(), contributions.view_hi(), c.nonneg, false);
-    c.col2im_add_group(contributions, grp, chunk);
-  });
-}
-
-template <typename T>
 void conv_transpose2d_backward_input_kernel(const KernelCall<T>& c) {
   const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
   const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + (c.nonneg ? 1 : 2) * in_g));
@@ -393,6 +387,667 @@ void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
     interval_gemm_backward_weight<T>(chunk.rows(), ncol, in_g, grads.const_lo(), grads.const_hi(),
                                      xs.const_lo(), xs.const_hi(), w_lo, w_hi, dw_lo, dw_hi,
                                      c.nonneg, true);
+  });
+}
+
+// ------------------------------------------------------------------------------- pixel lanes
+// Vector lanes over pixels, weights broadcast as scalars: the few-channel layers (8..64 channels,
+// large images) fill every lane, where the GEMMs above, with lanes over channels, waste most of
+// them and copy every element twice (im2col, packing). With x_lo >= 0 each term is a weight bound
+// times ONE input row chosen by the weight's sign, a scalar: the kernels (interval_gemm.h) take
+// it as a precomputed sign word per weight, and a register tile of several output channels x a
+// few pixel vectors shares each loaded input vector between its channels (a blend picks l or h).
+//  * forward (select_tiles; general mode general_tiles): output channels x input taps;
+//  * input gradient (select_tiles with gates, rare straddling weights in term lists for
+//    combine_rows): input channels x output-gradient taps of the flipped kernel;
+//  * weight gradient (dot_tiles): dot products over the chunk's pixels, per thread partials.
+//
+// Stride-1 conv2d reads no im2col ("direct"): a chunk's source planes are copied once, zero
+// padded, into rows `padded_w` wide; output pixel (y, x) is position y * padded_w + x, and tap
+// (i, j) reads position + i * dilation_h * padded_w + j * dilation_w. The extra columns of the
+// padded grid are computed and dropped. The input gradient is the same with the output gradient
+// as source and the kernel flipped. Other strides, conv_transpose2d and the weight gradients
+// gather transposed im2col rows (windows) instead.
+//
+// Chunks (whole images, or whole rows of one image) run in parallel, each on its thread's
+// workspace. All chunk buffers are row-major over positions, one row per (channel or tap, bound),
+// with a fixed row length per call (so tap offsets hold for every chunk) and zeros past the
+// pixels.
+
+// Chunk buffer bytes at most (half the L2 cache; measured flat from 256 KiB to 1 MiB), and the
+// least pixels of a chunk (amortises the horizontal sums of the weight gradient).
+constexpr int64_t kPixelBudgetBytes = int64_t(512) << 10;
+constexpr int64_t kMinChunkPixels = 256;
+
+// Output channels per group from which the general-mode conv2d forward runs on the GEMM kernel.
+constexpr int64_t kGemmGeneralChannels = 64;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// The batch's `pixels` per image, grid_w per row, in chunks: whole images when images are small,
+// whole rows of one image otherwise (unless whole_images); at least two chunks per thread where
+// that leaves kMinChunkPixels per chunk.
+std::vector<Chunk> pixel_chunks(int64_t batch, int64_t pixels, int64_t grid_w,
+                                int64_t bytes_per_pixel, bool whole_images = false) {
+  const int64_t share = ceil_div(batch * pixels, 2 * int64_t(at::get_num_threads()));
+  int64_t rows = std::max(kMinChunkPixels, std::min(kPixelBudgetBytes / bytes_per_pixel, share));
+  if (whole_images) rows = std::max(rows, pixels);
+  std::vector<Chunk> chunks;
+  if (rows >= pixels) {
+    const int64_t images = rows / pixels;
+    for (int64_t n = 0; n < batch; n += images) {
+      chunks.push_back({n, std::min(images, batch - n), 0, pixels});
+    }
+  } else {
+    rows = std::max(grid_w, rows / grid_w * grid_w);
+    for (int64_t n = 0; n < batch; ++n) {
+      for (int64_t p = 0; p < pixels; p += rows) {
+        chunks.push_back({n, 1, p, std::min(rows, pixels - p)});
+      }
+    }
+  }
+  return chunks;
+}
+
+// Where chunk pixel p (of a grid grid_w wide) of the chunk's image n is computed: position
+// n * image_stride + (p / grid_w) * row_stride + p % grid_w - base.
+struct Positions {
+  int64_t grid_w, image_stride, row_stride, base;
+  int64_t operator()(int64_t n, int64_t p) const {
+    return n * image_stride + (p / grid_w) * row_stride + p % grid_w - base;
+  }
+};
+
+// The layout of one kind of chunk buffer: positions, the computed width (a multiple of
+// pixel_tile<T>()) and the fixed row length `ld` (>= width plus the reach of the taps).
+struct ChunkLayout {
+  Positions at;
+  int64_t width, ld;
+};
+
+// One term of an output row: coef * source[offset + position]; `key` orders the terms and groups
+// them into blocks (the tap index).
+template <typename T>
+struct Term {
+  int64_t key, offset;
+  T coef;
+};
+
+// Term lists (for combine_rows) of one group, by block of keys: row r's terms of keys in block b
+// are coef/offset[bounds[b * rows + r], bounds[(b + 1) * rows + r]). Blocks keep a pixel tile of
+// their sources in L1 while every output row reads it.
+template <typename T>
+struct TermLists {
+  std::vector<T> coef;
+  std::vector<int64_t> offset, bounds;
+  int64_t rows = 0, blocks = 0;
+
+  // terms[r]: output row r's terms, keys ascending; keys_per_block: keys of one block.
+  TermLists(const std::vector<std::vector<Term<T>>>& terms, int64_t keys,
+            int64_t keys_per_block) {
+    rows = int64_t(terms.size());
+    blocks = std::max<int64_t>(1, ceil_div(keys, keys_per_block));
+    bounds.resize((blocks + 1) * rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t b = 0;
+      for (const Term<T>& t : terms[r]) {
+        for (; b * keys_per_block <= t.key; ++b) bounds[b * rows + r] = int64_t(coef.size());
+        coef.push_back(t.coef);
+        offset.push_back(t.offset);
+      }
+      for (; b <= blocks; ++b) bounds[b * rows + r] = int64_t(coef.size());
+    }
+  }
+
+  // out (rows x width, row length ld_out) (+)= the sums of the terms over src.
+  void combine(const T* src, T* out, int64_t ld_out, int64_t width, bool accumulate) const {
+    for (int64_t b = 0; b < blocks; ++b) {
+      combine_rows<T>(rows, &bounds[b * rows], &bounds[(b + 1) * rows], coef.data(),
+                      offset.data(), src, out, ld_out, width, accumulate || b > 0);
+    }
+  }
+};
+
+// Taps per block: the two bounds' rows of a block at one pixel tile fill about 32 KiB.
+template <typename T>
+int64_t taps_per_block() {
+  return std::max<int64_t>(1, int64_t(16 << 10) / (pixel_tile<T>() * int64_t(sizeof(T))));
+}
+
+// A stride-1 conv2d (or its input gradient) as shifted reads of padded source planes: the
+// source (src_h x src_w) sits at row `top`, column `left` of zero planes padded_w wide, and the
+// output grid is out_h x out_w; a chunk of output rows [y0, y1) reads padded rows
+// [y0, y1 + reach_h), its slab. Tap offsets: tap_h * padded_w + tap_w.
+struct Direct {
+  int64_t src_h, src_w, top, left, padded_w, out_h, out_w, reach_h, reach_w;
+
+  int64_t slab_rows(const Chunk& c) const { return c.pixels / out_w + reach_h; }
+  ChunkLayout layout(const Chunk& c, int64_t ld) const {
+    const int64_t slab = slab_rows(c) * padded_w;
+    const int64_t last = (c.images - 1) * slab + (c.pixels / out_w) * padded_w;
+    return {{out_w, slab, padded_w, (c.first_pixel / out_w) * padded_w},
+            round_up(last, pixel_tile_width),
+            ld};
+  }
+  int64_t pixel_tile_width;
+  // Row length that fits every chunk's slabs and the reach of the last position's taps.
+  int64_t ld(const std::vector<Chunk>& chunks) const {
+    int64_t most = 0;
+    for (const Chunk& c : chunks) most = std::max(most, c.images * slab_rows(c) * padded_w);
+    return round_up(most, pixel_tile_width) + reach_h * padded_w + reach_w;
+  }
+
+  // rows[(2 * ch + bound) * ld] = the padded slabs of channel first + ch of the pair (lo, hi) of
+  // NCHW tensors with `channels` channels.
+  template <typename T>
+  void fill(const T* lo, const T* hi, int64_t channels, int64_t first, int64_t count,
+            const Chunk& c, int64_t ld, T* rows) const {
+    const int64_t y0 = c.first_pixel / out_w, slab = slab_rows(c);
+    const int64_t copy = std::min(src_w, padded_w - left);
+    for (int64_t ch = 0; ch < count; ++ch) {
+      for (int bound = 0; bound < 2; ++bound) {
+        T* dst = rows + (2 * ch + bound) * ld;
+        for (int64_t n = 0; n < c.images; ++n) {
+          const T* plane = (bound == 0 ? lo : hi) +
+                           ((c.first_image + n) * channels + first + ch) * src_h * src_w;
+          for (int64_t r = 0; r < slab; ++r, dst += padded_w) {
+            const int64_t sy = y0 + r - top;
+            if (sy < 0 || sy >= src_h) {
+              std::fill_n(dst, padded_w, T(0));
+              continue;
+            }
+            std::fill_n(dst, left, T(0));
+            std::copy_n(plane + sy * src_w, copy, dst + left);
+            std::fill(dst + left + copy, dst + padded_w, T(0));
+          }
+        }
+        std::fill(dst, rows + (2 * ch + bound + 1) * ld, T(0));
+      }
+    }
+  }
+};
+
+// conv2d's direct form (stride 1), or nullopt.
+std::optional<Direct> forward_direct(const ConvGeometry& g, int64_t tile) {
+  if (g.stride_h != 1 || g.stride_w != 1) return std::nullopt;
+  const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
+  return Direct{g.height, g.width, g.pad_h, g.pad_w, g.width + 2 * g.pad_w, g.out_h,
+                g.out_w,  reach_h, reach_w, tile};
+}
+
+// The input gradient's direct form (stride 1, padding at most the kernel's reach), or nullopt.
+std::optional<Direct> input_grad_direct(const ConvGeometry& g, int64_t tile) {
+  const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
+  if (g.stride_h != 1 || g.stride_w != 1 || g.pad_h > reach_h || g.pad_w > reach_w) {
+    return std::nullopt;
+  }
+  return Direct{g.out_h, g.out_w, reach_h - g.pad_h, reach_w - g.pad_w, g.width + reach_w,
+                g.height, g.width, reach_h, reach_w, tile};
+}
+
+// Gathered rows: position = chunk pixel index (pixels of the column side: conv2d's output,
+// conv_transpose2d's input).
+template <typename T>
+ChunkLayout gathered_layout(const ConvGeometry& g, const Chunk& c, int64_t ld) {
+  return {{g.out_w, c.pixels, g.out_w, c.first_pixel}, round_up(c.rows(), pixel_tile<T>()), ld};
+}
+
+// rows[(2 * k + bound) * ld] = the image-side pair (lo, hi) (conv2d's input, conv_transpose2d's
+// output gradient) at tap k = (channel, i, j) of every column-side pixel of the chunk (transposed
+// im2col), zero padded.
+template <typename T>
+void windows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
+             int64_t ld, T* rows) {
+  const ConvGeometry& g = c.g;
+  const int64_t plane = g.image_pixels(), in_channels = g.channels * c.groups;
+  for (int64_t ch = 0; ch < g.channels; ++ch) {
+    for (int64_t i = 0; i < g.kernel_h; ++i) {
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        const int64_t k = (ch * g.kernel_h + i) * g.kernel_w + j;
+        const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
+        const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
+        for (int bound = 0; bound < 2; ++bound) {
+          const T* src = bound == 0 ? lo : hi;
+          T* dst = rows + (2 * k + bound) * ld;
+          for (int64_t n = 0; n < chunk.images; ++n) {
+            gather_plane(
+                src + ((chunk.first_image + n) * in_channels + grp * g.channels + ch) * plane,
+                g.height, g.width, g.out_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels,
+                y, x, dst + n * chunk.pixels);
+          }
+          std::fill(dst + chunk.rows(), dst + ld, T(0));
+        }
+      }
+    }
+  }
+}
+
+// For channels first + ch of an NCHW pair (lo, hi) with `channels` channels of `plane` pixels
+// and chunk rows[(2 * ch + bound) * ld]: move(image pixels, row positions, run) for the runs of
+// the chunk's pixels that are contiguous in both.
+template <typename P, typename R, typename F>
+void for_each_run(P lo, P hi, int64_t channels, int64_t first, int64_t count, int64_t plane,
+                  const Chunk& chunk, const ChunkLayout& layout, R rows, F&& move) {
+  const int64_t grid_w = layout.at.grid_w, last = chunk.first_pixel + chunk.pixels;
+  for (int64_t ch = 0; ch < count; ++ch) {
+    for (int bound = 0; bound < 2; ++bound) {
+      for (int64_t n = 0; n < chunk.images; ++n) {
+        P image = (bound == 0 ? lo : hi) + ((chunk.first_image + n) * channels + first + ch) * plane;
+        for (int64_t p = chunk.first_pixel; p < last;) {
+          const int64_t run = std::min(grid_w - p % grid_w, last - p);
+          move(image + p, rows + (2 * ch + bound) * layout.ld + layout.at(n, p), run);
+          p += run;
+        }
+      }
+    }
+  }
+}
+
+// The result pair (out_lo, out_hi) at channels first + ch += rows[2 * ch + bound].
+template <typename T>
+void add_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout, int64_t channels,
+              int64_t first, int64_t count, int64_t plane, const Chunk& chunk) {
+  for_each_run(c.o.out_lo, c.o.out_hi, channels, first, count, plane, chunk, layout, rows,
+               [](T* image, const T* row, int64_t run) {
+                 for (int64_t q = 0; q < run; ++q) image[q] += row[q];
+               });
+}
+
+// Runs body(chunk, buffer) for every chunk in parallel, `buffer` (`bytes`) in the thread's
+// workspace.
+template <typename F>
+void for_each_chunk(const std::vector<Chunk>& chunks, size_t bytes, F&& body) {
+  at::parallel_for(0, int64_t(chunks.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) body(chunks[i], thread_workspace(bytes));
+  });
+}
+
+// The group's weight pair at (out channel co, tap k) of a (C_out, kg) weight.
+template <typename T>
+std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64_t k) {
+  const int64_t at = (grp * c.group_channels() + co) * c.g.column_rows() + k;
+  return {c.o.w_lo[at], c.o.w_hi[at]};
+}
+
+// The rows of tap k = (channel, i, j) of the input (bound 0: lo, 1: hi), [bound * kg + k], in a
+// chunk's source buffer: gathered rows, or shifted reads of the padded planes (direct).
+std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Direct>& direct,
+                                 int64_t ld) {
+  const int64_t kg = g.column_rows(), taps = g.kernel_h * g.kernel_w;
+  std::vector<int64_t> offsets(2 * kg);
+  for (int64_t k = 0; k < kg; ++k) {
+    const int64_t i = k % taps / g.kernel_w, j = k % g.kernel_w;
+    for (int bound = 0; bound < 2; ++bound) {
+      offsets[bound * kg + k] =
+          direct ? (2 * (k / taps) + bound) * ld + i * g.dilation_h * direct->padded_w +
+                       j * g.dilation_w
+                 : (2 * k + bound) * ld;
+    }
+  }
+  return offsets;
+}
+
+// conv2d y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l) (general mode:
+// the exact product, general_tiles), in tiles of output channels over the chunk's input rows.
+template <typename T>
+void conv2d_forward_pixels(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t kg = g.column_rows(), out_g = c.group_channels();
+  const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
+  const int64_t tiles = ceil_div(out_g, mr);
+  const std::optional<Direct> direct = forward_direct(g, tile);
+  const int64_t source_rows = 2 * (direct ? g.channels : kg);
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
+                   2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.channels : kg)));
+  int64_t ld = 0;
+  if (direct) {
+    ld = direct->ld(chunks);
+  } else {
+    for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  }
+  const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
+  // Weights and signs per group, tile and tap: [a x mr, b x mr]; channels past out_g are zero.
+  const int64_t per_group = tiles * kg * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t co = 0; co < out_g; ++co) {
+      for (int64_t k = 0; k < kg; ++k) {
+        const auto [a, b] = weight_at(c, grp, co, k);
+        const int64_t at = grp * per_group + ((co / mr) * kg + k) * 2 * mr + co % mr;
+        packed[at] = a;
+        packed[at + mr] = b;
+        signs[at] = uint16_t(-int(a >= T(0)));
+        signs[at + mr] = uint16_t(-int(b >= T(0)));
+      }
+    }
+  }
+  for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* src = static_cast<T*>(buffer);
+    T* out = src + source_rows * ld;
+    const ChunkLayout layout =
+        direct ? direct->layout(chunk, ld) : gathered_layout<T>(g, chunk, ld);
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      if (direct) {
+        direct->fill(c.o.x_lo, c.o.x_hi, g.channels * c.groups, grp * g.channels, g.channels,
+                     chunk, ld, src);
+      } else {
+        windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
+      }
+      if (c.nonneg) {
+        select_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                        offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
+      } else {
+        general_tiles<T>(tiles, kg, &packed[grp * per_group], offsets.data(),
+                         offsets.data() + kg, src, out, ld, layout.width);
+      }
+      add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.out_pixels(), chunk);
+    }
+  });
+}
+
+// Input gradients, non-negative mode: each weight's two products go to one bound each,
+//   dl += a gl [a >= 0] + b gh [b < 0],   dh += a gl [a < 0] + b gh [b >= 0],
+// for `rows` input channels ci over `taps` gradient rows s (their gl row at src + offsets[s], gh
+// at src + offsets[taps + s]). As select_tiles, with x = gl, y = gh and one sign (a >= 0 and
+// b >= 0) per weight: both >= 0: (dl, dh) += (a gl, b gh); both < 0: (b gh, a gl); straddling
+// (a < 0 <= b): dh += a gl, with dl's term off and dh's second product b gh in term lists
+// (straddling weights are few). Weights with a >= 0 > b (b NaN, or an invalid a > b) would need
+// two products in dl: then every term goes through term lists. weight(grp, ci, s) indexes w;
+// fill(chunk, grp, ld, src) fills a chunk's sources and returns its layout; the result rows are
+// added into dx (the pair out) at channels grp * rows + ci of `channels`, planes of `plane`.
+template <typename T, typename Weight, typename Fill>
+void input_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps,
+                           const std::vector<Chunk>& chunks, int64_t ld, int64_t source_rows,
+                           const std::vector<int64_t>& offsets, Weight weight, Fill fill,
+                           int64_t channels, int64_t plane) {
+  const int64_t mr = select_tile_channels<T>(), tiles = ceil_div(rows, mr);
+  // (The packing below selects by index, not by branches: weight signs are unpredictable.)
+  int lists_only = 0;
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t ci = 0; ci < rows; ++ci) {
+      for (int64_t s = 0; s < taps; ++s) {
+        const int64_t w = weight(grp, ci, s);
+        lists_only |= int(c.o.w_lo[w] >= T(0)) & int(!(c.o.w_hi[w] >= T(0)));
+      }
+    }
+  }
+  const int64_t per_group = tiles * taps * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF), enable(c.groups * per_group / 2, 0);
+  std::vector<TermLists<T>> lists;
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    std::vector<std::vector<Term<T>>> terms(2 * rows);
+    for (int64_t ci = 0; ci < rows; ++ci) {
+      for (int64_t s = 0; s < taps; ++s) {
+        const T a = c.o.w_lo[weight(grp, ci, s)], b = c.o.w_hi[weight(grp, ci, s)];
+        if (lists_only) {
+          terms[2 * ci + (a >= T(0) ? 0 : 1)].push_back({s, offsets[s], a});
+          terms[2 * ci + (b >= T(0) ? 1 : 0)].push_back({s, offsets[taps + s], b});
+          continue;
+        }
+        const int pa = a >= T(0), pb = b >= T(0), both = pa & pb, straddle = (1 - pa) & pb;
+        const T first[3] = {b, a, T(0)}, second[2] = {a, b};
+        const int64_t at = grp * per_group + ((ci / mr) * taps + s) * 2 * mr + ci % mr;
+        packed[at] = first[both + 2 * straddle];
+        packed[at + mr] = second[both];
+        signs[at] = signs[at + mr] = uint16_t(-both);
+        enable[grp * per_group / 2 + ((ci / mr) * taps + s) * mr + ci % mr] =
+            uint16_t(straddle - 1);
+        if (straddle) terms[2 * ci + 1].push_back({s, offsets[taps + s], b});
+      }
+    }
+    lists.emplace_back(terms, taps, taps_per_block<T>());
+  }
+  for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* src = static_cast<T*>(buffer);
+    T* out = src + source_rows * ld;
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      const ChunkLayout layout = fill(chunk, grp, ld, src);
+      if (!lists_only) {  // gated only where some weight straddles
+        select_tiles<T>(tiles, taps, &packed[grp * per_group], &signs[grp * per_group],
+                        lists[grp].coef.empty() ? nullptr : &enable[grp * per_group / 2],
+                        offsets.data(), offsets.data() + taps, src, out, ld, layout.width);
+      }
+      if (!lists[grp].coef.empty() || lists_only) {
+        lists[grp].combine(src, out, ld, layout.width, !lists_only);
+      }
+      add_rows(c, out, layout, channels, grp * rows, rows, plane, chunk);
+    }
+  });
+}
+
+// conv2d (direct form only: the caller falls back to the GEMM kernel without one): the output
+// gradient's padded planes at the flipped kernel's taps s = (co, i, j).
+template <typename T>
+void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) {
+  const ConvGeometry& g = c.g;
+  const int64_t taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
+  const int64_t sources = out_g * taps, mr = select_tile_channels<T>();
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.image_pixels(), g.width,
+                   2 * int64_t(sizeof(T)) * (out_g + ceil_div(g.channels, mr) * mr));
+  const int64_t ld = direct.ld(chunks);
+  std::vector<int64_t> offsets(2 * sources);
+  for (int64_t s = 0; s < sources; ++s) {
+    const int64_t i = s % taps / g.kernel_w, j = s % g.kernel_w;
+    const int64_t shift = (g.kernel_h - 1 - i) * g.dilation_h * direct.padded_w +
+                          (g.kernel_w - 1 - j) * g.dilation_w;
+    offsets[s] = 2 * (s / taps) * ld + shift;
+    offsets[sources + s] = offsets[s] + ld;
+  }
+  input_gradient_nonneg(
+      c, g.channels, sources, chunks, ld, 2 * out_g, offsets,
+      [&](int64_t grp, int64_t ci, int64_t s) {
+        return (grp * out_g + s / taps) * g.column_rows() + ci * taps + s % taps;
+      },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* src) {
+        direct.fill(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, src);
+        return direct.layout(chunk, ld);
+      },
+      g.channels * c.groups, g.image_pixels());
+}
+
+// conv_transpose2d (weight transposed, see transpose_weight): the output gradient's windows at
+// taps s = (co, i, j), per input pixel.
+template <typename T>
+void conv_transpose2d_backward_input_nonneg(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t ncol = g.column_rows(), in_g = c.group_channels(), tile = pixel_tile<T>();
+  const int64_t mr = select_tile_channels<T>();
+  const std::vector<Chunk> chunks = pixel_chunks(
+      c.batch, g.out_pixels(), g.out_w, 2 * int64_t(sizeof(T)) * (ncol + ceil_div(in_g, mr) * mr));
+  int64_t ld = 0;
+  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  std::vector<int64_t> offsets(2 * ncol);
+  for (int64_t s = 0; s < ncol; ++s) {
+    offsets[s] = 2 * s * ld;
+    offsets[ncol + s] = (2 * s + 1) * ld;
+  }
+  input_gradient_nonneg(
+      c, in_g, ncol, chunks, ld, 2 * ncol, offsets,
+      [&](int64_t grp, int64_t ci, int64_t s) { return (grp * ncol + s) * in_g + ci; },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* src) {
+        windows(c, c.o.g_lo, c.o.g_hi, grp, chunk, ld, src);
+        return gathered_layout<T>(g, chunk, ld);
+      },
+      c.channels, g.out_pixels());
+}
+
+// Weight gradients, non-negative mode: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ?
+// h : l) over batch and pixels, as dot_tiles of gradient rows (rows, 2 per row r) against input
+// rows (taps, 2 per tap k) on gathered chunks; fill(chunk, grp, inputs, grads) fills a chunk's
+// rows (zero padded to its width). weight(grp, r, k) indexes w and dw. Each thread sums its
+// chunks into its own partial gradient (rows and taps padded to whole tiles), added up at the
+// end. (A direct layout measured slower here: dot tiles stream whole rows, mostly unaligned.)
+template <typename T, typename Weight, typename Fill>
+void weight_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps, Weight weight,
+                            Fill fill) {
+  const int64_t tile = pixel_tile<T>();
+  const auto [mr, nk] = dot_tile_shape<T>();
+  const int64_t r_tiles = ceil_div(rows, mr), k_tiles = ceil_div(taps, nk);
+  const int64_t r_pad = r_tiles * mr, k_pad = k_tiles * nk, per_group = 2 * r_pad * k_pad;
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t w = weight(grp, r, k);
+        uint16_t* s = &signs[grp * per_group + 2 * r * k_pad + k];
+        s[0] = uint16_t(-int(c.o.w_lo[w] >= T(0)));
+        s[k_pad] = uint16_t(-int(c.o.w_hi[w] >= T(0)));
+      }
+    }
+  }
+  const std::vector<Chunk> chunks = pixel_chunks(c.batch, c.g.out_pixels(), c.g.out_w,
+                                                 2 * int64_t(sizeof(T)) * (taps + r_pad));
+  int64_t ld = 0;
+  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  std::vector<int64_t> offsets(2 * k_pad, 0);  // tap k's l row, then its h row (padding: tap 0)
+  for (int64_t k = 0; k < taps; ++k) {
+    offsets[k] = 2 * k * ld;
+    offsets[k_pad + k] = (2 * k + 1) * ld;
+  }
+  const int64_t threads = at::get_num_threads();
+  at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
+  T* parts = partial.mutable_data_ptr<T>();
+  for_each_chunk(chunks, 2 * (taps + r_pad) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* inputs = static_cast<T*>(buffer);
+    T* grads = inputs + 2 * taps * ld;
+    const int64_t width = round_up(chunk.rows(), tile);
+    T* part = parts + at::get_thread_num() * c.groups * per_group;
+    std::fill(grads + 2 * rows * ld, grads + 2 * r_pad * ld, T(0));
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      fill(chunk, grp, ld, inputs, grads);
+      dot_tiles<T>(r_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
+                   &signs[grp * per_group], inputs, ld, width, part + grp * per_group);
+    }
+  });
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t at = grp * per_group + 2 * r * k_pad + k;
+        T da = T(0), db = T(0);
+        for (int64_t t = 0; t < threads; ++t) {
+          da += parts[t * c.groups * per_group + at];
+          db += parts[t * c.groups * per_group + at + k_pad];
+        }
+        c.o.out_lo[weight(grp, r, k)] += da;
+        c.o.out_hi[weight(grp, r, k)] += db;
+      }
+    }
+  }
+}
+
+// The rows of the column-side pair (lo, hi) of the chunk (channels first.. first + count of an
+// NCHW pair with `channels` channels), as gathered rows 2 * ch + bound, zero padded.
+template <typename T>
+void pixel_rows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t channels, int64_t first,
+                int64_t count, const Chunk& chunk, int64_t ld, T* rows) {
+  const ChunkLayout layout = gathered_layout<T>(c.g, chunk, ld);
+  for (int64_t q = 0; q < 2 * count; ++q) std::fill(rows + q * ld + chunk.rows(), rows + (q + 1) * ld, T(0));
+  for_each_run(lo, hi, channels, first, count, c.g.out_pixels(), chunk, layout, rows,
+               [](const T* image, T* row, int64_t run) { std::copy_n(image, run, row); });
+}
+
+// conv2d: rows = output channels (the gradient's pixel rows), taps = (input channel, i, j)
+// (the input's windows).
+template <typename T>
+void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
+  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  weight_gradient_nonneg(
+      c, out_g, kg, [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
+        windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, inputs);
+        pixel_rows(c, c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, grads);
+      });
+}
+
+// conv_transpose2d (weight transposed, see transpose_weight): rows = (output channel, i, j) (the
+// gradient's windows), taps = input channels (the input's pixel rows).
+template <typename T>
+void conv_transpose2d_backward_weight_nonneg(const KernelCall<T>& c) {
+  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
+  weight_gradient_nonneg(
+      c, ncol, in_g, [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
+        pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, inputs);
+        windows(c, c.o.g_lo, c.o.g_hi, grp, chunk, ld, grads);
+      });
+}
+
+// conv_transpose2d y: per input pixel, contribution rows r = (co, i, j) (the transposed weight's
+// rows) = sum over input channels ci of a * (a >= 0 ? l : h) (select_tiles over the input's pixel
+// rows; general mode: general_tiles), each added into y at the pixel it reaches. Chunks of whole images
+// where the windows of neighbouring input pixels overlap, so that no two threads add into one
+// element.
+template <typename T>
+void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t ncol = g.column_rows(), in_g = c.group_channels(), taps = g.kernel_h * g.kernel_w;
+  const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
+  const int64_t tiles = ceil_div(ncol, mr);
+  const bool overlap = g.stride_h < g.dilation_h * (g.kernel_h - 1) + 1 ||
+                       g.stride_w < g.dilation_w * (g.kernel_w - 1) + 1;
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
+                   2 * int64_t(sizeof(T)) * (in_g + tiles * mr), overlap);
+  int64_t ld = 0;
+  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  std::vector<int64_t> offsets(2 * in_g);  // input channel ci's l row, then its h row
+  for (int64_t ci = 0; ci < in_g; ++ci) {
+    offsets[ci] = 2 * ci * ld;
+    offsets[in_g + ci] = (2 * ci + 1) * ld;
+  }
+  const int64_t per_group = tiles * in_g * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t r = 0; r < ncol; ++r) {
+      for (int64_t ci = 0; ci < in_g; ++ci) {
+        const int64_t w = (grp * ncol + r) * in_g + ci;
+        const T a = c.o.w_lo[w], b = c.o.w_hi[w];
+        const int64_t at = grp * per_group + ((r / mr) * in_g + ci) * 2 * mr + r % mr;
+        packed[at] = a;
+        packed[at + mr] = b;
+        signs[at] = uint16_t(-int(a >= T(0)));
+        signs[at + mr] = uint16_t(-int(b >= T(0)));
+      }
+    }
+  }
+  const int64_t out_channels = g.channels * c.groups, plane = g.image_pixels();
+  for_each_chunk(chunks, 2 * (in_g + tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* xs = static_cast<T*>(buffer);
+    T* out = xs + 2 * in_g * ld;
+    const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
+      if (c.nonneg) {
+        select_tiles<T>(tiles, in_g, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                        offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
+      } else {
+        general_tiles<T>(tiles, in_g, &packed[grp * per_group], offsets.data(),
+                         offsets.data() + in_g, xs, out, ld, layout.width);
+      }
+      for (int64_t r = 0; r < ncol; ++r) {
+        const int64_t co = grp * g.channels + r / taps, i = r % taps / g.kernel_w, j = r % g.kernel_w;
+        const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
+        const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
+        for (int bound = 0; bound < 2; ++bound) {
+          for (int64_t n = 0; n < chunk.images; ++n) {
+            scatter_add_plane(out + (2 * r + bound) * ld + n * chunk.pixels, g.height, g.width,
+                              g.out_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels, y, x,
+                              (bound == 0 ? c.o.out_lo : c.o.out_hi) +
+                                  ((chunk.first_image + n) * out_channels + co) * plane);
+          }
+        }
+      }
+    }
   });
 }
 
@@ -433,7 +1088,10 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   auto [y_lo, y_hi] = init_output({batch, out_channels, g.out_h, g.out_w}, x_lo.options(), b_lo,
                                   b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_cpu", [&] {
-    conv2d_forward_kernel<scalar_t>(
+    // General mode with many output channels: the GEMM's lanes over channels are full, and its
+    // weight selection by pointer beats the pixel tiles' blends (measured at 64 channels).
+    const bool gemm = !input_nonneg && out_channels / groups >= kGemmGeneralChannels;
+    (gemm ? conv2d_forward_kernel<scalar_t> : conv2d_forward_pixels<scalar_t>)(
         {g, batch, groups, out_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
          x_lo.options()});
@@ -458,11 +1116,21 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
   AT_DISPATCH_FLOATING_TYPES(
       x_lo.scalar_type(),
       kWeight ? "interval_conv2d_backward_weight_cpu" : "interval_conv2d_backward_input_cpu", [&] {
-        constexpr auto kernel = kWeight ? conv2d_backward_weight_kernel<scalar_t>
-                                        : conv2d_backward_input_kernel<scalar_t>;
-        kernel({g, batch, groups, out_channels,
-                operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, out_lo, out_hi),
-                input_nonneg, x_lo.options()});
+        const KernelCall<scalar_t> call{
+            g, batch, groups, out_channels,
+            operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi, out_lo, out_hi),
+            input_nonneg, x_lo.options()};
+        const std::optional<Direct> direct =
+            kWeight ? std::nullopt : input_grad_direct(g, pixel_tile<scalar_t>());
+        if (kWeight && input_nonneg) {
+          conv2d_backward_weight_nonneg<scalar_t>(call);
+        } else if (kWeight) {
+          conv2d_backward_weight_kernel<scalar_t>(call);
+        } else if (input_nonneg && direct) {
+          conv2d_backward_input_nonneg<scalar_t>(call, *direct);
+        } else {
+          conv2d_backward_input_kernel<scalar_t>(call);
+        }
       });
   return {out_lo, out_hi};
 }
@@ -481,7 +1149,7 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
   auto [y_lo, y_hi] = init_output({batch, g.channels * groups, g.height, g.width},
                                   x_lo.options(), b_lo, b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv_transpose2d_cpu", [&] {
-    conv_transpose2d_forward_kernel<scalar_t>(
+    conv_transpose2d_forward_pixels<scalar_t>(
         {g, batch, groups, in_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
          x_lo.options()});
@@ -512,9 +1180,13 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
                              kWeight ? "interval_conv_transpose2d_backward_weight_cpu"
                                      : "interval_conv_transpose2d_backward_input_cpu",
                              [&] {
-                               constexpr auto kernel =
-                                   kWeight ? conv_transpose2d_backward_weight_kernel<scalar_t>
-                                           : conv_transpose2d_backward_input_kernel<scalar_t>;
+                               const auto kernel =
+                                   kWeight ? (input_nonneg
+                                                  ? conv_transpose2d_backward_weight_nonneg<scalar_t>
+                                                  : conv_transpose2d_backward_weight_kernel<scalar_t>)
+                                           : (input_nonneg
+                                                  ? conv_transpose2d_backward_input_nonneg<scalar_t>
+                                                  : conv_transpose2d_backward_input_kernel<scalar_t>);
                                kernel({g, batch, groups, in_channels,
                                        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi,
                                                           out_lo, out_hi),

@@ -78,6 +78,17 @@ const IsaKernels<double>& active_kernels<double>() {
   return active_table().f64;
 }
 
+template <typename T>
+const PixelKernels<T>& active_pixel_kernels();
+template <>
+const PixelKernels<float>& active_pixel_kernels<float>() {
+  return active_table().pixel_f32;
+}
+template <>
+const PixelKernels<double>& active_pixel_kernels<double>() {
+  return active_table().pixel_f64;
+}
+
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -198,6 +209,50 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
   run_blocks(active_kernels<T>().backward_weight, args, N, K, M);
 }
 
+template <typename T>
+int64_t pixel_tile() {
+  return active_pixel_kernels<T>().pixel_tile;
+}
+
+template <typename T>
+void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                  const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
+                  bool accumulate) {
+  active_pixel_kernels<T>().combine(rows, begin, end, coef, offset, src, out, ld_out, width,
+                                    accumulate);
+}
+
+template <typename T>
+int64_t select_tile_channels() {
+  return active_pixel_kernels<T>().tile_channels;
+}
+
+template <typename T>
+void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const T* src, T* out, int64_t ld_out, int64_t width) {
+  active_pixel_kernels<T>().select(tiles, taps, w, sign, enable, x_off, y_off, src, out, ld_out,
+                                   width);
+}
+
+template <typename T>
+void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width) {
+  active_pixel_kernels<T>().general(tiles, taps, w, x_off, y_off, src, out, ld_out, width);
+}
+
+template <typename T>
+std::pair<int64_t, int64_t> dot_tile_shape() {
+  return {active_pixel_kernels<T>().dot_channels, active_pixel_kernels<T>().dot_taps};
+}
+
+template <typename T>
+void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+               const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
+               int64_t width, T* out) {
+  active_pixel_kernels<T>().dot(c_tiles, k_tiles, g, x_off, y_off, sign, src, ld, width, out);
+}
+
 #define INN_INSTANTIATE(T)                                                                     \
   template void interval_gemm_forward<T>(int64_t, int64_t, int64_t, ConstView<T>, ConstView<T>, \
                                          ConstView<T>, ConstView<T>, View<T>, View<T>, bool,   \
@@ -209,7 +264,18 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
   template void interval_gemm_backward_weight<T>(int64_t, int64_t, int64_t, ConstView<T>,      \
                                                  ConstView<T>, ConstView<T>, ConstView<T>,     \
                                                  ConstView<T>, ConstView<T>, View<T>, View<T>, \
-                                                 bool, bool);
+                                                 bool, bool);                  \
+  template int64_t pixel_tile<T>();                                                            \
+  template void combine_rows<T>(int64_t, const int64_t*, const int64_t*, const T*,             \
+                                const int64_t*, const T*, T*, int64_t, int64_t, bool);         \
+  template int64_t select_tile_channels<T>();                                                  \
+  template void select_tiles<T>(int64_t, int64_t, const T*, const uint16_t*, const uint16_t*,   \
+                                const int64_t*, const int64_t*, const T*, T*, int64_t, int64_t); \
+  template void general_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,     \
+                                 const T*, T*, int64_t, int64_t);                              \
+  template std::pair<int64_t, int64_t> dot_tile_shape<T>();                                    \
+  template void dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,        \
+                             const uint16_t*, const T*, int64_t, int64_t, T*);
 INN_INSTANTIATE(float)
 INN_INSTANTIATE(double)
 #undef INN_INSTANTIATE

@@ -1,0 +1,283 @@
+// The pixel-lane kernels of the CPU interval convolutions (interval_conv_cpu.cpp), written once
+// over the vector traits `S` of gemm_simd_kernels.h and included, like it, INSIDE the namespace of
+// each SIMD translation unit after its target pragma (so it includes nothing itself).
+//
+// Lanes run over pixels (rows of a chunk buffer), weights are broadcast scalars. In non-negative
+// mode every term of an interval convolution is a weight bound times ONE row of pixels, chosen by
+// the weight's sign: a scalar, which the caller precomputes per weight as a sign word. Register
+// tiles of several output rows x a few pixel vectors share each loaded vector between the rows
+// (a blend by the sign picks the row); measured on Zen 5, such tiles run at about 1.6x the rate
+// of a one-row tile that loads its source per product (combine_rows, kept for short term lists).
+// Semantics, ties and NaN routing are those of csrc/interval_math.h.
+
+// out[r * ld_out + p] (+)= sum over t in [begin[r], end[r]) of coef[t] * src[offset[t] + p], for
+// p < width (a multiple of kCombineVectors * L). A tile is one row x kCombineVectors vectors:
+// enough independent accumulators to cover the FMA latency; each FMA takes its own load, and the
+// broadcast is shared by the tile.
+template <class S>
+void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end,
+                  const typename S::T* coef, const int64_t* offset, const typename S::T* src,
+                  typename S::T* out, int64_t ld_out, int64_t width, bool accumulate) {
+  using V = typename S::V;
+  constexpr int L = S::L, NV = kCombineVectors;
+  for (int64_t p = 0; p < width; p += NV * L) {
+    for (int64_t r = 0; r < rows; ++r) {
+      typename S::T* o = out + r * ld_out + p;
+      V acc[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[v] = accumulate ? S::load(o + v * L) : S::zero();
+      for (int64_t t = begin[r]; t < end[r]; ++t) {
+        const V c = S::set1(coef[t]);
+        const typename S::T* s = src + offset[t] + p;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[v] = S::fma(c, S::load(s + v * L), acc[v]);
+      }
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) S::store(o + v * L, acc[v]);
+    }
+  }
+}
+
+// The lane mask of a sign word (0xFFFF: all lanes, 0: none).
+template <class S>
+inline __attribute__((always_inline)) typename S::M word_mask(uint16_t word) {
+  if constexpr (S::kStoredMasks) {
+    return static_cast<typename S::M>(word);
+  } else {
+    return S::ge0(S::set1(typename S::T(word) - typename S::T(1)));
+  }
+}
+
+// out row 2 * c = sum_t [e] a * (sa ? x_t : y_t), row 2 * c + 1 = sum_t b * (sb ? y_t : x_t), for
+// the channels c of co_tiles tiles of kPixMR, tap t's rows x_t, y_t at src + x_off[t], y_off[t].
+// Per tile and tap, coefficients [a x kPixMR, b x kPixMR] and sign words (0xFFFF: true, 0: false)
+// alike; enable words e (lower row only) where given, else the lower row takes every term.
+// Register tiles of kPixMR channels x NV vectors of both rows: each source vector loaded feeds
+// kPixMR channels (the blend is free beside the FMAs), which keeps the loads below the FMAs;
+// AVX2, without mask registers, compares the broadcast coefficient instead of loading its sign
+// (its callers' signs are the coefficients' signs).
+template <class S, int NV, bool GATED>
+inline __attribute__((always_inline)) void pixel_tile(
+    int64_t taps, const typename S::T* wt, const uint16_t* st, const uint16_t* et,
+    const int64_t* lo_off, const int64_t* hi_off, const typename S::T* src, typename S::T* o,
+    int64_t ld_out) {
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int L = S::L, MR = S::kPixMR;
+  V lo[MR][NV], hi[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
+  }
+  for (int64_t t = 0; t < taps; ++t, wt += 2 * MR, st += 2 * MR, et += GATED ? MR : 0) {
+    V l[NV], h[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      l[v] = S::load(src + lo_off[t] + v * L);
+      h[v] = S::load(src + hi_off[t] + v * L);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
+      M ma, mb, me;
+      if constexpr (S::kStoredMasks) {
+        ma = static_cast<M>(st[i]);
+        mb = static_cast<M>(st[MR + i]);
+        if constexpr (GATED) me = static_cast<M>(et[i]);
+      } else {
+        ma = S::ge0(a);
+        mb = S::ge0(b);
+        if constexpr (GATED) me = word_mask<S>(et[i]);
+      }
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (GATED) {
+          lo[i][v] = S::mask_fma(me, a, S::select(ma, l[v], h[v]), lo[i][v]);
+        } else {
+          lo[i][v] = S::fma(a, S::select(ma, l[v], h[v]), lo[i][v]);
+        }
+        hi[i][v] = S::fma(b, S::select(mb, h[v], l[v]), hi[i][v]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      S::store(o + 2 * i * ld_out + v * L, lo[i][v]);
+      S::store(o + (2 * i + 1) * ld_out + v * L, hi[i][v]);
+    }
+  }
+}
+
+template <class S, bool GATED>
+void pixel_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const uint16_t* sign,
+                 const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                 const typename S::T* src, typename S::T* out, int64_t ld_out, int64_t width) {
+  constexpr int L = S::L, MR = S::kPixMR, NV = S::kPixNV;
+  for (int64_t ct = 0; ct < co_tiles; ++ct) {
+    const typename S::T* wt = w + ct * taps * 2 * MR;
+    const uint16_t* st = sign + ct * taps * 2 * MR;
+    const uint16_t* et = GATED ? enable + ct * taps * MR : nullptr;
+    typename S::T* o = out + 2 * ct * MR * ld_out;
+    int64_t p = 0;
+    for (; p + NV * L <= width; p += NV * L) {
+      pixel_tile<S, NV, GATED>(taps, wt, st, et, x_off, y_off, src + p, o + p, ld_out);
+    }
+    for (; p < width; p += L) {
+      pixel_tile<S, 1, GATED>(taps, wt, st, et, x_off, y_off, src + p, o + p, ld_out);
+    }
+  }
+}
+
+template <class S>
+void select_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const typename S::T* src, typename S::T* out, int64_t ld_out, int64_t width) {
+  (enable ? pixel_tiles<S, true> : pixel_tiles<S, false>)(co_tiles, taps, w, sign, enable, x_off,
+                                                          y_off, src, out, ld_out, width);
+}
+
+// The general (signed input) forward of select_tiles' layout (its weights, no signs): per tap,
+//   lo += min(x * (x >= 0 ? a : b), y * (y >= 0 ? a : b)),
+//   hi += max(x * (x >= 0 ? b : a), y * (y >= 0 ? b : a))     (x = l, y = h; NaN wins)
+// The input signs are per lane (compares per loaded vector, shared by the kPixMR channels);
+// the candidates' weights are blends, min_nan/max_nan pick the candidate.
+template <class S, int NV>
+inline __attribute__((always_inline)) void general_tile(int64_t taps, const typename S::T* wt,
+                                                        const int64_t* x_off,
+                                                        const int64_t* y_off,
+                                                        const typename S::T* src,
+                                                        typename S::T* o, int64_t ld_out) {
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int L = S::L, MR = S::kPixMR;
+  V lo[MR][NV], hi[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
+  }
+  for (int64_t t = 0; t < taps; ++t, wt += 2 * MR) {
+    V l[NV], h[NV];
+    M ml[NV], mh[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      l[v] = S::load(src + x_off[t] + v * L);
+      h[v] = S::load(src + y_off[t] + v * L);
+      ml[v] = S::ge0(l[v]);
+      mh[v] = S::ge0(h[v]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const V pl = S::mul(l[v], S::select(ml[v], a, b)), ph = S::mul(h[v], S::select(mh[v], a, b));
+        lo[i][v] = S::add(lo[i][v], S::min_nan(pl, ph));
+        const V ql = S::mul(l[v], S::select(ml[v], b, a)), qh = S::mul(h[v], S::select(mh[v], b, a));
+        hi[i][v] = S::add(hi[i][v], S::max_nan(ql, qh));
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      S::store(o + 2 * i * ld_out + v * L, lo[i][v]);
+      S::store(o + (2 * i + 1) * ld_out + v * L, hi[i][v]);
+    }
+  }
+}
+
+template <class S>
+void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const int64_t* x_off,
+                   const int64_t* y_off, const typename S::T* src, typename S::T* out,
+                   int64_t ld_out, int64_t width) {
+  constexpr int L = S::L, MR = S::kPixMR, NV = S::kPixGenNV;
+  for (int64_t ct = 0; ct < co_tiles; ++ct) {
+    const typename S::T* wt = w + ct * taps * 2 * MR;
+    typename S::T* o = out + 2 * ct * MR * ld_out;
+    int64_t p = 0;
+    for (; p + NV * L <= width; p += NV * L) {
+      general_tile<S, NV>(taps, wt, x_off, y_off, src + p, o + p, ld_out);
+    }
+    for (; p < width; p += L) general_tile<S, 1>(taps, wt, x_off, y_off, src + p, o + p, ld_out);
+  }
+}
+
+// Selected dot products over p < width, in tiles of kGradMR channels c x kGradNK taps k:
+//   out[(c * 2 + 0) * k_pad + k] += sum_p g[2c][p] * (s_lo ? x_k : y_k)[p]
+//   out[(c * 2 + 1) * k_pad + k] += sum_p g[2c + 1][p] * (s_hi ? y_k : x_k)[p]
+// with g rows at g + row * ld, x_k = src + x_off[k], y_k = src + y_off[k], and sign words
+// sign[(c * 2 + bound) * k_pad + k] (0xFFFF: true). The selections are fixed for the whole
+// reduction, so the tile keeps its masks in registers (the lower bound's in mask registers where
+// there are, the upper bound's in vector registers) and each loaded vector feeds several FMAs.
+template <class S>
+void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const int64_t* x_off,
+               const int64_t* y_off, const uint16_t* sign, const typename S::T* src, int64_t ld,
+               int64_t width, typename S::T* out) {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
+  const int64_t k_pad = k_tiles * NK;
+  for (int64_t ct = 0; ct < c_tiles; ++ct) {
+    for (int64_t kt = 0; kt < k_tiles; ++kt) {
+      V lo[MR][NK], hi[MR][NK], shi[MR][NK];
+      M slo[MR][NK];
+      const T* x[NK];
+      const T* y[NK];
+#pragma GCC unroll 4
+      for (int j = 0; j < NK; ++j) {
+        x[j] = src + x_off[kt * NK + j];
+        y[j] = src + y_off[kt * NK + j];
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          const uint16_t* s = sign + (ct * MR + i) * 2 * k_pad + kt * NK + j;
+          lo[i][j] = hi[i][j] = S::zero();
+          slo[i][j] = word_mask<S>(s[0]);
+          shi[i][j] = S::vmask_ge0(S::set1(T(s[k_pad]) - T(1)));
+        }
+      }
+      for (int64_t p = 0; p < width; p += L) {
+        V xv[NK], yv[NK];
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          xv[j] = S::load(x[j] + p);
+          yv[j] = S::load(y[j] + p);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i) {
+          const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
+          const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
+#pragma GCC unroll 4
+          for (int j = 0; j < NK; ++j) {
+            lo[i][j] = S::fma(gl, S::select(slo[i][j], xv[j], yv[j]), lo[i][j]);
+            hi[i][j] = S::fma(gh, S::vselect(shi[i][j], yv[j], xv[j]), hi[i][j]);
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          T* o = out + (ct * MR + i) * 2 * k_pad + kt * NK + j;
+          o[0] += S::hsum(lo[i][j]);
+          o[k_pad] += S::hsum(hi[i][j]);
+        }
+      }
+    }
+  }
+}
+
+template <class S>
+constexpr PixelKernels<typename S::T> make_pixel_kernels() {
+  return {&combine_rows<S>, &select_tiles<S>, &general_tiles<S>, &dot_tiles<S>,
+          kCombineVectors * S::L,
+          S::kPixMR, S::kGradMR, S::kGradNK};
+}

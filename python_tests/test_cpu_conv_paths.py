@@ -1,0 +1,134 @@
+"""The CPU interval convolutions on every SIMD path this machine supports (avx512, avx2, scalar),
+over the shapes that pick their different code paths: the non-negative pixel-lane kernels (direct
+stride-1 reads of padded planes, gathered windows for other strides, partial-image and
+several-image chunks, channel and tap counts off the register tiles, straddling weights and
+invalid weight intervals in term lists) and the GEMM fallbacks (general-mode gradients and wide
+general-mode forwards, an input gradient whose padding exceeds the kernel's reach), for conv2d and conv_transpose2d, forward and both
+gradients.
+
+Small-integer operands make every product and sum exact in float32 and float64 whatever the
+summation order, so every path must equal the float64 reference exactly. The tests run in-process
+on the default (widest) path; `test_every_isa_path` re-runs this file per other supported path.
+"""
+
+import pytest
+import torch
+
+import inn_cuda
+from inn_cuda import reference
+
+from test_cpu_gemm_paths import ISA_ORDER, run_with_isa, supported_paths
+
+ops = torch.ops.inn_cuda
+
+# (op, x shape, w shape, config): config as the ops take it after the bias.
+CASES = [
+    # conv2d, stride 1: the direct path (input gradient direct while padding <= reach)
+    ("conv2d", (2, 3, 9, 11), (5, 3, 3, 3), dict(padding=(1, 1))),
+    ("conv2d", (3, 7, 6, 5), (9, 7, 3, 3), dict(padding=(0, 0))),
+    ("conv2d", (2, 4, 12, 10), (6, 2, 3, 2), dict(padding=(2, 1), dilation=(2, 3), groups=2)),
+    ("conv2d", (1, 5, 7, 9), (3, 5, 1, 1), dict()),
+    ("conv2d", (5, 6, 6, 6), (13, 6, 3, 3), dict(padding=(1, 1))),       # images per chunk
+    ("conv2d", (1, 3, 70, 90), (4, 3, 3, 3), dict(padding=(1, 1))),      # image parts
+    ("conv2d", (2, 3, 8, 8), (4, 3, 3, 3), dict(padding=(3, 2))),        # padding > reach
+    ("conv2d", (1, 3, 6, 7), (64, 3, 3, 3), dict(padding=(1, 1))),       # general: GEMM forward
+    # conv2d, other strides: gathered windows (input gradient: the GEMM kernel)
+    ("conv2d", (2, 4, 11, 9), (6, 2, 3, 3), dict(stride=(2, 1), padding=(1, 0), groups=2)),
+    ("conv2d", (2, 3, 9, 10), (5, 3, 2, 3), dict(stride=(3, 2), dilation=(1, 2))),
+    # conv_transpose2d: windows of the output gradient; whole-image chunks where windows overlap
+    ("conv_transpose2d", (2, 7, 6, 5), (7, 3, 2, 2), dict(stride=(2, 2))),
+    ("conv_transpose2d", (1, 4, 40, 37), (4, 5, 2, 2), dict(stride=(2, 2))),
+    ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), dict(stride=(1, 1), padding=(1, 1))),
+    ("conv_transpose2d", (3, 6, 5, 7), (6, 2, 3, 2),
+     dict(stride=(3, 2), padding=(2, 1), output_padding=(1, 0), groups=2)),
+    ("conv_transpose2d", (2, 4, 4, 5), (4, 3, 3, 3), dict(dilation=(3, 2), output_padding=(2, 1))),
+    # no images
+    ("conv2d", (0, 3, 8, 8), (4, 3, 3, 3), dict(padding=(1, 1))),
+    ("conv_transpose2d", (0, 4, 5, 5), (4, 2, 2, 2), dict(stride=(2, 2))),
+]
+
+
+def config(op, c):
+    pairs = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), output_padding=(0, 0))
+    pairs.update(c)
+    groups = c.get("groups", 1)
+    if op == "conv2d":
+        return [pairs["stride"], pairs["padding"], pairs["dilation"], groups]
+    return [pairs["stride"], pairs["padding"], pairs["output_padding"], groups, pairs["dilation"]]
+
+
+def integer_interval(shape, *, nonneg, gen, dtype):
+    lo = torch.randint(-3, 4, shape, generator=gen).to(dtype)
+    if nonneg:
+        lo = lo.abs()
+    return lo, lo + torch.randint(0, 3, shape, generator=gen).to(dtype)
+
+
+def operands(op, x_shape, w_shape, cfg, *, nonneg, dtype, invalid=False):
+    gen = torch.Generator().manual_seed(sum(x_shape) + 7 * sum(w_shape))
+    x_lo, x_hi = integer_interval(x_shape, nonneg=nonneg, gen=gen, dtype=dtype)
+    w_lo, w_hi = integer_interval(w_shape, nonneg=False, gen=gen, dtype=dtype)
+    w_lo[(w_lo == 0) & (torch.rand(w_shape, generator=gen) < 0.5)] = -0.0  # -0 counts as >= 0
+    if invalid:  # a few a >= 0 > b: their input gradient needs two products in one bound
+        flip = torch.rand(w_shape, generator=gen) < 0.1
+        w_lo[flip], w_hi[flip] = 1.0, -1.0
+    b = torch.randint(-2, 3, (2, w_shape[0] if op == "conv2d" else w_shape[1] * cfg[3]),
+                      generator=gen).to(dtype)
+    y = reference.OPS["interval_" + op](x_lo.double(), x_hi.double(), w_lo.double(),
+                                        w_hi.double(), None, None, *cfg, nonneg)
+    g_lo = torch.randint(-2, 3, y[0].shape, generator=gen).to(dtype)
+    g_hi = torch.randint(-2, 3, y[0].shape, generator=gen).to(dtype)
+    return x_lo, x_hi, w_lo, w_hi, b[0], b[0] + b[1].abs(), g_lo, g_hi
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("nonneg", [False, True], ids=["general", "nonneg"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}"
+                         if isinstance(c, tuple) else None)
+def test_paths_match_reference_exactly(case, nonneg, dtype):
+    op, x_shape, w_shape, c = case
+    cfg = config(op, c)
+    x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, g_lo, g_hi = operands(op, x_shape, w_shape, cfg,
+                                                              nonneg=nonneg, dtype=dtype)
+    name = "interval_" + op
+    as64 = [t.double() for t in (x_lo, x_hi, w_lo, w_hi, b_lo, b_hi)]
+    got = getattr(ops, name)(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, *cfg, nonneg)
+    want = reference.OPS[name](*as64, *cfg, nonneg)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.double(), w, rtol=0, atol=0)
+    grads = [t.double() for t in (g_lo, g_hi)] + as64[:4]
+    for kind in ("_backward_input", "_backward_weight"):
+        got = getattr(ops, name + kind)(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, *cfg, nonneg)
+        want = reference.OPS[name + kind](*grads, *cfg, nonneg)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.double(), w, rtol=0, atol=0, msg=kind)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[9], CASES[11]], ids=lambda c: c[0])
+def test_invalid_weight_intervals_take_the_term_lists(case):
+    """Weights with a >= 0 > b send the non-negative input gradient through term lists; still
+    the formula of the reference (dl += a gl + b gh for such a weight)."""
+    op, x_shape, w_shape, c = case
+    cfg = config(op, c)
+    x_lo, x_hi, w_lo, w_hi, _, _, g_lo, g_hi = operands(op, x_shape, w_shape, cfg, nonneg=True,
+                                                        dtype=torch.float32, invalid=True)
+    name = "interval_" + op + "_backward_input"
+    got = getattr(ops, name)(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, *cfg, True)
+    want = reference.OPS[name](*[t.double() for t in (g_lo, g_hi, x_lo, x_hi, w_lo, w_hi)],
+                               *cfg, True)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.double(), w, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("isa", ISA_ORDER)
+def test_every_isa_path(isa):
+    import os
+    if os.environ.get("INN_CUDA_CPU_ISA"):
+        pytest.skip("already running on a forced path")
+    if isa not in supported_paths():
+        pytest.skip(f"this CPU has no {isa} path")
+    if isa == inn_cuda.info()["cpu_isa"]:
+        pytest.skip("the default path: covered by the tests of this process")
+    done = run_with_isa(isa, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__)
+    assert done.returncode == 0, (f"INN_CUDA_CPU_ISA={isa}:\n{done.stdout[-6000:]}\n"
+                                  f"{done.stderr[-2000:]}")
