@@ -71,11 +71,22 @@ using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const i
                                 int64_t width);
 
 template <typename T>
+using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                                    const int64_t* y_off, const T* src, const T* xs, T* out,
+                                    int64_t ld, int64_t width);
+template <typename T>
+using GeneralDotTilesFn = void (*)(int64_t c_tiles, int64_t k_tiles, const T* g,
+                                   const int64_t* x_off, const int64_t* y_off, const T* w,
+                                   const T* src, int64_t ld, int64_t width, T* out);
+
+template <typename T>
 struct PixelKernels {
   CombineFn<T> combine;
   SelectTilesFn<T> select;
   GeneralTilesFn<T> general;
   DotTilesFn<T> dot;
+  GeneralGradTilesFn<T> general_grad;
+  GeneralDotTilesFn<T> general_dot;
   int64_t pixel_tile;
   int64_t tile_channels;           // output channels per select tile
   int64_t dot_channels, dot_taps;  // a dot tile

@@ -162,8 +162,49 @@ void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off
 }
 
 template <typename T>
+void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                        const int64_t* y_off, const T* src, const T* xs, T* out, int64_t ld,
+                        int64_t width) {
+  for (int64_t c = 0; c < tiles; ++c) {
+    for (int64_t p = 0; p < width; ++p) {
+      const T l = xs[2 * c * ld + p], h = xs[(2 * c + 1) * ld + p];
+      T dl = T(0), dh = T(0);
+      for (int64_t t = 0; t < taps; ++t) {
+        const T a = w[(c * taps + t) * 2], b = w[(c * taps + t) * 2 + 1];
+        const TermChoice<T> tl = general_lo(a, b, l, h), th = general_hi(a, b, l, h);
+        (tl.use_l ? dl : dh) += src[x_off[t] + p] * tl.weight;
+        (th.use_l ? dl : dh) += src[y_off[t] + p] * th.weight;
+      }
+      out[2 * c * ld + p] = dl;
+      out[(2 * c + 1) * ld + p] = dh;
+    }
+  }
+}
+
+template <typename T>
+void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
+                       const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
+                       T* out) {
+  for (int64_t c = 0; c < c_tiles; ++c) {
+    for (int64_t k = 0; k < k_tiles; ++k) {
+      const T a = w[2 * c * k_tiles + k], b = w[(2 * c + 1) * k_tiles + k];
+      T da = T(0), db = T(0);
+      for (int64_t p = 0; p < width; ++p) {
+        const T l = src[x_off[k] + p], h = src[y_off[k] + p];
+        const TermChoice<T> tl = general_lo(a, b, l, h), th = general_hi(a, b, l, h);
+        (tl.weight_is_a ? da : db) += g[2 * c * ld + p] * (tl.use_l ? l : h);
+        (th.weight_is_a ? da : db) += g[(2 * c + 1) * ld + p] * (th.use_l ? l : h);
+      }
+      out[2 * c * k_tiles + k] += da;
+      out[(2 * c + 1) * k_tiles + k] += db;
+    }
+  }
+}
+
+template <typename T>
 constexpr PixelKernels<T> pixel_kernels() {
-  return {&combine_rows<T>, &select_tiles<T>, &general_tiles<T>, &dot_tiles<T>, 8, 1, 1, 1};
+  return {&combine_rows<T>, &select_tiles<T>, &general_tiles<T>, &dot_tiles<T>,
+          &general_grad_tiles<T>, &general_dot_tiles<T>, 8, 1, 1, 1};
 }
 
 template <typename T>

@@ -1,10 +1,11 @@
 // CPU kernels of the interval convolutions (conv2d, conv_transpose2d and their input and weight
 // gradients), in two families:
-//  * pixel-lane kernels (see "pixel lanes" below): every forward, and the gradients in
-//    non-negative mode; register tiles over output channels with vector lanes over pixels;
-//  * the fused interval GEMMs (interval_gemm.h) around im2col / col2im (im2col.h): the gradients
-//    in general mode, a non-negative input gradient that has no direct form, and the general
-//    conv2d forward with many output channels per group.
+//  * pixel-lane kernels (see "pixel lanes" below): every forward, every weight gradient, and the
+//    input gradients in non-negative mode; register tiles over output channels with vector lanes
+//    over pixels;
+//  * the fused interval GEMMs (interval_gemm.h) around im2col / col2im (im2col.h): the input
+//    gradients in general mode, a non-negative input gradient that has no direct form, and the
+//    general conv2d forward with many output channels per group.
 //
 // GEMM kernels: a loop over chunks of column-side pixels: several whole images when images are
 // small, part of one image when they are large, sized so that the buffers of a chunk stay within
@@ -287,14 +288,10 @@ struct KernelCall {
     col2im_add(ConvGeometry::identity(count, g.out_h, g.out_w), chunk, rows.lo, rows.hi, pl, ph);
   }
 
-  // Group grp's (rows x cols) row-major block of the weight, and of its gradient (the result).
+  // Group grp's (rows x cols) row-major block of the weight.
   std::pair<ConstView<T>, ConstView<T>> weight(int64_t grp, int64_t rows, int64_t cols) const {
     const int64_t offset = grp * rows * cols;
     return {{o.w_lo + offset, cols, 1}, {o.w_hi + offset, cols, 1}};
-  }
-  std::pair<View<T>, View<T>> weight_grad(int64_t grp, int64_t rows, int64_t cols) const {
-    const int64_t offset = grp * rows * cols;
-    return {{o.out_lo + offset, cols, 1}, {o.out_hi + offset, cols, 1}};
   }
 };
 
@@ -334,22 +331,6 @@ void conv2d_backward_input_kernel(const KernelCall<T>& c) {
   });
 }
 
-template <typename T>
-void conv2d_backward_weight_kernel(const KernelCall<T>& c) {
-  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
-  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (kg + out_g));
-  RowBuffer<T> grads = c.buffer(plan, out_g), cols = c.buffer(plan, kg);
-  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
-    c.gather_group(c.o.g_lo, c.o.g_hi, grp, chunk, grads);
-    c.im2col_group(c.o.x_lo, c.o.x_hi, grp, chunk, cols);
-    const auto [w_lo, w_hi] = c.weight(grp, out_g, kg);
-    const auto [dw_lo, dw_hi] = c.weight_grad(grp, out_g, kg);
-    interval_gemm_backward_weight<T>(chunk.rows(), out_g, kg, grads.const_lo(), grads.const_hi(),
-                                     cols.const_lo(), cols.const_hi(), w_lo, w_hi, dw_lo, dw_hi,
-                                     c.nonneg, true);
-  });
-}
-
 // ----------------------------------------------------------------------- conv_transpose2d kernels
 // Per group: x pixel rows (rows x C_in/groups), the weight transposed to (C_out/groups * kh * kw)
 // x (C_in/groups) (`w_lo`/`w_hi` of Operands, row-major per group), contributions = output
@@ -373,23 +354,6 @@ void conv_transpose2d_backward_input_kernel(const KernelCall<T>& c) {
   });
 }
 
-// Writes the weight gradient transposed like the weight in Operands: (groups, ncol, C_in/groups).
-template <typename T>
-void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
-  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
-  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + in_g));
-  RowBuffer<T> grads = c.buffer(plan, ncol), xs = c.buffer(plan, in_g);
-  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
-    c.im2col_group(c.o.g_lo, c.o.g_hi, grp, chunk, grads);
-    c.gather_group(c.o.x_lo, c.o.x_hi, grp, chunk, xs);
-    const auto [w_lo, w_hi] = c.weight(grp, ncol, in_g);
-    const auto [dw_lo, dw_hi] = c.weight_grad(grp, ncol, in_g);
-    interval_gemm_backward_weight<T>(chunk.rows(), ncol, in_g, grads.const_lo(), grads.const_hi(),
-                                     xs.const_lo(), xs.const_hi(), w_lo, w_hi, dw_lo, dw_hi,
-                                     c.nonneg, true);
-  });
-}
-
 // ------------------------------------------------------------------------------- pixel lanes
 // Vector lanes over pixels, weights broadcast as scalars: the few-channel layers (8..64 channels,
 // large images) fill every lane, where the GEMMs above, with lanes over channels, waste most of
@@ -400,7 +364,8 @@ void conv_transpose2d_backward_weight_kernel(const KernelCall<T>& c) {
 //  * forward (select_tiles; general mode general_tiles): output channels x input taps;
 //  * input gradient (select_tiles with gates, rare straddling weights in term lists for
 //    combine_rows): input channels x output-gradient taps of the flipped kernel;
-//  * weight gradient (dot_tiles): dot products over the chunk's pixels, per thread partials.
+//  * weight gradient (dot_tiles; general mode general_dot_tiles): dot products over the chunk's
+//    pixels, per thread partials.
 //
 // Stride-1 conv2d reads no im2col ("direct"): a chunk's source planes are copied once, zero
 // padded, into rows `padded_w` wide; output pixel (y, x) is position y * padded_w + x, and tap
@@ -880,25 +845,32 @@ void conv_transpose2d_backward_input_nonneg(const KernelCall<T>& c) {
 
 // Weight gradients, non-negative mode: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ?
 // h : l) over batch and pixels, as dot_tiles of gradient rows (rows, 2 per row r) against input
-// rows (taps, 2 per tap k) on gathered chunks; fill(chunk, grp, inputs, grads) fills a chunk's
+// rows (taps, 2 per tap k) on gathered chunks; general mode: general_dot_tiles (the candidate
+// choice per lane, so the weights instead of their signs); fill(chunk, grp, inputs, grads) fills a chunk's
 // rows (zero padded to its width). weight(grp, r, k) indexes w and dw. Each thread sums its
 // chunks into its own partial gradient (rows and taps padded to whole tiles), added up at the
 // end. (A direct layout measured slower here: dot tiles stream whole rows, mostly unaligned.)
 template <typename T, typename Weight, typename Fill>
-void weight_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps, Weight weight,
+void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, Weight weight,
                             Fill fill) {
   const int64_t tile = pixel_tile<T>();
   const auto [mr, nk] = dot_tile_shape<T>();
   const int64_t r_tiles = ceil_div(rows, mr), k_tiles = ceil_div(taps, nk);
   const int64_t r_pad = r_tiles * mr, k_pad = k_tiles * nk, per_group = 2 * r_pad * k_pad;
-  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
+  // Per weight, its signs (non-negative mode) or its bounds (general mode); padding: zeros.
+  std::vector<uint16_t> signs(c.nonneg ? c.groups * per_group : 0, 0xFFFF);
+  std::vector<T> bounds(c.nonneg ? 0 : c.groups * per_group, T(0));
   for (int64_t grp = 0; grp < c.groups; ++grp) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t k = 0; k < taps; ++k) {
-        const int64_t w = weight(grp, r, k);
-        uint16_t* s = &signs[grp * per_group + 2 * r * k_pad + k];
-        s[0] = uint16_t(-int(c.o.w_lo[w] >= T(0)));
-        s[k_pad] = uint16_t(-int(c.o.w_hi[w] >= T(0)));
+        const int64_t w = weight(grp, r, k), at = grp * per_group + 2 * r * k_pad + k;
+        if (c.nonneg) {
+          signs[at] = uint16_t(-int(c.o.w_lo[w] >= T(0)));
+          signs[at + k_pad] = uint16_t(-int(c.o.w_hi[w] >= T(0)));
+        } else {
+          bounds[at] = c.o.w_lo[w];
+          bounds[at + k_pad] = c.o.w_hi[w];
+        }
       }
     }
   }
@@ -923,8 +895,13 @@ void weight_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps, 
     std::fill(grads + 2 * rows * ld, grads + 2 * r_pad * ld, T(0));
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       fill(chunk, grp, ld, inputs, grads);
-      dot_tiles<T>(r_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
-                   &signs[grp * per_group], inputs, ld, width, part + grp * per_group);
+      if (c.nonneg) {
+        dot_tiles<T>(r_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
+                     &signs[grp * per_group], inputs, ld, width, part + grp * per_group);
+      } else {
+        general_dot_tiles<T>(r_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
+                             &bounds[grp * per_group], inputs, ld, width, part + grp * per_group);
+      }
     }
   });
   for (int64_t grp = 0; grp < c.groups; ++grp) {
@@ -957,9 +934,9 @@ void pixel_rows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t channe
 // conv2d: rows = output channels (the gradient's pixel rows), taps = (input channel, i, j)
 // (the input's windows).
 template <typename T>
-void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
+void conv2d_backward_weight_pixels(const KernelCall<T>& c) {
   const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
-  weight_gradient_nonneg(
+  weight_gradient(
       c, out_g, kg, [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, inputs);
@@ -970,9 +947,9 @@ void conv2d_backward_weight_nonneg(const KernelCall<T>& c) {
 // conv_transpose2d (weight transposed, see transpose_weight): rows = (output channel, i, j) (the
 // gradient's windows), taps = input channels (the input's pixel rows).
 template <typename T>
-void conv_transpose2d_backward_weight_nonneg(const KernelCall<T>& c) {
+void conv_transpose2d_backward_weight_pixels(const KernelCall<T>& c) {
   const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
-  weight_gradient_nonneg(
+  weight_gradient(
       c, ncol, in_g, [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, inputs);
@@ -1122,10 +1099,8 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
             input_nonneg, x_lo.options()};
         const std::optional<Direct> direct =
             kWeight ? std::nullopt : input_grad_direct(g, pixel_tile<scalar_t>());
-        if (kWeight && input_nonneg) {
-          conv2d_backward_weight_nonneg<scalar_t>(call);
-        } else if (kWeight) {
-          conv2d_backward_weight_kernel<scalar_t>(call);
+        if (kWeight) {
+          conv2d_backward_weight_pixels<scalar_t>(call);
         } else if (input_nonneg && direct) {
           conv2d_backward_input_nonneg<scalar_t>(call, *direct);
         } else {
@@ -1181,9 +1156,7 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
                                      : "interval_conv_transpose2d_backward_input_cpu",
                              [&] {
                                const auto kernel =
-                                   kWeight ? (input_nonneg
-                                                  ? conv_transpose2d_backward_weight_nonneg<scalar_t>
-                                                  : conv_transpose2d_backward_weight_kernel<scalar_t>)
+                                   kWeight ? conv_transpose2d_backward_weight_pixels<scalar_t>
                                            : (input_nonneg
                                                   ? conv_transpose2d_backward_input_nonneg<scalar_t>
                                                   : conv_transpose2d_backward_input_kernel<scalar_t>);

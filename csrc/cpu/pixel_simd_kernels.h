@@ -207,6 +207,68 @@ void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const
   }
 }
 
+// General-mode input gradient in select_tiles' layout (weights [a x kPixMR, b x kPixMR] per tile
+// and tap), for output rows (channels c) at the positions of their input rows: l at
+// xs + 2c * ld, h at xs + (2c + 1) * ld. Per tap t the gradient rows gl = src + x_off[t],
+// gh = src + y_off[t]: each bound's selected candidate (as the forward picks it, per lane)
+// routes g * (its weight) to dl or dh (masked FMAs: the other row is untouched), exactly as
+// the GEMM's BackwardInput::micro_general. One vector per tile: the tile's l, h stay in
+// registers for all taps, the gradient vectors are shared by its kPixMR channels.
+template <class S>
+inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const typename S::T* wt,
+                                                             const int64_t* x_off,
+                                                             const int64_t* y_off,
+                                                             const typename S::T* src,
+                                                             const typename S::T* xs,
+                                                             typename S::T* o, int64_t ld) {
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int MR = S::kPixMR;
+  V dl[MR], dh[MR], l[MR], h[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    dl[i] = dh[i] = S::zero();
+    l[i] = S::load(xs + 2 * i * ld);
+    h[i] = S::load(xs + (2 * i + 1) * ld);
+  }
+  for (int64_t t = 0; t < taps; ++t, wt += 2 * MR) {
+    const V gl = S::load(src + x_off[t]), gh = S::load(src + y_off[t]);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
+      const M ml = S::ge0(l[i]), mh = S::ge0(h[i]);
+      const V wl = S::select(ml, a, b), wh = S::select(mh, a, b);
+      const M lo_h = S::lo_takes_h(S::mul(l[i], wl), S::mul(h[i], wh));
+      const V w_lo = S::select(lo_h, wh, wl);
+      dl[i] = S::mask_fma(S::mnot(lo_h), gl, w_lo, dl[i]);
+      dh[i] = S::mask_fma(lo_h, gl, w_lo, dh[i]);
+      const V vl = S::select(ml, b, a), vh = S::select(mh, b, a);
+      const M hi_h = S::hi_takes_h(S::mul(l[i], vl), S::mul(h[i], vh));
+      const V w_hi = S::select(hi_h, vh, vl);
+      dl[i] = S::mask_fma(S::mnot(hi_h), gh, w_hi, dl[i]);
+      dh[i] = S::mask_fma(hi_h, gh, w_hi, dh[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    S::store(o + 2 * i * ld, dl[i]);
+    S::store(o + (2 * i + 1) * ld, dh[i]);
+  }
+}
+
+template <class S>
+void general_grad_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w,
+                        const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
+                        const typename S::T* xs, typename S::T* out, int64_t ld, int64_t width) {
+  constexpr int L = S::L, MR = S::kPixMR;
+  for (int64_t ct = 0; ct < co_tiles; ++ct) {
+    for (int64_t p = 0; p < width; p += L) {
+      general_grad_tile<S>(taps, w + ct * taps * 2 * MR, x_off, y_off, src + p,
+                           xs + 2 * ct * MR * ld + p, out + 2 * ct * MR * ld + p, ld);
+    }
+  }
+}
+
 // Selected dot products over p < width, in tiles of kGradMR channels c x kGradNK taps k:
 //   out[(c * 2 + 0) * k_pad + k] += sum_p g[2c][p] * (s_lo ? x_k : y_k)[p]
 //   out[(c * 2 + 1) * k_pad + k] += sum_p g[2c + 1][p] * (s_hi ? y_k : x_k)[p]
@@ -275,9 +337,89 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
   }
 }
 
+// General-mode weight gradient in dot_tiles' layout, with the weights a = w[(2c) * k_pad + k],
+// b = w[(2c + 1) * k_pad + k] in place of the signs: per lane the forward's candidate choice,
+// and each selected product's g * x goes to the weight bound it multiplies (a where the chosen
+// x is >= 0 for the lower bound, < 0 for the upper), as BackwardWeight::micro_general.
+template <class S>
+void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
+                       const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
+                       const typename S::T* src, int64_t ld, int64_t width, typename S::T* out) {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
+  const int64_t k_pad = k_tiles * NK;
+  for (int64_t ct = 0; ct < c_tiles; ++ct) {
+    for (int64_t kt = 0; kt < k_tiles; ++kt) {
+      V da[MR][NK], db[MR][NK];
+      T a[MR][NK], b[MR][NK];
+      const T* x[NK];
+      const T* y[NK];
+#pragma GCC unroll 4
+      for (int j = 0; j < NK; ++j) {
+        x[j] = src + x_off[kt * NK + j];
+        y[j] = src + y_off[kt * NK + j];
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          const T* wi = w + (ct * MR + i) * 2 * k_pad + kt * NK + j;
+          da[i][j] = db[i][j] = S::zero();
+          a[i][j] = wi[0];
+          b[i][j] = wi[k_pad];
+        }
+      }
+      for (int64_t p = 0; p < width; p += L) {
+        V l[NK], h[NK];
+        M ml[NK], mh[NK];
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          l[j] = S::load(x[j] + p);
+          h[j] = S::load(y[j] + p);
+          ml[j] = S::ge0(l[j]);
+          mh[j] = S::ge0(h[j]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i) {
+          const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
+          const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
+#pragma GCC unroll 4
+          for (int j = 0; j < NK; ++j) {
+            const V va = S::set1(a[i][j]), vb = S::set1(b[i][j]);
+            const V pl = S::mul(l[j], S::select(ml[j], va, vb));
+            const V ph = S::mul(h[j], S::select(mh[j], va, vb));
+            const V x_lo = S::select(S::lo_takes_h(pl, ph), h[j], l[j]);
+            const M to_a = S::ge0(x_lo);
+            da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
+            db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
+            const V ql = S::mul(l[j], S::select(ml[j], vb, va));
+            const V qh = S::mul(h[j], S::select(mh[j], vb, va));
+            const V x_hi = S::select(S::hi_takes_h(ql, qh), h[j], l[j]);
+            const M to_b = S::ge0(x_hi);
+            db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
+            da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          T* o = out + (ct * MR + i) * 2 * k_pad + kt * NK + j;
+          o[0] += S::hsum(da[i][j]);
+          o[k_pad] += S::hsum(db[i][j]);
+        }
+      }
+    }
+  }
+}
+
 template <class S>
 constexpr PixelKernels<typename S::T> make_pixel_kernels() {
   return {&combine_rows<S>, &select_tiles<S>, &general_tiles<S>, &dot_tiles<S>,
+          &general_grad_tiles<S>, &general_dot_tiles<S>,
           kCombineVectors * S::L,
           S::kPixMR, S::kGradMR, S::kGradNK};
 }
