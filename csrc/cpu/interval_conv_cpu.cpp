@@ -1,11 +1,10 @@
 // CPU kernels of the interval convolutions (conv2d, conv_transpose2d and their input and weight
 // gradients), in two families:
-//  * pixel-lane kernels (see "pixel lanes" below): every forward, every weight gradient, and the
-//    input gradients in non-negative mode; register tiles over output channels with vector lanes
-//    over pixels;
-//  * the fused interval GEMMs (interval_gemm.h) around im2col / col2im (im2col.h): the input
-//    gradients in general mode, a non-negative input gradient that has no direct form, and the
-//    general conv2d forward with many output channels per group.
+//  * pixel-lane kernels (see "pixel lanes" below): every forward, every gradient but the one
+//    below; register tiles over output channels with vector lanes over pixels;
+//  * the fused interval GEMMs (interval_gemm.h) around im2col / col2im (im2col.h): a conv2d input
+//    gradient that has no direct form (stride > 1, or padding beyond the kernel's reach), and
+//    the general conv2d forward with many output channels per group.
 //
 // GEMM kernels: a loop over chunks of column-side pixels: several whole images when images are
 // small, part of one image when they are large, sized so that the buffers of a chunk stay within
@@ -331,29 +330,6 @@ void conv2d_backward_input_kernel(const KernelCall<T>& c) {
   });
 }
 
-// ----------------------------------------------------------------------- conv_transpose2d kernels
-// Per group: x pixel rows (rows x C_in/groups), the weight transposed to (C_out/groups * kh * kw)
-// x (C_in/groups) (`w_lo`/`w_hi` of Operands, row-major per group), contributions = output
-// columns (rows x C_out/groups * kh * kw), col2im'd into y.
-
-template <typename T>
-void conv_transpose2d_backward_input_kernel(const KernelCall<T>& c) {
-  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
-  const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (ncol + (c.nonneg ? 1 : 2) * in_g));
-  RowBuffer<T> grads = c.buffer(plan, ncol), xs = c.buffer(plan, in_g, !c.nonneg),
-               dxs = c.buffer(plan, in_g);
-  c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
-    c.im2col_group(c.o.g_lo, c.o.g_hi, grp, chunk, grads);
-    if (!c.nonneg) c.gather_group(c.o.x_lo, c.o.x_hi, grp, chunk, xs);
-    const auto [x_lo, x_hi] = input_bounds(c.nonneg, xs);
-    const auto [w_lo, w_hi] = c.weight(grp, ncol, in_g);
-    interval_gemm_backward_input<T>(chunk.rows(), ncol, in_g, grads.const_lo(), grads.const_hi(),
-                                    x_lo, x_hi, w_lo, w_hi, dxs.view_lo(), dxs.view_hi(),
-                                    c.nonneg, false);
-    c.scatter_add_group(dxs, grp, chunk);
-  });
-}
-
 // ------------------------------------------------------------------------------- pixel lanes
 // Vector lanes over pixels, weights broadcast as scalars: the few-channel layers (8..64 channels,
 // large images) fill every lane, where the GEMMs above, with lanes over channels, waste most of
@@ -363,7 +339,8 @@ void conv_transpose2d_backward_input_kernel(const KernelCall<T>& c) {
 // few pixel vectors shares each loaded input vector between its channels (a blend picks l or h).
 //  * forward (select_tiles; general mode general_tiles): output channels x input taps;
 //  * input gradient (select_tiles with gates, rare straddling weights in term lists for
-//    combine_rows): input channels x output-gradient taps of the flipped kernel;
+//    combine_rows; general mode general_grad_tiles, which also reads the input at the result's
+//    pixels): input channels x output-gradient taps of the flipped kernel;
 //  * weight gradient (dot_tiles; general mode general_dot_tiles): dot products over the chunk's
 //    pixels, per thread partials.
 //
@@ -714,7 +691,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
   });
 }
 
-// Input gradients, non-negative mode: each weight's two products go to one bound each,
+// Input gradients. Non-negative mode: each weight's two products go to one bound each,
 //   dl += a gl [a >= 0] + b gh [b < 0],   dh += a gl [a < 0] + b gh [b >= 0],
 // for `rows` input channels ci over `taps` gradient rows s (their gl row at src + offsets[s], gh
 // at src + offsets[taps + s]). As select_tiles, with x = gl, y = gh and one sign (a >= 0 and
@@ -724,12 +701,44 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
 // two products in dl: then every term goes through term lists. weight(grp, ci, s) indexes w;
 // fill(chunk, grp, ld, src) fills a chunk's sources and returns its layout; the result rows are
 // added into dx (the pair out) at channels grp * rows + ci of `channels`, planes of `plane`.
-template <typename T, typename Weight, typename Fill>
-void input_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps,
-                           const std::vector<Chunk>& chunks, int64_t ld, int64_t source_rows,
-                           const std::vector<int64_t>& offsets, Weight weight, Fill fill,
-                           int64_t channels, int64_t plane) {
+//
+// General mode: general_grad_tiles, with the weights packed as for select_tiles and, per chunk,
+// the input's rows at the result rows' positions (inputs(chunk, grp, ld, rows), zero rows for
+// the channels that pad the last tile).
+template <typename T, typename Weight, typename Fill, typename Inputs>
+void input_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps,
+                    const std::vector<Chunk>& chunks, int64_t ld, int64_t source_rows,
+                    const std::vector<int64_t>& offsets, Weight weight, Fill fill, Inputs inputs,
+                    int64_t channels, int64_t plane) {
   const int64_t mr = select_tile_channels<T>(), tiles = ceil_div(rows, mr);
+  if (!c.nonneg) {
+    const int64_t per_group = tiles * taps * 2 * mr;
+    std::vector<T> packed(c.groups * per_group, T(0));
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      for (int64_t ci = 0; ci < rows; ++ci) {
+        for (int64_t s = 0; s < taps; ++s) {
+          const int64_t at = grp * per_group + ((ci / mr) * taps + s) * 2 * mr + ci % mr;
+          packed[at] = c.o.w_lo[weight(grp, ci, s)];
+          packed[at + mr] = c.o.w_hi[weight(grp, ci, s)];
+        }
+      }
+    }
+    for_each_chunk(chunks, (source_rows + 4 * tiles * mr) * ld * sizeof(T),
+                   [&](const Chunk& chunk, void* buffer) {
+      T* src = static_cast<T*>(buffer);
+      T* xs = src + source_rows * ld;
+      T* out = xs + 2 * tiles * mr * ld;
+      std::fill(xs + 2 * rows * ld, out, T(0));
+      for (int64_t grp = 0; grp < c.groups; ++grp) {
+        const ChunkLayout layout = fill(chunk, grp, ld, src);
+        inputs(chunk, grp, ld, xs);
+        general_grad_tiles<T>(tiles, taps, &packed[grp * per_group], offsets.data(),
+                              offsets.data() + taps, src, xs, out, ld, layout.width);
+        add_rows(c, out, layout, channels, grp * rows, rows, plane, chunk);
+      }
+    });
+    return;
+  }
   // (The packing below selects by index, not by branches: weight signs are unpredictable.)
   int lists_only = 0;
   for (int64_t grp = 0; grp < c.groups; ++grp) {
@@ -789,13 +798,14 @@ void input_gradient_nonneg(const KernelCall<T>& c, int64_t rows, int64_t taps,
 // conv2d (direct form only: the caller falls back to the GEMM kernel without one): the output
 // gradient's padded planes at the flipped kernel's taps s = (co, i, j).
 template <typename T>
-void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) {
+void conv2d_backward_input_pixels(const KernelCall<T>& c, const Direct& direct) {
   const ConvGeometry& g = c.g;
   const int64_t taps = g.kernel_h * g.kernel_w, out_g = c.group_channels();
   const int64_t sources = out_g * taps, mr = select_tile_channels<T>();
   const std::vector<Chunk> chunks =
       pixel_chunks(c.batch, g.image_pixels(), g.width,
-                   2 * int64_t(sizeof(T)) * (out_g + ceil_div(g.channels, mr) * mr));
+                   2 * int64_t(sizeof(T)) *
+                       (out_g + (c.nonneg ? 1 : 2) * ceil_div(g.channels, mr) * mr));
   const int64_t ld = direct.ld(chunks);
   std::vector<int64_t> offsets(2 * sources);
   for (int64_t s = 0; s < sources; ++s) {
@@ -805,7 +815,12 @@ void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) 
     offsets[s] = 2 * (s / taps) * ld + shift;
     offsets[sources + s] = offsets[s] + ld;
   }
-  input_gradient_nonneg(
+  // The input itself at the result's positions (general mode): the same grid, unshifted.
+  Direct inputs = direct;
+  inputs.src_h = g.height;
+  inputs.src_w = g.width;
+  inputs.top = inputs.left = 0;
+  input_gradient(
       c, g.channels, sources, chunks, ld, 2 * out_g, offsets,
       [&](int64_t grp, int64_t ci, int64_t s) {
         return (grp * out_g + s / taps) * g.column_rows() + ci * taps + s % taps;
@@ -814,18 +829,23 @@ void conv2d_backward_input_nonneg(const KernelCall<T>& c, const Direct& direct) 
         direct.fill(c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, src);
         return direct.layout(chunk, ld);
       },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* xs) {
+        inputs.fill(c.o.x_lo, c.o.x_hi, g.channels * c.groups, grp * g.channels, g.channels,
+                    chunk, ld, xs);
+      },
       g.channels * c.groups, g.image_pixels());
 }
 
 // conv_transpose2d (weight transposed, see transpose_weight): the output gradient's windows at
 // taps s = (co, i, j), per input pixel.
 template <typename T>
-void conv_transpose2d_backward_input_nonneg(const KernelCall<T>& c) {
+void conv_transpose2d_backward_input_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
   const int64_t ncol = g.column_rows(), in_g = c.group_channels(), tile = pixel_tile<T>();
   const int64_t mr = select_tile_channels<T>();
   const std::vector<Chunk> chunks = pixel_chunks(
-      c.batch, g.out_pixels(), g.out_w, 2 * int64_t(sizeof(T)) * (ncol + ceil_div(in_g, mr) * mr));
+      c.batch, g.out_pixels(), g.out_w,
+      2 * int64_t(sizeof(T)) * (ncol + (c.nonneg ? 1 : 2) * ceil_div(in_g, mr) * mr));
   int64_t ld = 0;
   for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
   std::vector<int64_t> offsets(2 * ncol);
@@ -833,12 +853,15 @@ void conv_transpose2d_backward_input_nonneg(const KernelCall<T>& c) {
     offsets[s] = 2 * s * ld;
     offsets[ncol + s] = (2 * s + 1) * ld;
   }
-  input_gradient_nonneg(
+  input_gradient(
       c, in_g, ncol, chunks, ld, 2 * ncol, offsets,
       [&](int64_t grp, int64_t ci, int64_t s) { return (grp * ncol + s) * in_g + ci; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* src) {
         windows(c, c.o.g_lo, c.o.g_hi, grp, chunk, ld, src);
         return gathered_layout<T>(g, chunk, ld);
+      },
+      [&](const Chunk& chunk, int64_t grp, int64_t ld, T* xs) {
+        pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
       },
       c.channels, g.out_pixels());
 }
@@ -1101,8 +1124,8 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
             kWeight ? std::nullopt : input_grad_direct(g, pixel_tile<scalar_t>());
         if (kWeight) {
           conv2d_backward_weight_pixels<scalar_t>(call);
-        } else if (input_nonneg && direct) {
-          conv2d_backward_input_nonneg<scalar_t>(call, *direct);
+        } else if (direct) {
+          conv2d_backward_input_pixels<scalar_t>(call, *direct);
         } else {
           conv2d_backward_input_kernel<scalar_t>(call);
         }
@@ -1157,9 +1180,7 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
                              [&] {
                                const auto kernel =
                                    kWeight ? conv_transpose2d_backward_weight_pixels<scalar_t>
-                                           : (input_nonneg
-                                                  ? conv_transpose2d_backward_input_nonneg<scalar_t>
-                                                  : conv_transpose2d_backward_input_kernel<scalar_t>);
+                                           : conv_transpose2d_backward_input_pixels<scalar_t>;
                                kernel({g, batch, groups, in_channels,
                                        operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, &g_lo, &g_hi,
                                                           out_lo, out_hi),

@@ -224,25 +224,26 @@ inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const
   using V = typename S::V;
   using M = typename S::M;
   constexpr int MR = S::kPixMR;
-  V dl[MR], dh[MR], l[MR], h[MR];
+  V dl[MR], dh[MR], l[MR], h[MR], ml[MR], mh[MR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     dl[i] = dh[i] = S::zero();
     l[i] = S::load(xs + 2 * i * ld);
     h[i] = S::load(xs + (2 * i + 1) * ld);
+    ml[i] = S::vmask_ge0(l[i]);  // the input signs, fixed for all taps: vector masks, no
+    mh[i] = S::vmask_ge0(h[i]);  // compares into mask registers per term
   }
   for (int64_t t = 0; t < taps; ++t, wt += 2 * MR) {
     const V gl = S::load(src + x_off[t]), gh = S::load(src + y_off[t]);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
-      const M ml = S::ge0(l[i]), mh = S::ge0(h[i]);
-      const V wl = S::select(ml, a, b), wh = S::select(mh, a, b);
+      const V wl = S::vselect(ml[i], a, b), wh = S::vselect(mh[i], a, b);
       const M lo_h = S::lo_takes_h(S::mul(l[i], wl), S::mul(h[i], wh));
       const V w_lo = S::select(lo_h, wh, wl);
       dl[i] = S::mask_fma(S::mnot(lo_h), gl, w_lo, dl[i]);
       dh[i] = S::mask_fma(lo_h, gl, w_lo, dh[i]);
-      const V vl = S::select(ml, b, a), vh = S::select(mh, b, a);
+      const V vl = S::vselect(ml[i], b, a), vh = S::vselect(mh[i], b, a);
       const M hi_h = S::hi_takes_h(S::mul(l[i], vl), S::mul(h[i], vh));
       const V w_hi = S::select(hi_h, vh, vl);
       dl[i] = S::mask_fma(S::mnot(hi_h), gh, w_hi, dl[i]);
