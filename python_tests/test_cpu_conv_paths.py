@@ -1,10 +1,10 @@
 """The CPU interval convolutions on every SIMD path this machine supports (avx512, avx2, scalar),
-over the shapes that pick their different code paths: the non-negative pixel-lane kernels (direct
-stride-1 reads of padded planes, gathered windows for other strides, partial-image and
-several-image chunks, channel and tap counts off the register tiles, straddling weights and
-invalid weight intervals in term lists) and the GEMM fallbacks (general-mode gradients and wide
-general-mode forwards, an input gradient whose padding exceeds the kernel's reach), for conv2d and conv_transpose2d, forward and both
-gradients.
+over the shapes that pick their different code paths: the pixel-lane kernels, non-negative and
+general (direct stride-1 reads of padded planes, gathered windows for other strides, partial-image
+and several-image chunks, channel and tap counts off the register tiles, straddling weights and
+invalid weight intervals in term lists, signed inputs with ties and NaN) and the GEMM fallbacks
+(wide general-mode forwards, a conv2d input gradient with stride > 1 or padding beyond the
+kernel's reach), for conv2d and conv_transpose2d, forward and both gradients.
 
 Small-integer operands make every product and sum exact in float32 and float64 whatever the
 summation order, so every path must equal the float64 reference exactly. The tests run in-process
@@ -132,3 +132,37 @@ def test_every_isa_path(isa):
     done = run_with_isa(isa, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__)
     assert done.returncode == 0, (f"INN_CUDA_CPU_ISA={isa}:\n{done.stdout[-6000:]}\n"
                                   f"{done.stderr[-2000:]}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 2, 4, 5, 8, 10, 12, 13, 15)],
+                         ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_general_gradients_ties_and_nan(case, dtype):
+    """General mode on the gradient paths with point inputs (l == h: the candidates tie, the
+    l-candidate takes the gradient), exact zeros, and NaN in inputs and weights (a NaN candidate
+    is selected, so NaN reaches exactly the gradients the reference routes it to)."""
+    op, x_shape, w_shape, c = case
+    cfg = config(op, c)
+    x_lo, x_hi, w_lo, w_hi, _, _, g_lo, g_hi = operands(op, x_shape, w_shape, cfg, nonneg=False,
+                                                        dtype=dtype)
+    gen = torch.Generator().manual_seed(3)
+    point = torch.rand(x_shape, generator=gen) < 0.3
+    x_hi[point] = x_lo[point]
+    # (Not where conv_transpose2d's padding crops the output: an input pixel whose terms all
+    # fall outside meets only zeros of the gradient there, and 0 * NaN makes dw NaN, where the
+    # reference has no such terms; the GEMM kernels did the same.)
+    if x_lo.numel() and (op == "conv2d" or c.get("padding", (0, 0)) == (0, 0)):
+        x_lo.view(-1)[torch.randint(0, x_lo.numel(), (2,), generator=gen)] = float("nan")
+        x_hi.view(-1)[torch.randint(0, x_hi.numel(), (1,), generator=gen)] = float("nan")
+    name = "interval_" + op
+    for kind in ("_backward_input", "_backward_weight"):
+        if kind == "_backward_weight":
+            # (Not for the input gradient: the pixel kernels read zeros past the gradient's
+            # edges, and 0 * NaN there makes a NaN weight's dx NaN near the border, where the
+            # reference sums only in-image terms; the non-negative kernels do the same.)
+            w_hi.view(-1)[torch.randint(0, w_hi.numel(), (1,), generator=gen)] = float("nan")
+        args = [t.double() for t in (g_lo, g_hi, x_lo, x_hi, w_lo, w_hi)]
+        got = getattr(ops, name + kind)(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, *cfg, False)
+        want = reference.OPS[name + kind](*args, *cfg, False)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.double(), w, rtol=0, atol=0, equal_nan=True, msg=kind)
