@@ -139,8 +139,9 @@ def test_every_isa_path(isa):
                          ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_general_gradients_ties_and_nan(case, dtype):
     """General mode on the gradient paths with point inputs (l == h: the candidates tie, the
-    l-candidate takes the gradient), exact zeros, and NaN in inputs and weights (a NaN candidate
-    is selected, so NaN reaches exactly the gradients the reference routes it to)."""
+    l-candidate takes the gradient), exact zeros, and NaN and inf in inputs and weights (a NaN
+    candidate, also inf * 0, is selected, so NaN reaches exactly the gradients the reference routes
+    it to; non-finite operands take the kernels' full NaN-aware choice)."""
     op, x_shape, w_shape, c = case
     cfg = config(op, c)
     x_lo, x_hi, w_lo, w_hi, _, _, g_lo, g_hi = operands(op, x_shape, w_shape, cfg, nonneg=False,
@@ -154,6 +155,7 @@ def test_general_gradients_ties_and_nan(case, dtype):
     if x_lo.numel() and (op == "conv2d" or c.get("padding", (0, 0)) == (0, 0)):
         x_lo.view(-1)[torch.randint(0, x_lo.numel(), (2,), generator=gen)] = float("nan")
         x_hi.view(-1)[torch.randint(0, x_hi.numel(), (1,), generator=gen)] = float("nan")
+        x_hi.view(-1)[torch.randint(0, x_hi.numel(), (1,), generator=gen)] = float("inf")
     name = "interval_" + op
     for kind in ("_backward_input", "_backward_weight"):
         if kind == "_backward_weight":

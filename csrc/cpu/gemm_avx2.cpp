@@ -60,6 +60,7 @@ struct F32 : Tiles {
   INN_SIMD V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GE_OQ); }
   // not (p <= q or p NaN), resp. not (p >= q or p NaN)
+  INN_SIMD M gt(V p, V q) { return _mm256_cmp_ps(p, q, _CMP_GT_OQ); }  // p > q, ordered
   INN_SIMD M lo_takes_h(V p, V q) {
     return _mm256_and_ps(_mm256_cmp_ps(p, p, _CMP_ORD_Q), _mm256_cmp_ps(p, q, _CMP_NLE_UQ));
   }
@@ -129,6 +130,7 @@ struct F64 : Tiles {
   INN_SIMD V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_GE_OQ); }
   // not (p <= q or p NaN), resp. not (p >= q or p NaN)
+  INN_SIMD M gt(V p, V q) { return _mm256_cmp_pd(p, q, _CMP_GT_OQ); }  // p > q, ordered
   INN_SIMD M lo_takes_h(V p, V q) {
     return _mm256_and_pd(_mm256_cmp_pd(p, p, _CMP_ORD_Q), _mm256_cmp_pd(p, q, _CMP_NLE_UQ));
   }

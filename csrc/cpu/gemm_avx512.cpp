@@ -62,6 +62,7 @@ struct F32 : Tiles {
   INN_SIMD V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GE_OQ); }
   // not (p <= q or p NaN): one compare under the ordered-p mask (mask compares cost FMA slots)
+  INN_SIMD M gt(V p, V q) { return _mm512_cmp_ps_mask(p, q, _CMP_GT_OQ); }  // p > q, ordered
   INN_SIMD M lo_takes_h(V p, V q) {
     return _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ);
   }
@@ -131,6 +132,7 @@ struct F64 : Tiles {
   INN_SIMD V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   INN_SIMD M ge0(V a) { return _mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_GE_OQ); }
   // not (p <= q or p NaN): one compare under the ordered-p mask (mask compares cost FMA slots)
+  INN_SIMD M gt(V p, V q) { return _mm512_cmp_pd_mask(p, q, _CMP_GT_OQ); }  // p > q, ordered
   INN_SIMD M lo_takes_h(V p, V q) {
     return _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(p, p, _CMP_ORD_Q), p, q, _CMP_NLE_UQ);
   }

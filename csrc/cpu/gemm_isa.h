@@ -73,11 +73,12 @@ using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const i
 template <typename T>
 using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                                     const int64_t* y_off, const T* src, const T* xs, T* out,
-                                    int64_t ld, int64_t width);
+                                    int64_t ld, int64_t width, bool finite);
 template <typename T>
 using GeneralDotTilesFn = void (*)(int64_t c_tiles, int64_t k_tiles, const T* g,
                                    const int64_t* x_off, const int64_t* y_off, const T* w,
-                                   const T* src, int64_t ld, int64_t width, T* out);
+                                   const T* src, int64_t ld, int64_t width, T* out,
+                                   bool finite);
 
 template <typename T>
 struct PixelKernels {

@@ -164,7 +164,7 @@ void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off
 template <typename T>
 void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                         const int64_t* y_off, const T* src, const T* xs, T* out, int64_t ld,
-                        int64_t width) {
+                        int64_t width, bool /*finite*/) {
   for (int64_t c = 0; c < tiles; ++c) {
     for (int64_t p = 0; p < width; ++p) {
       const T l = xs[2 * c * ld + p], h = xs[(2 * c + 1) * ld + p];
@@ -184,7 +184,7 @@ void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* 
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out) {
+                       T* out, bool /*finite*/) {
   for (int64_t c = 0; c < c_tiles; ++c) {
     for (int64_t k = 0; k < k_tiles; ++k) {
       const T a = w[2 * c * k_tiles + k], b = w[(2 * c + 1) * k_tiles + k];

@@ -29,6 +29,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -605,6 +607,18 @@ void for_each_chunk(const std::vector<Chunk>& chunks, size_t bytes, F&& body) {
   });
 }
 
+// Whether the n elements of both lo and hi are finite: then no general-mode candidate is NaN
+// (no inf * 0), and the general gradient tiles decide each choice with one compare.
+template <typename T>
+bool all_finite(const T* lo, const T* hi, int64_t n) {
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    finite &= (std::abs(lo[i]) <= std::numeric_limits<T>::max()) &
+              (std::abs(hi[i]) <= std::numeric_limits<T>::max());
+  }
+  return finite;
+}
+
 // The group's weight pair at (out channel co, tap k) of a (C_out, kg) weight.
 template <typename T>
 std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64_t k) {
@@ -723,6 +737,9 @@ void input_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps,
         }
       }
     }
+    // (dx has the input's shape: c.batch images of `channels` planes.)
+    const bool finite = all_finite(packed.data(), packed.data(), int64_t(packed.size())) &&
+                        all_finite(c.o.x_lo, c.o.x_hi, c.batch * channels * plane);
     for_each_chunk(chunks, (source_rows + 4 * tiles * mr) * ld * sizeof(T),
                    [&](const Chunk& chunk, void* buffer) {
       T* src = static_cast<T*>(buffer);
@@ -733,7 +750,7 @@ void input_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps,
         const ChunkLayout layout = fill(chunk, grp, ld, src);
         inputs(chunk, grp, ld, xs);
         general_grad_tiles<T>(tiles, taps, &packed[grp * per_group], offsets.data(),
-                              offsets.data() + taps, src, xs, out, ld, layout.width);
+                              offsets.data() + taps, src, xs, out, ld, layout.width, finite);
         add_rows(c, out, layout, channels, grp * rows, rows, plane, chunk);
       }
     });
@@ -874,8 +891,8 @@ void conv_transpose2d_backward_input_pixels(const KernelCall<T>& c) {
 // chunks into its own partial gradient (rows and taps padded to whole tiles), added up at the
 // end. (A direct layout measured slower here: dot tiles stream whole rows, mostly unaligned.)
 template <typename T, typename Weight, typename Fill>
-void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, Weight weight,
-                            Fill fill) {
+void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t x_elements,
+                     Weight weight, Fill fill) {
   const int64_t tile = pixel_tile<T>();
   const auto [mr, nk] = dot_tile_shape<T>();
   const int64_t r_tiles = ceil_div(rows, mr), k_tiles = ceil_div(taps, nk);
@@ -906,6 +923,9 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, Weight 
     offsets[k] = 2 * k * ld;
     offsets[k_pad + k] = (2 * k + 1) * ld;
   }
+  const bool finite = !c.nonneg &&
+                      all_finite(bounds.data(), bounds.data(), int64_t(bounds.size())) &&
+                      all_finite(c.o.x_lo, c.o.x_hi, x_elements);
   const int64_t threads = at::get_num_threads();
   at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
   T* parts = partial.mutable_data_ptr<T>();
@@ -923,7 +943,8 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, Weight 
                      &signs[grp * per_group], inputs, ld, width, part + grp * per_group);
       } else {
         general_dot_tiles<T>(r_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
-                             &bounds[grp * per_group], inputs, ld, width, part + grp * per_group);
+                             &bounds[grp * per_group], inputs, ld, width, part + grp * per_group,
+                             finite);
       }
     }
   });
@@ -960,7 +981,7 @@ template <typename T>
 void conv2d_backward_weight_pixels(const KernelCall<T>& c) {
   const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
   weight_gradient(
-      c, out_g, kg, [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
+      c, out_g, kg, c.batch * c.g.channels * c.groups * c.g.image_pixels(), [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, inputs);
         pixel_rows(c, c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, grads);
@@ -973,7 +994,7 @@ template <typename T>
 void conv_transpose2d_backward_weight_pixels(const KernelCall<T>& c) {
   const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
   weight_gradient(
-      c, ncol, in_g, [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
+      c, ncol, in_g, c.batch * c.channels * c.g.out_pixels(), [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, inputs);
         windows(c, c.o.g_lo, c.o.g_hi, grp, chunk, ld, grads);

@@ -256,15 +256,17 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
 template <typename T>
 void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                         const int64_t* y_off, const T* src, const T* xs, T* out, int64_t ld,
-                        int64_t width) {
-  active_pixel_kernels<T>().general_grad(tiles, taps, w, x_off, y_off, src, xs, out, ld, width);
+                        int64_t width, bool finite) {
+  active_pixel_kernels<T>().general_grad(tiles, taps, w, x_off, y_off, src, xs, out, ld, width,
+                                         finite);
 }
 
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out) {
-  active_pixel_kernels<T>().general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out);
+                       T* out, bool finite) {
+  active_pixel_kernels<T>().general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out,
+                                        finite);
 }
 
 #define INN_INSTANTIATE(T)                                                                     \
@@ -291,9 +293,10 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64
   template void dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,        \
                              const uint16_t*, const T*, int64_t, int64_t, T*);           \
   template void general_grad_tiles<T>(int64_t, int64_t, const T*, const int64_t*,              \
-                                      const int64_t*, const T*, const T*, T*, int64_t, int64_t); \
+                                      const int64_t*, const T*, const T*, T*, int64_t, int64_t, \
+                                      bool);                                                   \
   template void general_dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*, \
-                                     const T*, const T*, int64_t, int64_t, T*);
+                                     const T*, const T*, int64_t, int64_t, T*, bool);
 INN_INSTANTIATE(float)
 INN_INSTANTIATE(double)
 #undef INN_INSTANTIATE

@@ -111,18 +111,19 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
 // rows of channel c at the output rows' positions, l at xs + 2c * ld, h at xs + (2c + 1) * ld:
 //   out rows 2c, 2c + 1 (dl, dh) = sum_t of each bound's selected candidate's g * weight, routed
 //   to the input bound it multiplies (choice, ties and NaN of csrc/interval_math.h).
+// `finite`: the caller guarantees finite inputs and weights (no NaN candidate: cheaper choice).
 template <typename T>
 void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                         const int64_t* y_off, const T* src, const T* xs, T* out, int64_t ld,
-                        int64_t width);
+                        int64_t width, bool finite);
 
 // General-mode weight gradient in dot_tiles' layout, the weights a = w[(2c) * k_pad + k],
 // b = w[(2c + 1) * k_pad + k] in place of the sign words (x_k = l, y_k = h):
 //   out[(2c) * k_pad + k] (da), out[(2c + 1) * k_pad + k] (db) += sum_p of each bound's selected
-//   candidate's g * (input bound), to the weight bound it multiplies.
+//   candidate's g * (input bound), to the weight bound it multiplies. `finite` as above.
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out);
+                       T* out, bool finite);
 
 }  // namespace inn::cpu

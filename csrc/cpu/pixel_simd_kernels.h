@@ -207,6 +207,26 @@ void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const
   }
 }
 
+// Whether the general product takes its h candidate (lower bound: lo_takes_h(pl, ph), upper:
+// hi_takes_h(ql, qh)); with FINITE operands no candidate is NaN (no inf * 0), and one ordered
+// compare decides (mask compares cost FMA slots).
+template <class S, bool FINITE>
+inline __attribute__((always_inline)) typename S::M lo_takes_h(typename S::V p, typename S::V q) {
+  if constexpr (FINITE) {
+    return S::gt(p, q);
+  } else {
+    return S::lo_takes_h(p, q);
+  }
+}
+template <class S, bool FINITE>
+inline __attribute__((always_inline)) typename S::M hi_takes_h(typename S::V p, typename S::V q) {
+  if constexpr (FINITE) {
+    return S::gt(q, p);
+  } else {
+    return S::hi_takes_h(p, q);
+  }
+}
+
 // General-mode input gradient in select_tiles' layout (weights [a x kPixMR, b x kPixMR] per tile
 // and tap), for output rows (channels c) at the positions of their input rows: l at
 // xs + 2c * ld, h at xs + (2c + 1) * ld. Per tap t the gradient rows gl = src + x_off[t],
@@ -214,7 +234,7 @@ void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const
 // routes g * (its weight) to dl or dh (masked FMAs: the other row is untouched), exactly as
 // the GEMM's BackwardInput::micro_general. One vector per tile: the tile's l, h stay in
 // registers for all taps, the gradient vectors are shared by its kPixMR channels.
-template <class S>
+template <class S, bool FINITE>
 inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const typename S::T* wt,
                                                              const int64_t* x_off,
                                                              const int64_t* y_off,
@@ -239,12 +259,12 @@ inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const
     for (int i = 0; i < MR; ++i) {
       const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
       const V wl = S::vselect(ml[i], a, b), wh = S::vselect(mh[i], a, b);
-      const M lo_h = S::lo_takes_h(S::mul(l[i], wl), S::mul(h[i], wh));
+      const M lo_h = lo_takes_h<S, FINITE>(S::mul(l[i], wl), S::mul(h[i], wh));
       const V w_lo = S::select(lo_h, wh, wl);
       dl[i] = S::mask_fma(S::mnot(lo_h), gl, w_lo, dl[i]);
       dh[i] = S::mask_fma(lo_h, gl, w_lo, dh[i]);
       const V vl = S::vselect(ml[i], b, a), vh = S::vselect(mh[i], b, a);
-      const M hi_h = S::hi_takes_h(S::mul(l[i], vl), S::mul(h[i], vh));
+      const M hi_h = hi_takes_h<S, FINITE>(S::mul(l[i], vl), S::mul(h[i], vh));
       const V w_hi = S::select(hi_h, vh, vl);
       dl[i] = S::mask_fma(S::mnot(hi_h), gh, w_hi, dl[i]);
       dh[i] = S::mask_fma(hi_h, gh, w_hi, dh[i]);
@@ -257,17 +277,26 @@ inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const
   }
 }
 
-template <class S>
-void general_grad_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w,
-                        const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
-                        const typename S::T* xs, typename S::T* out, int64_t ld, int64_t width) {
+template <class S, bool FINITE>
+void general_grad_tiles_(int64_t co_tiles, int64_t taps, const typename S::T* w,
+                         const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
+                         const typename S::T* xs, typename S::T* out, int64_t ld, int64_t width) {
   constexpr int L = S::L, MR = S::kPixMR;
   for (int64_t ct = 0; ct < co_tiles; ++ct) {
     for (int64_t p = 0; p < width; p += L) {
-      general_grad_tile<S>(taps, w + ct * taps * 2 * MR, x_off, y_off, src + p,
-                           xs + 2 * ct * MR * ld + p, out + 2 * ct * MR * ld + p, ld);
+      general_grad_tile<S, FINITE>(taps, w + ct * taps * 2 * MR, x_off, y_off, src + p,
+                                   xs + 2 * ct * MR * ld + p, out + 2 * ct * MR * ld + p, ld);
     }
   }
+}
+
+template <class S>
+void general_grad_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w,
+                        const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
+                        const typename S::T* xs, typename S::T* out, int64_t ld, int64_t width,
+                        bool finite) {
+  (finite ? general_grad_tiles_<S, true> : general_grad_tiles_<S, false>)(
+      co_tiles, taps, w, x_off, y_off, src, xs, out, ld, width);
 }
 
 // Selected dot products over p < width, in tiles of kGradMR channels c x kGradNK taps k:
@@ -342,10 +371,10 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
 // b = w[(2c + 1) * k_pad + k] in place of the signs: per lane the forward's candidate choice,
 // and each selected product's g * x goes to the weight bound it multiplies (a where the chosen
 // x is >= 0 for the lower bound, < 0 for the upper), as BackwardWeight::micro_general.
-template <class S>
-void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
-                       const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
-                       const typename S::T* src, int64_t ld, int64_t width, typename S::T* out) {
+template <class S, bool FINITE>
+void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
+                        const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
+                        const typename S::T* src, int64_t ld, int64_t width, typename S::T* out) {
   using T = typename S::T;
   using V = typename S::V;
   using M = typename S::M;
@@ -391,13 +420,13 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
             const V va = S::set1(a[i][j]), vb = S::set1(b[i][j]);
             const V pl = S::mul(l[j], S::select(ml[j], va, vb));
             const V ph = S::mul(h[j], S::select(mh[j], va, vb));
-            const V x_lo = S::select(S::lo_takes_h(pl, ph), h[j], l[j]);
+            const V x_lo = S::select(lo_takes_h<S, FINITE>(pl, ph), h[j], l[j]);
             const M to_a = S::ge0(x_lo);
             da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
             db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
             const V ql = S::mul(l[j], S::select(ml[j], vb, va));
             const V qh = S::mul(h[j], S::select(mh[j], vb, va));
-            const V x_hi = S::select(S::hi_takes_h(ql, qh), h[j], l[j]);
+            const V x_hi = S::select(hi_takes_h<S, FINITE>(ql, qh), h[j], l[j]);
             const M to_b = S::ge0(x_hi);
             db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
             da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
@@ -415,6 +444,15 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
       }
     }
   }
+}
+
+template <class S>
+void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
+                       const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
+                       const typename S::T* src, int64_t ld, int64_t width, typename S::T* out,
+                       bool finite) {
+  (finite ? general_dot_tiles_<S, true> : general_dot_tiles_<S, false>)(
+      c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out);
 }
 
 template <class S>
