@@ -79,6 +79,8 @@ struct F32 : Tiles {
   // min(y, x) returns x when either is NaN, min(x, y) returns y: OR-ing the two keeps a NaN
   // from either side (any NaN bits OR anything is a NaN) and is exact otherwise.
   INN_SIMD V min_nan(V x, V y) { return _mm256_or_ps(_mm256_min_ps(y, x), _mm256_min_ps(x, y)); }
+  INN_SIMD V min0(V x) { return _mm256_min_ps(x, _mm256_setzero_ps()); }  // min(x, 0), no NaN
+  INN_SIMD V max0(V x) { return _mm256_max_ps(x, _mm256_setzero_ps()); }  // max(x, 0), no NaN
   INN_SIMD V max_nan(V x, V y) { return _mm256_or_ps(_mm256_max_ps(y, x), _mm256_max_ps(x, y)); }
   INN_SIMD V vmask_ge0(V a) { return ge0(a); }
   INN_SIMD V vselect(V m, V t, V f) { return select(m, t, f); }
@@ -146,6 +148,8 @@ struct F64 : Tiles {
     return _mm256_add_pd(acc, _mm256_and_pd(m, _mm256_mul_pd(x, y)));
   }
   INN_SIMD V min_nan(V x, V y) { return _mm256_or_pd(_mm256_min_pd(y, x), _mm256_min_pd(x, y)); }
+  INN_SIMD V min0(V x) { return _mm256_min_pd(x, _mm256_setzero_pd()); }  // min(x, 0), no NaN
+  INN_SIMD V max0(V x) { return _mm256_max_pd(x, _mm256_setzero_pd()); }  // max(x, 0), no NaN
   INN_SIMD V max_nan(V x, V y) { return _mm256_or_pd(_mm256_max_pd(y, x), _mm256_max_pd(x, y)); }
   INN_SIMD V vmask_ge0(V a) { return ge0(a); }
   INN_SIMD V vselect(V m, V t, V f) { return select(m, t, f); }

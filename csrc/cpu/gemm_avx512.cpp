@@ -78,6 +78,8 @@ struct F32 : Tiles {
   // min(y, x) returns x when either is NaN, min(x, y) returns y: OR-ing the two keeps a NaN
   // from either side (any NaN bits OR anything is a NaN) and is exact otherwise.
   INN_SIMD V min_nan(V x, V y) { return _mm512_or_ps(_mm512_min_ps(y, x), _mm512_min_ps(x, y)); }
+  INN_SIMD V min0(V x) { return _mm512_min_ps(x, _mm512_setzero_ps()); }  // min(x, 0), no NaN
+  INN_SIMD V max0(V x) { return _mm512_max_ps(x, _mm512_setzero_ps()); }  // max(x, 0), no NaN
   INN_SIMD V max_nan(V x, V y) { return _mm512_or_ps(_mm512_max_ps(y, x), _mm512_max_ps(x, y)); }
   INN_SIMD V vmask_ge0(V a) { return _mm512_castsi512_ps(_mm512_movm_epi32(ge0(a))); }
   INN_SIMD V vselect(V m, V t, V f) {
@@ -146,6 +148,8 @@ struct F64 : Tiles {
   INN_SIMD V select(M m, V t, V f) { return _mm512_mask_blend_pd(m, f, t); }
   INN_SIMD V mask_fma(M m, V x, V y, V acc) { return _mm512_mask3_fmadd_pd(x, y, acc, m); }
   INN_SIMD V min_nan(V x, V y) { return _mm512_or_pd(_mm512_min_pd(y, x), _mm512_min_pd(x, y)); }
+  INN_SIMD V min0(V x) { return _mm512_min_pd(x, _mm512_setzero_pd()); }  // min(x, 0), no NaN
+  INN_SIMD V max0(V x) { return _mm512_max_pd(x, _mm512_setzero_pd()); }  // max(x, 0), no NaN
   INN_SIMD V max_nan(V x, V y) { return _mm512_or_pd(_mm512_max_pd(y, x), _mm512_max_pd(x, y)); }
   INN_SIMD V vmask_ge0(V a) { return _mm512_castsi512_pd(_mm512_movm_epi64(ge0(a))); }
   INN_SIMD V vselect(V m, V t, V f) {

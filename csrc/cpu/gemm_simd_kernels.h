@@ -10,7 +10,7 @@
 //   select(m, t, f) = m ? t : f, mask_fma(m, x, y, acc) = m ? x*y + acc : acc (unselected
 //   lanes untouched: exact), lo_takes_h(pl, ph) / hi_takes_h(ql, qh) (the general product
 //   takes its h candidate: not (pl <= ph or pl NaN), resp. not (ql >= qh or ql NaN)), gt (p > q,
-//   ordered: the same choice when no candidate is NaN),
+//   ordered: the same choice when no candidate is NaN), min0/max0 (min(x, 0), max(x, 0); not for NaN),
 //   min_nan/max_nan (the value of that choice: NaN wins, ties are equal values),
 //   vmask_ge0/vselect (a select whose mask lives in a vector register),
 //   kStoredMasks/MaskBits/mask_bits/load_mask (whether sign masks are precomputed when packing:

@@ -892,7 +892,7 @@ void conv_transpose2d_backward_input_pixels(const KernelCall<T>& c) {
 // end. (A direct layout measured slower here: dot tiles stream whole rows, mostly unaligned.)
 template <typename T, typename Weight, typename Fill>
 void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t x_elements,
-                     Weight weight, Fill fill) {
+                     int64_t g_elements, Weight weight, Fill fill) {
   const int64_t tile = pixel_tile<T>();
   const auto [mr, nk] = dot_tile_shape<T>();
   const int64_t r_tiles = ceil_div(rows, mr), k_tiles = ceil_div(taps, nk);
@@ -925,7 +925,8 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t
   }
   const bool finite = !c.nonneg &&
                       all_finite(bounds.data(), bounds.data(), int64_t(bounds.size())) &&
-                      all_finite(c.o.x_lo, c.o.x_hi, x_elements);
+                      all_finite(c.o.x_lo, c.o.x_hi, x_elements) &&
+                      all_finite(c.o.g_lo, c.o.g_hi, g_elements);
   const int64_t threads = at::get_num_threads();
   at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
   T* parts = partial.mutable_data_ptr<T>();
@@ -981,7 +982,9 @@ template <typename T>
 void conv2d_backward_weight_pixels(const KernelCall<T>& c) {
   const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
   weight_gradient(
-      c, out_g, kg, c.batch * c.g.channels * c.groups * c.g.image_pixels(), [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
+      c, out_g, kg, c.batch * c.g.channels * c.groups * c.g.image_pixels(),
+      c.batch * c.channels * c.g.out_pixels(),
+      [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, inputs);
         pixel_rows(c, c.o.g_lo, c.o.g_hi, c.channels, grp * out_g, out_g, chunk, ld, grads);
@@ -994,7 +997,9 @@ template <typename T>
 void conv_transpose2d_backward_weight_pixels(const KernelCall<T>& c) {
   const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
   weight_gradient(
-      c, ncol, in_g, c.batch * c.channels * c.g.out_pixels(), [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
+      c, ncol, in_g, c.batch * c.channels * c.g.out_pixels(),
+      c.batch * c.g.channels * c.groups * c.g.image_pixels(),
+      [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, inputs);
         windows(c, c.o.g_lo, c.o.g_hi, grp, chunk, ld, grads);

@@ -120,7 +120,8 @@ void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* 
 // General-mode weight gradient in dot_tiles' layout, the weights a = w[(2c) * k_pad + k],
 // b = w[(2c + 1) * k_pad + k] in place of the sign words (x_k = l, y_k = h):
 //   out[(2c) * k_pad + k] (da), out[(2c + 1) * k_pad + k] (db) += sum_p of each bound's selected
-//   candidate's g * (input bound), to the weight bound it multiplies. `finite` as above.
+//   candidate's g * (input bound), to the weight bound it multiplies. `finite`: as above, and
+//   the gradient rows g finite too.
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,

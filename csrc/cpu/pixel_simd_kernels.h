@@ -370,7 +370,9 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
 // General-mode weight gradient in dot_tiles' layout, with the weights a = w[(2c) * k_pad + k],
 // b = w[(2c + 1) * k_pad + k] in place of the signs: per lane the forward's candidate choice,
 // and each selected product's g * x goes to the weight bound it multiplies (a where the chosen
-// x is >= 0 for the lower bound, < 0 for the upper), as BackwardWeight::micro_general.
+// x is >= 0 for the lower bound, < 0 for the upper), as BackwardWeight::micro_general. FINITE
+// (inputs, weights and gradients finite): g * max(x, 0) and g * min(x, 0) route it without
+// masks (the other bound gets g * 0 = 0).
 template <class S, bool FINITE>
 void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
                         const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
@@ -421,15 +423,19 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
             const V pl = S::mul(l[j], S::select(ml[j], va, vb));
             const V ph = S::mul(h[j], S::select(mh[j], va, vb));
             const V x_lo = S::select(lo_takes_h<S, FINITE>(pl, ph), h[j], l[j]);
-            const M to_a = S::ge0(x_lo);
-            da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
-            db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
             const V ql = S::mul(l[j], S::select(ml[j], vb, va));
             const V qh = S::mul(h[j], S::select(mh[j], vb, va));
             const V x_hi = S::select(hi_takes_h<S, FINITE>(ql, qh), h[j], l[j]);
-            const M to_b = S::ge0(x_hi);
-            db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
-            da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
+            if constexpr (FINITE) {  // x >= 0 to one bound, x < 0 to the other: split by sign
+              da[i][j] = S::fma(gl, S::max0(x_lo), S::fma(gh, S::min0(x_hi), da[i][j]));
+              db[i][j] = S::fma(gl, S::min0(x_lo), S::fma(gh, S::max0(x_hi), db[i][j]));
+            } else {
+              const M to_a = S::ge0(x_lo), to_b = S::ge0(x_hi);
+              da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
+              db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
+              db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
+              da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
+            }
           }
         }
       }
