@@ -14,10 +14,9 @@ on the default (widest) path; `test_every_isa_path` re-runs this file per other 
 import pytest
 import torch
 
-import inn_cuda
 from inn_cuda import reference
 
-from test_cpu_gemm_paths import ISA_ORDER, run_with_isa, supported_paths
+from test_cpu_gemm_paths import ISA_ORDER, rerun_file_with_isa
 
 ops = torch.ops.inn_cuda
 
@@ -122,16 +121,7 @@ def test_invalid_weight_intervals_take_the_term_lists(case):
 
 @pytest.mark.parametrize("isa", ISA_ORDER)
 def test_every_isa_path(isa):
-    import os
-    if os.environ.get("INN_CUDA_CPU_ISA"):
-        pytest.skip("already running on a forced path")
-    if isa not in supported_paths():
-        pytest.skip(f"this CPU has no {isa} path")
-    if isa == inn_cuda.info()["cpu_isa"]:
-        pytest.skip("the default path: covered by the tests of this process")
-    done = run_with_isa(isa, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__)
-    assert done.returncode == 0, (f"INN_CUDA_CPU_ISA={isa}:\n{done.stdout[-6000:]}\n"
-                                  f"{done.stderr[-2000:]}")
+    rerun_file_with_isa(isa, __file__)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)

@@ -303,17 +303,23 @@ def run_with_isa(isa, *args):
                           cwd=os.path.dirname(os.path.abspath(__file__)), timeout=300)
 
 
-@pytest.mark.parametrize("isa", ISA_ORDER)
-def test_every_isa_path(isa):
+def rerun_file_with_isa(isa, test_file):
+    """Runs every test of ``test_file`` again in a process forced onto the ``isa`` path (the
+    default path is covered by this process). Shared by the CPU kernel path tests."""
     if os.environ.get("INN_CUDA_CPU_ISA"):
         pytest.skip("already running on a forced path")
     if isa not in supported_paths():
         pytest.skip(f"this CPU has no {isa} path")
     if isa == inn_cuda.info()["cpu_isa"]:
         pytest.skip("the default path: covered by the tests of this process")
-    done = run_with_isa(isa, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__)
+    done = run_with_isa(isa, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file)
     assert done.returncode == 0, (f"INN_CUDA_CPU_ISA={isa}:\n{done.stdout[-6000:]}\n"
                                   f"{done.stderr[-2000:]}")
+
+
+@pytest.mark.parametrize("isa", ISA_ORDER)
+def test_every_isa_path(isa):
+    rerun_file_with_isa(isa, __file__)
 
 
 def test_unknown_or_unsupported_isa_is_a_clear_error():

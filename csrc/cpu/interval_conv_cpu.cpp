@@ -369,6 +369,23 @@ constexpr int64_t kGemmGeneralChannels = 64;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
+// The row stride of a chunk buffer: the longest chunk rounded up to whole pixel tiles.
+int64_t chunk_ld(const std::vector<Chunk>& chunks, int64_t tile) {
+  int64_t ld = 0;
+  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  return ld;
+}
+
+// Packs one weight interval [a, b] for the pixel-lane tiles at `at` (a) and `at + mr` (b), with
+// the all-ones / zero sign words the nonneg kernels select input rows by.
+template <typename T>
+void pack_weight(T* packed, uint16_t* signs, int64_t at, int64_t mr, T a, T b) {
+  packed[at] = a;
+  packed[at + mr] = b;
+  signs[at] = uint16_t(-int(a >= T(0)));
+  signs[at + mr] = uint16_t(-int(b >= T(0)));
+}
+
 // The batch's `pixels` per image, grid_w per row, in chunks: whole images when images are small,
 // whole rows of one image otherwise (unless whole_images); at least two chunks per thread where
 // that leaves kMinChunkPixels per chunk.
@@ -657,12 +674,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
   const std::vector<Chunk> chunks =
       pixel_chunks(c.batch, g.out_pixels(), g.out_w,
                    2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.channels : kg)));
-  int64_t ld = 0;
-  if (direct) {
-    ld = direct->ld(chunks);
-  } else {
-    for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
-  }
+  const int64_t ld = direct ? direct->ld(chunks) : chunk_ld(chunks, tile);
   const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
   // Weights and signs per group, tile and tap: [a x mr, b x mr]; channels past out_g are zero.
   const int64_t per_group = tiles * kg * 2 * mr;
@@ -673,10 +685,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
       for (int64_t k = 0; k < kg; ++k) {
         const auto [a, b] = weight_at(c, grp, co, k);
         const int64_t at = grp * per_group + ((co / mr) * kg + k) * 2 * mr + co % mr;
-        packed[at] = a;
-        packed[at + mr] = b;
-        signs[at] = uint16_t(-int(a >= T(0)));
-        signs[at + mr] = uint16_t(-int(b >= T(0)));
+        pack_weight(packed.data(), signs.data(), at, mr, a, b);
       }
     }
   }
@@ -863,8 +872,7 @@ void conv_transpose2d_backward_input_pixels(const KernelCall<T>& c) {
   const std::vector<Chunk> chunks = pixel_chunks(
       c.batch, g.out_pixels(), g.out_w,
       2 * int64_t(sizeof(T)) * (ncol + (c.nonneg ? 1 : 2) * ceil_div(in_g, mr) * mr));
-  int64_t ld = 0;
-  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  const int64_t ld = chunk_ld(chunks, tile);
   std::vector<int64_t> offsets(2 * ncol);
   for (int64_t s = 0; s < ncol; ++s) {
     offsets[s] = 2 * s * ld;
@@ -916,8 +924,7 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t
   }
   const std::vector<Chunk> chunks = pixel_chunks(c.batch, c.g.out_pixels(), c.g.out_w,
                                                  2 * int64_t(sizeof(T)) * (taps + r_pad));
-  int64_t ld = 0;
-  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  const int64_t ld = chunk_ld(chunks, tile);
   std::vector<int64_t> offsets(2 * k_pad, 0);  // tap k's l row, then its h row (padding: tap 0)
   for (int64_t k = 0; k < taps; ++k) {
     offsets[k] = 2 * k * ld;
@@ -1022,8 +1029,7 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
   const std::vector<Chunk> chunks =
       pixel_chunks(c.batch, g.out_pixels(), g.out_w,
                    2 * int64_t(sizeof(T)) * (in_g + tiles * mr), overlap);
-  int64_t ld = 0;
-  for (const Chunk& chunk : chunks) ld = std::max(ld, round_up(chunk.rows(), tile));
+  const int64_t ld = chunk_ld(chunks, tile);
   std::vector<int64_t> offsets(2 * in_g);  // input channel ci's l row, then its h row
   for (int64_t ci = 0; ci < in_g; ++ci) {
     offsets[ci] = 2 * ci * ld;
@@ -1038,10 +1044,7 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
         const int64_t w = (grp * ncol + r) * in_g + ci;
         const T a = c.o.w_lo[w], b = c.o.w_hi[w];
         const int64_t at = grp * per_group + ((r / mr) * in_g + ci) * 2 * mr + r % mr;
-        packed[at] = a;
-        packed[at + mr] = b;
-        signs[at] = uint16_t(-int(a >= T(0)));
-        signs[at + mr] = uint16_t(-int(b >= T(0)));
+        pack_weight(packed.data(), signs.data(), at, mr, a, b);
       }
     }
   }
