@@ -45,6 +45,17 @@ constexpr I ceil_div(I a, I b) {
   return (a + b - 1) / b;
 }
 
+// One exact general-mode term per lane, added to the bounds: v = [l, h] with sign masks ml, mh
+// (lanes >= 0), w = [a, b]; each input bound's candidate takes the weight bound its sign picks,
+// min_nan/max_nan keep the smaller/larger (interval_math.h's general product, vectorised).
+template <class S>
+inline void add_general_term(typename S::V l, typename S::V h, typename S::M ml,
+                             typename S::M mh, typename S::V a, typename S::V b,
+                             typename S::V& lo, typename S::V& hi) {
+  lo = S::add(lo, S::min_nan(S::mul(l, S::select(ml, a, b)), S::mul(h, S::select(mh, a, b))));
+  hi = S::add(hi, S::max_nan(S::mul(l, S::select(ml, b, a)), S::mul(h, S::select(mh, b, a))));
+}
+
 template <typename T>
 const T* row_ptr(const ConstView<T>& v, int64_t r, int64_t c) {
   return v.data + r * v.row_stride + c * v.col_stride;
@@ -393,12 +404,7 @@ struct Forward {
           const M ml = S::ge0(l), mh = S::ge0(h);
 #pragma GCC unroll 8
           for (int c = 0; c < DC; ++c) {
-            const V pl = S::mul(l, S::select(ml, a[c], b[c]));
-            const V ph = S::mul(h, S::select(mh, a[c], b[c]));
-            lo[r][c] = S::add(lo[r][c], S::min_nan(pl, ph));
-            const V ql = S::mul(l, S::select(ml, b[c], a[c]));
-            const V qh = S::mul(h, S::select(mh, b[c], a[c]));
-            hi[r][c] = S::add(hi[r][c], S::max_nan(ql, qh));
+            add_general_term<S>(l, h, ml, mh, a[c], b[c], lo[r][c], hi[r][c]);
           }
         }
       }

@@ -174,10 +174,7 @@ inline __attribute__((always_inline)) void general_tile(int64_t taps, const type
       const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        const V pl = S::mul(l[v], S::select(ml[v], a, b)), ph = S::mul(h[v], S::select(mh[v], a, b));
-        lo[i][v] = S::add(lo[i][v], S::min_nan(pl, ph));
-        const V ql = S::mul(l[v], S::select(ml[v], b, a)), qh = S::mul(h[v], S::select(mh[v], b, a));
-        hi[i][v] = S::add(hi[i][v], S::max_nan(ql, qh));
+        add_general_term<S>(l[v], h[v], ml[v], mh[v], a, b, lo[i][v], hi[i][v]);
       }
     }
   }
