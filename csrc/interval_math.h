@@ -11,6 +11,8 @@
 //    candidate built from the lower input bound `l` wins; a NaN candidate always wins, so NaN
 //    propagates to the output instead of being dropped by a min/max.
 //  * Gradients flow only through the selected candidate.
+//  * A bound product of an exact zero and an infinity is 0 (`mul_bound`): a zero weight (or input)
+//    bound contributes nothing, however unbounded the other factor is. NaN operands still give NaN.
 #pragma once
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
@@ -30,6 +32,14 @@ INN_HD T fma_hi(T x, T y, T acc) { return x * y + acc; }
 
 template <typename T>
 INN_HD bool is_nan(T x) { return x != x; }
+
+// The product of two bounds under the convention 0 * inf = 0. A NaN product of two non-NaN
+// factors can only be 0 * inf, so only that case is replaced; NaN factors propagate.
+template <typename T>
+INN_HD T mul_bound(T x, T y) {
+  const T p = x * y;
+  return (is_nan(p) && !is_nan(x) && !is_nan(y)) ? T(0) : p;
+}
 
 // Weight interval [a, b] times a non-negative input interval [l, h] (0 <= l <= h): each bound is
 // one product, the input bound chosen by the weight's sign.
