@@ -15,8 +15,10 @@ guarantees ``l >= 0`` and each bound is one product chosen by the weight's sign:
 
 Conventions shared with the kernels (``csrc/interval_math.h``): zero counts as non-negative; at a
 tie between the two candidates the one built from ``l`` is selected; a NaN candidate is always
-selected, so NaN propagates. Gradients flow only through the selected candidate; ``torch.where``
-implements exactly that under autograd.
+selected, so NaN propagates; a bound product of an exact zero and an infinity is 0 (``mul_bound``:
+a zero weight or input bound contributes nothing, however unbounded the other factor), NaN operands
+still give NaN. Gradients flow only through the selected candidate; ``torch.where`` implements
+exactly that under autograd.
 
 Everything here is differentiable, so the reference backward of an op is autograd through its
 reference forward (:func:`vjp`).
@@ -48,13 +50,46 @@ def _select(take_first: Tensor, first: Tensor, second: Tensor) -> Tensor:
     return torch.where(take_first, first, second)
 
 
+def mul_bound(x: Tensor, y: Tensor) -> Tensor:
+    """``x * y`` with ``0 * inf = 0`` (``inn::mul_bound``); NaN operands still give NaN."""
+    product = x * y
+    zero_times_inf = torch.isnan(product) & ~torch.isnan(x) & ~torch.isnan(y)
+    return torch.where(zero_times_inf, torch.zeros((), dtype=product.dtype,
+                                                    device=product.device), product)
+
+
+def bilinear_bound(op: Callable[[Tensor, Tensor], Tensor], x: Tensor, w: Tensor) -> Tensor:
+    """A bilinear map (``F.linear``, ``F.conv2d``, ...) whose products follow :func:`mul_bound`.
+    Without infinities this is ``op(x, w)``. Otherwise the finite parts are mapped as usual and
+    each infinite term (an infinite factor times a non-zero one) is counted by sign with ``op``
+    on indicator tensors: +inf, -inf, or NaN where both signs meet."""
+    x_inf, w_inf = torch.isinf(x), torch.isinf(w)
+    if not bool(x_inf.any()) and not bool(w_inf.any()):
+        return op(x, w)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    finite = op(torch.where(x_inf, zero, x), torch.where(w_inf, zero, w))
+
+    def count(x_sign: Tensor, w_sign: Tensor) -> Tensor:
+        # terms with this sign pair that are infinite: (x inf or w inf), both non-zero
+        xi, wi = (x_sign & x_inf).to(x.dtype), (w_sign & w_inf).to(x.dtype)
+        xs, ws = x_sign.to(x.dtype), w_sign.to(x.dtype)
+        return op(xi, ws) + op(xs, wi) - op(xi, wi)
+
+    positive = count(x > 0, w > 0) + count(x < 0, w < 0)
+    negative = count(x > 0, w < 0) + count(x < 0, w > 0)
+    inf = torch.full((), float("inf"), dtype=x.dtype, device=x.device)
+    out = torch.where(negative > 0, -inf, finite)
+    out = torch.where(positive > 0, inf, out)
+    return torch.where((positive > 0) & (negative > 0), torch.full_like(out, float("nan")), out)
+
+
 def term_bounds(a: Tensor, b: Tensor, l: Tensor, h: Tensor) -> Pair:
     """Exact bounds of the elementwise product of intervals ``[a, b] * [l, h]`` (broadcasting)."""
     l_nonneg, h_nonneg = l >= 0, h >= 0
-    lo_l = l * _select(l_nonneg, a, b)
-    lo_h = h * _select(h_nonneg, a, b)
-    hi_l = l * _select(l_nonneg, b, a)
-    hi_h = h * _select(h_nonneg, b, a)
+    lo_l = mul_bound(l, _select(l_nonneg, a, b))
+    lo_h = mul_bound(h, _select(h_nonneg, a, b))
+    hi_l = mul_bound(l, _select(l_nonneg, b, a))
+    hi_h = mul_bound(h, _select(h_nonneg, b, a))
     lo = _select((lo_l <= lo_h) | torch.isnan(lo_l), lo_l, lo_h)
     hi = _select((hi_l >= hi_h) | torch.isnan(hi_l), hi_l, hi_h)
     return lo, hi
@@ -89,8 +124,8 @@ def _general_matmul(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor) -> P
 def _nonneg_matmul(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor) -> Pair:
     a_pos, a_neg = _nonneg_split(w_lo)
     b_pos, b_neg = _nonneg_split(w_hi)
-    y_lo = F.linear(x_lo, a_pos) + F.linear(x_hi, a_neg)
-    y_hi = F.linear(x_hi, b_pos) + F.linear(x_lo, b_neg)
+    y_lo = bilinear_bound(F.linear, x_lo, a_pos) + bilinear_bound(F.linear, x_hi, a_neg)
+    y_hi = bilinear_bound(F.linear, x_hi, b_pos) + bilinear_bound(F.linear, x_lo, b_neg)
     return y_lo, y_hi
 
 
@@ -148,8 +183,9 @@ def interval_conv2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor,
                     groups=groups)
         a_pos, a_neg = _nonneg_split(w_lo)
         b_pos, b_neg = _nonneg_split(w_hi)
-        y_lo = F.conv2d(x_lo, a_pos, **conv) + F.conv2d(x_hi, a_neg, **conv)
-        y_hi = F.conv2d(x_hi, b_pos, **conv) + F.conv2d(x_lo, b_neg, **conv)
+        op = lambda x, w: F.conv2d(x, w, **conv)  # noqa: E731
+        y_lo = bilinear_bound(op, x_lo, a_pos) + bilinear_bound(op, x_hi, a_neg)
+        y_hi = bilinear_bound(op, x_hi, b_pos) + bilinear_bound(op, x_lo, b_neg)
     else:
         y_lo, y_hi = _conv2d_general(x_lo, x_hi, w_lo, w_hi, stride, padding, dilation, groups)
     return _add_bias(y_lo, y_hi, b_lo, b_hi, channel_dim=1)
@@ -192,8 +228,9 @@ def interval_conv_transpose2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Te
                     output_padding=tuple(output_padding), groups=groups, dilation=tuple(dilation))
         a_pos, a_neg = _nonneg_split(w_lo)
         b_pos, b_neg = _nonneg_split(w_hi)
-        y_lo = F.conv_transpose2d(x_lo, a_pos, **conv) + F.conv_transpose2d(x_hi, a_neg, **conv)
-        y_hi = F.conv_transpose2d(x_hi, b_pos, **conv) + F.conv_transpose2d(x_lo, b_neg, **conv)
+        op = lambda x, w: F.conv_transpose2d(x, w, **conv)  # noqa: E731
+        y_lo = bilinear_bound(op, x_lo, a_pos) + bilinear_bound(op, x_hi, a_neg)
+        y_hi = bilinear_bound(op, x_hi, b_pos) + bilinear_bound(op, x_lo, b_neg)
         return _add_bias(y_lo, y_hi, b_lo, b_hi, channel_dim=1)
     # A transposed convolution is a stride-1 convolution of the zero-inserted input with the
     # flipped, transposed kernel; the inserted zeros are degenerate intervals and add nothing.
