@@ -23,7 +23,7 @@ import torch.nn as nn
 from .nn import functional as IF
 from .nn.interval import Interval
 from .nn.layers import _IntervalLayer
-from .nn.rules import (FUNCTION_NAMES, FUNCTION_RULES, METHOD_RULES, MODULE_RULES, FunctionRule,
+from .nn.rules import (FUNCTION_NAMES, METHOD_RULES, MODULE_RULES, FunctionRule, function_rule,
                        module_rule, supported_summary)
 
 Tensor = torch.Tensor
@@ -170,15 +170,22 @@ def _own_copy(model: nn.Module, copy_weights: bool) -> nn.Module:
 
 
 class _Tracer(fx.Tracer):
-    """fx's default tracer, but subclasses of the layers with interval counterparts stay whole
-    (tracing into a Conv2d subclass would leave a bare F.conv2d without weight intervals)."""
+    """fx's default tracer, except that every module with an interval counterpart stays whole
+    (also a subclass whose forward is registered or traced as equivalent), subclasses of the
+    parametrised layers stay whole too (tracing into a Conv2d subclass would leave a bare
+    F.conv2d without weight intervals: the conversion names it instead), and other subclasses
+    of supported modules that override forward (timm's BatchNormAct2d, LayerNorm2d) are traced
+    into, down to functions with interval counterparts."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, _KEEP_WHOLE) or super().is_leaf_module(m, module_qualified_name)
+        if module_rule(m) is not None or isinstance(m, _PARAMETRISED):
+            return True
+        if any(isinstance(m, t) for rule in MODULE_RULES for t in rule.types):
+            return False  # a supported type whose forward was overridden: trace into it
+        return super().is_leaf_module(m, module_qualified_name)
 
 
-_KEEP_WHOLE = tuple(t for rule in MODULE_RULES if rule.parametrised for t in rule.types) + \
-    (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_PARAMETRISED = tuple(t for rule in MODULE_RULES if rule.parametrised for t in rule.types)
 
 
 def _trace(model: nn.Module, name: str) -> fx.Graph:
@@ -331,9 +338,13 @@ class _Converter:
         if interval and rule is None:
             base = next((t for r in MODULE_RULES for t in r.types if isinstance(module, t)), None)
             raise self._unsupported(node, f"{type(module).__name__} subclasses nn.{base.__name__} "
-                                          f"but overrides forward" if base else
+                                          f"but overrides forward with something that is not "
+                                          f"a plain call of its functional form; if it computes "
+                                          f"the same, declare it with inn_cuda.register_"
+                                          f"equivalent({type(module).__name__}, "
+                                          f"nn.{base.__name__})" if base else
                                     f"{type(module).__name__} has no interval counterpart")
-        self.kind[node] = INTERVAL if interval else POINT
+        self.kind[node] = (rule.result if rule else INTERVAL) if interval else POINT
         self.rules[node] = rule
         first = node.args[0] if node.args else None
         self.nonneg[node] = bool(rule.sign(module, self._is_nonneg(first))) if rule else False
@@ -341,10 +352,7 @@ class _Converter:
     def _function_rule(self, node: fx.Node) -> Optional[FunctionRule]:
         if node.op == "call_method":
             return METHOD_RULES.get(node.target)
-        try:
-            return FUNCTION_RULES.get(node.target)
-        except TypeError:  # an unhashable callable
-            return None
+        return function_rule(node.target)
 
     def _analyse_function(self, node: fx.Node) -> None:
         rule = self._function_rule(node)

@@ -44,6 +44,24 @@ def interval_dropout(x: Union[Interval, Tensor], p: float = 0.5, training: bool 
     return x.map(lambda t: t * mask)
 
 
+def interval_stochastic_depth(input, p: float, mode: str, training: bool = True):
+    """``torchvision.ops.stochastic_depth`` of an interval: identity in eval mode (or ``p = 0``),
+    else one mask shared by the point and both bounds, per sample (``mode="row"``) or for the
+    whole batch (``"batch"``), scaled by ``1 / (1 - p)`` as torchvision does."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"stochastic_depth: p must be in [0, 1], got {p}")
+    if mode not in ("row", "batch"):
+        raise ValueError(f"stochastic_depth: mode must be 'row' or 'batch', got {mode!r}")
+    if not training or p == 0:
+        return input
+    like = input.lo if isinstance(input, Interval) else input
+    shape = [like.shape[0]] + [1] * (like.dim() - 1) if mode == "row" else [1] * like.dim()
+    keep = torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1 - p)
+    if p < 1:
+        keep.div_(1 - p)
+    return input.map(lambda t: t * keep) if isinstance(input, Interval) else input * keep
+
+
 class IntervalDropout(nn.Module):
     """Interval ``nn.Dropout`` (``spatial_dims=0``) or ``nn.Dropout1d/2d/3d`` (1, 2, 3): active
     in ``train()`` mode only, one mask shared by point, ``lo`` and ``hi``."""

@@ -34,9 +34,10 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from .. import ops
-from .dropout import interval_dropout
+from .dropout import interval_dropout, interval_stochastic_depth
 from .elementwise import (GELU_ARGMIN, GELU_TANH_ARGMIN, HARDSWISH_ARGMIN, MISH_ARGMIN,
-                          MONOTONE_INTERPOLATION, SILU_ARGMIN, abs_bounds, valley_bounds)
+                          MONOTONE_INTERPOLATION, SILU_ARGMIN, abs_bounds, interpolate_bound,
+                          prelu_bounds, valley_bounds)
 from .interval import Interval
 
 Tensor = torch.Tensor
@@ -124,11 +125,6 @@ def _argument(args: tuple, kwargs: Dict[str, Any], name: str, position: int, def
     return args[position] if len(args) > position else default
 
 
-def _nonneg_tensor(value: Any) -> bool:
-    value = value.lo if isinstance(value, Interval) else value
-    return not isinstance(value, Tensor) or not bool((value < 0).any())
-
-
 #: name -> (args, kwargs) -> why this call is not order preserving, or None. Shared by the calls
 #: below and by the conversion, which evaluates them on the constant arguments of a graph node.
 CONDITIONS: Dict[str, Callable[[tuple, Dict[str, Any]], Optional[str]]] = {
@@ -138,8 +134,6 @@ CONDITIONS: Dict[str, Callable[[tuple, Dict[str, Any]], Optional[str]]] = {
     f"alpha {_argument(a, k, 'alpha', 1, 1.0)} < 0 is not monotone",
     "threshold": lambda a, k: None if _argument(a, k, "value", 2, 0) <=
     _argument(a, k, "threshold", 1, 0) else "value > threshold is not monotone",
-    "prelu": lambda a, k: None if _nonneg_tensor(_argument(a, k, "weight", 1, None)) else
-    "a negative learned slope is not monotone",
     "interpolate": lambda a, k: None if _argument(a, k, "mode", 3, "nearest") in
     MONOTONE_INTERPOLATION else f"mode {_argument(a, k, 'mode', 3, 'nearest')!r} has negative "
     f"weights; supported modes: {', '.join(MONOTONE_INTERPOLATION)}",
@@ -204,7 +198,7 @@ BOUNDWISE: Dict[str, Callable] = {
     "celu": F.celu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "softplus": F.softplus,
     "hardtanh": F.hardtanh, "hardsigmoid": F.hardsigmoid, "logsigmoid": F.logsigmoid,
     "softsign": F.softsign, "tanhshrink": F.tanhshrink, "softshrink": F.softshrink,
-    "hardshrink": F.hardshrink, "threshold": F.threshold, "prelu": F.prelu, "exp": torch.exp,
+    "hardshrink": F.hardshrink, "threshold": F.threshold, "exp": torch.exp,
     "clamp": torch.clamp, "maximum": torch.maximum, "minimum": torch.minimum,
     # pooling and resampling
     "max_pool1d": F.max_pool1d, "max_pool2d": F.max_pool2d, "max_pool3d": F.max_pool3d,
@@ -212,7 +206,7 @@ BOUNDWISE: Dict[str, Callable] = {
     "adaptive_avg_pool1d": F.adaptive_avg_pool1d, "adaptive_avg_pool2d": F.adaptive_avg_pool2d,
     "adaptive_avg_pool3d": F.adaptive_avg_pool3d, "adaptive_max_pool1d": F.adaptive_max_pool1d,
     "adaptive_max_pool2d": F.adaptive_max_pool2d, "adaptive_max_pool3d": F.adaptive_max_pool3d,
-    "interpolate": F.interpolate, "pad": F.pad, "pixel_shuffle": F.pixel_shuffle,
+    "pad": F.pad, "pixel_shuffle": F.pixel_shuffle,
     "pixel_unshuffle": F.pixel_unshuffle,
     # shapes, selection, joins, reductions (all order preserving)
     "flatten": torch.flatten, "unflatten": torch.unflatten, "reshape": torch.reshape,
@@ -342,6 +336,33 @@ def hardswish(x, inplace: bool = False):
     return F.hardswish(x)
 
 
+@graph_function
+def prelu(x, weight):
+    """Exact interval PReLU for slopes of either sign (a negative slope is a valley at 0)."""
+    if isinstance(weight, Interval):
+        raise TypeError("prelu: the slope must be a point tensor")
+    if not isinstance(x, Interval):
+        return F.prelu(x, weight)
+    return prelu_bounds(lambda t: F.prelu(t, weight), x)
+
+
+@graph_function
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """``F.interpolate`` in a mode with non-negative weights, bound-wise; linear modes map
+    infinite bounds without NaN (:func:`~inn_cuda.nn.elementwise.interpolate_bound`)."""
+    fn = lambda t: F.interpolate(t, size, scale_factor, mode, align_corners,  # noqa: E731
+                                 recompute_scale_factor, antialias)
+    if not isinstance(x, Interval):
+        return fn(x)
+    problem = CONDITIONS["interpolate"]((x, size, scale_factor, mode), {})
+    if problem:
+        raise ValueError(f"interpolate: {problem}, so it has no bound-wise interval form")
+    if mode in ("linear", "bilinear", "trilinear"):
+        return x.map(lambda t: interpolate_bound(fn, t))
+    return x.map(fn)
+
+
 # ---------------------------------------------------------------- normalisation and dropout
 
 @graph_function
@@ -351,9 +372,10 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     (per-channel scale of either sign: bounds swap where ``weight < 0``)."""
     if not isinstance(x, Interval):
         return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
-    if training or running_mean is None:
-        raise ValueError("batch_norm: only eval-mode batch norm with running statistics has an "
-                         "interval counterpart (training=False, running_mean given)")
+    if running_mean is None:
+        raise ValueError("batch_norm: only batch norm with running statistics has an interval "
+                         "counterpart; the point network is frozen, so an interval always uses "
+                         "them (training=True as traced in train mode included)")
     if isinstance(weight, Interval) or isinstance(bias, Interval):
         raise TypeError("batch_norm: the affine parameters must be point tensors")
     y = x.map(lambda t: F.batch_norm(t, running_mean, running_var, weight, bias, False,
@@ -388,6 +410,13 @@ def dropout2d(x, p: float = 0.5, training: bool = True, inplace: bool = False):
 def dropout3d(x, p: float = 0.5, training: bool = True, inplace: bool = False):
     """``F.dropout3d`` (channel dropout) with one mask shared by the point and both bounds."""
     return interval_dropout(x, p, training, 3)
+
+
+@graph_function
+def stochastic_depth(input, p: float, mode: str, training: bool = True):
+    """``torchvision.ops.stochastic_depth`` (timm's ``drop_path``): identity in eval mode, else
+    one per-sample (or per-batch) mask shared by the point and both bounds."""
+    return interval_stochastic_depth(input, p, mode, training)
 
 
 # --------------------------------------------------------------- linear maps with point weights

@@ -26,10 +26,14 @@ import torch.nn.functional as F
 
 from . import functional as IF
 from .dropout import IntervalDropout
-from .elementwise import IntervalMonotone, IntervalValley, monotonicity_problem
+from . import attention as IA
+from . import normalization as IN
+from .attention import IntervalMultiheadAttention
+from .elementwise import IntervalMonotone, IntervalPReLU, IntervalValley, monotonicity_problem
 from .layers import (IntervalConv1d, IntervalConv2d, IntervalConvTranspose1d,
                      IntervalConvTranspose2d, IntervalLinear)
 from .norm import IntervalBatchNorm
+from .normalization import IntervalGroupNorm, IntervalInstanceNorm, IntervalLayerNorm
 
 SignRule = Callable[[tuple, Dict[str, Any], Callable[[Any], bool]], bool]
 
@@ -61,15 +65,24 @@ def _add_sign(args, kwargs, nonneg) -> bool:
     return nonneg(args[0]) and nonneg(args[1]) and isinstance(alpha, Real) and alpha >= 0
 
 
+def clamp_nonneg(low_nonneg: bool, high, high_nonneg: bool, input_nonneg: bool) -> bool:
+    """``min(max(x, low), high)`` is >= 0 iff ``high`` is absent or >= 0 (else every output is
+    ``<= high < 0``, torch's result for ``low > high`` included) and ``max(x, low) >= 0``, i.e.
+    ``low >= 0`` or ``x >= 0``."""
+    return (high is None or high_nonneg) and (low_nonneg or input_nonneg)
+
+
 def _clamp_sign(args, kwargs, nonneg) -> bool:
     low = _kwarg(args, kwargs, "min", 1, None)
-    return (isinstance(low, Real) and low >= 0) or nonneg(args[0])
+    high = _kwarg(args, kwargs, "max", 2, None)
+    return clamp_nonneg(low is not None and nonneg(low), high, high is not None and nonneg(high),
+                        nonneg(args[0]))
 
 
 def _hardtanh_sign(args, kwargs, nonneg) -> bool:
     low = _kwarg(args, kwargs, "min_val", 1, -1.0)
     high = _kwarg(args, kwargs, "max_val", 2, 1.0)
-    return low >= 0 or (nonneg(args[0]) and high >= 0)
+    return clamp_nonneg(nonneg(low), high, nonneg(high), nonneg(args[0]))
 
 
 def _threshold_sign(args, kwargs, nonneg) -> bool:
@@ -180,6 +193,20 @@ _DISPLAYED: Tuple[Tuple[str, Callable, FunctionRule], ...] = (
     ("F.batch_norm", F.batch_norm,
      FunctionRule(IF.batch_norm, NEVER, point_args=((1, "running_mean"), (2, "running_var"),
                                                     (3, "weight"), (4, "bias")))),
+    ("F.layer_norm", F.layer_norm,
+     FunctionRule(IN.layer_norm, NEVER, point_args=((2, "weight"), (3, "bias")))),
+    ("F.group_norm", F.group_norm,
+     FunctionRule(IN.group_norm, NEVER, point_args=((2, "weight"), (3, "bias")))),
+    ("F.instance_norm", F.instance_norm,
+     FunctionRule(IN.instance_norm, NEVER, point_args=(
+         (1, "running_mean"), (2, "running_var"), (3, "weight"), (4, "bias")))),
+    ("F.softmax", F.softmax, FunctionRule(IA.softmax, ALWAYS)),
+    ("torch.softmax", torch.softmax, FunctionRule(IA.softmax, ALWAYS)),
+    ("torch.matmul", torch.matmul, FunctionRule(IA.matmul, NEVER)),
+    ("operator.matmul", operator.matmul, FunctionRule(IA.matmul, NEVER)),
+    ("torch.bmm", torch.bmm, FunctionRule(IA.matmul, NEVER)),
+    ("F.scaled_dot_product_attention", F.scaled_dot_product_attention,
+     FunctionRule(IA.scaled_dot_product_attention, NEVER, point_args=((3, "attn_mask"),))),
     ("F.dropout", F.dropout, FunctionRule(IF.dropout)),
     ("F.dropout1d", F.dropout1d, FunctionRule(IF.dropout1d)),
     ("F.dropout2d", F.dropout2d, FunctionRule(IF.dropout2d)),
@@ -202,8 +229,30 @@ FUNCTION_NAMES: Dict[Callable, str] = {}
 for _display, _fn, _ in _DISPLAYED:
     FUNCTION_NAMES.setdefault(_fn, _display)
 
+#: functions of optional libraries, matched by (module, name) without importing them
+NAMED_FUNCTION_RULES: Dict[Tuple[str, str], FunctionRule] = {
+    ("torchvision.ops.stochastic_depth", "stochastic_depth"): FunctionRule(IF.stochastic_depth),
+}
+for (_module, _name), _rule in NAMED_FUNCTION_RULES.items():
+    FUNCTION_NAMES.setdefault(_rule.impl, f"{_module}.{_name}")
+
+
+def function_rule(fn: Callable) -> Optional[FunctionRule]:
+    """The rule of a function a graph calls, None where there is none."""
+    try:
+        rule = FUNCTION_RULES.get(fn)
+    except TypeError:  # an unhashable callable
+        return None
+    if rule is None:
+        key = (getattr(fn, "__module__", None), getattr(fn, "__name__", None))
+        rule = NAMED_FUNCTION_RULES.get(key)
+    return rule
+
+
 #: tensor method name -> rule
 METHOD_RULES: Dict[str, FunctionRule] = {
+    "softmax": FunctionRule(IA.softmax, ALWAYS),
+    "matmul": FunctionRule(IA.matmul, NEVER), "bmm": FunctionRule(IA.matmul, NEVER),
     **{name: _boundwise_rule("clamp" if name == "clip" else name, f"tensor_{name}")
        for name in IF.BOUNDWISE_METHODS},
     **_ARITHMETIC,
@@ -226,12 +275,88 @@ class ModuleRule:
     convert: Callable[[nn.Module, bool], nn.Module]
     sign: Callable[[nn.Module, bool], bool]
     parametrised: bool = False
+    result: str = "interval"
 
     def matches(self, module: nn.Module) -> bool:
         """An instance of one of the types that keeps its forward (a subclass that overrides
-        forward computes something else)."""
-        return isinstance(module, self.types) and \
-            type(module).forward in {t.forward for t in self.types}
+        forward computes something else), or whose forward is equivalent to the base's
+        (:func:`register_equivalent`, or found equivalent by :func:`_traces_like_base`)."""
+        if not isinstance(module, self.types):
+            return False
+        if type(module).forward in {t.forward for t in self.types}:
+            return True
+        base = EQUIVALENTS.get(type(module))
+        if base is None and self.parametrised:
+            base = _traces_like_base(type(module), module)
+        return base is not None and issubclass(base, self.types)
+
+
+#: subclass -> the supported base class whose forward its forward is equivalent to
+EQUIVALENTS: Dict[type, type] = {}
+_TRACED_EQUIVALENCE: Dict[type, Optional[type]] = {}
+
+
+def register_equivalent(cls: type, base: type) -> None:
+    """Declare that ``cls`` (a subclass of a supported module ``base`` that overrides
+    ``forward``) computes exactly what ``base.forward`` computes, so that
+    :func:`inn_cuda.to_interval` converts it like ``base`` (with interval weights for a Linear
+    or Conv). The caller vouches for the equivalence; :func:`inn_cuda.to_interval` with
+    ``example_inputs`` checks it on an input."""
+    if not isinstance(cls, type) or not isinstance(base, type) or not issubclass(cls, base):
+        raise TypeError(f"register_equivalent: cls must be a subclass of base, got {cls!r} and "
+                        f"{base!r}")
+    if not any(base in rule.types for rule in MODULE_RULES):
+        supported = ", ".join(sorted(t.__name__ for r in MODULE_RULES for t in r.types))
+        raise ValueError(f"register_equivalent: base must be a supported module type "
+                         f"({supported}), got {base.__name__}")
+    EQUIVALENTS[cls] = base
+
+
+#: functional form of each parametrised layer and the attributes its arguments come from
+_FUNCTIONAL_FORM = {
+    nn.Linear: (F.linear, ()),
+    nn.Conv1d: (F.conv1d, ("stride", "padding", "dilation", "groups")),
+    nn.Conv2d: (F.conv2d, ("stride", "padding", "dilation", "groups")),
+}
+
+
+def _traces_like_base(cls: type, module: nn.Module) -> Optional[type]:
+    """The base Linear/Conv1d/Conv2d of a subclass whose overriding forward traces (torch.fx) to
+    exactly the base's functional call on its own weight and bias (as timm's ``Linear`` does,
+    which only adds a TorchScript branch); None otherwise. Cached per class."""
+    if cls in _TRACED_EQUIVALENCE:
+        return _TRACED_EQUIVALENCE[cls]
+    found = None
+    base = next((b for b in _FUNCTIONAL_FORM if isinstance(module, b)), None)
+    if base is not None and getattr(module, "padding_mode", "zeros") == "zeros":
+        import torch.fx as fx
+        try:
+            graph = fx.Tracer().trace(module)
+        except Exception:  # noqa: BLE001  (untraceable: not provably equivalent)
+            graph = None
+        if graph is not None:
+            fn, config = _FUNCTIONAL_FORM[base]
+            calls = [n for n in graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
+            inputs = [n for n in graph.nodes if n.op == "placeholder"]
+            output = next(n for n in graph.nodes if n.op == "output")
+            if len(calls) == 1 and calls[0].target is fn and len(inputs) == 1 and \
+                    output.args[0] is calls[0]:
+                call = calls[0]
+                args = list(call.args) + [None] * (3 + len(config) - len(call.args))
+                names = ("input", "weight", "bias") + config
+                args = [call.kwargs.get(name, a) for name, a in zip(names, args)]
+                weight, bias = args[1], args[2]
+                same = args[0] is inputs[0] and getattr(weight, "target", None) == "weight" \
+                    and (getattr(bias, "target", None) == "bias" if module.bias is not None
+                         else bias is None)
+                for name, value in zip(config, args[3:]):
+                    expected = getattr(module, name)
+                    same = same and (value == expected or (isinstance(expected, tuple) and
+                                                           value in (expected[0], list(expected))
+                                                           and len(set(expected)) == 1))
+                found = base if same else None
+    _TRACED_EQUIVALENCE[cls] = found
+    return found
 
 
 def _monotone(module: nn.Module, offsets: bool) -> nn.Module:
@@ -270,11 +395,11 @@ MODULE_RULES: Tuple[ModuleRule, ...] = (
     ModuleRule((nn.ReLU, nn.Sigmoid, nn.Hardsigmoid), _monotone, lambda m, s: True),
     ModuleRule((nn.Softplus,), _monotone, lambda m, s: m.beta > 0),
     ModuleRule((nn.Hardtanh,), _monotone,  # includes ReLU6
-               lambda m, s: m.min_val >= 0 or (s and m.max_val >= 0)),
+               lambda m, s: clamp_nonneg(m.min_val >= 0, m.max_val, m.max_val >= 0, s)),
     ModuleRule((nn.Threshold,), _monotone,
                lambda m, s: m.value >= 0 and (m.threshold >= 0 or s)),
     ModuleRule((nn.LogSigmoid, nn.Tanhshrink), _monotone, lambda m, s: False),
-    ModuleRule((nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.PReLU, nn.Tanh, nn.Softsign,
+    ModuleRule((nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Tanh, nn.Softsign,
                 nn.Softshrink, nn.Hardshrink, nn.MaxPool1d, nn.MaxPool2d,
                 nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
                 nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -287,6 +412,14 @@ MODULE_RULES: Tuple[ModuleRule, ...] = (
     ModuleRule((nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d), _monotone,
                lambda m, s: s and m.value >= 0),
     ModuleRule((nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish), _valley, _same),
+    ModuleRule((nn.PReLU,), lambda m, offsets: IntervalPReLU.from_module(m),
+               lambda m, s: s or bool((m.weight <= 0).all())),
+    ModuleRule((nn.LayerNorm,), lambda m, offsets: IntervalLayerNorm(m), lambda m, s: False),
+    ModuleRule((nn.GroupNorm,), lambda m, offsets: IntervalGroupNorm(m), lambda m, s: False),
+    ModuleRule((nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
+               lambda m, offsets: IntervalInstanceNorm(m), lambda m, s: False),
+    ModuleRule((nn.MultiheadAttention,), lambda m, offsets: IntervalMultiheadAttention(m),
+               lambda m, s: False, result="intervals"),
     ModuleRule((nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d),
                lambda m, offsets: IntervalDropout.from_module(m), _same),
     ModuleRule((nn.Identity,), lambda m, offsets: nn.Identity(), _same),
