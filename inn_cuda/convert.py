@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import operator
+import warnings
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -20,6 +21,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from .conversion_check import ModelFailed, first_divergence
 from .nn import functional as IF
 from .nn.interval import Interval
 from .nn.layers import _IntervalLayer
@@ -85,7 +87,7 @@ def as_point(x: Any) -> Any:
 
 def to_interval(model: nn.Module, *, last: Optional[int] = None,
                 include: Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]] = None,
-                copy_weights: bool = False) -> fx.GraphModule:
+                copy_weights: bool = False, example_inputs: Any = None) -> fx.GraphModule:
     """Convert a trained model into an interval model whose parametrised layers (``Linear``,
     ``Conv1d``, ``Conv2d``, ``ConvTranspose1d``, ``ConvTranspose2d``) carry weight intervals
     ``[W - offset_lo, W + offset_hi]`` with trainable non-negative offsets starting at 0.
@@ -103,6 +105,15 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
             the interval model has its own Parameter objects (all frozen, ``requires_grad=False``,
             except the offsets) and training the offsets never writes the original model's
             weights; with sharing, loading a ``state_dict`` into the interval model does.
+        example_inputs: an input of the model (a tensor, or a tuple of the forward's
+            arguments). The converted model is run on it at zero width, in eval mode, next to
+            the model, before it is returned: every node must reproduce what the model
+            computes there (module outputs matched through forward hooks) and have bounds equal
+            to its point, else :class:`ConversionError` names the first node that diverges
+            (a trace that took another branch than the model, e.g. after an ``isinstance(x,
+            torch.Tensor)`` check, which is False for torch.fx's proxies). Without it the same
+            comparison of points runs once, on the converted model's first call (a structural
+            copy of the model sharing its weights is kept until then).
 
     Returns:
         A ``torch.fx.GraphModule``: ``forward(*inputs, return_point=True)`` accepts tensors
@@ -122,7 +133,8 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
     Raises:
         ConversionError: the model cannot be traced (data-dependent control flow), or its
             interval part uses an operation without an interval counterpart (the message names
-            the node, the op and what is supported).
+            the node, the op and what is supported), or the converted graph does not compute
+            what the model computes on ``example_inputs`` (on the first call without them).
         TypeError, ValueError: bad arguments.
     """
     if not isinstance(model, nn.Module):
@@ -133,8 +145,70 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
     if not isinstance(copy_weights, bool):
         raise TypeError(f"to_interval: copy_weights must be a bool, got {copy_weights!r}")
     own = _own_copy(model, copy_weights)
+    reference = _own_copy(own, False)  # the model as traced, sharing the converted weights
     graph = _trace(own, type(model).__name__)
-    return _Converter(own, graph, type(model).__name__).run(last, include, model.training)
+    converted = _Converter(own, graph, type(model).__name__).run(last, include, model.training)
+    if example_inputs is None:
+        check = _FirstCallCheck(reference)
+        check.handle = converted.register_forward_pre_hook(check, with_kwargs=True)
+        return converted
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    try:
+        problem = first_divergence(reference, converted, inputs, check_bounds=True)
+    except ModelFailed as error:
+        raise ValueError(f"to_interval: example_inputs: {error}") from error
+    if problem:
+        raise ConversionError(_diverged(type(model).__name__, problem, "example_inputs"))
+    return converted
+
+
+def _diverged(name: str, problem: str, where: str) -> str:
+    return (f"to_interval: the converted {name} does not compute what the model computes on "
+            f"{where}: {problem}. The trace took another path than the model (Python code that "
+            f"inspects its input, such as isinstance(x, torch.Tensor), sees torch.fx proxies "
+            f"while tracing), or an op's interval counterpart is wrong. {_REMEDY}")
+
+
+class _FirstCallCheck:
+    """Forward pre-hook: compares the converted model with the model (points only: the offsets
+    may have been widened by then) on its first call, then removes itself and the model copy.
+    Skipped while torch.compile traces. Copies and pickles of the converted model do not
+    check."""
+
+    def __init__(self, reference: Optional[nn.Module]):
+        self.reference = reference
+        self.handle = None
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict):
+        if torch.compiler.is_compiling():
+            return None
+        reference, self.reference = self.reference, None
+        if self.handle is not None:
+            self.handle.remove()
+        if reference is None or kwargs:
+            return None
+        like = next((x.lo if isinstance(x, Interval) else x for x in args
+                     if isinstance(x, (Tensor, Interval))), None)
+        if like is not None:
+            reference.to(device=like.device)
+            if like.is_floating_point():
+                reference.to(dtype=like.dtype)
+        try:
+            problem = first_divergence(reference, module, args, check_bounds=False)
+        except ModelFailed as error:
+            warnings.warn(f"to_interval: the conversion could not be checked on the first "
+                          f"call ({error}); pass example_inputs= to check it", stacklevel=3)
+            return None
+        if problem:
+            raise ConversionError(_diverged(module.__class__.__name__.removeprefix("Interval"),
+                                            problem, "its first input"))
+        return None
+
+    def __reduce__(self):
+        return (_FirstCallCheck, (None,))
+
+    def __deepcopy__(self, memo):
+        return _FirstCallCheck(None)
 
 
 def describe(interval_model: fx.GraphModule) -> List[NodeReport]:
