@@ -65,6 +65,24 @@ def softmax(x, dim=None, _stacklevel: int = 3, dtype=None):
     return Interval(*softmax_bounds(x.lo, x.hi, dim), point)
 
 
+class IntervalSoftmax(nn.Module):
+    """Interval ``nn.Softmax`` (exact per element)."""
+
+    def __init__(self, dim: Optional[int] = None):
+        super().__init__()
+        self.dim = dim
+
+    @classmethod
+    def from_module(cls, module: nn.Softmax) -> "IntervalSoftmax":
+        return cls(module.dim)
+
+    def forward(self, x):
+        return softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
 def _as_interval(x) -> Interval:
     return x if isinstance(x, Interval) else Interval.from_point(x)
 

@@ -40,12 +40,12 @@ def _frozen(t: Tensor, copy: bool) -> nn.Parameter:
     return nn.Parameter(data, requires_grad=False)
 
 
-def _check_convertible(cls, module: nn.Module) -> None:
+def _check_convertible(cls, module: nn.Module, equivalent_forward: bool) -> None:
     point_type = cls.point_type
     if not isinstance(module, point_type):
         raise TypeError(f"{cls.__name__}.from_module expects an nn.{point_type.__name__}, got "
                         f"{type(module).__name__}")
-    if type(module).forward is not point_type.forward:
+    if type(module).forward is not point_type.forward and not equivalent_forward:
         raise TypeError(f"{cls.__name__}.from_module: {type(module).__name__} overrides "
                         f"nn.{point_type.__name__}.forward, so its interval counterpart is "
                         f"unknown; build the interval layer by hand")
@@ -68,12 +68,14 @@ class _IntervalLayer(nn.Module):
 
     @classmethod
     def from_module(cls, module: nn.Module, *, offsets: bool = True, input_nonneg: bool = False,
-                    copy_weights: bool = False):
+                    copy_weights: bool = False, equivalent_forward: bool = False):
         """The interval counterpart of a trained torch layer, with zero offsets.
 
         ``copy_weights=False`` shares the trained tensors' storage (nothing here ever writes
-        them, but loading a ``state_dict`` into this layer does); ``True`` copies them."""
-        _check_convertible(cls, module)
+        them, but loading a ``state_dict`` into this layer does); ``True`` copies them.
+        ``equivalent_forward=True`` accepts a subclass that overrides ``forward`` (the caller
+        vouches that it computes what the base layer computes)."""
+        _check_convertible(cls, module, equivalent_forward)
         layer = cls.__new__(cls)
         layer._init_from(module, offsets=offsets, input_nonneg=input_nonneg,
                          copy_weights=copy_weights)

@@ -28,7 +28,7 @@ from . import functional as IF
 from .dropout import IntervalDropout
 from . import attention as IA
 from . import normalization as IN
-from .attention import IntervalMultiheadAttention
+from .attention import IntervalMultiheadAttention, IntervalSoftmax
 from .elementwise import IntervalMonotone, IntervalPReLU, IntervalValley, monotonicity_problem
 from .layers import (IntervalConv1d, IntervalConv2d, IntervalConvTranspose1d,
                      IntervalConvTranspose2d, IntervalLinear)
@@ -375,7 +375,9 @@ def _valley(module: nn.Module, offsets: bool) -> nn.Module:
 
 
 def _layer(cls):
-    return lambda module, offsets: cls.from_module(module, offsets=offsets)
+    # module_rule matched: the module's forward is the base's or declared/traced equivalent
+    return lambda module, offsets: cls.from_module(module, offsets=offsets,
+                                                   equivalent_forward=True)
 
 
 def _same(module, input_nonneg) -> bool:
@@ -418,6 +420,8 @@ MODULE_RULES: Tuple[ModuleRule, ...] = (
     ModuleRule((nn.GroupNorm,), lambda m, offsets: IntervalGroupNorm(m), lambda m, s: False),
     ModuleRule((nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
                lambda m, offsets: IntervalInstanceNorm(m), lambda m, s: False),
+    ModuleRule((nn.Softmax,), lambda m, offsets: IntervalSoftmax.from_module(m),
+               lambda m, s: True),
     ModuleRule((nn.MultiheadAttention,), lambda m, offsets: IntervalMultiheadAttention(m),
                lambda m, s: False, result="intervals"),
     ModuleRule((nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d),
