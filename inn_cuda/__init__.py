@@ -9,7 +9,9 @@ from ._validation import check_bounds, set_check_bounds
 from .ops import (interval_conv1d, interval_conv2d, interval_conv_transpose2d, interval_linear)
 from ._backend import info
 from . import nn, train, uncertainty
+from .matmul import interval_matmul
 from .convert import ConversionError, describe, to_interval
+from .nn.rules import register_equivalent
 
 __all__ = [
     "ConversionError",
@@ -21,7 +23,9 @@ __all__ = [
     "interval_conv2d",
     "interval_conv_transpose2d",
     "interval_linear",
+    "interval_matmul",
     "nn",
+    "register_equivalent",
     "set_check_bounds",
     "to_interval",
     "train",

@@ -93,15 +93,21 @@ def test_example_inputs_on_which_the_model_fails_is_a_value_error():
 
 
 def test_subclass_equivalence_registry():
-    class ScaledConv(nn.Conv2d):  # forward not a plain conv call, but declared equivalent
+    class PlainConv(nn.Conv2d):  # traces to exactly F.conv2d on its own weights: recognised
         def forward(self, x):
             return self._conv_forward(x, self.weight, self.bias)
 
-    model = nn.Sequential(ScaledConv(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 1)).double().eval()
+    class ContiguousConv(nn.Conv2d):  # more than the plain call: must be declared
+        def forward(self, x):
+            return self._conv_forward(x.contiguous(), self.weight, self.bias)
+
+    plain = nn.Sequential(PlainConv(1, 2, 3), nn.ReLU()).double().eval()
+    assert isinstance(to_interval(plain).get_submodule("0"), inn.IntervalConv2d)
+    model = nn.Sequential(ContiguousConv(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 1)).double().eval()
     x = torch.randn(1, 1, 5, 5, dtype=torch.float64)
     with pytest.raises(ConversionError, match="register_equivalent"):
         to_interval(model)
-    inn_cuda.register_equivalent(ScaledConv, nn.Conv2d)
+    inn_cuda.register_equivalent(ContiguousConv, nn.Conv2d)
     interval_model = to_interval(model, example_inputs=x)
     assert isinstance(interval_model.get_submodule("0"), inn.IntervalConv2d)
     assert interval_model.get_submodule("2").input_nonneg
