@@ -204,7 +204,8 @@ def _record_dropout_modes(model):
 def test_dropout_is_off_while_fitting_unless_asked(dropout):
     torch.manual_seed(0)
     point = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
-    model = inn_cuda.to_interval(point)
+    # checked now, not by an extra (eval-mode) pass on the first call that would be recorded
+    model = inn_cuda.to_interval(point, example_inputs=torch.randn(2, 4))
     model.train()
     modes = _record_dropout_modes(model)
     train, _ = loaders(n_train=64)

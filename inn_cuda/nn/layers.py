@@ -22,6 +22,7 @@ ops' fast path (sign-split weights). :func:`inn_cuda.to_interval` sets it from s
 
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -106,12 +107,52 @@ class _IntervalLayer(nn.Module):
     def weight_bounds(self) -> Pair:
         if self.weight_offset_lo is None:
             return self.weight, self.weight
-        return self.weight - self.weight_offset_lo, self.weight + self.weight_offset_hi
+        return self._bounds("weight", self.weight, self.weight_offset_lo, self.weight_offset_hi)
 
     def bias_bounds(self) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         if self.bias is None or self.bias_offset_lo is None:
             return self.bias, self.bias
-        return self.bias - self.bias_offset_lo, self.bias + self.bias_offset_hi
+        return self._bounds("bias", self.bias, self.bias_offset_lo, self.bias_offset_hi)
+
+    def _bounds(self, name: str, point: Tensor, offset_lo: Tensor, offset_hi: Tensor) -> Pair:
+        """``(point - offset_lo, point + offset_hi)``, reused between calls while none of the
+        three tensors changed: the same objects with the same storage, dtype and device (a
+        ``.to()`` or assignment changes them) at the same version counters (an optimiser step,
+        :meth:`project_`, ``load_state_dict`` and any other in-place write bump them). Only where no autograd graph is being
+        recorded for them (inference under ``no_grad``, or frozen offsets): a cached result
+        must not carry an old graph. Not kept in pickles, copies or the state_dict."""
+        tensors = (point, offset_lo, offset_hi)
+        recording = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        if recording or torch.compiler.is_compiling():
+            return point - offset_lo, point + offset_hi
+        key = tuple((t, t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
+        cache = self.__dict__.setdefault("_bounds_cache", {})
+        entry = cache.get(name)
+        if entry is not None and all(a[0] is b[0] and a[1:] == b[1:]
+                                     for a, b in zip(entry[0], key)):
+            return entry[1]
+        bounds = (point - offset_lo, point + offset_hi)
+        cache[name] = (key, bounds)
+        return bounds
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state.pop("_bounds_cache", None)
+        return state
+
+    def __deepcopy__(self, memo):
+        cache = self.__dict__.pop("_bounds_cache", None)
+        try:
+            cls = type(self)
+            copied = cls.__new__(cls)
+            memo[id(self)] = copied
+            for key, value in self.__dict__.items():
+                copied.__dict__[key] = copy.deepcopy(value, memo)
+            return copied
+        finally:
+            if cache is not None:
+                self.__dict__["_bounds_cache"] = cache
 
     def offsets(self):
         """The offset Parameters of this layer (none with ``offsets=False``)."""
