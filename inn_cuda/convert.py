@@ -10,6 +10,7 @@ original op, run once) or in *interval* mode (the interval counterpart from
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import operator
 import warnings
@@ -20,6 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.fx.experimental.meta_tracer import MetaTracer
 
 from .conversion_check import ModelFailed, first_divergence
 from .nn import functional as IF
@@ -146,13 +148,14 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
         raise TypeError(f"to_interval: copy_weights must be a bool, got {copy_weights!r}")
     own = _own_copy(model, copy_weights)
     reference = _own_copy(own, False)  # the model as traced, sharing the converted weights
-    graph = _trace(own, type(model).__name__)
+    inputs = None if example_inputs is None else \
+        example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    graph = _trace(own, type(model).__name__, inputs)
     converted = _Converter(own, graph, type(model).__name__).run(last, include, model.training)
     if example_inputs is None:
         check = _FirstCallCheck(reference)
         check.handle = converted.register_forward_pre_hook(check, with_kwargs=True)
         return converted
-    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     try:
         problem = first_divergence(reference, converted, inputs, check_bounds=True)
     except ModelFailed as error:
@@ -262,15 +265,43 @@ class _Tracer(fx.Tracer):
 _PARAMETRISED = tuple(t for rule in MODULE_RULES if rule.parametrised for t in rule.types)
 
 
-def _trace(model: nn.Module, name: str) -> fx.Graph:
+class _ShapeTracer(_Tracer, MetaTracer):
+    """The second capture path: torch.fx tracing that also propagates meta tensors of the
+    example input, so that shapes, sizes and ranks are concrete numbers (``if h % 32``,
+    ``np.array(x.shape)`` and shape-driven reshapes such as einops' trace). The graph is
+    specialised to the example's shapes."""
+
+
+def _trace(model: nn.Module, name: str, example_inputs: Optional[tuple]) -> fx.Graph:
+    """torch.fx's symbolic trace; where that fails and an example input is given, the
+    shape-specialising trace of :class:`_ShapeTracer`."""
     try:
         return _Tracer().trace(model)
     except Exception as error:  # noqa: BLE001  (every tracing failure gets the same remedy)
-        control_flow = isinstance(error, fx.proxy.TraceError) or "control flow" in str(error)
-        what = ("it has data-dependent control flow (Python if/for/while on tensor values), "
-                "which torch.fx cannot trace" if control_flow else "torch.fx failed")
-        raise ConversionError(f"to_interval: cannot trace {name}: {what}: "
-                              f"{type(error).__name__}: {error}. {_REMEDY}") from error
+        first = error
+    control_flow = isinstance(first, fx.proxy.TraceError) or "control flow" in str(first)
+    what = ("it has data-dependent control flow (Python if/for/while on tensor values), "
+            "which torch.fx cannot trace" if control_flow else "torch.fx failed")
+    symbolic = f"{what}: {type(first).__name__}: {first}"
+    if example_inputs is None:
+        raise ConversionError(f"to_interval: cannot trace {name}: {symbolic}. If the model "
+                              f"only branches on shapes, pass example_inputs= to trace it with "
+                              f"the example's concrete shapes. {_REMEDY}") from first
+    names = [p for p in inspect.signature(model.forward).parameters]
+    meta = {}
+    for param, value in zip(names, example_inputs):
+        value = value.lo if isinstance(value, Interval) else value
+        if isinstance(value, Tensor):
+            meta[param] = value.to("meta")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ops without a meta kernel just stay symbolic
+            return _ShapeTracer().trace(model, meta_args=meta)
+    except Exception as error:  # noqa: BLE001
+        raise ConversionError(
+            f"to_interval: cannot trace {name}: {symbolic}; tracing with the concrete shapes "
+            f"of example_inputs failed too: {type(error).__name__}: {error} (tensor values "
+            f"decide the control flow, which no trace can capture). {_REMEDY}") from error
 
 
 def _nodes_in(value: Any) -> List[fx.Node]:

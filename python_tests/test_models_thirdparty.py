@@ -125,3 +125,43 @@ def test_stochastic_depth_shares_one_mask_in_training():
     assert 0 < int(dropped.all(1).sum()) < 64
     torch.testing.assert_close(out.point[~dropped], 2 * x.point[~dropped])
     assert IF.stochastic_depth(x, 0.5, "row", False) is x
+
+
+class ShapeChecked(nn.Module):
+    """Branches on shapes (UNETR's ``if h % 32``, smp's ``np.array(x.shape)`` checks) and
+    reshapes by them, as einops' Rearrange does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16, 2)
+
+    def forward(self, x):
+        if x.shape[-1] % 4:
+            raise ValueError("the width must be a multiple of 4")
+        b, c, h, w = self.conv(x).shape
+        y = self.conv(x).relu().reshape(b, c, h // 2, 2, w // 2, 2).mean((3, 5))
+        return self.fc(y.flatten(1))
+
+
+class ValueBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return h if h.sum() > 0 else -h
+
+
+def test_second_capture_path_traces_shape_branches_with_the_example():
+    model = ShapeChecked().double().eval()
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    with pytest.raises(ConversionError, match="pass example_inputs= to trace it"):
+        to_interval(model)
+    interval_model = to_interval(model, example_inputs=x)
+    assert len(list(inn.interval_layers(interval_model))) == 2
+    with torch.no_grad():
+        assert torch.equal(interval_model(x).point, model(x))
+    with pytest.raises(ConversionError, match="failed too.*tensor values decide"):
+        to_interval(ValueBranch(), example_inputs=torch.randn(2, 3))
