@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import inn_cuda
 import inn_cuda.nn as inn
+from helpers import ALL_DEVICES
 from inn_cuda.nn.attention import (IntervalMultiheadAttention, scaled_dot_product_attention,
                                    softmax, softmax_bounds)
 
@@ -23,13 +24,15 @@ def _box(shape, generator, radius=0.3):
     return x - r, x + r
 
 
+@pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("a_shape, b_shape", [((3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 5)),
                                               ((4,), (4, 3)), ((2, 3, 4), (4,))])
-def test_interval_matmul_is_exact(a_shape, b_shape):
+def test_interval_matmul_is_exact(a_shape, b_shape, device):
     g = torch.Generator().manual_seed(0)
     a_lo, a_hi = _box(a_shape, g)
     b_lo, b_hi = _box(b_shape, g)
-    lo, hi = inn_cuda.interval_matmul(a_lo, a_hi, b_lo, b_hi)
+    lo, hi = (t.cpu() for t in inn_cuda.interval_matmul(
+        *(t.to(device) for t in (a_lo, a_hi, b_lo, b_hi))))
     a = [t.unsqueeze(0) if t.dim() == 1 else t for t in (a_lo, a_hi)]
     b = [t.unsqueeze(-1) if t.dim() == 1 else t for t in (b_lo, b_hi)]
     products = torch.stack([x.unsqueeze(-1) * y.unsqueeze(-3) for x in a for y in b])
@@ -124,21 +127,23 @@ def test_multihead_attention_refusals():
         layer(x, x, x)
 
 
+@pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("mask", ["causal", "bool", "float"])
-def test_scaled_dot_product_attention_contains_sampled_inputs(mask):
+def test_scaled_dot_product_attention_contains_sampled_inputs(mask, device):
     g = torch.Generator().manual_seed(3)
-    lo, hi = _box((2, 2, 5, 4), g, radius=0.1)
+    lo, hi = (t.to(device) for t in _box((2, 2, 5, 4), g, radius=0.1))
     x = (lo + hi) / 2
     kwargs = {"causal": dict(is_causal=True),
               "bool": dict(attn_mask=torch.rand(5, 5, generator=g) > 0.3),
               "float": dict(attn_mask=torch.randn(5, 5, generator=g, dtype=f64))}[mask]
     if mask == "bool":
         kwargs["attn_mask"][:, 0] = True  # every query sees a key
+    kwargs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     box = inn.Interval(lo, hi, x)
     out = scaled_dot_product_attention(box, box, box, **kwargs)
     assert torch.equal(out.point, F.scaled_dot_product_attention(x, x, x, **kwargs))
     for sample in range(20):
-        s = lo + (hi - lo) * torch.rand(lo.shape, generator=g, dtype=f64)
+        s = lo + (hi - lo) * torch.rand(lo.shape, generator=g, dtype=f64).to(device)
         assert bool(out.contains(F.scaled_dot_product_attention(s, s, s, **kwargs), 1e-12).all())
     with pytest.raises(ValueError, match="dropout_p"):
         scaled_dot_product_attention(box, box, box, dropout_p=0.1)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import inn_cuda.nn as inn
 from inn_cuda.nn import normalization as IN
+from helpers import ALL_DEVICES
 
 
 def _affine(module, generator):
@@ -43,14 +44,15 @@ def _interval_module(module):
     return CONVERT.get(type(module), inn.IntervalInstanceNorm)(module)
 
 
+@pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_contains_sampled_and_vertex_inputs(case):
+def test_contains_sampled_and_vertex_inputs(case, device):
     make, shape = CASES[case]
     generator = torch.Generator().manual_seed(case)
-    module = _affine(make().double().eval(), generator)
+    module = _affine(make().double().eval(), generator).to(device)
     layer = _interval_module(module)
-    x = torch.randn(shape, generator=generator, dtype=torch.float64)
-    radius = 0.3 * torch.rand(shape, generator=generator, dtype=torch.float64)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64).to(device)
+    radius = 0.3 * torch.rand(shape, generator=generator, dtype=torch.float64).to(device)
     out = layer(inn.Interval(x - radius, x + radius, x))
     assert torch.equal(out.point, module(x))
     assert bool((out.lo <= out.hi).all())
@@ -59,7 +61,7 @@ def test_contains_sampled_and_vertex_inputs(case):
             u = (torch.rand(shape, generator=generator, dtype=torch.float64) < 0.5).double()
         else:
             u = torch.rand(shape, generator=generator, dtype=torch.float64)
-        y = module(x - radius + 2 * radius * u)
+        y = module(x - radius + 2 * radius * u.to(device))
         assert bool(out.contains(y, 1e-12).all()), sample
 
 
