@@ -153,8 +153,7 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
     graph = _trace(own, type(model).__name__, inputs)
     converted = _Converter(own, graph, type(model).__name__).run(last, include, model.training)
     if example_inputs is None:
-        check = _FirstCallCheck(reference)
-        check.handle = converted.register_forward_pre_hook(check, with_kwargs=True)
+        converted.register_forward_pre_hook(_FirstCallCheck(reference), with_kwargs=True)
         return converted
     try:
         problem = first_divergence(reference, converted, inputs, check_bounds=True)
@@ -180,14 +179,15 @@ class _FirstCallCheck:
 
     def __init__(self, reference: Optional[nn.Module]):
         self.reference = reference
-        self.handle = None
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict):
         if torch.compiler.is_compiling():
             return None
         reference, self.reference = self.reference, None
-        if self.handle is not None:
-            self.handle.remove()
+        for key, hook in list(module._forward_pre_hooks.items()):  # what handle.remove() does
+            if hook is self:
+                module._forward_pre_hooks.pop(key)
+                module._forward_pre_hooks_with_kwargs.pop(key, None)
         if reference is None or kwargs:
             return None
         like = next((x.lo if isinstance(x, Interval) else x for x in args
@@ -302,6 +302,26 @@ def _trace(model: nn.Module, name: str, example_inputs: Optional[tuple]) -> fx.G
             f"to_interval: cannot trace {name}: {symbolic}; tracing with the concrete shapes "
             f"of example_inputs failed too: {type(error).__name__}: {error} (tensor values "
             f"decide the control flow, which no trace can capture). {_REMEDY}") from error
+
+
+def _keep_unused_state(result: fx.GraphModule, root: nn.Module) -> None:
+    """Registers on the GraphModule the parameters and buffers that its graph does not use (a
+    traced-into module's ``num_batches_tracked``, say), so that its ``state_dict`` keeps every
+    key of the model's and loads the model's checkpoints."""
+    have = set(result.state_dict(keep_vars=True))
+    for key, value in root.state_dict(keep_vars=True).items():
+        if key in have:
+            continue
+        path, _, leaf = key.rpartition(".")
+        owner: nn.Module = result
+        for atom in path.split(".") if path else ():
+            if atom not in owner._modules:
+                owner.add_module(atom, nn.Module())
+            owner = owner._modules[atom]
+        if isinstance(value, nn.Parameter):
+            owner.register_parameter(leaf, value)
+        else:
+            owner.register_buffer(leaf, value)
 
 
 def _nodes_in(value: Any) -> List[fx.Node]:
@@ -515,6 +535,7 @@ class _Converter:
             setattr(self.root.get_submodule(parent), child, module)
         # copies what the graph uses, in execution order (so modules register in that order)
         result = fx.GraphModule(self.root, graph, class_name=f"Interval{self.model_name}")
+        _keep_unused_state(result, self.root)
         result.training = training
         return result
 

@@ -40,6 +40,7 @@ def test_converts_on_all_layers_and_is_exact_at_zero_width(name):
     interval_model = to_interval(model, example_inputs=x)  # raises on any divergence
     converted = sorted(n for n, _ in inn.named_interval_layers(interval_model))
     assert converted == zoo.parametrised_layers(model)
+    assert set(model.state_dict()) <= set(interval_model.state_dict())  # the original keys
     with torch.no_grad():
         out, expected = interval_model(x), model(x)
     assert torch.equal(out.point, expected)

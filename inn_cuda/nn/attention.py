@@ -163,29 +163,31 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return Interval(out.lo, out.hi, point)
 
 
-class IntervalMultiheadAttention(nn.Module):
+class IntervalMultiheadAttention(nn.MultiheadAttention):
     """Interval ``nn.MultiheadAttention`` with its projection weights as points (they are not
     widened) and interval activations: the projections by the fused ops, then
     :func:`_attend`. Masks (``attn_mask``, ``key_padding_mask``, bool or additive) are point
-    values. The point output is the torch module's. Not supported: ``add_bias_kv``,
-    ``add_zero_attn``, attention dropout in train mode."""
+    values. The point output is the torch module's (this is that module, sharing its
+    parameters under their names). Not supported: ``add_bias_kv``, ``add_zero_attn``,
+    attention dropout in train mode."""
 
-    def __init__(self, module: nn.MultiheadAttention):
-        super().__init__()
+    def __init__(self, module: nn.MultiheadAttention):  # noqa: D107  (not the torch signature)
         if not isinstance(module, nn.MultiheadAttention):
             raise TypeError(f"IntervalMultiheadAttention expects an nn.MultiheadAttention, got "
                             f"{type(module).__name__}")
         if module.bias_k is not None or module.add_zero_attn:
             raise ValueError("MultiheadAttention with add_bias_kv or add_zero_attn has no "
                              "interval counterpart")
-        self.attention = module  # the point computation, with the original parameter names
+        self.__dict__.update(module.__dict__)  # the same configuration and tensors
+        for name in ("_parameters", "_buffers", "_modules"):  # but containers of its own
+            self.__dict__[name] = dict(module.__dict__[name])
 
     @classmethod
     def from_module(cls, module: nn.MultiheadAttention) -> "IntervalMultiheadAttention":
         return cls(module)
 
     def _projections(self):
-        m = self.attention
+        m = self
         e = m.embed_dim
         if m._qkv_same_embed_dim:
             w = m.in_proj_weight
@@ -198,10 +200,11 @@ class IntervalMultiheadAttention(nn.Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
-        m = self.attention
+        m = self
+        point_forward = super().forward
         inputs = (query, key, value)
         if not any(isinstance(t, Interval) for t in inputs):
-            return m(query, key, value, key_padding_mask=key_padding_mask,
+            return point_forward(query, key, value, key_padding_mask=key_padding_mask,
                      need_weights=need_weights, attn_mask=attn_mask,
                      average_attn_weights=average_attn_weights, is_causal=is_causal)
         if m.training and m.dropout > 0:
@@ -235,9 +238,10 @@ class IntervalMultiheadAttention(nn.Module):
         points = tuple(t.point if isinstance(t, Interval) else t for t in inputs)
         point_out = None
         if not any(p is None for p in points):
-            point_out = m(*points, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                          attn_mask=attn_mask, average_attn_weights=average_attn_weights,
-                          is_causal=is_causal)
+            point_out = point_forward(*points, key_padding_mask=key_padding_mask,
+                                      need_weights=need_weights, attn_mask=attn_mask,
+                                      average_attn_weights=average_attn_weights,
+                                      is_causal=is_causal)
         result = Interval(out.lo, out.hi, None if point_out is None else point_out[0])
         if not need_weights:
             return result, None

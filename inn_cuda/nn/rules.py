@@ -16,6 +16,7 @@ argument (a graph value, a constant, or a list of them) is known non-negative.
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -287,13 +288,14 @@ class ModuleRule:
             return True
         base = EQUIVALENTS.get(type(module))
         if base is None and self.parametrised:
-            base = _traces_like_base(type(module), module)
+            base = _traces_like_base(module)
         return base is not None and issubclass(base, self.types)
 
 
 #: subclass -> the supported base class whose forward its forward is equivalent to
 EQUIVALENTS: Dict[type, type] = {}
-_TRACED_EQUIVALENCE: Dict[type, Optional[type]] = {}
+_TRACED_EQUIVALENCE: "weakref.WeakKeyDictionary[nn.Module, Optional[type]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def register_equivalent(cls: type, base: type) -> None:
@@ -320,12 +322,13 @@ _FUNCTIONAL_FORM = {
 }
 
 
-def _traces_like_base(cls: type, module: nn.Module) -> Optional[type]:
+def _traces_like_base(module: nn.Module) -> Optional[type]:
     """The base Linear/Conv1d/Conv2d of a subclass whose overriding forward traces (torch.fx) to
     exactly the base's functional call on its own weight and bias (as timm's ``Linear`` does,
-    which only adds a TorchScript branch); None otherwise. Cached per class."""
-    if cls in _TRACED_EQUIVALENCE:
-        return _TRACED_EQUIVALENCE[cls]
+    which only adds a TorchScript branch); None otherwise. Cached per module (its forward may
+    branch on its configuration)."""
+    if module in _TRACED_EQUIVALENCE:
+        return _TRACED_EQUIVALENCE[module]
     found = None
     base = next((b for b in _FUNCTIONAL_FORM if isinstance(module, b)), None)
     if base is not None and getattr(module, "padding_mode", "zeros") == "zeros":
@@ -355,7 +358,7 @@ def _traces_like_base(cls: type, module: nn.Module) -> Optional[type]:
                                                            value in (expected[0], list(expected))
                                                            and len(set(expected)) == 1))
                 found = base if same else None
-    _TRACED_EQUIVALENCE[cls] = found
+    _TRACED_EQUIVALENCE[module] = found
     return found
 
 
