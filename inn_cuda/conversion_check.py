@@ -122,13 +122,17 @@ def _describe(node: fx.Node) -> str:
 def first_divergence(model: nn.Module, converted: fx.GraphModule, inputs: tuple, *,
                      check_bounds: bool) -> Optional[str]:
     """Where ``converted`` stops computing what ``model`` computes on ``inputs`` (both run in
-    eval mode, no gradients; modes are restored), or None. ``check_bounds``: also require every
+    eval mode, no gradients, no autocast; modes are restored), or None. ``check_bounds``: also require every
     node's bounds to equal its point (true of a model whose offsets are all zero)."""
     modes = [(m, m.training) for m in (*model.modules(), *converted.modules())]
+    like = next((x.lo if isinstance(x, Interval) else x for x in inputs
+                 if isinstance(x, (Tensor, Interval))), None)
+    device_type = like.device.type if like is not None else "cpu"
     try:
         model.eval()
         converted.eval()
-        with torch.no_grad():
+        # full precision: an autocast region of the caller's would make both sides round apart
+        with torch.no_grad(), torch.autocast(device_type, enabled=False):
             points = tuple(_point_of(x) for x in inputs)
             try:
                 expected, calls = _record_model(model, points)

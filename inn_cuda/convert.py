@@ -4,7 +4,9 @@
 graph node whether it runs in *point* mode (a prefix that no interval weight reaches: the
 original op, run once) or in *interval* mode (the interval counterpart from
 :mod:`inn_cuda.nn.rules`), tracks which values are known non-negative, and emits a new
-``torch.fx.GraphModule`` built from the converted modules. See :func:`to_interval`.
+``torch.fx.GraphModule`` built from the converted modules, and checks it against the model on
+a real input (:mod:`inn_cuda.conversion_check`): at conversion with ``example_inputs``, else on
+the first call. See :func:`to_interval`.
 """
 
 from __future__ import annotations
