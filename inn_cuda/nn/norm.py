@@ -48,11 +48,15 @@ class IntervalBatchNorm(nn.Module):
                                                                  device=device))
 
     @classmethod
-    def from_module(cls, module: nn.Module, *, copy_weights: bool = False) -> "IntervalBatchNorm":
-        """Share (or copy) a trained BatchNorm's affine parameters and running statistics."""
+    def from_module(cls, module: nn.Module, *, copy_weights: bool = False,
+                    equivalent_forward: bool = False) -> "IntervalBatchNorm":
+        """Share (or copy) a trained BatchNorm's affine parameters and running statistics
+        (``equivalent_forward``: accept a subclass overriding ``forward``, which the caller
+        vouches computes the same)."""
         kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-        if not isinstance(module, kinds) or type(module).forward not in \
-                {k.forward for k in kinds}:
+        if not isinstance(module, kinds) or (type(module).forward not in
+                                             {k.forward for k in kinds} and
+                                             not equivalent_forward):
             raise TypeError(f"IntervalBatchNorm.from_module expects an nn.BatchNorm1d/2d/3d or "
                             f"SyncBatchNorm, got {type(module).__name__}")
         if module.running_mean is None or module.running_var is None:

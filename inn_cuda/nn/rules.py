@@ -396,7 +396,8 @@ MODULE_RULES: Tuple[ModuleRule, ...] = (
     ModuleRule((nn.ConvTranspose2d,), _layer(IntervalConvTranspose2d), lambda m, s: False,
                parametrised=True),
     ModuleRule((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm),
-               lambda m, offsets: IntervalBatchNorm.from_module(m), lambda m, s: False),
+               lambda m, offsets: IntervalBatchNorm.from_module(m, equivalent_forward=True),
+               lambda m, s: False),
     ModuleRule((nn.ReLU, nn.Sigmoid, nn.Hardsigmoid), _monotone, lambda m, s: True),
     ModuleRule((nn.Softplus,), _monotone, lambda m, s: m.beta > 0),
     ModuleRule((nn.Hardtanh,), _monotone,  # includes ReLU6
