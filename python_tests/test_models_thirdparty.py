@@ -50,7 +50,8 @@ def test_converts_on_all_layers_and_is_exact_at_zero_width(name):
     assert describe(interval_model)[-1].mode == "interval"
 
 
-@pytest.mark.parametrize("name", list(zoo.MAKERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n in ("monai_unet", "convnext") else n for n in zoo.MAKERS])
 def test_sampled_networks_lie_inside(name):
     model, x = zoo.make(name)
     interval_model = randomise_offsets(to_interval(model, example_inputs=x), scale=0.05)
