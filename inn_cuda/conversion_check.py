@@ -122,8 +122,9 @@ def _describe(node: fx.Node) -> str:
 def first_divergence(model: nn.Module, converted: fx.GraphModule, inputs: tuple, *,
                      check_bounds: bool) -> Optional[str]:
     """Where ``converted`` stops computing what ``model`` computes on ``inputs`` (both run in
-    eval mode, no gradients, no autocast; modes are restored), or None. ``check_bounds``: also require every
-    node's bounds to equal its point (true of a model whose offsets are all zero)."""
+    eval mode, no gradients, no autocast; modes are restored), or None. ``check_bounds``:
+    also require every node's bounds to equal its point (true of a model whose offsets are all
+    zero)."""
     modes = [(m, m.training) for m in (*model.modules(), *converted.modules())]
     like = next((x.lo if isinstance(x, Interval) else x for x in inputs
                  if isinstance(x, (Tensor, Interval))), None)

@@ -70,7 +70,8 @@ def test_sampled_networks_lie_inside(name):
 def test_isinstance_guarded_upcat_raises_instead_of_mis_tracing():
     model = zoo.UpCat(4, 2, 3).double().eval()
     x, skip = torch.randn(1, 4, 4, 4).double(), torch.randn(1, 2, 8, 8).double()
-    with pytest.raises(ConversionError, match=r"node 'pad'.*calls module 'pad' more often than the model"):
+    with pytest.raises(ConversionError,
+                       match=r"node 'pad'.*calls module 'pad' more often than the model"):
         to_interval(model, example_inputs=(x, skip))
     # without an example the first call checks
     interval_model = to_interval(model)

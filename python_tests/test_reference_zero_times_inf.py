@@ -7,7 +7,6 @@ import itertools
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import inn_cuda.reference as R
 

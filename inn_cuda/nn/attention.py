@@ -6,7 +6,8 @@ attention layers built from them.
   see: the composition is sound, not exact, once the input has width.
 * :func:`softmax_bounds` is exact per element: ``softmax(x)_i`` increases in ``x_i`` and
   decreases in every other ``x_j``, so
-  ``lo_i = 1 / (1 + sum_{j != i} exp(h_j - l_i))`` and ``hi_i = 1 / (1 + sum_{j != i} exp(l_j - h_i))``,
+  ``lo_i = 1 / (1 + sum_{j != i} exp(h_j - l_i))`` and
+  ``hi_i = 1 / (1 + sum_{j != i} exp(l_j - h_i))``,
   computed as ``sigmoid(l_i - logsumexp_{j != i} h_j)`` with a leave-one-out log-sum-exp that is
   shifted by the largest other element (no overflow, no cancellation).
 * :func:`scaled_dot_product_attention` and :class:`IntervalMultiheadAttention` (point
@@ -16,7 +17,7 @@ attention layers built from them.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn

@@ -13,8 +13,11 @@ all interval arguments carry one.
   place (a degenerate interval holds one tensor three times).
 * **Exact special cases:** ``sub``/``neg`` (bounds cross), ``mul``/``div`` by constants (swap where
   negative) and ``mul`` of two intervals, ``abs``, the valley-shaped ``gelu``/``silu``/``mish``/
-  ``hardswish``, eval-mode ``batch_norm``, ``dropout`` (one mask), and ``linear``/``conv*``
-  with point weights (the fused ops with a degenerate weight interval).
+  ``hardswish`` and ``prelu`` (any slope), ``interpolate`` (linear modes NaN-free on infinite
+  bounds), ``batch_norm`` by running statistics, ``dropout`` and ``stochastic_depth`` (one
+  mask), and ``linear``/``conv*`` with point weights (the fused ops with a degenerate weight
+  interval). Normalisation by the input's statistics is in :mod:`.normalization`, softmax,
+  ``matmul`` and attention in :mod:`.attention`.
 * **Shape queries** (``size``, ``dim``, ``numel``, ``shape``, ``dtype``, ...) read the lower bound.
 
 The monotonicity conditions of parametrised maps (``leaky_relu`` with a negative slope,

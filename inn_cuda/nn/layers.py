@@ -118,9 +118,10 @@ class _IntervalLayer(nn.Module):
         """``(point - offset_lo, point + offset_hi)``, reused between calls while none of the
         three tensors changed: the same objects with the same storage, dtype and device (a
         ``.to()`` or assignment changes them) at the same version counters (an optimiser step,
-        :meth:`project_`, ``load_state_dict`` and any other in-place write bump them). Only where no autograd graph is being
-        recorded for them (inference under ``no_grad``, or frozen offsets): a cached result
-        must not carry an old graph. Not kept in pickles, copies or the state_dict."""
+        :meth:`project_`, ``load_state_dict`` and any other in-place write bump them). Only
+        where no autograd graph is being recorded for them (inference under ``no_grad``, or
+        frozen offsets): a cached result must not carry an old graph. Not kept in pickles,
+        copies or the state_dict."""
         tensors = (point, offset_lo, offset_hi)
         recording = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         if recording or torch.compiler.is_compiling():

@@ -9,7 +9,8 @@ For ``x_i`` in ``[l_i, h_i]`` (:func:`normalized_bounds`):
 1. the centred value ``c_i = (1 - 1/n) x_i - (1/n) sum_{j != i} x_j`` has the exact bounds
    ``[(1 - 1/n) l_i - (1/n) sum_{j != i} h_j, (1 - 1/n) h_i - (1/n) sum_{j != i} l_j]``;
 2. the variance ``mean(c^2)`` lies in the mean of the bounds of ``c_i^2`` over these intervals;
-3. ``r = 1/sqrt(var + eps)`` is the positive interval ``[1/sqrt(var_hi + eps), 1/sqrt(var_lo + eps)]``;
+3. ``r = 1/sqrt(var + eps)`` is the positive interval
+   ``[1/sqrt(var_hi + eps), 1/sqrt(var_lo + eps)]``;
 4. ``y_i = c_i * r`` is their interval product, intersected with ``|y_i| <= sqrt(n - 1)`` (true for
    every vector: ``c_i^2 <= (n - 1) / n * sum_j c_j^2`` since the ``c_j`` sum to 0);
 5. the affine map, with the bounds swapped where the scale is negative.
