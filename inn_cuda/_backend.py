@@ -27,7 +27,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from . import _nvrtc, reference
-from ._environment import read_choice
+from ._environment import fail_import, read_choice
 
 NAMESPACE = "inn_cuda"
 BACKEND_ENV = "INN_CUDA_BACKEND"
@@ -87,7 +87,10 @@ if _C is None:
     BUILD: dict = {"version": None, "torch_version": None, "cuda_toolkit": "", "cuda_archs": "",
                    "cpu_isa": None, "compiler": None, "kernels": {}}
 else:
-    BUILD = json.loads(torch.ops.inn_cuda.build_info())
+    try:
+        BUILD = json.loads(torch.ops.inn_cuda.build_info())
+    except RuntimeError as error:  # the C++ side's check of INN_CUDA_CPU_ISA
+        fail_import(error)
 
 
 def _why_no_kernel(device: str) -> str:

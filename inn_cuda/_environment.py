@@ -40,13 +40,18 @@ def running_cli() -> bool:
     return os.path.basename(sys.argv[0] if sys.argv else "") in ("inn-cuda", "inn-cuda.exe")
 
 
+def fail_import(error: Exception) -> NoReturn:
+    """Raise ``error`` (found while importing inn_cuda, e.g. a bad variable); in the command
+    line print it as one line and exit 2 instead."""
+    if running_cli() and not debug_requested():
+        print(f"inn-cuda: error: {' '.join(str(error).split())}", file=sys.stderr)
+        raise SystemExit(2)
+    raise error
+
+
 def invalid(name: str, value: str, expected: str) -> NoReturn:
     """Report environment variable ``name`` holding ``value`` where ``expected`` was wanted."""
-    message = f"{name} must be {expected}; got {value!r}"
-    if running_cli() and not debug_requested():
-        print(f"inn-cuda: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-    raise ValueError(message)
+    fail_import(ValueError(f"{name} must be {expected}; got {value!r}"))
 
 
 def read_flag(name: str, default: bool) -> bool:
