@@ -15,7 +15,7 @@ STUDY_PACKAGES = {"numpy": "numpy", "matplotlib": "matplotlib", "sklearn": "scik
                   "PIL": "pillow"}
 
 
-def _installed(name: str) -> bool:
+def installed(name: str) -> bool:
     if sys.modules.get(name) is not None:
         return True
     try:
@@ -27,7 +27,7 @@ def _installed(name: str) -> bool:
 def require_study(module: str) -> None:
     """Raise an ImportError naming ``module``, the missing packages and the extra that
     installs them, unless the whole study stack is installed."""
-    missing = [dist for name, dist in STUDY_PACKAGES.items() if not _installed(name)]
+    missing = [dist for name, dist in STUDY_PACKAGES.items() if not installed(name)]
     if missing:
         raise ImportError(f"{module} is part of the inn_cuda study and needs "
                           f"{', '.join(missing)} (not installed); install the study extra: "

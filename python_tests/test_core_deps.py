@@ -90,6 +90,34 @@ for study in ("inn_cuda.tasks", "inn_cuda.experiment", "inn_cuda.metrics", "inn_
         assert 'pip install "inn_cuda[study]"' in message, message
     else:
         raise AssertionError(f"{study} imported without the study stack")
+import contextlib
+import io
+import os
+
+from inn_cuda import cli
+
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    assert cli.main(["demo", "--preset", "tiny", "--quiet"]) == 2
+line, = err.getvalue().splitlines()
+assert line.startswith("inn-cuda demo: error: inn_cuda.experiment is part of the inn_cuda study")
+assert 'pip install "inn_cuda[study]"' in line, line
+
+# The op sweep of the benchmark is core (its U-Net layers and networks are the study's): it
+# saves its numbers and says why it draws no figures.
+with tempfile.TemporaryDirectory() as out, contextlib.redirect_stderr(err):
+    err.truncate(0)
+    assert cli.main(["bench", "--device", "cpu", "--quick", "--groups", "sweep", "--only",
+                     "linear 256x256x256",
+                     "--impls", "plain", "fused_nonneg", "--networks", "none", "--budget-s",
+                     "0", "--min-repeats", "1", "--max-repeats", "1", "--quiet",
+                     "--out", out]) == 0
+    assert sorted(os.listdir(out)) == ["results.json", "tables.md"]
+assert "figures skipped: they need matplotlib" in err.getvalue()
+
+leaked = sorted(m for m, module in sys.modules.items()
+                if m.split(".")[0] in BLOCKED and module is not None)
+assert not leaked, leaked
 print("CORE OK")
 '''
 
