@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import inn_cuda
 from inn_cuda.train import fit_intervals, fit_point, run_training
+from inn_cuda.train import loop
 from inn_cuda.train.loop import NonFiniteError
 
 from train_helpers import loaders, point_mlp, regression_data
@@ -32,8 +33,17 @@ def _assert_same(model, snapshot):
         assert torch.equal(v, snapshot[k]), k
 
 
+@pytest.fixture(params=["checked at once", "device-side flags"])
+def guard_mode(request, monkeypatch):
+    """The CPU's immediate check, and the CUDA scheme (flags kept on the device, fused Adam
+    skipping the update, the error raised at the epoch's end) run on the CPU."""
+    if request.param == "device-side flags":
+        monkeypatch.setattr(loop, "_guard_on_device", lambda device: True)
+    return request.param
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf])
-def test_nan_training_target_stops_fit_point_at_that_step(tmp_path, value):
+def test_nan_training_target_stops_fit_point_at_that_step(tmp_path, value, guard_mode):
     train = regression_data(64, seed=0)
     good = DataLoader(train, batch_size=16)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
@@ -51,14 +61,15 @@ def test_nan_training_target_stops_fit_point_at_that_step(tmp_path, value):
                 yield batch
 
     spy = Spy(bad.dataset, batch_size=16)
-    with pytest.raises(NonFiniteError, match=r"point epoch 2, step 3: the loss is "
-                       rf"{value}.* as it was before this step; the last checkpoint"):
+    loss = rf"{value}" if guard_mode == "checked at once" else "not finite"
+    with pytest.raises(NonFiniteError, match=rf"point epoch 2, step 3: the loss is {loss}.* as "
+                       "it was before this step; the last checkpoint"):
         fit_point(model, spy, epochs=2, run_dir=tmp_path, resume=True, progress=False)
     _assert_same(model, seen[0])  # weights and BatchNorm statistics
     assert (tmp_path / "checkpoint.pt").read_bytes() == checkpoint
 
 
-def test_non_finite_gradient_names_the_parameter():
+def test_non_finite_gradient_names_the_parameter(guard_mode):
     train, _ = loaders(n_train=64)
     model = point_mlp()
     before = _snapshot(model)

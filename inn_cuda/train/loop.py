@@ -260,6 +260,12 @@ class NonFiniteError(FloatingPointError):
     step."""
 
 
+def _guard_on_device(device: torch.device) -> bool:
+    """Whether the finite guard keeps its flags on the device (CUDA: reading them would
+    synchronise every step) and the optimizer is the fused Adam that honours them."""
+    return device.type == "cuda"
+
+
 class _FiniteGuard:
     """Stops training at the first step whose loss or a trained parameter's gradient is not
     finite, before that step changes the model.
@@ -278,7 +284,7 @@ class _FiniteGuard:
     def __init__(self, model, params, names, device, scaler, desc, checkpoint):
         self.params, self.names, self.scaler = params, names, scaler
         self.desc, self.checkpoint = desc, checkpoint
-        self.deferred = device.type == "cuda" and scaler is None
+        self.deferred = _guard_on_device(device) and scaler is None
         self.bad = torch.zeros((), dtype=torch.bool, device=device)
         self.first_step = torch.full((), -1, dtype=torch.int64, device=device)
         self.what = torch.zeros(len(params) + 1, dtype=torch.bool, device=device)
@@ -464,7 +470,7 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
     loader = distributed.split_train_loader(train_loader, seed=seed or 0)
     generators = _loader_generators(loader)
     # Fused on CUDA: it honours the finite guard's device-side skip flag without a sync.
-    optimizer = torch.optim.Adam(params, lr=lr, fused=device.type == "cuda" or None)
+    optimizer = torch.optim.Adam(params, lr=lr, fused=_guard_on_device(device) or None)
     signature = {"kind": kind, "world_size": world_size, "trained": names,
                  "model": tensor_signature(model.state_dict().items())}
 
