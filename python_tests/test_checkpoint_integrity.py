@@ -127,3 +127,17 @@ def test_sigkill_during_a_write_leaves_a_temporary_that_resume_removes(tmp_path)
     assert len(leftovers) == 1 and path.read_bytes() == good
     fit_point(point_mlp(), train, epochs=2, run_dir=tmp_path, resume=True, progress=False)
     assert not leftovers[0].exists()
+
+
+def test_saved_study_stages_are_verified_too(tmp_path):
+    """The demo's saved stages (data splits, failure cases) go through the same digest."""
+    from inn_cuda.experiment import study
+
+    path = tmp_path / "cases.pt"
+    cases = {"clean": dict(inputs=torch.rand(2, 1, 8, 8), targets=torch.rand(2, 1, 8, 8))}
+    study._save(path, cases)
+    loaded = ckpt.load_verified(path)
+    assert torch.equal(loaded["clean"]["inputs"], cases["clean"]["inputs"])
+    _flip_bit(path, "data/1", byte=5, bit=6)
+    with pytest.raises(CheckpointError, match=f"checkpoint {path} is damaged"):
+        study._load_cases(path)

@@ -182,6 +182,21 @@ def read_checkpoint(path) -> Dict[str, Any]:
     return state
 
 
+def save_verified(obj, path) -> None:
+    """Any weights-only object (tensors, numbers, strings, containers) saved like a checkpoint:
+    atomically and with its digest (e.g. the study's saved stages)."""
+    save_checkpoint({"payload": obj}, path)
+
+
+def load_verified(path):
+    """What :func:`save_verified` saved, digest checked; :class:`CheckpointError` naming
+    ``path`` otherwise."""
+    state = read_checkpoint(path)
+    if "payload" not in state:
+        raise CheckpointError(f"checkpoint {path} is a training checkpoint, not a saved object")
+    return state["payload"]
+
+
 # ------------------------------------------------------------------------------------ matching
 
 def _describe(entries: Dict[str, tuple]) -> Dict[str, str]:
