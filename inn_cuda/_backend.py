@@ -21,13 +21,13 @@ kernels it was built with. Which backend serves an op on a device follows ``INN_
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
 from . import _nvrtc, reference
+from ._environment import fail_import, read_choice
 
 NAMESPACE = "inn_cuda"
 BACKEND_ENV = "INN_CUDA_BACKEND"
@@ -60,11 +60,7 @@ SCHEMAS = _schemas()
 
 
 def _requested_backend() -> str:
-    choice = os.environ.get(BACKEND_ENV, "auto").lower()
-    if choice not in BACKEND_CHOICES:
-        raise ValueError(f"{BACKEND_ENV} must be one of {', '.join(BACKEND_CHOICES)}; got "
-                         f"{choice!r}")
-    return choice
+    return read_choice(BACKEND_ENV, BACKEND_CHOICES, "auto")
 
 
 def _load_extension(choice: str):
@@ -91,7 +87,10 @@ if _C is None:
     BUILD: dict = {"version": None, "torch_version": None, "cuda_toolkit": "", "cuda_archs": "",
                    "cpu_isa": None, "compiler": None, "kernels": {}}
 else:
-    BUILD = json.loads(torch.ops.inn_cuda.build_info())
+    try:
+        BUILD = json.loads(torch.ops.inn_cuda.build_info())
+    except RuntimeError as error:  # the C++ side's check of INN_CUDA_CPU_ISA
+        fail_import(error)
 
 
 def _why_no_kernel(device: str) -> str:

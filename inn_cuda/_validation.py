@@ -9,12 +9,13 @@ while ``torch.compile`` traces, where data-dependent checks would break the grap
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
-_check_bounds = os.environ.get("INN_CUDA_CHECK_BOUNDS", "1") not in ("0", "false", "False")
+from ._environment import read_flag
+
+_check_bounds = read_flag("INN_CUDA_CHECK_BOUNDS", default=True)
 
 CPU_DTYPES = (torch.float32, torch.float64)
 CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

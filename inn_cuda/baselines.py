@@ -10,6 +10,10 @@
 
 from __future__ import annotations
 
+from ._extras import require_study
+
+require_study(__name__)
+
 import copy
 import warnings
 from typing import NamedTuple

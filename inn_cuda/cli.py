@@ -1,4 +1,8 @@
-"""The ``inn-cuda`` command line (also ``python -m inn_cuda``)."""
+"""The ``inn-cuda`` command line (also ``python -m inn_cuda``).
+
+A misuse (a bad flag or value, a bad ``--set``, an ``--out`` that cannot be written, a bad
+environment variable, a damaged input file) ends with one line on stderr and exit status 2;
+``--debug`` (or ``INN_CUDA_DEBUG=1``) shows the traceback instead."""
 
 from __future__ import annotations
 
@@ -6,6 +10,13 @@ import argparse
 import json
 import sys
 from typing import List, Optional
+
+from ._args import nonnegative_int, positive_int, torch_device, writable_folder
+from ._environment import DEBUG_ENV, debug_requested, read_flag
+
+# Errors that come from what the user gave (arguments, files, environment, installed
+# packages): one line and exit status 2. Anything else is a bug: one line, status 1.
+USER_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
 
 
 def _add_bench(commands) -> None:
@@ -65,16 +76,17 @@ def _add_demo(commands) -> None:
     demo.add_argument("--preset", choices=("default", "paper", "tiny"), default="default",
                       help="default: minutes on a CPU; paper: the published settings (512x512, "
                       "full U-Net; for a GPU); tiny: seconds, for tests")
-    demo.add_argument("--device", default=None,
+    demo.add_argument("--device", type=torch_device, default=None,
                       help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when a GPU is visible, else cpu)")
-    demo.add_argument("--threads", type=int, default=None,
+    demo.add_argument("--threads", type=positive_int, default=None,
                       help="CPU threads for torch (default: torch's choice; on a machine shared "
                       "with other jobs 1 can be much faster)")
-    demo.add_argument("--size", type=int, default=None,
+    demo.add_argument("--size", type=positive_int, default=None,
                       help="image side (ct) or signal length (deconv1d); default: the preset's")
-    demo.add_argument("--epochs", type=int, default=None,
+    demo.add_argument("--epochs", type=nonnegative_int, default=None,
                       help="epochs of the point network's training (default: the preset's)")
-    demo.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    demo.add_argument("--seed", type=nonnegative_int, default=None,
+                      help="random seed (default 0)")
     demo.add_argument("--out", default=None,
                       help="report folder (default: runs/demo-<task>-<preset>)")
     demo.add_argument("--set", dest="assignments", action="append", default=[],
@@ -98,7 +110,8 @@ def _run_demo(args) -> int:
         settings = make_settings(args.task, args.preset, **overrides)
     except ValueError as error:
         args.subparser.error(str(error))
-    out = args.out or f"runs/demo-{args.task}-{args.preset}"
+    out = writable_folder(args.subparser, "--out",
+                          args.out or f"runs/demo-{args.task}-{args.preset}")
     try:
         result = run_study(settings, out, progress=not args.quiet, overwrite=args.overwrite)
     except StudyError as error:
@@ -108,18 +121,25 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_debug(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help=f"show Python tracebacks of errors (also {DEBUG_ENV}=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inn-cuda", description=__doc__)
+    _add_debug(parser, False)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_bench(commands)
     info = commands.add_parser("info", help="what was built and which backend serves each op")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     _add_demo(commands)
+    for sub in commands.choices.values():  # --debug also after the command's name
+        _add_debug(sub, argparse.SUPPRESS)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def _run(args) -> int:
     if args.command == "bench":
         from .benchmark.command import run_from_args
         return run_from_args(args)
@@ -128,6 +148,36 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "demo":
         return _run_demo(args)
     raise AssertionError(args.command)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, USER_ERRORS) else f"{type(error).__name__}: {text}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = debug_requested(argv)
+    command = "inn-cuda"
+    try:
+        read_flag(DEBUG_ENV, False)  # a bad value is itself a misuse
+        args = build_parser().parse_args(argv)
+        args.argv = ["inn-cuda", *argv]  # recorded in reports
+        command = f"inn-cuda {args.command}"
+        return _run(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the command line's last line of defence
+        if debug:
+            raise
+        user = isinstance(error, USER_ERRORS)
+        print(f"{command}: error: {_one_line(error)}"
+              + ("" if user else " (an internal error: --debug shows the traceback)"),
+              file=sys.stderr)
+        return 2 if user else 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ random parts take a seed or a ``torch.Generator``.
 
 from __future__ import annotations
 
+from ._extras import require_study
+
+require_study(__name__)
+
 import math
 from typing import Callable, NamedTuple
 

@@ -8,6 +8,10 @@ non-negative scores where larger means less trusted; for the INN it is ``hi - lo
 
 from __future__ import annotations
 
+from ._extras import require_study
+
+require_study(__name__)
+
 import time
 from typing import NamedTuple
 
@@ -53,8 +57,18 @@ def pearson(a, b) -> torch.Tensor:
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
-    from scipy.stats import rankdata
-    return torch.from_numpy(rankdata(x.cpu().numpy(), method="average", axis=1))
+    """Average ranks (1-based, ties share the mean of their positions) along dim 1, float64;
+    a row holding NaN is all NaN (scipy's ``rankdata(..., method="average")``)."""
+    x = x.to(torch.float64)
+    values, order = x.sort(dim=1, stable=True)
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    group = starts.cumsum(1) - 1  # tie group of each sorted position
+    positions = torch.arange(1, x.shape[1] + 1, dtype=torch.float64).expand_as(values)
+    sums = torch.zeros_like(values).scatter_add_(1, group, positions)
+    counts = torch.zeros_like(values).scatter_add_(1, group, torch.ones_like(values))
+    ranks = torch.empty_like(values).scatter_(1, order, (sums / counts).gather(1, group))
+    return ranks.masked_fill(x.isnan().any(1, keepdim=True), float("nan"))
 
 
 def spearman(a, b) -> torch.Tensor:

@@ -128,7 +128,7 @@ def test_non_finite_loss_stops_before_overwriting_the_checkpoint(tmp_path):
     def nan_loss(module, batch):
         return module(batch[0]).mean() * math.nan
 
-    with pytest.raises(FloatingPointError, match="nan.*last good one"):
+    with pytest.raises(FloatingPointError, match="step 1: the loss is nan.*last checkpoint"):
         run_training(model, nan_loss, list(model.parameters()), train, epochs=1,
                      run_dir=tmp_path, overwrite=True, progress=False)
     assert (tmp_path / "checkpoint.pt").read_bytes() == good

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import torch
 
+from .._args import nonnegative_float, positive_float, positive_int, writable_folder
 from . import report as rep
 from .cases import GROUPS, OPS, PAPER_UNET, op_cases
 from .network import NETWORKS, networks, run_network
@@ -69,21 +70,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--networks", nargs="+", choices=(*NETWORKS, "none"),
                         help="whole-network benchmarks (default: demo-unet paper-unet; "
                         "--quick: demo-unet); none: skip")
-    parser.add_argument("--paper-size", type=int, default=PAPER_UNET["image_size"],
+    parser.add_argument("--paper-size", type=_paper_size, default=PAPER_UNET["image_size"],
                         help="image side of the paper U-Net's layers and network (default "
                         "%(default)s; smaller for a shorter run)")
-    parser.add_argument("--budget-s", type=float,
+    parser.add_argument("--budget-s", type=nonnegative_float,
                         help="seconds of repeats per measurement (default: by device and mode)")
-    parser.add_argument("--min-repeats", type=int)
-    parser.add_argument("--max-repeats", type=int)
-    parser.add_argument("--reference-general-max-macs", type=float,
+    parser.add_argument("--min-repeats", type=positive_int)
+    parser.add_argument("--max-repeats", type=positive_int)
+    parser.add_argument("--reference-general-max-macs", type=positive_float,
                         help="skip reference_general above this many multiply-adds (default "
                         "2^24 CPU, 2^30 CUDA; --quick 2^21, 2^28)")
-    parser.add_argument("--network-reference-max-macs", type=float,
+    parser.add_argument("--network-reference-max-macs", type=positive_float,
                         help="skip the whole network's reference-composition row when its "
                         "general-mode layers hold more multiply-adds (default 2^30 CPU, 2^37 "
                         "CUDA)")
-    parser.add_argument("--threads", type=int,
+    parser.add_argument("--threads", type=positive_int,
                         help="torch.set_num_threads for the CPU runs (the fused CPU kernels use "
                         "torch's thread pool); with 1 and --time cpu a loaded machine disturbs "
                         "the CPU numbers least")
@@ -95,7 +96,43 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="run nothing: print the tables of an earlier results.json (and "
                         "rewrite tables and figures into --out)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(bench_parser=parser)  # for errors found after parsing
     return parser
+
+
+def _paper_size(text: str) -> int:
+    size = positive_int(text)
+    step = 2 ** PAPER_UNET["depth"]
+    if size % step:
+        raise argparse.ArgumentTypeError(f"expected an image side divisible by {step} (the paper "
+                                         f"U-Net has {PAPER_UNET['depth']} levels), got {text!r}")
+    return size
+
+
+def _check_args(args) -> None:
+    """What argparse cannot check flag by flag; errors exit 2 naming the flag."""
+    parser = args.bench_parser
+    if (args.min_repeats is not None and args.max_repeats is not None
+            and args.min_repeats > args.max_repeats):
+        parser.error(f"--min-repeats {args.min_repeats} is above --max-repeats "
+                     f"{args.max_repeats}")
+    writable_folder(parser, "--out", args.out)
+
+
+def _read_results(parser, path) -> dict:
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except OSError as error:
+        parser.error(f"--from: cannot read {path} ({error.strerror or error})")
+    except (ValueError, UnicodeDecodeError) as error:
+        parser.error(f"--from: {path} is not JSON ({error})")
+    missing = [k for k in ("meta", "ops", "networks")
+               if not isinstance(report, dict) or k not in report]
+    if missing:
+        parser.error(f"--from: {path} is not a results.json of inn-cuda bench (no "
+                     f"{', '.join(missing)})")
+    return report
 
 
 def _devices(choice: str) -> List[str]:
@@ -158,9 +195,9 @@ def run(args) -> dict:
 
 
 def run_from_args(args) -> int:
+    _check_args(args)
     if args.from_json:
-        with open(args.from_json) as f:
-            report = json.load(f)
+        report = _read_results(args.bench_parser, args.from_json)
     else:
         with warnings.catch_warnings():
             # The fallback warning of an op without a kernel: the report's header says it.
@@ -173,7 +210,8 @@ def run_from_args(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = configure_parser(argparse.ArgumentParser(prog="inn-cuda bench"))
-    args = parser.parse_args(argv)
-    args.argv = ["inn-cuda bench", *(sys.argv[1:] if argv is None else argv)]
-    return run_from_args(args)
+    """``inn-cuda bench`` with ``argv`` (default: the command line): the command line's
+    argument checks and error handling (one line, exit status 2; ``--debug``)."""
+    from ..cli import main as cli_main
+
+    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
+from .._extras import STUDY_INSTALL, installed
 from .ops import IMPLS, PHASES
 
 IMPL_LABELS = {"plain": "plain", "fused_nonneg": "fused nonneg", "fused_general": "fused general",
@@ -296,4 +298,7 @@ def write(report: dict, out_dir: os.PathLike, stat: str = "wall") -> List[Path]:
     json_path, table_path = out / "results.json", out / "tables.md"
     json_path.write_text(json.dumps(report, indent=1))
     table_path.write_text(render(report, stat))
+    if not installed("matplotlib"):  # a core install: the numbers are saved, say why no PNG
+        print(f"figures skipped: they need matplotlib ({STUDY_INSTALL})", file=sys.stderr)
+        return [json_path, table_path]
     return [json_path, table_path, *plot_throughput(report, out, stat)]

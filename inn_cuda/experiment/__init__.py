@@ -3,6 +3,10 @@
 evaluation (:mod:`.evaluate`), orchestration (:mod:`.study`), the report (:mod:`.report`) and
 figures (:mod:`.figures`)."""
 
+from .._extras import require_study
+
+require_study(__name__)
+
 from .presets import METHODS, PRESETS, TASKS, Settings, make_settings, parse_assignments
 from .study import StudyError, StudyResult, run_study
 

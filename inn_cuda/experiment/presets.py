@@ -19,6 +19,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
+from ..tasks.phantoms import PHANTOM_KINDS
+
 TASKS = ("ct", "deconv1d")
 PRESETS = ("default", "paper", "tiny")
 METHODS = ("INN", "MCDROP", "PROBOUT")
@@ -97,6 +99,10 @@ class Settings:
 
         need(self.task in TASKS, "task", f"one of {TASKS}")
         need(self.preset in PRESETS, "preset", f"one of {PRESETS}")
+        need(_device_usable(self.device), "device", "cpu or cuda[:index]")
+        need(self.phantom in PHANTOM_KINDS, "phantom", f"one of {PHANTOM_KINDS}")
+        need(isinstance(self.seed, int) and self.seed >= 0, "seed", "an int >= 0")
+        need(self.blur_sigma > 0, "blur_sigma", "a positive blur width")
         for name in ("n_train", "n_val", "n_test", "width", "depth", "batch_size",
                      "inn_batch_size", "mc_passes", "adv_max_iter", "eval_batch_size",
                      "timing_repeats"):
@@ -186,6 +192,14 @@ _PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
 }
 
 
+def _device_usable(text) -> bool:
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return device.type in ("cpu", "cuda")  # a missing GPU is the study's own error
+
+
 def make_settings(task: str = "ct", preset: str = "default", **overrides) -> Settings:
     """The preset's settings with ``overrides`` (field name -> value) applied, validated."""
     if task not in TASKS:
@@ -251,5 +265,8 @@ def parse_assignments(items) -> Dict[str, Any]:
         name, sep, text = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"--set: expected NAME=VALUE, got {item!r}")
+        if name.strip() in ("task", "preset"):
+            raise ValueError(f"--set {item}: the {name.strip()} is chosen with "
+                             f"--{name.strip()}, not --set")
         out[name.strip()] = parse_value(name.strip(), text)
     return out

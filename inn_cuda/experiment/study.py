@@ -33,7 +33,7 @@ from ..convert import to_interval
 from ..metrics import image_auroc, image_scores
 from ..nn import interval_layers
 from ..train import evaluate, fit_intervals, fit_point, run_training, upcast
-from ..train.checkpoint import atomic_write
+from ..train.checkpoint import load_verified, save_verified
 from . import figures, report
 from .evaluate import case_metrics, inference_time
 from .methods import inn_method, mc_dropout_method, predict_all, probout_method
@@ -281,8 +281,9 @@ def _build_cases(problem: Problem, point, test: Split, s: Settings, device,
 
 
 def _save(path: Path, obj) -> None:
-    """torch.save through a temporary file: an interrupted run never leaves a torn file."""
-    atomic_write(path, lambda file: torch.save(obj, file))
+    """Atomic (an interrupted run never leaves a torn file) and with a digest checked on
+    loading (a damaged file is an error naming it, not a silent resume)."""
+    save_verified(obj, path)
 
 
 def _save_cases(path: Path, cases: Dict[str, Case]) -> None:
@@ -291,7 +292,7 @@ def _save_cases(path: Path, cases: Dict[str, Case]) -> None:
 
 def _load_cases(path: Path) -> Dict[str, Case]:
     return {name: Case(**fields) for name, fields in
-            torch.load(path, map_location="cpu", weights_only=True).items()}
+            load_verified(path).items()}
 
 
 def _example(case: Case, preds: dict) -> dict:
@@ -383,8 +384,7 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
     journal.resumed["data"] = data_path.exists()
     with journal.stage("data"):
         if data_path.exists():
-            train, val, test = (Split(**fields) for fields in
-                                torch.load(data_path, map_location="cpu", weights_only=True))
+            train, val, test = (Split(**fields) for fields in load_verified(data_path))
         else:
             train, val, test = problem.splits()
             _save(data_path, [vars(split) for split in (train, val, test)])

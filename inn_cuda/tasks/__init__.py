@@ -1,6 +1,10 @@
 """Reconstruction tasks for the failure-mode experiments: limited-angle CT (``ct``, ``phantoms``,
 ``data``), 1D deconvolution (``deconv1d``) and small default networks (``models``)."""
 
+from .._extras import require_study
+
+require_study(__name__)
+
 from .ct import LimitedAngleCT, wedge_angles
 from .data import CTImageFolder, CTPhantomDataset
 from .deconv1d import NOISE_LEVELS, Deconvolution1D, deconv1d_datasets

@@ -10,6 +10,7 @@ the input is the limited-angle FBP of the ground truth (:meth:`LimitedAngleCT.si
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,37 +87,85 @@ class CTPhantomDataset(Dataset):
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def load_image(path) -> np.ndarray:
-    """A 2D float64 array from an image file: PNG/JPEG/TIFF/BMP (Pillow, colour converted to grey),
-    ``.npy`` (2D, or 3D with a singleton axis) or DICOM (pydicom; RescaleSlope/Intercept applied,
-    so CT slices come in Hounsfield units)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in NPY_SUFFIXES:
-        array = np.load(path, allow_pickle=False)
-    elif suffix in DICOM_SUFFIXES:
-        try:
-            import pydicom
-        except ImportError as err:
-            raise ImportError(f"reading DICOM file {path} needs pydicom, which is not installed: "
-                              f"`pip install pydicom`") from err
-        ds = pydicom.dcmread(path)
-        array = ds.pixel_array.astype(np.float64)
-        slope = float(getattr(ds, "RescaleSlope", 1.0))
-        array = array * slope + float(getattr(ds, "RescaleIntercept", 0.0))
-    elif suffix in IMAGE_SUFFIXES:
-        from PIL import Image
+class ImageFileError(ValueError):
+    """An image file cannot be used: unreadable, truncated, of an unsupported kind, or holding
+    values that are not a finite real 2D image. The message starts with the file's path."""
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    array = np.load(path, allow_pickle=False)
+    if not isinstance(array, np.ndarray):  # an .npz archive saved under a .npy name
+        raise ValueError(f"expected one array, got {type(array).__name__}")
+    return array
+
+
+def _read_dicom(path: Path) -> np.ndarray:
+    try:
+        import pydicom
+    except ImportError as err:
+        raise ImportError(f"reading DICOM file {path} needs pydicom, which is not installed: "
+                          f"`pip install pydicom`") from err
+    ds = pydicom.dcmread(path)
+    array = ds.pixel_array.astype(np.float64)
+    slope = float(getattr(ds, "RescaleSlope", 1.0))
+    return array * slope + float(getattr(ds, "RescaleIntercept", 0.0))
+
+
+def _read_picture(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        # Pillow warns above Image.MAX_IMAGE_PIXELS and raises at twice that: a header that
+        # claims a huge image is refused before it is decompressed.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
-            array = np.asarray(img.convert("F") if img.mode not in ("I", "I;16", "F") else img)
-    else:
-        raise ValueError(f"path: unsupported file type {suffix!r} ({path}); expected one of "
-                         f"{SUPPORTED_SUFFIXES}")
+            return np.asarray(img.convert("F") if img.mode not in ("I", "I;16", "F") else img)
+
+
+def _check_array(path: Path, array: np.ndarray) -> np.ndarray:
+    """The array as a 2D finite float64 image, or an :class:`ImageFileError` naming ``path``."""
+    if array.dtype.kind not in "biuf":
+        what = {"c": "complex", "O": "object (Python objects)", "U": "text", "S": "bytes",
+                "V": "structured records"}.get(array.dtype.kind, str(array.dtype))
+        raise ImageFileError(f"{path}: expected a real-valued image, got a {what} array "
+                             f"({array.dtype})")
     array = np.asarray(array, dtype=np.float64)
     if array.ndim == 3 and 1 in array.shape:
         array = array.squeeze()
-    if array.ndim != 2:
-        raise ValueError(f"{path}: expected a 2D (grey) image, got shape {array.shape}")
+    if array.ndim != 2 or 0 in array.shape:
+        raise ImageFileError(f"{path}: expected a non-empty 2D (grey) image, got shape "
+                             f"{array.shape}")
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        raise ImageFileError(f"{path}: {bad} of {array.size} values are NaN or infinite; "
+                             f"expected a finite image")
     return array
+
+
+def load_image(path) -> np.ndarray:
+    """A 2D float64 array from an image file: PNG/JPEG/TIFF/BMP (Pillow, colour converted to grey),
+    ``.npy`` (2D, or 3D with a singleton axis) or DICOM (pydicom; RescaleSlope/Intercept applied,
+    so CT slices come in Hounsfield units). Every problem (unreadable, truncated, a
+    decompression bomb, complex/object/empty arrays, NaN or infinite values) is an
+    :class:`ImageFileError` whose message starts with the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    readers = {**{s: (_read_npy, "a NumPy .npy array") for s in NPY_SUFFIXES},
+               **{s: (_read_dicom, "a DICOM file") for s in DICOM_SUFFIXES},
+               **{s: (_read_picture, "an image") for s in IMAGE_SUFFIXES}}
+    if suffix not in readers:
+        raise ImageFileError(f"{path}: unsupported file type {suffix!r}; expected one of "
+                             f"{SUPPORTED_SUFFIXES}")
+    read, kind = readers[suffix]
+    try:
+        array = read(path)
+    except ImportError:
+        raise
+    except Exception as error:  # each library raises its own types for damaged files
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise ImageFileError(f"{path}: cannot be read as {kind} ({type(error).__name__}: "
+                             f"{detail})") from error
+    return _check_array(path, array)
 
 
 def prepare_image(array: np.ndarray, size: int, *, window=None,
@@ -166,8 +215,17 @@ class CTImageFolder(Dataset):
                              circle=self.ct.circle)
 
     def __getitem__(self, index):
-        target = self.ground_truth(index)
-        fbp = self.ct.simulate(target[None], generator=item_generator(self.seed + 1, index))
+        # Errors name the file, also when raised in a DataLoader worker (the loader re-raises
+        # them in the main process with the worker's traceback as text).
+        path = self.files[index]
+        try:
+            target = self.ground_truth(index)
+            fbp = self.ct.simulate(target[None],
+                                   generator=item_generator(self.seed + 1, index))
+        except (ImageFileError, ImportError):
+            raise
+        except Exception as error:
+            raise ImageFileError(f"{path}: {type(error).__name__}: {error}") from error
         return fbp, target[None]
 
     def __repr__(self):

@@ -5,13 +5,15 @@ checkpoints with exact resume, seeds, CUDA autocast and torch.distributed (DDP) 
 
 from .checkpoint import CheckpointError
 from .intervals import BetaSchedule, IntervalFitResult, fit_intervals, interval_loss
-from .loop import TrainResult, evaluate, run_training, seed_everything, upcast
+from .loop import (NonFiniteError, TrainResult, evaluate, run_training, seed_everything,
+                   upcast)
 from .point import fit_point
 
 __all__ = [
     "BetaSchedule",
     "CheckpointError",
     "IntervalFitResult",
+    "NonFiniteError",
     "TrainResult",
     "evaluate",
     "fit_intervals",

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from .. import nn as inn
 from ..nn import Interval
-from .loop import TrainResult, evaluate, run_training, upcast
+from .loop import (NONFINITE_TARGETS, TrainResult, check_targets, evaluate, nonfinite_targets,
+                   run_training, upcast)
 
 Tensor = torch.Tensor
 
@@ -225,7 +226,8 @@ def fit_intervals(model: torch.nn.Module, train_loader: Iterable,
         loss, parts = interval_loss(out, y, schedule.value or 0.0)
         if schedule.value is not None:  # still unknown when measuring for the adaptive rule
             parts["loss"] = loss
-        return {**parts, "point_mae": _point_error(out, y)}
+        return {**parts, "point_mae": _point_error(out, y),
+                NONFINITE_TARGETS: nonfinite_targets(y)}
 
     measure_on = "val" if val_loader is not None else "train"
 
@@ -233,14 +235,17 @@ def fit_intervals(model: torch.nn.Module, train_loader: Iterable,
         if not schedule.adaptive and val_loader is None:
             return {"beta": schedule.value}
         source = val_loader if val_loader is not None else train_loader
-        before = evaluate(model, source, metrics, progress=progress, desc=f"{measure_on} (start)")
+        desc = f"{measure_on} (start)"
+        before = check_targets(evaluate(model, source, metrics, progress=progress, desc=desc),
+                               f"{measure_on}_loader")
         if schedule.adaptive:
             schedule.set_from_point_error(before["point_mae"])
         before.pop("loss", None)
         return {"beta": schedule.value, **{f"{measure_on}_{k}": v for k, v in before.items()}}
 
     def validate(module):
-        return evaluate(module, val_loader, metrics, progress=progress, desc="val")
+        return check_targets(evaluate(module, val_loader, metrics, progress=progress,
+                                      desc="val"), "val_loader")
 
     def on_epoch_end(record):
         used = schedule.value

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 # Not tqdm.auto: its asyncio variant calls iter() on the loader once more (an extra pass of
 # loader workers, and a shift of the shuffling RNG that breaks exact resume).
 from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import (CheckpointError, atomic_write, capture_rng, check_match,
-                         read_checkpoint, restore_rng, save_checkpoint, tensor_signature)
+from .checkpoint import (CheckpointError, atomic_write, capture_rng, check_match, np,
+                         read_checkpoint, remove_stale_temporaries, restore_rng, save_checkpoint,
+                         tensor_signature)
 
 Tensor = torch.Tensor
 LossOutput = Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]
@@ -62,10 +62,11 @@ class TrainResult:
 # ------------------------------------------------------------------------------------- helpers
 
 def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), Python and NumPy."""
+    """Seed torch (CPU and CUDA), Python and NumPy (when installed)."""
     torch.manual_seed(seed)
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    if np is not None:
+        np.random.seed(seed % 2 ** 32)
 
 
 def upcast(*tensors: Tensor) -> Tuple[Tensor, ...]:
@@ -189,6 +190,25 @@ def evaluate(model: torch.nn.Module, loader: Iterable,
     return means
 
 
+NONFINITE_TARGETS = "nonfinite_targets"
+
+
+def nonfinite_targets(target: Tensor) -> Tensor:
+    """A metric for a ``metric_fn``: 1.0 for a batch with a NaN or infinite target, else 0.0
+    (kept on the device; :func:`check_targets` reads it with the epoch's means)."""
+    return (~torch.isfinite(target)).any().to(torch.float64)
+
+
+def check_targets(means: Dict[str, float], desc: str) -> Dict[str, float]:
+    """``means`` without the :func:`nonfinite_targets` entry; a ValueError if any batch had
+    one (a NaN target makes the loss NaN and the coverage meaningless)."""
+    means = dict(means)
+    if means.pop(NONFINITE_TARGETS, 0.0) > 0:
+        raise ValueError(f"{desc}: the data holds NaN or infinite targets; clean or drop those "
+                         f"samples (their loss and coverage are undefined)")
+    return means
+
+
 def _format(metrics: Dict[str, Any], keys: Sequence[str]) -> Dict[str, str]:
     return {k: f"{metrics[k]:.4g}" for k in keys if k in metrics}
 
@@ -230,6 +250,113 @@ def _param_names(model: torch.nn.Module, params: Sequence[torch.nn.Parameter]) -
     if missing:
         raise ValueError(f"params: entries {missing} are not parameters of the model")
     return [names[id(p)] for p in params]
+
+
+# ------------------------------------------------------------------------------ finite guard
+
+class NonFiniteError(FloatingPointError):
+    """Training met a non-finite loss or gradient. The message names the epoch, the step and
+    what was not finite; the model, optimizer and checkpoint are as they were before that
+    step."""
+
+
+def _guard_on_device(device: torch.device) -> bool:
+    """Whether the finite guard keeps its flags on the device (CUDA: reading them would
+    synchronise every step) and the optimizer is the fused Adam that honours them."""
+    return device.type == "cuda"
+
+
+class _FiniteGuard:
+    """Stops training at the first step whose loss or a trained parameter's gradient is not
+    finite, before that step changes the model.
+
+    The flags are computed on the device (one fused max-abs norm over the gradients). On the CPU
+    they are read at once and the step raises before the optimizer runs. On CUDA reading them
+    would synchronise every step, so they stay on the device: a sticky flag is handed to the
+    fused Adam as ``found_inf`` (it skips the update, step counts included) and the running
+    statistics of normalisation layers are restored from a device-side snapshot, so the bad
+    step and every later one change nothing; the flag is read where the loop synchronises
+    anyway (the progress bar's refresh, the end of the epoch). Under fp16 autocast the
+    GradScaler skips steps with inf gradients by design (and synchronises every step), so only
+    the loss is checked, at once.
+    """
+
+    def __init__(self, model, params, names, device, scaler, desc, checkpoint):
+        self.params, self.names, self.scaler = params, names, scaler
+        self.desc, self.checkpoint = desc, checkpoint
+        self.deferred = _guard_on_device(device) and scaler is None
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.first_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.what = torch.zeros(len(params) + 1, dtype=torch.bool, device=device)
+        self.stats: List[Tensor] = []
+        self.saved: List[Tensor] = []
+        self.model = model
+
+    def start_epoch(self, epoch: int) -> None:
+        """Snapshot targets: running statistics the forward pass updates in this epoch's mode."""
+        self.epoch = epoch
+        self.stats = [b for m in self.model.modules()
+                      if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.training
+                      for b in m.buffers(recurse=False)]
+        self.saved = [b.clone() for b in self.stats]
+
+    def before_forward(self) -> None:
+        if self.deferred:  # keep the snapshot from before the first bad step
+            for saved, buffer in zip(self.saved, self.stats):
+                saved.copy_(torch.where(self.bad, saved, buffer))
+        elif self.stats:
+            torch._foreach_copy_(self.saved, self.stats)
+
+    def check(self, loss: Tensor, step: int) -> None:
+        """After backward, before the optimizer step."""
+        loss_bad = ~torch.isfinite(loss.detach()).reshape(1)
+        if self.scaler is not None:
+            if bool(loss_bad):  # the scaler synchronises this step anyway
+                self._raise(step, loss_bad, loss)
+            return
+        present = [i for i, p in enumerate(self.params)
+                   if p.grad is not None and p.grad.numel()]
+        grad_bad = torch.zeros(len(self.params), dtype=torch.bool, device=loss.device)
+        if present:
+            norms = torch._foreach_norm([self.params[i].grad for i in present], math.inf)
+            grad_bad[present] = ~torch.isfinite(torch.stack(norms).to(loss.device))
+        now = torch.cat([loss_bad, grad_bad])
+        if not self.deferred:
+            if bool(now.any()):
+                self._raise(step, now, loss)
+            return
+        new = now.any() & ~self.bad
+        self.first_step.copy_(torch.where(new, step, self.first_step))
+        self.what.copy_(torch.where(new, now, self.what))
+        self.bad |= now.any()
+
+    def skip_flag(self) -> Optional[Tensor]:
+        """``found_inf`` for the fused Adam on CUDA (None elsewhere)."""
+        return self.bad.float() if self.deferred else None
+
+    def poll(self) -> None:
+        """Where the loop reads the device anyway: raise if a step was bad."""
+        if self.deferred and bool(self.bad):
+            self._raise(int(self.first_step), self.what, None)
+
+    def _raise(self, step: int, what: Tensor, loss: Optional[Tensor]):
+        for saved, buffer in zip(self.saved, self.stats):
+            buffer.copy_(saved)
+        flags = what.tolist()
+        parts = []
+        if flags[0]:
+            parts.append("the loss is " + (f"{float(loss.detach())}" if loss is not None
+                                           else "not finite"))
+        bad = [name for name, flag in zip(self.names, flags[1:]) if flag]
+        if bad:
+            parts.append("the gradient of " + ", ".join(bad[:5])
+                         + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+                         + " is not finite")
+        kept = (f"; the last checkpoint, {self.checkpoint}, is kept" if self.checkpoint
+                else "")
+        raise NonFiniteError(
+            f"{self.desc} epoch {self.epoch + 1}, step {step + 1}: {' and '.join(parts)}; "
+            f"training stopped and the model is as it was before this step{kept}")
 
 
 # ------------------------------------------------------------------------------------ run files
@@ -342,13 +469,16 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
     amp, scaler = _autocast(autocast, device)
     loader = distributed.split_train_loader(train_loader, seed=seed or 0)
     generators = _loader_generators(loader)
-    optimizer = torch.optim.Adam(params, lr=lr)
+    # Fused on CUDA: it honours the finite guard's device-side skip flag without a sync.
+    optimizer = torch.optim.Adam(params, lr=lr, fused=_guard_on_device(device) or None)
     signature = {"kind": kind, "world_size": world_size, "trained": names,
                  "model": tensor_signature(model.state_dict().items())}
 
     history: List[Dict[str, Any]] = []
     start_epoch, resumed_from = 0, None
     if files.resume_from is not None:
+        if distributed.is_main():  # what a writer killed mid-save (SIGKILL) left behind
+            remove_stale_temporaries(files.resume_from)
         saved = read_checkpoint(files.resume_from)
         for key in ("kind", "world_size", "trained", "model"):
             what = {"model": "model state (names, shapes, dtypes)", "trained": "trained "
@@ -372,6 +502,7 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
         seed_everything(seed + rank)  # one stream per process: different dropout masks
 
     files.start(history)
+    guard = _FiniteGuard(model, params, names, device, scaler, desc, files.checkpoint)
     main = distributed.is_main()
     with trained_only(model, params), modes_kept(model):
         forward = distributed.wrap(model, device)
@@ -384,6 +515,7 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
             distributed.set_epoch(loader, epoch)
             (set_mode or torch.nn.Module.train)(model)
             sums = _Sums()
+            guard.start_epoch(epoch)
             total = _length(loader)
             bar = tqdm(loader, total=total, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
                        dynamic_ncols=True, disable=not (progress and main))
@@ -391,20 +523,26 @@ def run_training(model: torch.nn.Module, loss_fn: LossFn,
                 for step, batch in enumerate(bar):
                     batch = move_to(batch, device)
                     optimizer.zero_grad(set_to_none=True)
+                    guard.before_forward()
                     with amp:
                         loss, metrics = _split_loss(loss_fn(forward, batch))
                     if scaler is not None:
                         scaler.scale(loss).backward()
+                        guard.check(loss, step)
                         scaler.step(optimizer)
                         scaler.update()
                     else:
                         loss.backward()
+                        guard.check(loss, step)
+                        optimizer.found_inf = guard.skip_flag()
                         optimizer.step()
                     if after_step is not None:
                         after_step()
                     sums.add({"loss": loss, **metrics}, batch_size(batch))
                     if bar.disable is False and (step % 10 == 0 or step + 1 == total):
+                        guard.poll()
                         bar.set_postfix(_format(sums.running(), show), refresh=False)
+            guard.poll()
             record: Dict[str, Any] = {"epoch": epoch + 1}
             record.update({f"train_{k}": v for k, v in sums.reduce(device).items()})
             if not math.isfinite(record.get("train_loss", math.nan)):

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from .intervals import default_unpack
-from .loop import TrainResult, evaluate, run_training, upcast
+from .loop import (NONFINITE_TARGETS, TrainResult, check_targets, evaluate, nonfinite_targets,
+                   run_training, upcast)
 
 Tensor = torch.Tensor
 
@@ -50,10 +51,12 @@ def fit_point(model: torch.nn.Module, train_loader: Iterable,
         _check_prediction(pred, y)
         pred, y = upcast(pred, y)
         err = pred - y
-        return {"loss": err.square().mean(), "mae": err.abs().mean()}
+        return {"loss": err.square().mean(), "mae": err.abs().mean(),
+                NONFINITE_TARGETS: nonfinite_targets(y)}
 
     def validate(module):
-        return evaluate(module, val_loader, metrics, progress=progress, desc="val")
+        return check_targets(evaluate(module, val_loader, metrics, progress=progress,
+                                      desc="val"), "val_loader")
 
     return run_training(model, loss_fn, params, train_loader, epochs=epochs, lr=lr,
                         validate=validate if val_loader is not None else None, kind="point",
