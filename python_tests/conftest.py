@@ -1,12 +1,22 @@
+"""Fixtures every test file may use (helper functions: helpers.py).
+
+Markers (pyproject.toml): ``slow`` marks tests that take more than a few seconds on a 2-core
+machine (conversions of whole models, training runs, torch.compile, subprocesses). CI runs
+everything; deselect them locally with ``pytest -m "not slow"``.
+"""
+
 import warnings
 
 import pytest
 import torch
 from hypothesis import settings
 
+from inn_cuda import _backend
+
+from helpers import CPU_ISAS
+
 settings.register_profile("inn_cuda", deadline=None, max_examples=40, derandomize=True)
 settings.load_profile("inn_cuda")
-
 
 @pytest.fixture(autouse=True)
 def _seed():
@@ -15,7 +25,23 @@ def _seed():
 
 @pytest.fixture(autouse=True)
 def _reference_fallback_warnings_are_expected():
-    # Ops without a compiled kernel warn once; that is tested in test_backend.py.
+    # Ops without a compiled kernel warn once (tested in test_schemas.py); not a failure here.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="inn_cuda: .* runs the pure-PyTorch reference")
         yield
+
+
+@pytest.fixture(params=CPU_ISAS)
+def cpu_isa(request):
+    """Runs the test once per instruction set of the compiled CPU kernels, in this process
+    (skipped where the CPU lacks it), and restores the process's own choice afterwards. Use it
+    as a parameter, or for a whole file with ``pytestmark = pytest.mark.usefixtures("cpu_isa")``.
+    """
+    isa = request.param
+    if isa not in _backend.BUILD["cpu_isas"]:
+        pytest.skip(f"no {isa} kernels here (CPU kernels for: {_backend.BUILD['cpu_isas']})")
+    previous = _backend.set_cpu_isa(isa)
+    try:
+        yield isa
+    finally:
+        _backend.set_cpu_isa(previous)
