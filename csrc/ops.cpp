@@ -1,8 +1,9 @@
 // The op schemas (declared once, here) and the extension module `inn_cuda._C`.
 //
 // Backends implement the ops in their own translation units with TORCH_LIBRARY_IMPL. The same
-// schema strings are repeated in inn_cuda/_backend.py for builds without this extension; a test
-// checks that both agree.
+// schema strings are repeated in inn_cuda/_backend.py for builds without this extension;
+// python_tests/test_schemas.py checks that both agree, and that every op has its fake (meta)
+// function in inn_cuda/ops.py. Ops whose names start with "_" are private (tests, benchmarks).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -32,8 +33,10 @@ std::string build_info() {
       << ", \"torch_version\": " << json_string(INN_TORCH_VERSION)
       << ", \"cuda_toolkit\": " << json_string(INN_CUDA_TOOLKIT)
       << ", \"cuda_archs\": " << json_string(INN_CUDA_ARCHS)
-      << ", \"cpu_isa\": " << json_string(cpu::active_isa())
-      << ", \"compiler\": " << json_string(__VERSION__) << ", \"kernels\": {";
+      << ", \"cpu_isa\": " << json_string(cpu::active_isa()) << ", \"cpu_isas\": [";
+  const std::vector<std::string> isas = cpu::supported_isas();
+  for (size_t i = 0; i < isas.size(); ++i) out << (i ? ", " : "") << json_string(isas[i]);
+  out << "], \"compiler\": " << json_string(__VERSION__) << ", \"kernels\": {";
   bool first_backend = true;
   for (const auto& [backend, ops] : backend_ops()) {
     out << (first_backend ? "" : ", ") << json_string(backend) << ": [";
@@ -83,6 +86,9 @@ TORCH_LIBRARY(inn_cuda, m) {
       "Tensor x_hi, Tensor w_lo, Tensor w_hi, int[2] stride, int[2] padding, "
       "int[2] output_padding, int groups, int[2] dilation, bool input_nonneg) -> (Tensor, Tensor)");
   m.def("build_info() -> str", &inn::build_info);
+  // Private: routes the CPU kernels to an instruction set (see csrc/cpu/cpu_isa.h), returns its
+  // name. Used through inn_cuda._backend.set_cpu_isa by the tests.
+  m.def("_set_cpu_isa(str isa) -> str", &inn::cpu::set_isa);
 }
 
 // An importable module whose loading runs the registrations above and in the backend files.

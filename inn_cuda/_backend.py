@@ -85,7 +85,7 @@ if _C is None:
     for _name, _schema in SCHEMAS.items():
         _definitions.define(_name + _schema)
     BUILD: dict = {"version": None, "torch_version": None, "cuda_toolkit": "", "cuda_archs": "",
-                   "cpu_isa": None, "compiler": None, "kernels": {}}
+                   "cpu_isa": None, "cpu_isas": [], "compiler": None, "kernels": {}}
 else:
     try:
         BUILD = json.loads(torch.ops.inn_cuda.build_info())
@@ -196,6 +196,19 @@ if _C is None and CHOICE != "reference":
     warnings.warn(f"inn_cuda: {MISSING_REASON}; CPU ops run their slow pure-PyTorch reference, "
                   f"CUDA ops run {' / '.join(_cuda)}. Reinstall with `pip install "
                   f"--no-build-isolation .` to build the kernels.", RuntimeWarning, stacklevel=3)
+
+
+def set_cpu_isa(isa: str) -> str:
+    """Private (tests and benchmarks): routes the compiled CPU kernels to one instruction set,
+    ``"avx512"``, ``"avx2"``, ``"scalar"`` or ``"default"`` (the process's own choice:
+    ``INN_CUDA_CPU_ISA``, else the widest the CPU supports), and returns the one active before.
+    Asking for an instruction set this CPU lacks (``BUILD["cpu_isas"]`` lists those it has) is
+    a RuntimeError that changes nothing. Not for use while kernels run on other threads."""
+    if _C is None:
+        raise RuntimeError(f"inn_cuda: no compiled CPU kernels to route ({MISSING_REASON})")
+    previous = BUILD["cpu_isa"]
+    BUILD["cpu_isa"] = torch.ops.inn_cuda._set_cpu_isa(isa)
+    return previous
 
 
 def info() -> dict:

@@ -1,4 +1,4 @@
-"""The two baseline uncertainty methods of the paper (METHOD.md section 4).
+"""The two baseline uncertainty methods of the paper (docs/method.md section 5.3).
 
 * MC dropout: :func:`mc_dropout` runs T stochastic passes with only the dropout modules in training
   mode (BatchNorm and everything else in eval mode) and returns the mean and the Bessel-corrected
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
-# T of the paper per task (METHOD.md section 3): CT 16 (the authors' code used 128),
+# T of the paper per task (docs/method.md section 5.3): CT 16 (the authors' code used 128),
 # 1D deconvolution 50, denoising 128.
 PAPER_PASSES = {"ct": 16, "deconv1d": 50, "denoising": 128}
 
@@ -126,7 +126,7 @@ def split_probout(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def probout_loss(output: torch.Tensor, target: torch.Tensor, *, log_variance_weight: float = 3.0):
-    """``mean((mu - y)^2 * exp(-s)) + 3 * mean(s)`` (METHOD.md section 4; the weight 3 is the
+    """``mean((mu - y)^2 * exp(-s)) + 3 * mean(s)`` (docs/method.md section 5.3; the weight 3 is the
     authors' choice, 1 would be the Gaussian negative log-likelihood up to constants)."""
     mu, s = split_probout(output)
     if mu.shape != target.shape:

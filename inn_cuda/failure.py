@@ -1,5 +1,5 @@
-"""Generators of the three failure modes of METHOD.md section 5: noise levels, adversarial inputs
-(a fixed network driven to erase a blob from its reconstruction) and atypical artifacts (a
+"""Generators of the three failure modes of docs/method.md section 5.2: noise levels, adversarial
+inputs (a fixed network driven to erase a blob from its reconstruction) and atypical artifacts (a
 foreign shape pasted into the ground truth and re-measured). Device-agnostic and batched; the
 random parts take a seed or a ``torch.Generator``.
 """

@@ -1,4 +1,4 @@
-"""Evaluation metrics of METHOD.md section 6.
+"""Evaluation metrics of docs/method.md section 5.4.
 
 Conventions: maps are tensors (or arrays) whose first dimension is the image; "per image" metrics
 reduce all other dimensions and return one value per image (float64 tensors), NaN where the metric

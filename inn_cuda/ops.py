@@ -4,8 +4,8 @@ passes are themselves ``torch.ops.inn_cuda`` kernels.
 
 Every op takes the bounds of an interval input ``[x_lo, x_hi]`` and an interval weight
 ``[w_lo, w_hi]`` (optionally an interval bias) and returns the exact bounds ``(y_lo, y_hi)`` of
-the layer's output over all inputs and weights inside the intervals (METHOD.md section 2). With
-``input_nonneg=True`` the caller guarantees ``x_lo >= 0``, which halves the work.
+the layer's output over all inputs and weights inside the intervals (docs/method.md section 2).
+With ``input_nonneg=True`` the caller guarantees ``x_lo >= 0``, which halves the work.
 """
 
 from __future__ import annotations

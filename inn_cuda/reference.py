@@ -3,8 +3,8 @@
 This module is the oracle the kernels are tested against and the fallback that serves an op when
 the compiled extension has no kernel for it (with a warning, see ``inn_cuda._backend``).
 
-Semantics (METHOD.md section 2). A term ``w * v`` with ``w in [a, b]`` and ``v in [l, h]`` has the
-exact bounds
+Semantics (docs/method.md section 2). A term ``w * v`` with ``w in [a, b]`` and ``v in [l, h]``
+has the exact bounds
 
     lo = min(l * (l >= 0 ? a : b), h * (h >= 0 ? a : b))
     hi = max(l * (l >= 0 ? b : a), h * (h >= 0 ? b : a))

@@ -1,11 +1,17 @@
-"""Shared helpers of the op test batteries: devices, dtypes, random intervals, tolerances and
-the independent brute-force oracle."""
+"""Shared helpers of the test files (which import nothing from each other): devices, dtypes,
+instruction sets, random intervals, tolerances and the independent brute-force oracle. Models
+for the conversion tests are in nn_models.py, data and networks for the training tests in
+train_helpers.py."""
 
 import itertools
 
 import numpy as np
 import pytest
 import torch
+
+#: The CPU kernels' instruction sets, widest first (csrc/cpu/cpu_isa.h); the `cpu_isa` fixture of
+#: conftest.py runs a test on each.
+CPU_ISAS = ("avx512", "avx2", "scalar")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 ALL_DEVICES = [
@@ -33,6 +39,16 @@ def random_interval(shape, *, nonneg=False, dtype=torch.float64, device="cpu", w
         lo = lo.abs()
     hi = lo + width * torch.rand(shape, dtype=torch.float64, generator=generator)
     return lo.to(device, dtype), hi.to(device, dtype)
+
+
+def integer_interval(shape, *, nonneg, dtype, gen):
+    """[lo, hi] of small integers (lo in -3..3, width 0..2): every product and sum of a kernel is
+    then exact in float32 and float64 whatever the summation order, so kernels must equal the
+    float64 reference exactly."""
+    lo = torch.randint(-3, 4, shape, generator=gen).to(dtype)
+    if nonneg:
+        lo = lo.abs()
+    return lo, lo + torch.randint(0, 3, shape, generator=gen).to(dtype)
 
 
 def magnitude(lo, hi):

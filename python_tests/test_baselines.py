@@ -98,6 +98,7 @@ class _SignFeatures(nn.Module):
         return self.forward_head(self.forward_features(x), x)
 
 
+@pytest.mark.slow
 def test_probout_fine_tuning_lowers_the_loss_and_learns_the_noise_level():
     torch.manual_seed(0)
     model = ProbOut(_SignFeatures())

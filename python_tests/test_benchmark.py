@@ -136,6 +136,7 @@ def test_fused_and_reference_implementations_compute_the_same_bounds(op):
     assert ops.make_forward(case, "plain", operands)[0]()[0].shape == case.y_shape
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ALL_DEVICES)
 def test_network_rows_including_the_reference_subprocess(device):
     net = network.Network("tiny-unet", width=2, depth=1, image_size=16, batch=2, dropout=0.2,

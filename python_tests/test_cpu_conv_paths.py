@@ -7,8 +7,8 @@ invalid weight intervals in term lists, signed inputs with ties and NaN) and the
 kernel's reach), for conv2d and conv_transpose2d, forward and both gradients.
 
 Small-integer operands make every product and sum exact in float32 and float64 whatever the
-summation order, so every path must equal the float64 reference exactly. The tests run in-process
-on the default (widest) path; `test_every_isa_path` re-runs this file per other supported path.
+summation order, so every path must equal the float64 reference exactly. Every test runs once per
+instruction set this CPU supports (the `cpu_isa` fixture of conftest.py).
 """
 
 import pytest
@@ -16,8 +16,9 @@ import torch
 
 from inn_cuda import reference
 
-from test_cpu_gemm_paths import ISA_ORDER, rerun_file_with_isa
+from helpers import integer_interval
 
+pytestmark = pytest.mark.usefixtures("cpu_isa")
 ops = torch.ops.inn_cuda
 
 # (op, x shape, w shape, config): config as the ops take it after the bias.
@@ -54,13 +55,6 @@ def config(op, c):
     if op == "conv2d":
         return [pairs["stride"], pairs["padding"], pairs["dilation"], groups]
     return [pairs["stride"], pairs["padding"], pairs["output_padding"], groups, pairs["dilation"]]
-
-
-def integer_interval(shape, *, nonneg, gen, dtype):
-    lo = torch.randint(-3, 4, shape, generator=gen).to(dtype)
-    if nonneg:
-        lo = lo.abs()
-    return lo, lo + torch.randint(0, 3, shape, generator=gen).to(dtype)
 
 
 def operands(op, x_shape, w_shape, cfg, *, nonneg, dtype, invalid=False):
@@ -117,11 +111,6 @@ def test_invalid_weight_intervals_take_the_term_lists(case):
                                *cfg, True)
     for g, w in zip(got, want):
         torch.testing.assert_close(g.double(), w, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("isa", ISA_ORDER)
-def test_every_isa_path(isa):
-    rerun_file_with_isa(isa, __file__)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)

@@ -1,9 +1,8 @@
 """The CPU interval GEMMs on every SIMD path this machine supports (avx512, avx2, scalar), at
 sizes around the register-tile and cache-block edges, with strided operands and accumulation.
 
-The tests run in-process on the default (widest) path; `test_every_isa_path` re-runs this file
-in a subprocess per other supported path with INN_CUDA_CPU_ISA set (the documented switch of
-csrc/cpu/interval_gemm.cpp).
+Every test runs once per instruction set this CPU supports (the `cpu_isa` fixture of
+conftest.py).
 
 Most checks use small-integer operands: every product and sum is then exact in float32 and
 float64 whatever the summation order, so the kernels must equal the reference and the brute-force
@@ -13,20 +12,17 @@ for the gradients to agree.
 
 import concurrent.futures
 import functools
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-import inn_cuda
 from inn_cuda import reference
 
-from helpers import assert_close_scaled, brute_force_linear, magnitude, random_interval
+from helpers import (assert_close_scaled, brute_force_linear, integer_interval, magnitude,
+                     random_interval)
 
+pytestmark = pytest.mark.usefixtures("cpu_isa")
 ops = torch.ops.inn_cuda
-ISA_ORDER = ["avx512", "avx2", "scalar"]
 DTYPES = [torch.float32, torch.float64]
 MODES = [pytest.param(False, id="general"), pytest.param(True, id="nonneg")]
 
@@ -34,14 +30,6 @@ MODES = [pytest.param(False, id="general"), pytest.param(True, id="nonneg")]
 # reduction blocks of 128/256, row blocks of 96/128.
 SHAPES = [(1, 1, 1), (5, 127, 8), (6, 128, 16), (7, 129, 17),
           (12, 255, 31), (13, 256, 32), (4, 257, 33), (97, 17, 9), (130, 33, 65), (129, 7, 130)]
-
-
-def integer_interval(shape, *, nonneg, dtype, gen):
-    lo = torch.randint(-3, 4, shape, generator=gen).to(dtype)
-    if nonneg:
-        lo = lo.abs()
-    hi = lo + torch.randint(0, 3, shape, generator=gen).to(dtype)
-    return lo, hi
 
 
 def integer_operands(m, k, n, *, nonneg, dtype, seed=0):
@@ -277,58 +265,3 @@ def test_concurrent_calls_from_several_threads():
             for i, got in zip(range(len(cases)), pool.map(run, range(len(cases)))):
                 for g, e in zip(got, expected[i]):
                     assert torch.equal(g, e)
-
-
-def test_info_names_the_path_in_use():
-    isa = inn_cuda.info()["cpu_isa"]
-    assert isa in ISA_ORDER
-    forced = os.environ.get("INN_CUDA_CPU_ISA")
-    assert forced in (None, "", isa)
-
-
-def supported_paths():
-    """The default path is the widest the CPU supports; every narrower one runs too. (Only
-    meaningful in a process where no path is forced.)"""
-    best = inn_cuda.info()["cpu_isa"]
-    return ISA_ORDER[ISA_ORDER.index(best):]
-
-
-def run_with_isa(isa, *args):
-    # Idle OpenMP workers sleep instead of spinning: on a busy machine spinning workers of the
-    # many small parallel regions here would compete with the test itself (results unchanged).
-    env = dict(os.environ, INN_CUDA_CPU_ISA=isa, OMP_WAIT_POLICY="PASSIVE")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(inn_cuda.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.abspath(__file__)), timeout=300)
-
-
-def rerun_file_with_isa(isa, test_file):
-    """Runs every test of ``test_file`` again in a process forced onto the ``isa`` path (the
-    default path is covered by this process). Shared by the CPU kernel path tests."""
-    if os.environ.get("INN_CUDA_CPU_ISA"):
-        pytest.skip("already running on a forced path")
-    if isa not in supported_paths():
-        pytest.skip(f"this CPU has no {isa} path")
-    if isa == inn_cuda.info()["cpu_isa"]:
-        pytest.skip("the default path: covered by the tests of this process")
-    done = run_with_isa(isa, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file)
-    assert done.returncode == 0, (f"INN_CUDA_CPU_ISA={isa}:\n{done.stdout[-6000:]}\n"
-                                  f"{done.stderr[-2000:]}")
-
-
-@pytest.mark.parametrize("isa", ISA_ORDER)
-def test_every_isa_path(isa):
-    rerun_file_with_isa(isa, __file__)
-
-
-def test_unknown_or_unsupported_isa_is_a_clear_error():
-    if os.environ.get("INN_CUDA_CPU_ISA"):
-        pytest.skip("checked once, from the unforced process")
-    done = run_with_isa("sse9", "-c", "import inn_cuda")
-    assert done.returncode != 0
-    assert "INN_CUDA_CPU_ISA must be avx512, avx2 or scalar, got 'sse9'" in done.stderr
-    missing = [isa for isa in ISA_ORDER if isa not in supported_paths()]
-    if missing:
-        done = run_with_isa(missing[0], "-c", "import inn_cuda")
-        assert done.returncode != 0 and "but this CPU lacks" in done.stderr

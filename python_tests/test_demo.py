@@ -51,6 +51,7 @@ def _check_report(out, task):
     return metrics
 
 
+@pytest.mark.slow
 def test_ct_demo_writes_the_report_and_resumes(tmp_path, capsys):
     out = tmp_path / "ct"
     assert main(["demo", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "1"]) == 0

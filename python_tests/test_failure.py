@@ -67,6 +67,7 @@ def _ct_batch(size=32, count=2):
     return CTPhantomDataset(count, LimitedAngleCT(size), seed=11).tensors()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ALL_DEVICES)
 def test_adversarial_search_lowers_objective_and_changes_mostly_the_mask(device):
     torch.manual_seed(0)

@@ -195,6 +195,7 @@ def test_nan_propagates(device, nonneg):
     assert bool(y_lo[finite].isfinite().all()) and bool(y_hi[finite].isfinite().all())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ALL_DEVICES)
 def test_huge_logical_size(device):
     """More than 2**31 input elements (expanded, so the test needs little memory)."""

@@ -79,6 +79,7 @@ def test_batched_float32_matches_float64_per_image(device):
     torch.testing.assert_close(batched, single, rtol=0, atol=1e-5 * float(single.abs().max()))
 
 
+@pytest.mark.slow
 def test_radon_and_fbp_are_differentiable():
     ct = LimitedAngleCT(8, angles=[0.0, 50.0, 100.0])
     image = torch.rand(8, 8, dtype=torch.float64, requires_grad=True)

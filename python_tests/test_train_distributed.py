@@ -3,6 +3,7 @@ global batches, agree on the calibrated beta, and only rank 0 writes files."""
 
 import json
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -47,6 +48,7 @@ def _worker(rank, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_on_two_gloo_processes_equals_one_process(tmp_path):
     mp.spawn(_worker, args=(tmp_path / "init", tmp_path), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]

@@ -105,6 +105,7 @@ def test_model_without_offsets_is_refused():
 
 # ------------------------------------------------------------------------- fitting behaviour
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [0.8, 0.95])
 def test_calibration_reaches_the_target_coverage(target, trained_point_mlp):
     train, val = loaders(n_train=512)
@@ -133,6 +134,7 @@ def test_calibration_reaches_the_target_coverage(target, trained_point_mlp):
     assert measured == pytest.approx(result.coverage, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_larger_beta_gives_narrower_intervals(trained_point_mlp):
     train, val = loaders()
     widths, coverages = [], []
@@ -163,6 +165,7 @@ def test_adaptive_beta_is_a_tenth_of_the_point_error(trained_point_mlp):
     assert no_val.coverage_on == "train" and "train_point_mae" in no_val.history[0]
 
 
+@pytest.mark.slow
 def test_conv_denoiser_with_intervals_in_its_last_layers():
     """The paper's setting in small: a trained conv net, intervals in the last 2 of its 3
     convolutions (the first runs once in point mode), calibrated to 90 % pixel coverage."""

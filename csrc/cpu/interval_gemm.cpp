@@ -1,71 +1,19 @@
-// The CPU interval GEMMs: run-time choice of the instruction set, split of the output into
-// blocks, and the threads. The arithmetic lives in the per-ISA kernel files (gemm_isa.h).
-//
-// Instruction set. The extension is built without -march, so the AVX-512 and AVX2 kernels are
-// compiled per file with target pragmas and chosen here, once, from the CPU's features: the widest
-// one the CPU supports. The environment variable
-//     INN_CUDA_CPU_ISA=avx512|avx2|scalar
-// forces a path (read on first use; it is an error to ask for one the CPU lacks). It exists so
-// tests and benchmarks can exercise every path on one machine. `active_isa()` (and
-// `inn_cuda.info()["cpu_isa"]`) names the path in use.
+// The CPU interval GEMMs: the split of the output into blocks, and the threads; the entry points
+// of the pixel-lane kernels. The arithmetic lives in the per-ISA kernel files (gemm_isa.h), whose
+// table is chosen at run time in cpu_isa.cpp.
 #include "interval_gemm.h"
 
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <memory>
 #include <new>
-#include <string>
 
 #include "cpu_isa.h"
 #include "gemm_isa.h"
 
 namespace inn::cpu {
 namespace {
-
-struct IsaChoice {
-  const char* name;
-  const IsaTable* table;
-  bool supported;
-  const char* needs;
-};
-
-bool cpu_has_avx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("fma");
-}
-
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-
-const IsaTable& choose_table() {
-  const IsaChoice choices[] = {
-      {"avx512", &kAvx512Kernels, cpu_has_avx512(), "AVX-512 F/VL/DQ/BW and FMA"},
-      {"avx2", &kAvx2Kernels, cpu_has_avx2(), "AVX2 and FMA"},
-      {"scalar", &kScalarKernels, true, ""},
-  };
-  const char* forced = std::getenv("INN_CUDA_CPU_ISA");
-  if (forced == nullptr || *forced == '\0') {
-    for (const IsaChoice& c : choices) {
-      if (c.supported) return *c.table;
-    }
-  }
-  for (const IsaChoice& c : choices) {
-    if (std::string(forced) == c.name) {
-      TORCH_CHECK(c.supported, "INN_CUDA_CPU_ISA=", forced, " asks for the ", c.name,
-                  " kernels, but this CPU lacks ", c.needs);
-      return *c.table;
-    }
-  }
-  TORCH_CHECK(false, "INN_CUDA_CPU_ISA must be avx512, avx2 or scalar, got '", forced, "'");
-}
-
-const IsaTable& active_table() {
-  static const IsaTable& table = choose_table();
-  return table;
-}
 
 template <typename T>
 const IsaKernels<T>& active_kernels();
@@ -156,8 +104,6 @@ void* thread_workspace(size_t bytes) {
   }
   return buffer.get();
 }
-
-const char* active_isa() { return active_table().name; }
 
 template <typename T>
 void interval_gemm_forward(int64_t M, int64_t N, int64_t K, ConstView<T> x_lo, ConstView<T> x_hi,

@@ -70,8 +70,8 @@ class Network:
 
 # The demo's settings (inn_cuda.experiment presets "default": 64x64, width 8, depth 3, dropout
 # 0.2, intervals in the last 6 layers, T = 16, batches of 16) and the paper's CT settings
-# (METHOD.md section 3: 512x512, width 64, depth 4, dropout 0.7, last 12 layers, T = 16; one
-# slice per batch, four MC passes per forward to bound the memory).
+# (docs/method.md section 5.1: 512x512, width 64, depth 4, dropout 0.7, last 12 layers, T = 16;
+# one slice per batch, four MC passes per forward to bound the memory).
 NETWORKS = {
     "demo-unet": Network("demo-unet", width=8, depth=3, image_size=64, batch=16, dropout=0.2,
                          inn_last=6, mc_passes=16, mc_max_batch=64),

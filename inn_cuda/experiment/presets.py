@@ -5,7 +5,7 @@ sets of overrides per task:
 
 * ``default``: a 2-core CPU finishes the whole study in minutes, with numbers that mean something
   (the point network learns the task, the intervals are calibrated to a coverage);
-* ``paper``: the published settings (METHOD.md section 3): 512 x 512 images, the full U-Net
+* ``paper``: the published settings (docs/method.md section 5.1): 512 x 512 images, the full U-Net
   (width 64, depth 4, dropout 0.7), 400 epochs; for a GPU;
 * ``tiny``: seconds, for tests (numbers are not meaningful).
 """
@@ -161,8 +161,8 @@ _PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
                          batch_size=8, inn_last=3, inn_epochs=1, inn_batch_size=8,
                          probout_epochs=1, mc_passes=3, noise_levels=(0.01, 0.04),
                          adv_max_iter=3, eval_batch_size=4, timing_repeats=1),
-    # METHOD.md section 3: AAPM-sized data (2580 slices split 8/1/1; phantoms here, or a user's
-    # folder), U-Net width 64 depth 4 dropout 0.7, 400 epochs lr 7.5e-5 batch 12; INN 15 epochs
+    # docs/method.md section 5.1: AAPM-sized data (2580 slices split 8/1/1; phantoms here, or a
+    # user's folder), U-Net width 64 depth 4 dropout 0.7, 400 epochs lr 7.5e-5 batch 12; INN 15 epochs
     # lr 1e-6 beta 1e-4 batch 6 in the last 12 layers; MC dropout T = 16; PROBOUT 400 more
     # epochs lr 1e-7; L-BFGS adversarial search.
     ("ct", "paper"): dict(threads=None, size=512, n_train=2064, n_val=258, n_test=258, width=64, depth=4,

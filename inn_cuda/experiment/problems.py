@@ -3,7 +3,7 @@ point network, and the task's version of each failure mode (measurement noise, t
 target, the atypical artifact).
 
 * :class:`CTProblem`: limited-angle CT on phantoms (``inn_cuda.tasks``), a residual U-Net; the
-  failure modes of METHOD.md section 5 as the paper made them (sinogram noise, a dark square
+  failure modes of docs/method.md section 5.2 as the paper made them (sinogram noise, a dark square
   erased from the reconstruction, a bird pasted into the ground truth).
 * :class:`Deconv1DProblem`: 1D deconvolution of piecewise-constant signals, the paper's 10-layer
   Conv1d network; the same failure modes carried over to 1D (input noise, a plateau pushed into

@@ -1,6 +1,6 @@
 """Parametrised interval layers: a frozen trained layer plus trainable non-negative offsets.
 
-For a point weight ``W`` and bias ``b`` (METHOD.md section 1)::
+For a point weight ``W`` and bias ``b`` (docs/method.md section 1)::
 
     W_lo = W - weight_offset_lo,   W_hi = W + weight_offset_hi     (offsets >= 0, start at 0)
     b_lo = b - bias_offset_lo,     b_hi = b + bias_offset_hi

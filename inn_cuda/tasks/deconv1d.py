@@ -1,6 +1,6 @@
-"""1D deconvolution (METHOD.md section 3): piecewise-constant signals of length 512 with random
-jumps, observed through a Gaussian blur, with Gaussian noise of standard deviation ``sigma`` added
-to both the network input (the blurred signal) and the target (the signal), as in the paper's
+"""1D deconvolution (docs/method.md section 5.1): piecewise-constant signals of length 512 with
+random jumps, observed through a Gaussian blur, with Gaussian noise of standard deviation ``sigma``
+added to both the network input (the blurred signal) and the target (the signal), as in the paper's
 synthetic study (sigma in {0.02, 0.05, 0.08, 0.11, 0.14}; 1600 train / 200 test).
 
 Signal model (ours; the paper's generator is not published): ``n_jumps`` uniform in

@@ -1,4 +1,4 @@
-"""Fitting the interval offsets of a converted model (METHOD.md section 3).
+"""Fitting the interval offsets of a converted model (docs/method.md section 4).
 
 Objective, means over all pixels and the batch, in float32 (or float64) whatever the compute
 dtype:
