@@ -75,6 +75,10 @@ def _add_demo(commands) -> None:
     demo.add_argument("--epochs", type=int, default=None,
                       help="epochs of the point network's training (default: the preset's)")
     demo.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    demo.add_argument("--seeds", type=int, default=1, metavar="N",
+                      help="repeat the whole study for N seeds (--seed .. --seed + N - 1), each "
+                      "in <out>/seed-<k>/, and report mean +- sd across them (default 1: one "
+                      "study written to --out itself)")
     demo.add_argument("--out", default=None,
                       help="report folder (default: runs/demo-<task>-<preset>)")
     demo.add_argument("--set", dest="assignments", action="append", default=[],
@@ -96,11 +100,18 @@ def _run_demo(args) -> int:
             if getattr(args, name) is not None:
                 overrides[name] = getattr(args, name)
         settings = make_settings(args.task, args.preset, **overrides)
+        if args.seeds < 1:
+            raise ValueError(f"--seeds: expected an int >= 1, got {args.seeds}")
     except ValueError as error:
         args.subparser.error(str(error))
     out = args.out or f"runs/demo-{args.task}-{args.preset}"
     try:
-        result = run_study(settings, out, progress=not args.quiet, overwrite=args.overwrite)
+        if args.seeds > 1:
+            from .experiment.seeds import run_seeds
+            result = run_seeds(settings, out, args.seeds, progress=not args.quiet,
+                               overwrite=args.overwrite)
+        else:
+            result = run_study(settings, out, progress=not args.quiet, overwrite=args.overwrite)
     except StudyError as error:
         print(f"inn-cuda demo: error: {error}", file=sys.stderr)
         return 2

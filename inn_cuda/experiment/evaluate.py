@@ -101,7 +101,8 @@ def case_metrics(method: Method, pred: Prediction, targets: torch.Tensor,
                 clean_uncertainty, mask, support)
             per_image["pixel_auroc_change"] = M.pixel_auroc_per_image(
                 unc - clean_uncertainty, mask, support)
-    out: Dict[str, object] = {k: _mean(v) for k, v in per_image.items()}
+    out: Dict[str, object] = {"coverage": None, "mean_width": None}  # None: no trained interval
+    out.update({k: _mean(v) for k, v in per_image.items()})
     thresholds = M.direction_accuracy(pred.rec, pred.lo, pred.hi, targets, support=support)
     out["direction_accuracy_by_ratio"] = {_threshold_key(t): _mean(thresholds.accuracy[:, k])
                                           for k, t in enumerate(thresholds.thresholds)}

@@ -95,9 +95,11 @@ def row_sentence(row: dict) -> str:
     if chance is not None:
         at = row["at_chance"]
         if at and len(at) == len(row["methods"]):
-            text += f"Every method is at chance ({_fmt(chance, 1)} lies in or beyond each interval). "
+            text += (f"Every method is at or below chance ({_fmt(chance, 1)} lies in or beyond "
+                     f"each interval). ")
         elif at:
-            text += f"{_join(at)} {'is' if len(at) == 1 else 'are'} at chance ({_fmt(chance, 1)}). "
+            text += (f"{_join(at)} {'is' if len(at) == 1 else 'are'} at or below chance "
+                     f"({_fmt(chance, 1)}). ")
     below = row.get("below_controls", {})
     for m, names in below.items():
         text += f"{m} is not above {_join(names)}. "
@@ -131,11 +133,13 @@ def findings(metrics: dict, rows: Optional[List[dict]] = None) -> List[str]:
                 for m, ok in r.get("beats_controls", {}).items()
                 if ok and m not in r["at_chance"]]
     if any(r.get("beats_controls") for r in rows):
-        out.append("**Detection.** " + (
-            "A method beats its clean-image control and both uncertainty-free maps only for: "
+        out.append("**Beyond the controls.** " + (
+            "Above chance and significantly better than every control (both uncertainty-free "
+            "maps, and its own map on the clean image where the criterion has one) only: "
             + "; ".join(detected) + "." if detected else
-            "No method beats its clean-image control and both uncertainty-free maps on any "
-            "criterion."))
+            "No method is above chance and significantly better than every control (both "
+            "uncertainty-free maps, and its own map on the clean image where the criterion has "
+            "one) on any criterion."))
     speed = _speed_sentence(metrics)
     if speed:
         out.append(speed)
@@ -218,8 +222,10 @@ def _speed_sentence(metrics: dict) -> str:
 # ------------------------------------------------------------------------------------ tables
 
 def _table(header: List[str], rows: List[List[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    def cells(row):  # a "|" in a cell (|error|) would end it
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+    lines = [cells(header), "|" + "|".join("---" for _ in header) + "|"]
+    lines += [cells(r) for r in rows]
     return "\n".join(lines)
 
 
