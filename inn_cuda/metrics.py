@@ -83,14 +83,13 @@ def pearson(a, b, support=None) -> torch.Tensor:
 
 
 def _ranks(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Average ranks of each row among its support pixels (0 elsewhere)."""
+    """Average ranks of each row among its support pixels (0 elsewhere): the pixels outside
+    rank above every finite value inside (as +inf), which leaves the inside ranks as they are
+    among themselves."""
     from scipy.stats import rankdata
-    values, inside = x.cpu().numpy(), w.cpu().numpy() > 0
-    out = np.zeros_like(values)
-    for i in range(values.shape[0]):
-        if inside[i].any():
-            out[i, inside[i]] = rankdata(values[i, inside[i]], method="average")
-    return torch.from_numpy(out)
+    inside = w > 0
+    values = torch.where(inside, x, torch.inf).cpu().numpy()
+    return torch.from_numpy(rankdata(values, method="average", axis=1)) * inside
 
 
 def spearman(a, b, support=None) -> torch.Tensor:
@@ -225,8 +224,13 @@ def direction_scores(rec, lo, hi, target, support=None, exclude=None) -> Directi
 
 
 def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-    return float(roc_auc_score(labels, scores))
+    """AUROC as the Mann-Whitney U of the positives over the negatives, divided by their count
+    of pairs (ties 1/2): equal to scikit-learn's roc_auc_score, several times faster on the
+    thousands of small per-image problems of a study."""
+    from scipy.stats import mannwhitneyu
+    positive, negative = scores[labels], scores[~labels]
+    u = mannwhitneyu(positive, negative, method="asymptotic").statistic
+    return float(u) / (positive.size * negative.size)
 
 
 def _labels_scores(mask, scores):
@@ -242,8 +246,9 @@ def pixel_auroc(uncertainty, mask) -> float:
     """Area under the ROC curve for detecting the pixels of ``mask`` (bool, e.g. the changed region
     of an adversarial example or an artifact's footprint) by thresholding ``uncertainty``, pooled
     over all pixels of all images (scikit-learn's ``roc_auc_score``)."""
+    from sklearn.metrics import roc_auc_score
     y, s = _labels_scores(mask, uncertainty)
-    return _auroc(s, y)
+    return float(roc_auc_score(y, s))
 
 
 def pixel_auroc_per_image(uncertainty, mask, support=None) -> torch.Tensor:

@@ -182,3 +182,13 @@ def test_interval_loss_reports_coverage_on_the_support():
     assert float(loss_s) == float(loss)  # the objective itself is unchanged
     with pytest.raises(ValueError, match="support: expected a bool mask"):
         interval_loss(Interval(lo, hi), y, 0.1, support.float())
+
+
+def test_per_image_auroc_equals_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 200).astype(float)  # many ties
+    labels = rng.random(200) < 0.3
+    u = torch.from_numpy(scores).reshape(1, 1, 200)
+    mask = torch.from_numpy(labels).reshape(1, 1, 200)
+    assert M.pixel_auroc_per_image(u, mask)[0] == pytest.approx(roc_auc_score(labels, scores))
