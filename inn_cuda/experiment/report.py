@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -492,6 +493,16 @@ def _jsonable(value):
     return value
 
 
+_FLAT_LIST = re.compile(r"\[\s+([^\[\]{}\"]*?)\s+\]")
+
+
+def dumps(metrics: dict) -> str:
+    """Strict JSON, indented, with lists of numbers on one line each (the per-image values
+    would otherwise take a line per number)."""
+    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False)
+    return _FLAT_LIST.sub(lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text) + "\n"
+
+
 def write_report(out, metrics: dict, figure_files: List[str], *,
                  noise_label: str = "noise") -> List[Path]:
     """Write ``report.md`` and ``metrics.json`` (with the findings) into ``out``."""
@@ -500,7 +511,7 @@ def write_report(out, metrics: dict, figure_files: List[str], *,
     metrics["analysis"] = rows
     metrics["findings"] = findings(metrics, rows)
     metrics_path = out / METRICS_FILE
-    metrics_path.write_text(json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    metrics_path.write_text(dumps(metrics))
     report_path = out / REPORT_FILE
     report_path.write_text(render(metrics, figure_files, noise_label=noise_label, rows=rows))
     return [report_path, metrics_path]

@@ -12,14 +12,13 @@ the seed-to-seed spread is the variation a reader should expect from retraining.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Dict, List
 
 from .presets import Settings
-from .report import METRICS_FILE, MODE_TITLES, REPORT_FILE, _fmt, _jsonable, _table
+from .report import METRICS_FILE, MODE_TITLES, REPORT_FILE, _fmt, _table, dumps
 from .study import StudyResult, run_study
 
 
@@ -42,7 +41,7 @@ def run_seeds(settings: Settings, out, seeds: int, *, progress: bool = True,
     summary = aggregate([r.metrics for r in runs])
     summary["wall_time_s"] = time.perf_counter() - began
     metrics_path = out / METRICS_FILE
-    metrics_path.write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
+    metrics_path.write_text(dumps(summary))
     report_path = out / REPORT_FILE
     report_path.write_text(render(summary))
     return StudyResult(out, summary, [report_path, metrics_path])
