@@ -35,6 +35,8 @@ class Criterion:
     higher: bool  # higher is better
     chance: Optional[float]  # the level of an uninformative map, None when there is none
     clean_control: Optional[str] = None  # the per-image key of the method's clean-image control
+    trivial_controls: bool = True  # compare with EDGE and INTENSITY (not for the direction,
+    # where a map without an interval is at chance by construction)
 
 
 CRITERIA = (
@@ -42,7 +44,7 @@ CRITERIA = (
               "clean", True, 0.0),
     Criterion("clean", "sparsification (AUSE, lower is better)", "ause", "clean", False, None),
     Criterion("clean", "direction (AUROC of the signed asymmetry for the side of the target)",
-              "direction_auroc", "clean", True, 0.5),
+              "direction_auroc", "clean", True, 0.5, trivial_controls=False),
     Criterion("noise", "telling noisy from clean images (image AUROC of the mean uncertainty, "
               "averaged over levels)", "placement_mean", "noise", True, 0.5),
     Criterion("noise", "ranking the error under the strongest noise (Spearman)", "spearman",
@@ -115,7 +117,8 @@ def analyse(metrics: dict) -> List[dict]:
     rows = []
     for criterion in CRITERIA:
         cases = _where(metrics, criterion)
-        data = {m: per_image(metrics, m, cases, criterion.metric) for m in methods + controls}
+        compared = methods + (controls if criterion.trivial_controls else [])
+        data = {m: per_image(metrics, m, cases, criterion.metric) for m in compared}
         data = {m: v for m, v in data.items() if v is not None and np.isfinite(v).any()}
         if not any(m in data for m in methods):
             continue
