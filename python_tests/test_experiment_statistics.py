@@ -92,10 +92,12 @@ def test_no_significant_difference_names_no_winner():
     metrics["controls"] = []
     row = _row(metrics)
     assert row["best"] is None  # INN's mean may be highest, but not significantly above MCDROP
+    assert sorted(row["tied"]) == ["INN", "MCDROP"]  # both significantly above PROBOUT
     text = report.row_sentence(row)
-    assert "No significant difference between the methods" in text and "is best" not in text
+    assert "No significant difference between" in text and "no method is best" in text
+    assert " is best (" not in text and "PROBOUT" not in text.split("No significant")[1]
     table = report.summary_table([row])
-    assert "no significant difference" in table
+    assert "no significant difference (" in table
 
 
 def test_everything_at_chance_is_said_plainly():
@@ -111,6 +113,7 @@ def test_everything_at_chance_is_said_plainly():
     assert any("No method is above chance and significantly better than every control" in line
                for line in findings)
     assert "all at chance" in report.summary_table([row])
+    assert report.summary_table([row]).count("no significant difference") == 1
     assert not any("Outright wins" in line or "tally" in line for line in findings)
 
 

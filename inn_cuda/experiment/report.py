@@ -91,7 +91,8 @@ def row_sentence(row: dict) -> str:
         text += (f"{row['best']} is best (its paired difference to each other method is "
                  f"significant, Holm-adjusted Wilcoxon p < {S.ALPHA:g}). ")
     else:
-        text += "No significant difference between the methods. "
+        text += (f"No significant difference between {_join(row['tied'])} (Holm-adjusted "
+                 f"Wilcoxon p >= {S.ALPHA:g}): no method is best. ")
     chance = row["chance"]
     if chance is not None:
         at = row["at_chance"]
@@ -288,6 +289,19 @@ def direction_table(metrics: dict) -> str:
                    "asymmetry AUROC"], rows)
 
 
+def verdict_of(row: dict) -> str:
+    """The verdict cell of a criterion: the best method, or which ones do not differ."""
+    if row["best"]:
+        text = f"{row['best']} best"
+    elif row["tied"]:
+        text = f"no significant difference ({', '.join(row['tied'])})"
+    else:
+        text = "–"
+    if row["chance"] is not None and len(row["at_chance"]) == len(row["methods"]):
+        text += "; all at chance"
+    return text
+
+
 def summary_table(rows: List[dict]) -> str:
     """Per criterion: every method's and control's mean [95 % CI] and the verdict."""
     names = []
@@ -295,9 +309,7 @@ def summary_table(rows: List[dict]) -> str:
         names += [n for n in r["methods"] + r["controls"] if n not in names]
     body = []
     for r in rows:
-        verdict = r["best"] or ("no significant difference" if len(r["methods"]) > 1 else "–")
-        if r["chance"] is not None and len(r["at_chance"]) == len(r["methods"]):
-            verdict += "; all at chance"
+        verdict = verdict_of(r)
         body.append([MODE_TITLES[r["mode"]], r["criterion"]] +
                      [_ci(r["entries"][n]) if n in r["entries"] else "–" for n in names] +
                      [verdict])

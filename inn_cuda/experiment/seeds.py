@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .presets import Settings
-from .report import METRICS_FILE, MODE_TITLES, REPORT_FILE, _fmt, _table, dumps
+from .report import METRICS_FILE, MODE_TITLES, REPORT_FILE, _fmt, _table, dumps, verdict_of
 from .study import StudyResult, run_study
 
 
@@ -61,9 +61,7 @@ def aggregate(per_seed: List[dict]) -> Dict[str, object]:
                 if name not in entry["names"]:
                     entry["names"].append(name)
                 entry["per_seed"].setdefault(name, {})[seed] = row["entries"][name]
-            every = row["chance"] is not None and len(row["at_chance"]) == len(row["methods"])
-            entry["verdicts"][seed] = (row["best"] or "no significant difference") + \
-                ("; all at chance" if every else "")
+            entry["verdicts"][seed] = verdict_of(row)
     for entry in rows.values():
         entry["across_seeds"] = {}
         for name, by_seed in entry["per_seed"].items():

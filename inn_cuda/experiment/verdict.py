@@ -10,7 +10,8 @@ comparison of the table at once. Then:
 
 * a method is **best** only when its paired difference to each other method is significant
   (adjusted p < :data:`~.statistics.ALPHA`) in its favour; otherwise there is **no significant
-  difference**, and the numbers are shown as they are;
+  difference** between the top method and those it does not significantly beat (``tied``), and
+  the numbers are shown as they are;
 * a method is **at chance** when its interval reaches the chance level (or beyond);
 * a method **beats its controls** only when it is significantly better than each of them; a
   method that does not, or whose mean does not exceed a control's, is named with that control.
@@ -167,6 +168,9 @@ def _verdicts(row: dict) -> None:
 
     others = [m for m in methods if m != top]
     row["best"] = top if others and all(beats(top, m) for m in others) else None
+    # no best: the top method and those it does not significantly beat
+    row["tied"] = [] if row["best"] or not others else \
+        [top] + [m for m in others if not beats(top, m)]
     row["at_chance"] = [m for m in methods if _at_chance(entries[m], chance, higher)]
     row["beats_controls"], row["below_controls"] = {}, {}
     for m in methods:
