@@ -1,6 +1,6 @@
 """The optional ``[study]`` extra: the paper study (``inn_cuda.tasks``, ``failure``,
-``baselines``, ``metrics``, ``experiment`` and ``inn-cuda demo``) needs NumPy, Matplotlib,
-scikit-learn and Pillow; the core (ops, reference, nn, convert, train, uncertainty) needs only
+``baselines``, ``metrics``, ``experiment`` and ``inn-cuda demo``) needs NumPy, SciPy,
+Matplotlib, scikit-learn and Pillow; the core (ops, reference, nn, convert, train, uncertainty) needs only
 torch and tqdm. Each study module calls :func:`require_study` before its own imports, so a core
 install gets one clear ImportError naming the extra instead of a bare ``No module named``."""
 
@@ -11,7 +11,7 @@ import sys
 
 STUDY_INSTALL = 'pip install "inn_cuda[study]"'
 # import name -> distribution name
-STUDY_PACKAGES = {"numpy": "numpy", "matplotlib": "matplotlib", "sklearn": "scikit-learn",
+STUDY_PACKAGES = {"numpy": "numpy", "scipy": "scipy", "matplotlib": "matplotlib", "sklearn": "scikit-learn",
                   "PIL": "pillow"}
 
 

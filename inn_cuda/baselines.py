@@ -30,6 +30,20 @@ PAPER_PASSES = {"ct": 16, "deconv1d": 50, "denoising": 128}
 class MCDropoutResult(NamedTuple):
     mean: torch.Tensor
     std: torch.Tensor
+    quantiles: torch.Tensor | None = None  # (len(q), *x_out.shape) when asked for
+
+
+def _sample_quantiles(samples: torch.Tensor, levels) -> torch.Tensor:
+    """Quantiles along dim 0 with linear interpolation (torch.quantile's default rule; written
+    out because torch.quantile refuses inputs of more than 2**24 elements)."""
+    ordered = samples.sort(0).values
+    out = []
+    for q in levels:
+        position = q * (samples.shape[0] - 1)
+        below = int(position)
+        above = min(below + 1, samples.shape[0] - 1)
+        out.append(ordered[below] + (position - below) * (ordered[above] - ordered[below]))
+    return torch.stack(out)
 
 
 def dropout_modules(model: nn.Module) -> list[nn.Module]:
@@ -39,7 +53,8 @@ def dropout_modules(model: nn.Module) -> list[nn.Module]:
 
 @torch.no_grad()
 def mc_dropout(model: nn.Module, x: torch.Tensor, passes: int = PAPER_PASSES["ct"], *,
-               max_batch: int = 64, seed: int | None = None) -> MCDropoutResult:
+               max_batch: int = 64, seed: int | None = None,
+               quantiles=None) -> MCDropoutResult:
     """Mean and Bessel-corrected std over ``passes`` forward passes of ``model`` on ``x`` with
     dropout active and every other module in eval mode.
 
@@ -47,7 +62,11 @@ def mc_dropout(model: nn.Module, x: torch.Tensor, passes: int = PAPER_PASSES["ct
     (dropout masks are independent per sample, so each copy is an independent pass). Statistics
     accumulate in float64 (Chan et al.'s pairwise update). ``seed`` fixes the dropout masks
     without touching the global RNG state. The modules' training flags are restored afterwards.
+    ``quantiles`` (levels in [0, 1]) also returns those quantiles of the passes, per element
+    (all passes are then kept in memory).
     """
+    if quantiles is not None and not all(0.0 <= q <= 1.0 for q in quantiles):
+        raise ValueError(f"quantiles: expected levels in [0, 1], got {quantiles!r}")
     if passes < 2:
         raise ValueError(f"passes: expected >= 2 for a standard deviation, got {passes}")
     if max_batch < 1:
@@ -64,12 +83,14 @@ def mc_dropout(model: nn.Module, x: torch.Tensor, passes: int = PAPER_PASSES["ct
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            count, mean, m2 = 0, None, None
+            count, mean, m2, kept = 0, None, None, []
             per_forward = max(1, max_batch // max(1, x.shape[0]))
             while count < passes:
                 k = min(per_forward, passes - count)
                 y = model(x.repeat(k, *([1] * (x.ndim - 1))))
                 y = y.reshape(k, x.shape[0], *y.shape[1:]).to(torch.float64)
+                if quantiles is not None:
+                    kept.append(y)
                 chunk_mean = y.mean(0)
                 chunk_m2 = ((y - chunk_mean) ** 2).sum(0)
                 if mean is None:
@@ -84,7 +105,9 @@ def mc_dropout(model: nn.Module, x: torch.Tensor, passes: int = PAPER_PASSES["ct
         for m, mode in modes.items():
             m.train(mode)
     std = (m2 / (passes - 1)).sqrt()
-    return MCDropoutResult(mean.to(x.dtype), std.to(x.dtype))
+    levels = None if quantiles is None else \
+        _sample_quantiles(torch.cat(kept), quantiles).to(x.dtype)
+    return MCDropoutResult(mean.to(x.dtype), std.to(x.dtype), levels)
 
 
 class ProbOut(nn.Module):

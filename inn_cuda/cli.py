@@ -87,6 +87,10 @@ def _add_demo(commands) -> None:
                       help="epochs of the point network's training (default: the preset's)")
     demo.add_argument("--seed", type=nonnegative_int, default=None,
                       help="random seed (default 0)")
+    demo.add_argument("--seeds", type=positive_int, default=1, metavar="N",
+                      help="repeat the whole study for N seeds (--seed .. --seed + N - 1), each "
+                      "in <out>/seed-<k>/, and report mean +- sd across them (default 1: one "
+                      "study written to --out itself)")
     demo.add_argument("--out", default=None,
                       help="report folder (default: runs/demo-<task>-<preset>)")
     demo.add_argument("--set", dest="assignments", action="append", default=[],
@@ -113,7 +117,12 @@ def _run_demo(args) -> int:
     out = writable_folder(args.subparser, "--out",
                           args.out or f"runs/demo-{args.task}-{args.preset}")
     try:
-        result = run_study(settings, out, progress=not args.quiet, overwrite=args.overwrite)
+        if args.seeds > 1:
+            from .experiment.seeds import run_seeds
+            result = run_seeds(settings, out, args.seeds, progress=not args.quiet,
+                               overwrite=args.overwrite)
+        else:
+            result = run_study(settings, out, progress=not args.quiet, overwrite=args.overwrite)
     except StudyError as error:
         print(f"inn-cuda demo: error: {error}", file=sys.stderr)
         return 2

@@ -49,8 +49,23 @@ def test_mc_dropout_matches_bessel_std_of_the_passes(max_batch):
     passes = torch.cat(outputs).reshape(7, 2, 1, 32).double()
     torch.testing.assert_close(res.std, passes.std(0, correction=1).float(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(res.mean, passes.mean(0).float(), rtol=1e-5, atol=1e-6)
+    assert res.quantiles is None
     with pytest.raises(ValueError, match="passes"):
         mc_dropout(model, x, passes=1)
+
+
+def test_mc_dropout_quantiles_of_the_passes():
+    model = ConvNet1d(width=4)
+    x = torch.randn(2, 1, 32)
+    outputs = []
+    model.register_forward_hook(lambda m, i, o: outputs.append(o.detach().clone()))
+    res = mc_dropout(model, x, passes=9, max_batch=4, seed=0, quantiles=(0.1, 0.5, 0.9))
+    passes = torch.cat(outputs).reshape(9, 2, 1, 32).double()
+    expected = torch.quantile(passes, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64), dim=0)
+    assert res.quantiles.shape == (3, 2, 1, 32)
+    torch.testing.assert_close(res.quantiles, expected.float(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="quantiles"):
+        mc_dropout(model, x, passes=3, quantiles=(1.5,))
 
 
 def test_probout_head_and_loss_formula():

@@ -130,18 +130,3 @@ def test_core_runs_without_the_study_stack():
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0 and "CORE OK" in done.stdout, done.stderr[-4000:]
-
-
-def test_ranks_match_scipy():
-    """metrics' own average ranks (the one SciPy use, replaced) agree with scipy.stats.rankdata,
-    ties and NaN rows included."""
-    rankdata = pytest.importorskip("scipy.stats").rankdata
-    from inn_cuda.metrics import _ranks
-
-    g = torch.Generator().manual_seed(0)
-    for x in (torch.randint(0, 4, (5, 40), generator=g).double(),
-              torch.randn(3, 33, generator=g), torch.zeros(2, 7)):
-        x[0, 2] = float("nan")
-        expected = torch.from_numpy(rankdata(x.double().numpy(), method="average", axis=1))
-        assert torch.equal(_ranks(x).isnan(), expected.isnan())
-        assert torch.equal(_ranks(x).nan_to_num(-1.0), expected.nan_to_num(-1.0))

@@ -22,19 +22,27 @@ def _check_report(out, task):
     s = metrics["settings"]
     cases = ["clean", *(f"noise {v:g}" for v in s["noise_levels"]), "adversarial", "artifact"]
     assert list(metrics["cases"]) == cases
-    assert set(metrics["results"]) == set(METHODS)
+    assert set(metrics["results"]) == {*METHODS, "EDGE", "INTENSITY"}
+    assert metrics["controls"] == ["EDGE", "INTENSITY"]
     report = (out / "report.md").read_text()
+    images = s["n_test"]
     for case in cases:
-        for method in METHODS:
+        for method in metrics["results"]:
             result = metrics["results"][method][case]
             assert {"rmse", "mean_uncertainty", "spearman", "pearson", "cosine", "ause",
-                    "direction_accuracy", "direction_fraction"} <= set(result)
+                    "direction_accuracy", "direction_base_rate", "direction_auroc",
+                    "direction_accuracy_by_ratio", "all_pixels", "per_image"} <= set(result)
             assert (result["coverage"] is not None) == (method == "INN")
+            # every per-image value behind the statistics is kept
+            assert all(len(v) == images for v in result["per_image"].values())
             if case != "clean":
-                assert "image_auroc" in result
+                assert "image_auroc" in result and "placement_local_max" in result["per_image"]
             if case in ("adversarial", "artifact"):
                 assert 0.0 <= result["pixel_auroc"] <= 1.0
-            assert report.count(f"| {case} | {method} |") == 2  # main and interval tables
+                assert "pixel_auroc_clean_control" in result["per_image"]
+            assert f"| {case} | {method} |" in report
+    assert "## Summary" in report and "## Paired comparisons" in report
+    assert {row["metric"] for row in metrics["analysis"]} >= {"pixel_auroc"}
     assert set(metrics["inference_time"]) == {*METHODS, "point network"}
     assert metrics["findings"] and "## Findings" in report
     for line in metrics["findings"]:
@@ -82,7 +90,27 @@ def test_deconv1d_demo_writes_the_report(tmp_path):
     assert metrics["cases"]["artifact"]["footprint_fraction"] > 0
 
 
+@pytest.mark.slow
+def test_seeds_repeat_the_study_and_report_across_them(tmp_path):
+    out = tmp_path / "seeds"
+    assert main(["demo", "--task", "deconv1d", "--preset", "tiny", "--out", str(out), "--quiet",
+                 "--seed", "3", "--seeds", "2"]) == 0
+    for seed in (3, 4):
+        per_seed = json.loads((out / f"seed-{seed}" / "metrics.json").read_text())
+        assert per_seed["settings"]["seed"] == seed
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["seeds"] == [3, 4]
+    row = next(r for r in summary["criteria"] if r["mode"] == "artifact")
+    across = row["across_seeds"]["INN"]
+    values = [row["per_seed"]["INN"][str(k)]["mean"] for k in (3, 4)]
+    assert across["mean"] == pytest.approx(sum(values) / 2)
+    assert across["sd"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    report = (out / "report.md").read_text()
+    assert "2 seeds" in report and "(seed-3/report.md)" in report and "± " in report
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "--seeds: expected an int >= 1, got 0"),
     (["--size", "30"], "size: expected an image side >= 16 divisible by 2**depth = 4, got 30"),
     (["--set", "bogus=1"], "unknown setting 'bogus'"),
     (["--set", "inn_last=abc"], "inn_last: cannot read 'abc'"),

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from inn_cuda.experiment import make_settings
-from inn_cuda.experiment.evaluate import case_metrics
-from inn_cuda.experiment.methods import Method, Prediction
+from inn_cuda.experiment.evaluate import case_metrics, image_detection
+from inn_cuda.experiment.methods import Method, Prediction, control_methods
 from inn_cuda.experiment.problems import NonNegativeOutput, make_problem
 
 INTERVAL = Method("INN", None, symmetric=False, has_interval=True)
@@ -31,8 +31,11 @@ def test_uncertainty_equal_to_the_error_scores_perfectly():
     assert r["cosine"] == pytest.approx(1.0)
     assert r["ause"] == pytest.approx(0.0, abs=1e-12)
     assert r["pixel_auroc"] == pytest.approx(1.0)
-    assert r["pixel_aupr"] == pytest.approx(1.0)
-    assert r["rmse"] == pytest.approx(float(error.square().mean().sqrt()), rel=1e-6)
+    assert r["all_pixels"]["pixel_aupr_pooled"] == pytest.approx(1.0)
+    assert len(r["per_image"]["spearman"]) == 3  # every per-image value is kept
+    # the mean over images of each image's RMSE
+    assert r["rmse"] == pytest.approx(float(error.square().mean((1, 2, 3)).sqrt().mean()),
+                                      rel=1e-6)
     # rec = target + error, lo = rec - error - 1e-3: the target lies inside [lo, hi]
     assert r["coverage"] == pytest.approx(1.0)
     assert r["mean_width"] == pytest.approx(float(2 * error.mean()) + 1e-3, rel=1e-5)
@@ -45,12 +48,16 @@ def test_direction_and_interval_metrics_by_method_kind():
     # the target everywhere
     targets, pred = _prediction(0.05, unc, offset=2 * unc)
     r = case_metrics(INTERVAL, pred, targets)
-    assert r["direction_accuracy"]["2"] == pytest.approx(1.0)
-    assert r["direction_fraction"]["2"] == pytest.approx(1.0)
+    assert r["direction_accuracy_by_ratio"]["2"] == pytest.approx(1.0)
+    assert r["direction_fraction_by_ratio"]["2"] == pytest.approx(1.0)
+    assert r["direction_accuracy"] == pytest.approx(1.0)
+    assert r["direction_base_rate"] == pytest.approx(1.0)  # the target is always below
+    assert r["direction_balanced_accuracy"] is None and r["direction_auroc"] is None
     symmetric = Prediction(pred.rec, pred.rec - unc, pred.rec + unc, unc)
     s = case_metrics(SYMMETRIC, symmetric, targets)
-    assert s["direction_accuracy"]["1"] == pytest.approx(0.5)
-    assert s["direction_accuracy"]["2"] is None  # no pixel qualifies
+    assert s["direction_accuracy_by_ratio"]["1"] == pytest.approx(0.5)
+    assert s["direction_accuracy_by_ratio"]["2"] is None  # no pixel qualifies
+    assert s["direction_accuracy"] == pytest.approx(0.5)
     assert s["coverage"] is None and s["mean_width"] is None
     assert "pixel_auroc" not in s  # no mask, no detection metrics
 
@@ -115,3 +122,43 @@ def test_nonnegative_output_clamps_in_eval_mode_only_and_converts():
     inn = inn_cuda.to_interval(model, last=2)
     out = inn(x)
     assert torch.equal(out.point, model(x)) and bool((out.lo >= 0).all())
+
+
+def test_support_controls_and_image_detection():
+    """Metrics on the support only; the clean-image control and the change map beside the pixel
+    AUROC; image-level placements and rises from the per-image scores."""
+    torch.manual_seed(3)
+    targets = torch.rand(4, 1, 8, 8)
+    support = torch.zeros_like(targets, dtype=torch.bool)
+    support[..., 2:6, 2:6] = True
+    mask = torch.zeros_like(support)
+    mask[..., 3:5, 3:5] = True
+    clean_unc = mask.double().float()  # the clean map already marks the region ...
+    unc = clean_unc + 2.0 * mask  # ... and the perturbed one rises there
+    unc[..., 0, 0] = 10.0  # outside the support: must not count
+    pred = Prediction(targets, targets - unc, targets + unc, unc)
+    clean = case_metrics(INTERVAL, Prediction(targets, targets - clean_unc, targets + clean_unc,
+                                              clean_unc), targets, support=support)
+    r = case_metrics(INTERVAL, pred, targets, mask, support=support, clean_uncertainty=clean_unc)
+    assert r["pixel_auroc"] == pytest.approx(1.0)
+    assert r["pixel_auroc_clean_control"] == pytest.approx(1.0)  # the control is as good
+    assert r["pixel_auroc_change"] == pytest.approx(1.0)
+    assert r["all_pixels"]["pixel_auroc"] < 1.0  # the corner outscores the region off-support
+    assert r["coverage"] == pytest.approx(1.0)
+    assert r["mean_uncertainty"] == pytest.approx(float(unc[support].mean()))
+    detection = image_detection(clean, r)
+    assert detection["mean"]["auroc"] == pytest.approx(1.0)
+    assert detection["mean"]["rise_share"] == pytest.approx(1.0)
+    assert r["per_image"]["placement_local_max"] == [1.0] * 4
+
+
+def test_control_maps_are_the_reconstruction_and_its_edges():
+    net = torch.nn.Conv2d(1, 1, 1, bias=False)
+    torch.nn.init.ones_(net.weight)
+    edge, intensity = control_methods(net)
+    x = torch.zeros(1, 1, 6, 6)
+    x[..., 3:] = 1.0
+    e, i = edge.predict(x), intensity.predict(x)
+    assert edge.control and intensity.control and not edge.has_interval
+    assert torch.equal(i.uncertainty, x) and torch.equal(i.lo, i.rec) and torch.equal(i.hi, i.rec)
+    assert float(e.uncertainty[0, 0, 0, 0]) == 0.0 and float(e.uncertainty[0, 0, 0, 3]) > 0

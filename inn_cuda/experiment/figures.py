@@ -4,7 +4,9 @@
   reconstruction, |error| and the uncertainty of each method (the changed region or artifact
   footprint outlined). Each row shares one colour scale across the columns, so a map that
   lights up under a perturbation is seen to. 1D signals are drawn as curves.
-* ``direction_accuracy.png``: direction accuracy against the asymmetry threshold per case.
+* ``direction_accuracy.png``: direction accuracy against the asymmetry threshold per case (on
+  the support; the majority base rate each accuracy must beat is in the report's direction
+  table).
 * ``noise.png``: mean uncertainty (relative to clean) and the image-level AUROC against the
   noise level.
 """
@@ -125,12 +127,14 @@ def _direction(plt, metrics: dict, path: Path):
                              sharey=True)
     for ax, case in zip(axes[0], cases):
         for method, results in metrics["results"].items():
-            acc = results.get(case, {}).get("direction_accuracy", {})
+            if method in metrics.get("controls", ()):
+                continue
+            acc = results.get(case, {}).get("direction_accuracy_by_ratio", {})
             points = [(float(t), v) for t, v in acc.items() if v is not None]
             if points:
                 ts, vs = zip(*points)
                 ax.plot(ts, vs, marker="o", ms=3, color=METHOD_COLORS.get(method), label=method)
-        ax.axhline(0.5, color="0.5", ls="--", lw=0.8, label="chance")
+        ax.axhline(0.5, color="0.5", ls="--", lw=0.8, label="0.5 (not the base rate)")
         ax.set_title(case, fontsize=9)
         ax.set_xlabel("asymmetry threshold t", fontsize=8)
         ax.set_ylim(0, 1)
@@ -147,6 +151,8 @@ def _noise(plt, metrics: dict, path: Path, noise_label: str):
     levels = [0.0] + [metrics["cases"][n]["level"] for n in noise]
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.8))
     for method, results in metrics["results"].items():
+        if method in metrics.get("controls", ()):
+            continue
         color = METHOD_COLORS.get(method)
         series = [results.get(c, {}).get("mean_uncertainty") for c in ["clean", *noise]]
         if series[0]:

@@ -1,12 +1,18 @@
-"""The three uncertainty methods behind one interface: each maps a batch of network inputs to a
-:class:`Prediction` (reconstruction, lower and upper bound, uncertainty map).
+"""The three uncertainty methods and two uncertainty-free control maps behind one interface:
+each maps a batch of network inputs to a :class:`Prediction` (reconstruction, lower and upper
+bound, uncertainty map).
 
 * INN: the interval model's point output, ``[lo, hi]``, uncertainty ``hi - lo``;
 * MCDROP: the point network's (eval-mode) reconstruction, uncertainty = the std over T dropout
-  passes, ``lo, hi = rec -+ std`` (symmetric);
-* PROBOUT: the fine-tuned network's mean ``mu``, uncertainty ``exp(s / 2)``, ``mu -+ sigma``.
+  passes; ``lo, hi`` = the 10 % and 90 % quantiles of the passes (widened to contain ``rec``),
+  so the passes' skew around the reconstruction gives MC dropout a direction too;
+* PROBOUT: the fine-tuned network's mean ``mu``, uncertainty ``exp(s / 2)``, ``mu -+ sigma``;
+* EDGE and INTENSITY (controls, no uncertainty model): the point network's reconstruction, its
+  Sobel edge magnitude or its value as the "uncertainty". A method that ranks errors or finds a
+  changed region no better than these has shown nothing beyond where the image has structure.
 
-INN and MCDROP explain the same reconstruction (the point network's); PROBOUT explains its own.
+INN, MCDROP and the controls explain the same reconstruction (the point network's); PROBOUT
+explains its own.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import torch
 from torch import nn
 
 from ..baselines import mc_dropout, probout_uncertainty
+from ..tasks.filters import sobel_magnitude
+
+MC_QUANTILES = (0.1, 0.9)  # MCDROP's directional band
 
 
 class Prediction(NamedTuple):
@@ -34,6 +43,7 @@ class Method(NamedTuple):
     predict: Callable[[torch.Tensor], Prediction]  # a batch on the device -> Prediction
     symmetric: bool  # lo, hi symmetric about rec: no direction information
     has_interval: bool  # lo, hi form a trained interval (coverage and width are meaningful)
+    control: bool = False  # an uncertainty-free control map, not an uncertainty method
 
 
 def inn_method(interval_model: nn.Module) -> Method:
@@ -52,10 +62,11 @@ def mc_dropout_method(point_model: nn.Module, passes: int, seed: int) -> Method:
     def predict(x):
         point_model.eval()
         rec = point_model(x)
-        std = mc_dropout(point_model, x, passes, seed=seed).std
-        return Prediction(rec, rec - std, rec + std, std)
+        result = mc_dropout(point_model, x, passes, seed=seed, quantiles=MC_QUANTILES)
+        low, high = result.quantiles
+        return Prediction(rec, torch.minimum(low, rec), torch.maximum(high, rec), result.std)
 
-    return Method("MCDROP", predict, symmetric=True, has_interval=False)
+    return Method("MCDROP", predict, symmetric=False, has_interval=False)
 
 
 def probout_method(probout_model: nn.Module) -> Method:
@@ -67,6 +78,20 @@ def probout_method(probout_model: nn.Module) -> Method:
         return Prediction(mu, mu - sigma, mu + sigma, sigma)
 
     return Method("PROBOUT", predict, symmetric=True, has_interval=False)
+
+
+def control_methods(point_model: nn.Module) -> list:
+    """EDGE and INTENSITY: the point network's reconstruction ``rec`` with ``lo = hi = rec`` and
+    the Sobel edge magnitude of ``rec`` or ``rec`` itself as the map."""
+    def control(name, of):
+        @torch.no_grad()
+        def predict(x):
+            point_model.eval()
+            rec = point_model(x)
+            return Prediction(rec, rec, rec, of(rec))
+        return Method(name, predict, symmetric=True, has_interval=False, control=True)
+
+    return [control("EDGE", sobel_magnitude), control("INTENSITY", lambda rec: rec)]
 
 
 def predict_all(method: Method, inputs: torch.Tensor, batch_size: int,

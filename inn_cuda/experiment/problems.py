@@ -21,7 +21,8 @@ from torch import nn
 from .. import failure
 from ..failure import AdversarialTarget, ArtifactCase
 from ..tasks import ConvNet1d, CTPhantomDataset, Deconvolution1D, LimitedAngleCT, UNet
-from ..tasks.deconv1d import piecewise_constant
+from ..tasks.ct import body_support
+from ..tasks.deconv1d import piecewise_constant, signal_support
 from ..tasks.filters import gaussian_blur1d
 from .presets import Settings
 
@@ -90,6 +91,16 @@ class Problem:
     def network(self) -> nn.Module:
         raise NotImplementedError
 
+    def support(self, targets: torch.Tensor) -> torch.Tensor:
+        """The object support of a batch of targets (bool, shaped like them): where the study
+        evaluates its pixel-level metrics."""
+        raise NotImplementedError
+
+    def clamped(self, rec: torch.Tensor) -> torch.Tensor:
+        """Where a reconstruction sits at the network's output clamp (its side of the target is
+        then known without any uncertainty). None: the network has no clamp."""
+        return None
+
     def noisy_inputs(self, test: Split, level: float, seed: int) -> torch.Tensor:
         """The test set's network inputs when the measurement carries noise of ``level``."""
         raise NotImplementedError
@@ -128,6 +139,12 @@ class CTProblem(Problem):
         net = UNet(width=s.width, depth=s.depth, dropout=s.dropout, residual=s.residual,
                    batchnorm=s.batchnorm)
         return NonNegativeOutput(net) if s.nonneg_output else net
+
+    def support(self, targets):
+        return body_support(targets)
+
+    def clamped(self, rec):
+        return rec <= 0 if self.settings.nonneg_output else None
 
     def noisy_inputs(self, test, level, seed):
         with torch.no_grad():
@@ -169,6 +186,9 @@ class Deconv1DProblem(Problem):
         s = self.settings
         return tuple(self._split(count, _seed(s, stream))
                      for stream, count in enumerate((s.n_train, s.n_val, s.n_test)))
+
+    def support(self, targets):
+        return signal_support(targets)
 
     def network(self):
         return ConvNet1d(width=self.settings.width, dropout_scale=self.settings.dropout,

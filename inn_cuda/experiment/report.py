@@ -1,100 +1,38 @@
 """``report.md`` and ``metrics.json`` from the study's metrics dict.
 
-The findings are derived from the numbers alone (:func:`winners`, :func:`findings`): which method
-wins which criterion on which failure mode, with the values, ties called ties (within
-:data:`TIE`), undefined values left out and chance levels named. Nothing here knows what a run
-"should" show.
+The findings are derived from the numbers alone, through the verdict rule of :mod:`.verdict`:
+per criterion every method's mean with its bootstrap 95 % interval, "best" only where the paired
+differences to every other method survive Holm's correction, "no significant difference"
+otherwise, and a plain statement wherever every method is at chance or a method does not beat
+its controls. Nothing here knows what a run "should" show.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
+
+from . import statistics as S
+from .verdict import CLEAN_CONTROL, analyse, cases_of, controls_of, methods_of
 
 REPORT_FILE = "report.md"
 METRICS_FILE = "metrics.json"
-TIE = 0.01  # two values closer than this count as a tie
 MODES = ("clean", "noise", "adversarial", "artifact")
 MODE_TITLES = {"clean": "clean data", "noise": "measurement noise",
                "adversarial": "adversarial inputs", "artifact": "atypical artifacts"}
 
-
-# ------------------------------------------------------------------------------- the numbers
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and \
         math.isfinite(value)
 
 
-def cases_of(metrics: dict, kind: str) -> List[str]:
-    """Case names of ``kind``, in the study's order."""
-    return [name for name, case in metrics["cases"].items() if case["kind"] == kind]
-
-
 def _value(metrics: dict, method: str, case: str, metric: str) -> Optional[float]:
     value = metrics["results"].get(method, {}).get(case, {}).get(metric)
     return float(value) if _is_number(value) else None
-
-
-def _mean_over(metrics: dict, method: str, cases: Iterable[str], metric: str):
-    values = [_value(metrics, method, c, metric) for c in cases]
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
-# (failure mode, criterion label, metric, cases ("noise" = every noise case, averaged),
-#  higher is better, chance level or None)
-CRITERIA = (
-    ("clean", "ranking the error (Spearman of the absolute error and uncertainty)", "spearman", "clean",
-     True, 0.0),
-    ("clean", "sparsification (AUSE, lower is better)", "ause", "clean", False, None),
-    ("noise", "telling noisy from clean images (image AUROC, mean over levels)", "image_auroc",
-     "noise", True, 0.5),
-    ("noise", "ranking the error under the strongest noise (Spearman)", "spearman",
-     "noise:last", True, 0.0),
-    ("adversarial", "localising the changed region (pixel AUROC)", "pixel_auroc",
-     "adversarial", True, 0.5),
-    ("adversarial", "flagging attacked images (image AUROC)", "image_auroc", "adversarial",
-     True, 0.5),
-    ("artifact", "localising the artifact (pixel AUROC)", "pixel_auroc", "artifact", True,
-     0.5),
-    ("artifact", "flagging images with an artifact (image AUROC)", "image_auroc", "artifact",
-     True, 0.5),
-)
-
-
-def winners(metrics: dict) -> List[dict]:
-    """Per criterion of :data:`CRITERIA`: every method's value, the best method(s) (all within
-    :data:`TIE` of the best value) and the margin to the best of the rest. Criteria no method has
-    a value for are left out."""
-    methods = list(metrics["results"])
-    noise = cases_of(metrics, "noise")
-    rows = []
-    for mode, label, metric, where, higher, chance in CRITERIA:
-        if where == "noise":
-            values = {m: _mean_over(metrics, m, noise, metric) for m in methods}
-            case = "noise"
-        elif where == "noise:last":
-            if not noise:
-                continue
-            case = noise[-1]
-            values = {m: _value(metrics, m, case, metric) for m in methods}
-        else:
-            case = where
-            values = {m: _value(metrics, m, case, metric) for m in methods}
-        defined = {m: v for m, v in values.items() if v is not None}
-        if not defined:
-            continue
-        sign = 1.0 if higher else -1.0
-        top = max(sign * v for v in defined.values())
-        best = [m for m, v in defined.items() if top - sign * v <= TIE]
-        rest = [sign * v for m, v in defined.items() if m not in best]
-        rows.append({"mode": mode, "criterion": label, "metric": metric, "case": case,
-                     "higher_is_better": higher, "chance": chance, "values": values,
-                     "best": best, "margin": (top - max(rest)) if rest else None})
-    return rows
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -115,26 +53,6 @@ def _join(names: List[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _others(row: dict) -> str:
-    rest = [f"{m} {_fmt(v)}" for m, v in row["values"].items() if m not in row["best"]]
-    return f" ({'; '.join(rest)})" if rest else ""
-
-
-def _win_sentence(row: dict) -> str:
-    best = row["best"]
-    value = row["values"][best[0]]
-    verb = "tie" if len(best) > 1 else "is best"
-    text = f"{_join(best)} {verb} at {row['criterion']}: {_fmt(value)}{_others(row)}"
-    chance = row["chance"]
-    if chance is not None:
-        at_chance = [m for m, v in row["values"].items() if v is not None and
-                     (v - chance if row["higher_is_better"] else chance - v) <= TIE]
-        if at_chance:
-            text += f"; {_join(at_chance)} {'is' if len(at_chance) == 1 else 'are'} at or " \
-                    f"below chance ({_fmt(chance, 1)})"
-    return text + "."
-
-
 def _growth(metrics: dict, method: str, metric: str):
     """(ratio highest-noise / clean, monotone?) of a metric along the noise levels."""
     noise = cases_of(metrics, "noise")
@@ -145,13 +63,67 @@ def _growth(metrics: dict, method: str, metric: str):
     return series[-1] / series[0], monotone
 
 
-def findings(metrics: dict) -> List[str]:
+def _ci(entry: dict) -> str:
+    """``mean [low, high]`` of an analysed entry."""
+    low, high = entry["ci"]
+    if low is None:
+        return _fmt(entry["mean"])
+    return f"{_fmt(entry['mean'])} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _p(value) -> str:
+    if not _is_number(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def row_sentence(row: dict) -> str:
+    """What one criterion shows, under the verdict rule."""
+    entries = row["entries"]
+    values = "; ".join(f"{m} {_ci(entries[m])}" for m in row["methods"])
+    text = f"{row['criterion'][0].upper()}{row['criterion'][1:]}: {values}"
+    if row["controls"]:
+        text += " (controls: " + "; ".join(f"{c} {_ci(entries[c])}" for c in row["controls"]) + ")"
+    text += ". "
+    if len(row["methods"]) < 2:
+        pass
+    elif row["best"]:
+        text += (f"{row['best']} is best (its paired difference to each other method is "
+                 f"significant, Holm-adjusted Wilcoxon p < {S.ALPHA:g}). ")
+    else:
+        text += (f"No significant difference between {_join(row['tied'])} (Holm-adjusted "
+                 f"Wilcoxon p >= {S.ALPHA:g}): no method is best. ")
+    chance = row["chance"]
+    if chance is not None:
+        at = row["at_chance"]
+        if at and len(at) == len(row["methods"]):
+            text += (f"Every method is at or below chance ({_fmt(chance, 1)} lies in or beyond "
+                     f"each interval). ")
+        elif at:
+            text += (f"{_join(at)} {'is' if len(at) == 1 else 'are'} at or below chance "
+                     f"({_fmt(chance, 1)}). ")
+    below = row.get("below_controls", {})
+    for m, names in below.items():
+        text += f"{m} is not above {_join(names)}. "
+    beaten = [m for m, ok in row.get("beats_controls", {}).items()
+              if ok and m not in row["at_chance"]]
+    missed = [m for m, ok in row.get("beats_controls", {}).items()
+              if not ok and m not in below]
+    if missed:
+        text += (f"{_join(missed)} {'does' if len(missed) == 1 else 'do'} not significantly "
+                 f"beat every control. ")
+    if beaten:
+        text += f"{_join(beaten)} significantly {'beats' if len(beaten) == 1 else 'beat'} every control. "
+    return text.strip()
+
+
+def findings(metrics: dict, rows: Optional[List[dict]] = None) -> List[str]:
     """Sentences stating what the numbers show, per failure mode and overall."""
-    methods = list(metrics["results"])
-    rows = winners(metrics)
+    rows = analyse(metrics) if rows is None else rows
+    methods = methods_of(metrics)
     out = []
     for mode in MODES:
-        parts = [_win_sentence(r) for r in rows if r["mode"] == mode]
+        parts = [row_sentence(r) for r in rows if r["mode"] == mode]
         if mode == "noise":
             parts += _noise_sentences(metrics, methods)
         if mode == "adversarial" and "adversarial" in metrics["cases"]:
@@ -159,22 +131,21 @@ def findings(metrics: dict) -> List[str]:
         if parts:
             out.append(f"**{MODE_TITLES[mode].capitalize()}.** " + " ".join(p for p in parts if p))
     out += _inn_sentences(metrics)
+    detected = [f"{m} on {r['criterion'].split(' (')[0]}" for r in rows
+                for m, ok in r.get("beats_controls", {}).items()
+                if ok and m not in r["at_chance"]]
+    if any(r.get("beats_controls") for r in rows):
+        out.append("**Beyond the controls.** " + (
+            "Above chance and significantly better than every control (both uncertainty-free "
+            "maps, and its own map on the clean image where the criterion has one) only: "
+            + "; ".join(detected) + "." if detected else
+            "No method is above chance and significantly better than every control (both "
+            "uncertainty-free maps, and its own map on the clean image where the criterion has "
+            "one) on any criterion."))
     speed = _speed_sentence(metrics)
     if speed:
         out.append(speed)
-    tally: Dict[str, int] = {m: 0 for m in methods}
-    for row in rows:
-        if len(row["best"]) == 1:
-            tally[row["best"][0]] += 1
-    if rows:
-        ranked = sorted(tally.items(), key=lambda kv: -kv[1])
-        summary = ", ".join(f"{m} {n}" for m, n in ranked)
-        ties = sum(1 for r in rows if len(r["best"]) > 1)
-        noun = "criterion" if len(rows) == 1 else "criteria"
-        out.append(f"**Overall.** Outright wins over the {len(rows)} {noun} above: {summary}"
-                   + (f" ({ties} tied)" if ties else "") + ".")
     return out
-
 
 def _noise_sentences(metrics: dict, methods: List[str]) -> List[str]:
     noise = cases_of(metrics, "noise")
@@ -214,27 +185,26 @@ def _inn_sentences(metrics: dict) -> List[str]:
     clean = metrics["results"]["INN"].get("clean", {})
     target = metrics.get("training", {}).get("intervals", {}).get("target_coverage")
     if _is_number(clean.get("coverage")):
+        everywhere = clean.get("all_pixels", {}).get("coverage")
         text = (f"**INN intervals.** They contain the clean test target at "
-                f"{_pct(clean['coverage'])} of the pixels (mean width {_fmt(clean.get('mean_width'))})")
-        text += f", calibrated to {_pct(target)} on validation data." if _is_number(target) \
-            else "."
+                f"{_pct(clean['coverage'])} of the object's pixels (mean width "
+                f"{_fmt(clean.get('mean_width'))}; over all pixels {_pct(everywhere)})")
+        text += f", calibrated to {_pct(target)} on the validation objects." \
+            if _is_number(target) else "."
         out.append(text)
     parts = []
-    for case in ("clean", "adversarial", "artifact"):
-        result = metrics["results"]["INN"].get(case, {})
-        accuracy = result.get("direction_accuracy", {}).get("2")
-        share = result.get("direction_fraction", {}).get("2")
-        if not _is_number(accuracy):
+    for method in methods_of(metrics):
+        r = metrics["results"][method].get("clean", {})
+        if not _is_number(r.get("direction_accuracy")):
             continue
-        verdict = "above" if accuracy > 0.5 + TIE else "below" if accuracy < 0.5 - TIE \
-            else "at"
-        parts.append(f"{case} {_pct(accuracy)} ({verdict} chance; {_pct(share)} of pixels "
-                     f"have a ratio >= 2)")
+        parts.append(f"{method} accuracy {_pct(r['direction_accuracy'])} against a majority "
+                     f"base rate of {_pct(r.get('direction_base_rate'))}, balanced accuracy "
+                     f"{_fmt(r.get('direction_balanced_accuracy'))}")
     if parts:
-        out.append("**Direction.** Where the INN interval is at least twice as long on one side "
-                   "of the reconstruction, the longer side points toward the target for: "
-                   + "; ".join(parts) + ". Chance is 50%, all a symmetric method (MCDROP, "
-                   "PROBOUT) can reach.")
+        out.append("**Direction (clean, object pixels with target != reconstruction, clamped "
+                   "pixels left out).** " + "; ".join(parts) + ". An accuracy is informative "
+                   "only above its base rate; the balanced accuracy and the AUROC above have "
+                   "chance 0.5 whatever the base rate.")
     return out
 
 
@@ -254,43 +224,149 @@ def _speed_sentence(metrics: dict) -> str:
 # ------------------------------------------------------------------------------------ tables
 
 def _table(header: List[str], rows: List[List[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    def cells(row):  # a "|" in a cell (|error|) would end it
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+    lines = [cells(header), "|" + "|".join("---" for _ in header) + "|"]
+    lines += [cells(r) for r in rows]
     return "\n".join(lines)
 
 
 MAIN_COLUMNS = (("rmse", "RMSE"), ("mean_uncertainty", "mean unc."), ("spearman", "Spearman"),
                 ("pearson", "Pearson"), ("cosine", "cosine"), ("ause", "AUSE"),
-                ("pixel_auroc", "pixel AUROC"), ("pixel_aupr", "pixel AUPR"),
-                ("image_auroc", "image AUROC"))
+                ("pixel_auroc", "pixel AUROC"), ("image_auroc", "image AUROC"))
+ALL_PIXEL_COLUMNS = (("spearman", "Spearman, all px"), ("pixel_auroc", "pixel AUROC, all px"))
 
 
 def main_table(metrics: dict) -> str:
-    """Every scalar metric per (failure case, method)."""
+    """Every scalar metric per (failure case, method) on the object support; the last columns
+    are all-pixel values, for comparison only."""
     rows = []
     for case in metrics["cases"]:
         for method, results in metrics["results"].items():
             r = results.get(case, {})
-            rows.append([case, method] + [_fmt(r.get(k)) for k, _ in MAIN_COLUMNS])
-    return _table(["case", "method"] + [label for _, label in MAIN_COLUMNS], rows)
+            everywhere = r.get("all_pixels", {})
+            rows.append([case, method] + [_fmt(r.get(k)) for k, _ in MAIN_COLUMNS] +
+                        [_fmt(everywhere.get(k)) for k, _ in ALL_PIXEL_COLUMNS])
+    return _table(["case", "method"] + [label for _, label in MAIN_COLUMNS] +
+                  [f"({label})" for _, label in ALL_PIXEL_COLUMNS], rows)
+
+
+def _entry(metrics: dict, method: str, case: str, key: str) -> str:
+    values = metrics["results"].get(method, {}).get(case, {}).get("per_image", {}).get(key)
+    if values is None:
+        return "–"
+    low, high = S.bootstrap_ci(values)
+    mean = S.mean(values)
+    return _fmt(mean) if low is None else f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def interval_table(metrics: dict) -> str:
-    """Coverage, width and direction accuracy (with the share of qualifying pixels)."""
-    thresholds = None
+    """Coverage and width of the trained intervals, on the support (all pixels beside)."""
     rows = []
     for case in metrics["cases"]:
         for method, results in metrics["results"].items():
             r = results.get(case, {})
-            acc, share = r.get("direction_accuracy", {}), r.get("direction_fraction", {})
-            thresholds = thresholds or list(acc)
-            cells = [f"{_fmt(acc.get(t))} ({_pct(share.get(t))})" if _is_number(acc.get(t))
-                     else "–" for t in thresholds]
-            rows.append([case, method, _fmt(r.get("coverage")), _fmt(r.get("mean_width"))]
-                        + cells)
-    header = ["case", "method", "coverage", "mean width"] + \
-        [f"dir. acc. t={t}" for t in (thresholds or [])]
-    return _table(header, rows)
+            if not _is_number(r.get("coverage")):
+                continue
+            rows.append([case, method, _entry(metrics, method, case, "coverage"),
+                         _entry(metrics, method, case, "mean_width"),
+                         _fmt(r.get("all_pixels", {}).get("coverage"))])
+    return _table(["case", "method", "coverage", "mean width", "(coverage, all px)"], rows)
+
+
+def direction_table(metrics: dict) -> str:
+    """Direction per case and method: accuracy next to its majority base rate, balanced
+    accuracy and the AUROC of the signed asymmetry."""
+    rows = []
+    for case in metrics["cases"]:
+        for method in methods_of(metrics):
+            r = metrics["results"][method].get(case, {})
+            rows.append([case, method, _fmt(r.get("direction_accuracy")),
+                         _fmt(r.get("direction_base_rate")),
+                         _entry(metrics, method, case, "direction_balanced_accuracy"),
+                         _entry(metrics, method, case, "direction_auroc")])
+    return _table(["case", "method", "accuracy", "base rate", "balanced accuracy",
+                   "asymmetry AUROC"], rows)
+
+
+def verdict_of(row: dict) -> str:
+    """The verdict cell of a criterion: the best method, or which ones do not differ."""
+    if row["best"]:
+        text = f"{row['best']} best"
+    elif row["tied"]:
+        text = f"no significant difference ({', '.join(row['tied'])})"
+    else:
+        text = "–"
+    if row["chance"] is not None and len(row["at_chance"]) == len(row["methods"]):
+        text += "; all at chance"
+    return text
+
+
+def summary_table(rows: List[dict]) -> str:
+    """Per criterion: every method's and control's mean [95 % CI] and the verdict."""
+    names = []
+    for r in rows:
+        names += [n for n in r["methods"] + r["controls"] if n not in names]
+    body = []
+    for r in rows:
+        verdict = verdict_of(r)
+        body.append([MODE_TITLES[r["mode"]], r["criterion"]] +
+                     [_ci(r["entries"][n]) if n in r["entries"] else "–" for n in names] +
+                     [verdict])
+    return _table(["failure mode", "criterion"] + names + ["verdict"], body)
+
+
+def comparison_table(rows: List[dict]) -> str:
+    """Every paired comparison of the summary: images, mean difference, wins, both p-values
+    and the Holm-adjusted Wilcoxon p over the whole table."""
+    body = []
+    for r in rows:
+        for c in r["comparisons"]:
+            t = c["test"]
+            body.append([r["criterion"].split(" (")[0], f"{c['a']} vs {c['b']}", str(t["n"]),
+                         _fmt(t["mean_difference"]), f"{t['greater']} / {t['less']}",
+                         _p(t["wilcoxon_p"]), _p(t["sign_p"]), _p(c.get("p_adjusted"))])
+    return _table(["criterion", "pair", "images", "mean diff.", "a > b / a < b", "Wilcoxon p",
+                   "sign test p", "Holm p"], body)
+
+
+def detection_table(metrics: dict) -> str:
+    """Pixel AUROC of each method next to its two own controls, per masked case."""
+    rows = []
+    for case in [c for c in metrics["cases"] if c in ("adversarial", "artifact") or
+                 metrics["cases"][c]["kind"] in ("adversarial", "artifact")]:
+        for method in methods_of(metrics) + controls_of(metrics):
+            rows.append([case, method, _entry(metrics, method, case, "pixel_auroc"),
+                         _entry(metrics, method, case, "pixel_auroc_clean_control"),
+                         _entry(metrics, method, case, "pixel_auroc_change")])
+    return _table(["case", "map", "pixel AUROC", "same map, clean image",
+                   "change u(x') - u(x)"], rows)
+
+
+def image_table(metrics: dict) -> str:
+    """Image-level detection per case, method and score: unpaired AUROC with its interval and
+    the paired view (share of images whose score rose over their clean score, sign test and
+    Wilcoxon p, Holm-adjusted over this table)."""
+    body, family = [], []
+    for case in metrics["cases"]:
+        if metrics["cases"][case]["kind"] == "clean":
+            continue
+        for method in methods_of(metrics) + controls_of(metrics):
+            r = metrics["results"][method].get(case, {})
+            clean = metrics["results"][method].get("clean", {})
+            for statistic in r.get("image_detection", {}):
+                key = f"score_{statistic}"
+                test = S.paired_test(r["per_image"][key], clean["per_image"][key])
+                rise = r["image_detection"][statistic]["rise_share"]
+                body.append([case, method, statistic,
+                             _entry(metrics, method, case, f"placement_{statistic}"),
+                             f"{_pct(rise)} ({test['greater']}/{test['n']})",
+                             _p(test["sign_p"]), _p(test["wilcoxon_p"])])
+                family.append(test["wilcoxon_p"])
+    for line, p in zip(body, S.holm(family)):
+        line.append(_p(p))
+    return _table(["case", "map", "score", "AUROC vs clean", "rises (paired)", "sign test p",
+                   "Wilcoxon p", "Holm p"], body)
 
 
 def _details_table(data: Dict[str, dict], first: str, second: str) -> str:
@@ -301,59 +377,90 @@ def _details_table(data: Dict[str, dict], first: str, second: str) -> str:
     return _table([first, second], rows)
 
 
-def winners_table(rows: List[dict]) -> str:
-    methods = list(rows[0]["values"]) if rows else []
-    body = [[MODE_TITLES[r["mode"]], r["criterion"], _join(r["best"])] +
-            [_fmt(r["values"][m]) for m in methods] for r in rows]
-    return _table(["failure mode", "criterion", "best"] + methods, body)
-
-
-def render(metrics: dict, figure_files: List[str], *, noise_label: str = "noise") -> str:
+def render(metrics: dict, figure_files: List[str], *, noise_label: str = "noise",
+           rows: Optional[List[dict]] = None) -> str:
     s = metrics["settings"]
     env = metrics.get("environment", {})
     timings = metrics.get("timings_s", {})
     total = timings.get("total")
-    rows = winners(metrics)
+    rows = analyse(metrics) if rows is None else rows
     parts = [
-        f"# INN failure-mode study: {s['task']} (preset `{s['preset']}`)",
+        f"# INN failure-mode study: {s['task']} (preset `{s['preset']}`, seed {s['seed']})",
         "",
         f"Interval neural network (INN) uncertainty versus MC dropout (MCDROP) and a "
         f"probabilistic output (PROBOUT) on {metrics['cases']['clean']['images']} test "
         f"{'images' if s['task'] == 'ct' else 'signals'}, under clean inputs, "
         f"{noise_label} ({', '.join(f'{v:g}' for v in s['noise_levels'])}), adversarial "
-        f"inputs and atypical artifacts. Wall time {_fmt(total, 1)} s on {env.get('device')} "
-        f"({env.get('cpu_count')} CPUs, load average "
+        f"inputs and atypical artifacts, with two uncertainty-free control maps evaluated "
+        f"exactly like the methods (EDGE: Sobel edge magnitude of the reconstruction; "
+        f"INTENSITY: the reconstruction itself). Wall time {_fmt(total, 1)} s on "
+        f"{env.get('device')} ({env.get('cpu_count')} CPUs, load average "
         f"{env.get('load_average_start')} at the start). All numbers below are measured in "
-        f"this run; the findings are generated from them.",
+        f"this run; the findings are generated from them by the verdict rule.",
+        "",
+        "Pixel-level numbers are computed on the object support "
+        f"({'the body: target > 0.01, dilated by 3 pixels' if s['task'] == 'ct' else 'every sample'})"
+        " and averaged over images; values in brackets are bootstrap 95 % intervals over images "
+        f"({S.RESAMPLES} resamples). Methods are compared image by image (Wilcoxon signed-rank "
+        "and sign test), Holm-corrected over the whole summary table; a method is called best "
+        f"only when it differs significantly (p < {S.ALPHA:g}) from each other method.",
         "",
         "## Findings",
         "",
-        *[f"- {line}" for line in findings(metrics)],
+        *[f"- {line}" for line in findings(metrics, rows)],
         "",
-        winners_table(rows) if rows else "",
+        "## Summary",
+        "",
+        summary_table(rows) if rows else "",
         "",
         "## Figures",
         "",
         *[f"![{name}]({name})\n" for name in figure_files],
+        "## Paired comparisons",
+        "",
+        "Each method against each other method and against its controls, image by image, on "
+        "the criteria of the summary. Holm p: the Wilcoxon p adjusted over every row of this "
+        "table.",
+        "",
+        comparison_table(rows),
+        "",
+        "## Localisation against the controls",
+        "",
+        "Per-image pixel AUROC for the changed region (adversarial) or the artifact footprint, "
+        "negatives from the object support; beside it the same method's map on the clean "
+        "image (same mask) and the change of its map. A map that finds the region as well on "
+        "the clean image is reacting to where the region lies, not to the perturbation.",
+        "",
+        detection_table(metrics),
+        "",
+        "## Image-level detection",
+        "",
+        "Telling each case's images from the clean ones by one score per image (the mean, the "
+        "95 % quantile, or the largest local mean of the map over the support). Unpaired: the "
+        "AUROC against the clean images. Paired: the share of images whose score rose over "
+        "the same image's clean score.",
+        "",
+        image_table(metrics),
+        "",
         "## All metrics per failure case and method",
         "",
-        "Uncertainty maps against the absolute error of each method's reconstruction "
-        "(INN and MCDROP: the point network's; PROBOUT: its own mean). Spearman/Pearson/cosine: "
-        "per image, averaged; AUSE: normalised sparsification error (lower is better); pixel "
-        "AUROC/AUPR: detecting the changed region (adversarial) or the artifact footprint "
-        "(artifact) by thresholding the uncertainty; image AUROC: telling the case's images "
-        "from the clean ones by their mean uncertainty (0.5 = chance).",
+        "On the object support, per image and averaged; the last columns (in brackets) over "
+        "all pixels, for comparison only. Spearman/Pearson/cosine: |error| of each map's "
+        "reconstruction against the map; AUSE: normalised sparsification error (lower is "
+        "better); pixel AUROC: as above; image AUROC: by the mean score.",
         "",
         main_table(metrics),
         "",
         "## Intervals and direction",
         "",
-        "Coverage: share of target pixels inside [lo, hi] (INN only). Direction accuracy at "
-        "threshold t: among pixels whose interval is at least t times longer on one side of "
-        "the reconstruction (their share in brackets), how often the longer side points at the "
-        "target; symmetric methods qualify only at t=1 and score 0.5.",
+        "Coverage: share of the object's target pixels inside the INN interval [lo, hi]. "
+        "Direction: on object pixels where the target differs from the reconstruction (pixels "
+        "at the output clamp left out), does the longer side of [lo, hi] point at the target? "
+        "MCDROP's band is the 10-90 % quantile range of its passes; PROBOUT is symmetric.",
         "",
         interval_table(metrics),
+        "",
+        direction_table(metrics),
         "",
         "## Failure cases",
         "",
@@ -398,14 +505,25 @@ def _jsonable(value):
     return value
 
 
+_FLAT_LIST = re.compile(r"\[\s+([^\[\]{}\"]*?)\s+\]")
+
+
+def dumps(metrics: dict) -> str:
+    """Strict JSON, indented, with lists of numbers on one line each (the per-image values
+    would otherwise take a line per number)."""
+    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False)
+    return _FLAT_LIST.sub(lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text) + "\n"
+
+
 def write_report(out, metrics: dict, figure_files: List[str], *,
                  noise_label: str = "noise") -> List[Path]:
     """Write ``report.md`` and ``metrics.json`` (with the findings) into ``out``."""
     out = Path(out)
-    metrics["winners"] = winners(metrics)
-    metrics["findings"] = findings(metrics)
+    rows = analyse(metrics)
+    metrics["analysis"] = rows
+    metrics["findings"] = findings(metrics, rows)
     metrics_path = out / METRICS_FILE
-    metrics_path.write_text(json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    metrics_path.write_text(dumps(metrics))
     report_path = out / REPORT_FILE
-    report_path.write_text(render(metrics, figure_files, noise_label=noise_label))
+    report_path.write_text(render(metrics, figure_files, noise_label=noise_label, rows=rows))
     return [report_path, metrics_path]

@@ -30,13 +30,13 @@ from tqdm import tqdm
 from .. import __version__, failure, info
 from ..baselines import ProbOut, probout_loss, split_probout
 from ..convert import to_interval
-from ..metrics import image_auroc, image_scores
 from ..nn import interval_layers
 from ..train import evaluate, fit_intervals, fit_point, run_training, upcast
 from ..train.checkpoint import load_verified, save_verified
 from . import figures, report
-from .evaluate import case_metrics, inference_time
-from .methods import inn_method, mc_dropout_method, predict_all, probout_method
+from .evaluate import case_metrics, image_detection, inference_time
+from .methods import (control_methods, inn_method, mc_dropout_method, predict_all,
+                      probout_method)
 from .presets import Settings
 from .problems import Problem, Split, make_problem, _seed
 
@@ -165,8 +165,8 @@ def _train_point(problem: Problem, train: Split, val: Split, s: Settings, out: P
     return model, _summary(result.history, ("train_loss", "val_loss", "val_mae"))
 
 
-def _fit_inn(point, train: Split, val: Split, s: Settings, out: Path, device, progress: bool,
-             journal: _Journal):
+def _fit_inn(problem: Problem, point, train: Split, val: Split, s: Settings, out: Path, device,
+             progress: bool, journal: _Journal):
     point.eval()  # converted as used for inference (NonNegativeOutput's clamp included)
     model = to_interval(point, last=s.inn_last)
     run_dir, resume = _run_dir(out, "intervals")
@@ -176,12 +176,14 @@ def _fit_inn(point, train: Split, val: Split, s: Settings, out: Path, device, pr
                        limit=s.inn_train_images),
         _loader(val, s.eval_batch_size), beta=s.inn_beta,
         target_coverage=s.inn_target_coverage, calibration_factor=s.inn_calibration_factor,
-        epochs=s.inn_epochs, lr=s.inn_lr, run_dir=run_dir, resume=resume, seed=s.seed, device=device, progress=progress)
+        epochs=s.inn_epochs, lr=s.inn_lr, support=problem.support, run_dir=run_dir,
+        resume=resume, seed=s.seed, device=device, progress=progress)
     model.eval()
     layers = sum(1 for _ in interval_layers(model))
     summary = _summary(result.history, ("val_coverage", "val_width", "val_hinge"))
     summary.update(beta=result.beta, coverage=result.coverage, width=result.width,
-                   target_coverage=result.target_coverage, interval_layers=layers)
+                   target_coverage=result.target_coverage, interval_layers=layers,
+                   coverage_on="the object support of the validation targets")
     return model, summary
 
 
@@ -305,27 +307,35 @@ def _example(case: Case, preds: dict) -> dict:
                         for name, p in preds.items()}}
 
 
-def _evaluate(methods, cases: Dict[str, Case], s: Settings, device, progress: bool):
-    """Every metric of every method on every case; one case's predictions in memory at a
-    time. Returns (results[method][case], figure examples[case])."""
+def _evaluate(problem: Problem, methods, cases: Dict[str, Case], s: Settings, device,
+              progress: bool):
+    """Every metric of every method on every case, on the task's object support, with the clean
+    case's maps as each method's control; the clean predictions and one case's predictions in
+    memory at a time. Returns (results[method][case], figure examples[case])."""
     results = {m.name: {} for m in methods}
-    clean_scores, examples = {}, {}
+    clean_preds, examples = {}, {}
     bar = tqdm(total=len(cases) * len(methods), desc="evaluate", disable=not progress,
                leave=False)
     with bar:
         for name, case in cases.items():
+            support = problem.support(case.targets)
             preds = {}
             for method in methods:
                 bar.set_postfix_str(f"{method.name} on {name}")
                 pred = predict_all(method, case.inputs, s.eval_batch_size, device)
-                metrics = case_metrics(method, pred, case.targets, case.mask)
-                scores = image_scores(pred.uncertainty)
+                clean = clean_preds.get(method.name)
+                metrics = case_metrics(
+                    method, pred, case.targets, case.mask, support=support,
+                    clamped=problem.clamped(pred.rec),
+                    clean_uncertainty=None if clean is None else clean.uncertainty)
                 if case.kind == "clean":
-                    clean_scores[method.name] = scores
+                    clean_preds[method.name] = pred
                 else:
-                    metrics["image_auroc"] = image_auroc(clean_scores[method.name], scores)
+                    detection = image_detection(results[method.name]["clean"], metrics)
+                    metrics["image_detection"] = detection
+                    metrics["image_auroc"] = detection["mean"]["auroc"]
                 results[method.name][name] = metrics
-                if name in FIGURE_CASES:
+                if name in FIGURE_CASES and not method.control:
                     preds[method.name] = pred
                 bar.update()
             if name in FIGURE_CASES:
@@ -392,7 +402,8 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
         point, point_summary = _train_point(problem, train, val, s, out, device, progress,
                                             journal)
     with journal.stage("intervals"):
-        inn, inn_summary = _fit_inn(point, train, val, s, out, device, progress, journal)
+        inn, inn_summary = _fit_inn(problem, point, train, val, s, out, device, progress,
+                                    journal)
     with journal.stage("probout"):
         probout, probout_summary = _fine_tune_probout(point, train, val, s, out, device,
                                                       progress, journal)
@@ -406,8 +417,9 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
             _save_cases(cases_path, cases)
     methods = [inn_method(inn), mc_dropout_method(point, s.mc_passes, _seed(s, 40)),
                probout_method(probout)]
+    controls = control_methods(point)
     with journal.stage("evaluation"):
-        results, examples = _evaluate(methods, cases, s, device, progress)
+        results, examples = _evaluate(problem, methods + controls, cases, s, device, progress)
         batch = test.inputs[:s.eval_batch_size].to(device)
         timing = {m.name: inference_time(m.predict, batch, s.timing_repeats) for m in methods}
         timing["point network"] = inference_time(point, batch, s.timing_repeats)
@@ -420,6 +432,7 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
         "cases": {name: {"kind": c.kind, "images": int(c.inputs.shape[0]),
                          **({"level": c.level} if c.level is not None else {}), **c.info}
                   for name, c in cases.items()},
+        "controls": [c.name for c in controls],
         "results": results,
         "inference_time": timing,
     }

@@ -48,6 +48,12 @@ def count_jumps(signals: torch.Tensor) -> torch.Tensor:
     return (signals[..., 1:] != signals[..., :-1]).sum(-1)
 
 
+def signal_support(signals: torch.Tensor) -> torch.Tensor:
+    """The object support of 1D signals: every sample (the signals fill their whole length; there
+    is no background to leave out)."""
+    return torch.ones_like(signals, dtype=torch.bool)
+
+
 @dataclass(frozen=True)
 class Deconvolution1D:
     """The forward model: Gaussian blur of std ``blur_sigma`` samples (borders extended by the

@@ -48,10 +48,14 @@ ADAPTIVE_FACTOR = 0.1  # beta = 0.1 x mean |f(x_val) - y_val| (the authors' rule
 
 # ----------------------------------------------------------------------------------- objective
 
-def interval_loss(out: Interval, target: Tensor, beta: float) -> Tuple[Tensor, Dict[str, Tensor]]:
+def interval_loss(out: Interval, target: Tensor, beta: float,
+                  support: Optional[Tensor] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The interval objective and its parts: ``hinge`` (mean squared distance of the target
     outside [lo, hi]), ``width`` (mean hi - lo) and ``coverage`` (fraction of target elements
-    inside), scalars in float32 (float64 for float64 outputs) whatever the compute dtype."""
+    inside), scalars in float32 (float64 for float64 outputs) whatever the compute dtype.
+    ``support`` (a bool mask shaped like the target) restricts the reported ``width`` and
+    ``coverage`` (and so the calibration of beta) to the object; the objective itself still
+    covers every element."""
     if not isinstance(out, Interval):
         raise TypeError(f"the interval model must return an inn_cuda.nn.Interval, got "
                         f"{type(out).__name__}")
@@ -61,8 +65,17 @@ def interval_loss(out: Interval, target: Tensor, beta: float) -> Tuple[Tensor, D
     lo, hi, y = upcast(out.lo, out.hi, target)
     hinge = (F.relu(lo - y).square() + F.relu(y - hi).square()).mean()
     width = (hi - lo).mean()
-    coverage = ((y >= lo) & (y <= hi)).to(lo.dtype).mean()
-    return hinge + beta * width, {"hinge": hinge, "width": width, "coverage": coverage}
+    inside = ((y >= lo) & (y <= hi)).to(lo.dtype)
+    parts = {"hinge": hinge, "width": width, "coverage": inside.mean()}
+    if support is not None:
+        if support.shape != target.shape or support.dtype != torch.bool:
+            raise ValueError(f"support: expected a bool mask of shape {tuple(target.shape)}, got "
+                             f"{support.dtype} {tuple(support.shape)}")
+        # an empty support (a batch of background) reports nothing to calibrate on: NaN
+        weight = support.to(lo.dtype)
+        parts["width"] = ((hi - lo) * weight).sum() / weight.sum()
+        parts["coverage"] = (inside * weight).sum() / weight.sum()
+    return hinge + beta * width, parts
 
 
 def _point_error(out: Interval, target: Tensor) -> Tensor:
@@ -188,6 +201,7 @@ def fit_intervals(model: torch.nn.Module, train_loader: Iterable,
                   beta: Union[float, str] = "adaptive", target_coverage: Optional[float] = None,
                   epochs: int = 10, lr: float = 1e-3, dropout: bool = False,
                   calibration_factor: float = 2.0, coverage_tolerance: float = 0.01,
+                  support: Optional[Callable[[Tensor], Tensor]] = None,
                   unpack: Callable[[Any], Tuple[Tensor, Tensor]] = default_unpack,
                   run_dir=None, resume=False, overwrite: bool = False,
                   seed: Optional[int] = None, device=None, autocast=None,
@@ -203,6 +217,8 @@ def fit_intervals(model: torch.nn.Module, train_loader: Iterable,
     beta / target_coverage / calibration_factor / coverage_tolerance: see the module docstring;
         'adaptive' and calibration measure on ``val_loader`` (adaptive falls back to
         ``train_loader`` when there is none; calibration requires one).
+    support(target) -> bool mask: the object support of a target batch; the reported width and
+        coverage, and so the calibration of beta, count only its elements (default: all).
     unpack(batch) -> (input, target): how to read a batch (default: ``(x, y, ...)``).
     The rest (run_dir, resume, overwrite, seed, device, autocast, progress) as in
     :func:`inn_cuda.train.run_training`; checkpoints also hold the beta state.
@@ -216,14 +232,17 @@ def fit_intervals(model: torch.nn.Module, train_loader: Iterable,
         raise ValueError("the model has no interval offsets to fit; convert it with "
                          "inn_cuda.to_interval first")
 
+    def mask(y):
+        return None if support is None else support(y)
+
     def loss_fn(module, batch):
         x, y = unpack(batch)
-        return interval_loss(module(x), y, schedule.value)
+        return interval_loss(module(x), y, schedule.value, mask(y))
 
     def metrics(module, batch):
         x, y = unpack(batch)
         out = module(x)
-        loss, parts = interval_loss(out, y, schedule.value or 0.0)
+        loss, parts = interval_loss(out, y, schedule.value or 0.0, mask(y))
         if schedule.value is not None:  # still unknown when measuring for the adaptive rule
             parts["loss"] = loss
         return {**parts, "point_mae": _point_error(out, y),
