@@ -5,7 +5,8 @@
 //    conv_pixel_weight_grad.cpp): every forward, every gradient but the one below;
 //  * the fused interval GEMMs around im2col / col2im (conv_gemm.cpp): a conv2d input gradient
 //    that has no direct pixel-lane form (stride > 1, or padding beyond the kernel's reach), and
-//    the general conv2d forward with many output channels per group.
+//    the conv2d forward with many output channels per group (general mode; non-negative mode on
+//    small images: forward_on_gemm, conv_cpu.h).
 //
 // Inputs of any layout (channels_last included) are made contiguous NCHW first; outputs and
 // gradients are contiguous NCHW.

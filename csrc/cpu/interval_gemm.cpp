@@ -8,14 +8,18 @@
 // forces a path (read on first use; it is an error to ask for one the CPU lacks). It exists so
 // tests and benchmarks can exercise every path on one machine. `active_isa()` (and
 // `inn_cuda.info()["cpu_isa"]`) names the path in use.
+//
+// The 0 * inf = 0 bound convention (interval_math.h): every call checks the operands it
+// multiplies and runs the scalar kernels on the rare call with an infinite or NaN one (see
+// "the 0 * inf = 0 bound convention" below); the SIMD kernels see finite operands only.
 #include "interval_gemm.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
