@@ -52,7 +52,8 @@ INN_HD T nonneg_hi_input(T b, T l, T h) { return b >= T(0) ? h : l; }
 // v in [l, h]:
 //   lo = min(l * (l >= 0 ? a : b), h * (h >= 0 ? a : b))
 //   hi = max(l * (l >= 0 ? b : a), h * (h >= 0 ? b : a))
-// `use_l` tells whether the l-candidate was selected (tie: l wins; NaN candidate wins).
+// `use_l` tells whether the l-candidate was selected (tie: l wins; NaN candidate wins). The
+// candidates are bound products (mul_bound: 0 * inf = 0).
 template <typename T>
 struct TermChoice {
   T value;     // the selected product
@@ -65,8 +66,8 @@ template <typename T>
 INN_HD TermChoice<T> general_lo(T a, T b, T l, T h) {
   const T wl = l >= T(0) ? a : b;
   const T wh = h >= T(0) ? a : b;
-  const T pl = l * wl;
-  const T ph = h * wh;
+  const T pl = mul_bound(l, wl);
+  const T ph = mul_bound(h, wh);
   const bool take_l = (pl <= ph) || is_nan(pl);
   return take_l ? TermChoice<T>{pl, wl, true, l >= T(0)} : TermChoice<T>{ph, wh, false, h >= T(0)};
 }
@@ -75,8 +76,8 @@ template <typename T>
 INN_HD TermChoice<T> general_hi(T a, T b, T l, T h) {
   const T wl = l >= T(0) ? b : a;
   const T wh = h >= T(0) ? b : a;
-  const T pl = l * wl;
-  const T ph = h * wh;
+  const T pl = mul_bound(l, wl);
+  const T ph = mul_bound(h, wh);
   const bool take_l = (pl >= ph) || is_nan(pl);
   return take_l ? TermChoice<T>{pl, wl, true, !(l >= T(0))} : TermChoice<T>{ph, wh, false, !(h >= T(0))};
 }

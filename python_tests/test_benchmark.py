@@ -53,6 +53,32 @@ def test_time_call_on_a_fake_clock_excludes_the_warm_up_and_fits_the_budget():
     assert result.cpu_samples == pytest.approx([0.05, 0.15, 0.1])
 
 
+def test_interleaved_rounds_rotate_and_paired_ratios_cancel_a_load_step():
+    # A and B alternate; the machine slows down 3x from round 2 on (another job starts): the
+    # paired ratio B/A stays 2 in every round, the ratio of medians would not
+    order, now = [], [0.0]
+
+    def make(name, cost):
+        def call():
+            order.append(name)
+            now[0] += cost * (3.0 if len(order) > 4 else 1.0)
+        return call
+
+    result = timing.time_interleaved({"a": make("a", 1.0), "b": make("b", 2.0)}, "cpu", 4,
+                                     clock=lambda: now[0], cpu_clock=lambda: now[0])
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]  # the start rotates per round
+    assert result["a"].wall_samples == [1.0, 1.0, 3.0, 3.0]
+    ratio = timing.paired_ratios(result["b"].wall_samples, result["a"].wall_samples)
+    assert (ratio.median, ratio.iqr, ratio.n) == (2.0, 0.0, 4)
+    with pytest.raises(ValueError, match="equal length"):
+        timing.paired_ratios([1.0], [1.0, 2.0])
+
+
+def test_busy_means_load_above_half_the_cores():
+    assert timing.busy(1.5, cpus=2) and not timing.busy(1.0, cpus=2)
+    assert not timing.busy(None, cpus=2)
+
+
 def test_repeats_follow_the_warm_up_pace_within_bounds():
     assert timing.repeats_for(0.01, budget_s=1.0, min_repeats=3, max_repeats=30) == 30
     assert timing.repeats_for(0.1, budget_s=1.0, min_repeats=3, max_repeats=30) == 10
@@ -119,6 +145,9 @@ def test_run_case_times_every_implementation_and_counts_the_outputs_memory(devic
         assert ("cpu_time_s" in row) == (device == "cpu")  # CUDA: event time only
         bounds = 1 if row["impl"] == "plain" else 2
         assert row["peak_bytes"] >= bounds * out_bytes, row  # the outputs, at least
+        # interleaved: paired ratios to every other implementation of the phase
+        assert set(row["ratio_to"]) == set(ops.IMPLS) - {row["impl"]}
+        assert row["ratio_to"][row["impl"] == "plain" and "fused_nonneg" or "plain"]["n"] == 2
     skipped = ops.run_case(case, device, dtype, impls=["reference_general"],
                            phases=["forward"], reference_general_max_macs=10, **TINY)
     assert "skipped above 10" in skipped[0]["skipped"] and "time_s" not in skipped[0]
@@ -196,7 +225,7 @@ def test_tables_show_ratios_of_medians_and_errors():
                 dict(network="n", config={}, device="cpu", row="inn_bounds_reference",
                      label="ref", error="reference worker failed (exit 1): boom")]
     rep = dict(meta=dict(date="d", command="c", devices=["cpu"], load_start=1.0, load_end=2.0,
-                         machine=report.machine_info()),
+                         machine=dict(report.machine_info(), cpu_count=2)),
                ops=[op_row("plain", 0.001), op_row("fused_nonneg", 0.002),
                     op_row("reference_nonneg", 0.008)],
                networks=net_rows)
@@ -206,3 +235,11 @@ def test_tables_show_ratios_of_medians_and_errors():
     assert cells[3] == "1 ±10%" and cells[4] == "2 ±10%"
     assert cells[8:12] == ["0.25x", "-", "2.00x", "-"]
     assert "| ref | reference worker failed (exit 1): boom |" in text
+    assert "WARNING: the machine was busy (load average up to 2 on 2 cores)" in text
+    # interleaved rows: the paired ratio (median ± IQR / median) replaces the ratio of medians
+    rep["ops"][1]["ratio_to"] = {"plain": timing.summarize([1.9, 2.0, 2.1]).as_dict()}
+    rep["meta"].update(load_start=0.5, load_end=0.5)
+    text = report.render(rep)
+    line = next(s for s in text.splitlines() if s.startswith("| lin |"))
+    assert [c.strip() for c in line.split("|")[1:-1]][10] == "2.00x ±5%"
+    assert "WARNING" not in text

@@ -1,7 +1,8 @@
 // The GEMM family of the CPU interval convolutions: the fused interval GEMMs (interval_gemm.h)
-// around im2col / col2im (im2col.h). The op glue (interval_conv_cpu.cpp) uses it for the general
-// conv2d forward with many output channels per group, and for a conv2d input gradient that has no
-// pixel-lane direct form (stride > 1, or padding beyond the kernel's reach).
+// around im2col / col2im (im2col.h). The op glue (interval_conv_cpu.cpp) uses it for the conv2d
+// forward with many output channels per group (general mode; non-negative mode on small images,
+// see forward_on_gemm in conv_cpu.h), and for a conv2d input gradient that has no pixel-lane
+// direct form (stride > 1, or padding beyond the kernel's reach).
 //
 // A loop over chunks of column-side pixels (ChunkPlan). GEMM rows are pixels; every GEMM operand
 // and result is a row-major chunk buffer (unit column stride), filled by im2col (or a pixel-row

@@ -20,6 +20,7 @@ namespace inn::cpu::avx2 {
 struct Tiles {
   static constexpr int kFwdMR = 4, kFwdNV = 1, kFwdGenMR = 2;
   static constexpr int64_t kFwdKC = 256;
+  static constexpr bool kFwdSplitSigns = true;  // see Forward::micro_nonneg
   static constexpr int kBiMR = 3, kBiKV = 1, kBiGenMR = 1, kBiGenKV = 1;
   static constexpr int64_t kBiNC = 256, kBiMC = 96;
   static constexpr int kBwNR = 2, kBwKV = 1, kBwGenNR = 1, kBwGenKV = 1;

@@ -28,6 +28,7 @@ namespace inn::cpu::avx512 {
 struct Tiles {
   static constexpr int kFwdMR = 6, kFwdNV = 2, kFwdGenMR = 4;
   static constexpr int64_t kFwdKC = 256;
+  static constexpr bool kFwdSplitSigns = false;  // see Forward::micro_nonneg
   static constexpr int kBiMR = 4, kBiKV = 2, kBiGenMR = 2, kBiGenKV = 1;
   static constexpr int64_t kBiNC = 128, kBiMC = 96;
   static constexpr int kBwNR = 3, kBwKV = 2, kBwGenNR = 2, kBwGenKV = 1;

@@ -105,6 +105,35 @@ struct IsaTable {
 };
 
 extern const IsaTable kScalarKernels;
+
+// The scalar pixel-lane kernels in any path's tile layout (gemm_scalar.cpp): `mr` channels per
+// select tile, dot tiles of `dc` channels x `dk` taps. Every product is a bound product
+// (0 * inf = 0): the repaired path of pixel-lane calls whose operands are not all finite.
+namespace scalar_pixel {
+template <typename T>
+void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
+                  const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
+                  bool accumulate);
+template <typename T>
+void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
+                  const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
+                  const T* src, T* out, int64_t ld_out, int64_t width);
+template <typename T>
+void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width);
+template <typename T>
+void dot_tiles(int64_t dc, int64_t dk, int64_t c_tiles, int64_t k_tiles, const T* g,
+               const int64_t* x_off, const int64_t* y_off, const uint16_t* sign, const T* src,
+               int64_t ld, int64_t width, T* out);
+template <typename T>
+void general_grad_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w,
+                        const int64_t* x_off, const int64_t* y_off, const T* src, const T* xs,
+                        T* out, int64_t ld, int64_t width);
+template <typename T>
+void general_dot_tiles(int64_t dc, int64_t dk, int64_t c_tiles, int64_t k_tiles, const T* g,
+                       const int64_t* x_off, const int64_t* y_off, const T* w, const T* src,
+                       int64_t ld, int64_t width, T* out);
+}  // namespace scalar_pixel
 extern const IsaTable kAvx2Kernels;
 extern const IsaTable kAvx512Kernels;
 

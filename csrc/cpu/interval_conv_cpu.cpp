@@ -5,7 +5,8 @@
 //    conv_pixel_weight_grad.cpp): every forward, every gradient but the one below;
 //  * the fused interval GEMMs around im2col / col2im (conv_gemm.cpp): a conv2d input gradient
 //    that has no direct pixel-lane form (stride > 1, or padding beyond the kernel's reach), and
-//    the general conv2d forward with many output channels per group.
+//    the conv2d forward with many output channels per group (general mode; non-negative mode on
+//    small images: forward_on_gemm, conv_cpu.h).
 //
 // Inputs of any layout (channels_last included) are made contiguous NCHW first; outputs and
 // gradients are contiguous NCHW.
@@ -178,8 +179,9 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   auto [y_lo, y_hi] = init_output({batch, out_channels, g.out_h, g.out_w}, x_lo.options(), b_lo,
                                   b_hi);
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_cpu", [&] {
-    // General mode with many output channels: the GEMM family (see kGemmGeneralChannels).
-    const bool gemm = !input_nonneg && out_channels / groups >= kGemmGeneralChannels;
+    // Many output channels: the GEMM family in general mode, and in nonneg mode on small images
+    // (see forward_on_gemm).
+    const bool gemm = forward_on_gemm(g, out_channels / groups, input_nonneg);
     (gemm ? conv2d_forward_gemm<scalar_t> : conv2d_forward_pixels<scalar_t>)(
         {g, batch, groups, out_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,

@@ -1,13 +1,19 @@
 // The CPU interval GEMMs: the split of the output into blocks, and the threads; the entry points
 // of the pixel-lane kernels. The arithmetic lives in the per-ISA kernel files (gemm_isa.h), whose
 // table is chosen at run time in cpu_isa.cpp.
+//
+// The 0 * inf = 0 bound convention (interval_math.h): every call checks the operands it
+// multiplies and runs the scalar kernels on the rare call with an infinite or NaN one (see
+// "the 0 * inf = 0 bound convention" below); the SIMD kernels see finite operands only.
 #include "interval_gemm.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 #include "cpu_isa.h"
 #include "gemm_isa.h"
@@ -35,6 +41,80 @@ const PixelKernels<float>& active_pixel_kernels<float>() {
 template <>
 const PixelKernels<double>& active_pixel_kernels<double>() {
   return active_table().pixel_f64;
+}
+
+// ------------------------------------------------------------- the 0 * inf = 0 bound convention
+// The SIMD kernels multiply plainly (fused multiply-adds). On finite operands that is the bound
+// product (mul_bound), since only 0 * inf makes a NaN of two non-NaN factors; so every call
+// checks the operands it multiplies (one read of each, against the products' many) and runs
+// the scalar kernels, whose products are bound products, on the rare call with an infinite or
+// NaN operand. The check stops at the first such element.
+
+// Integer tests on the bits (all-ones exponent: inf or NaN), which the compiler vectorises.
+template <typename T>
+bool finite_span(const T* p, int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits kExp = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+  constexpr int64_t kBlock = 4096;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t e = std::min(n, i + kBlock);
+    Bits bad = 0;
+    for (int64_t j = i; j < e; ++j) {
+      Bits b;
+      std::memcpy(&b, p + j, sizeof(T));
+      bad |= Bits((b & kExp) == kExp);
+    }
+    if (bad) return false;
+  }
+  return true;
+}
+
+// A rows x cols view (strides of 0 repeat one row, column or element: read once).
+template <typename T>
+bool finite_view(const ConstView<T>& v, int64_t rows, int64_t cols) {
+  if (v.row_stride == 0) rows = std::min<int64_t>(rows, 1);
+  if (v.col_stride == 0) cols = std::min<int64_t>(cols, 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = v.data + r * v.row_stride;
+    if (v.col_stride == 1) {
+      if (!finite_span(row, cols)) return false;
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        if (!finite_span(row + c * v.col_stride, 1)) return false;
+      }
+    }
+  }
+  return true;
+}
+
+// `n` rows of `width` elements at src + off[i].
+template <typename T>
+bool finite_rows(const T* src, const int64_t* off, int64_t n, int64_t width) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!finite_span(src + off[i], width)) return false;
+  }
+  return true;
+}
+
+// `n` rows of `width` elements at base + i * ld.
+template <typename T>
+bool finite_strided(const T* base, int64_t n, int64_t ld, int64_t width) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!finite_span(base + i * ld, width)) return false;
+  }
+  return true;
+}
+
+// The kernels of a GEMM call: the active path's, or the scalar ones when an operand it
+// multiplies is not finite.
+template <typename T>
+const IsaKernels<T>& kernels_for(bool finite) {
+  if (finite) return active_kernels<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    return kScalarKernels.f32;
+  } else {
+    return kScalarKernels.f64;
+  }
 }
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -118,7 +198,9 @@ void interval_gemm_forward(int64_t M, int64_t N, int64_t K, ConstView<T> x_lo, C
   }
   const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, {}, {}, y_lo, y_hi, input_nonneg,
                          accumulate};
-  run_blocks(active_kernels<T>().forward, args, M, N, K);
+  const bool finite = finite_view(x_lo, M, K) && finite_view(x_hi, M, K) &&
+                      finite_view(w_lo, N, K) && finite_view(w_hi, N, K);
+  run_blocks(kernels_for<T>(finite).forward, args, M, N, K);
 }
 
 template <typename T>
@@ -135,7 +217,11 @@ void interval_gemm_backward_input(int64_t M, int64_t N, int64_t K, ConstView<T> 
   }
   const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dx_lo, dx_hi, input_nonneg,
                          accumulate};
-  run_blocks(active_kernels<T>().backward_input, args, M, K, N);
+  // nonneg mode multiplies g by w only; general mode also compares x * w candidates
+  const bool finite = finite_view(g_lo, M, N) && finite_view(g_hi, M, N) &&
+                      finite_view(w_lo, N, K) && finite_view(w_hi, N, K) &&
+                      (input_nonneg || (finite_view(x_lo, M, K) && finite_view(x_hi, M, K)));
+  run_blocks(kernels_for<T>(finite).backward_input, args, M, K, N);
 }
 
 template <typename T>
@@ -152,7 +238,11 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
   }
   const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dw_lo, dw_hi, input_nonneg,
                          accumulate};
-  run_blocks(active_kernels<T>().backward_weight, args, N, K, M);
+  // nonneg mode multiplies g by x only (w's sign selects); general mode also compares x * w
+  const bool finite = finite_view(g_lo, M, N) && finite_view(g_hi, M, N) &&
+                      finite_view(x_lo, M, K) && finite_view(x_hi, M, K) &&
+                      (input_nonneg || (finite_view(w_lo, N, K) && finite_view(w_hi, N, K)));
+  run_blocks(kernels_for<T>(finite).backward_weight, args, N, K, M);
 }
 
 template <typename T>
@@ -164,8 +254,13 @@ template <typename T>
 void combine_rows(int64_t rows, const int64_t* begin, const int64_t* end, const T* coef,
                   const int64_t* offset, const T* src, T* out, int64_t ld_out, int64_t width,
                   bool accumulate) {
-  active_pixel_kernels<T>().combine(rows, begin, end, coef, offset, src, out, ld_out, width,
-                                    accumulate);
+  bool finite = true;
+  for (int64_t r = 0; r < rows && finite; ++r) {
+    finite = finite_span(coef + begin[r], end[r] - begin[r]) &&
+             finite_rows(src, offset + begin[r], end[r] - begin[r], width);
+  }
+  (finite ? active_pixel_kernels<T>().combine : scalar_pixel::combine_rows<T>)(
+      rows, begin, end, coef, offset, src, out, ld_out, width, accumulate);
 }
 
 template <typename T>
@@ -177,14 +272,27 @@ template <typename T>
 void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
                   const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
                   const T* src, T* out, int64_t ld_out, int64_t width) {
-  active_pixel_kernels<T>().select(tiles, taps, w, sign, enable, x_off, y_off, src, out, ld_out,
-                                   width);
+  const PixelKernels<T>& k = active_pixel_kernels<T>();
+  if (finite_span(w, tiles * taps * 2 * k.tile_channels) &&
+      finite_rows(src, x_off, taps, width) && finite_rows(src, y_off, taps, width)) {
+    k.select(tiles, taps, w, sign, enable, x_off, y_off, src, out, ld_out, width);
+  } else {
+    scalar_pixel::select_tiles(k.tile_channels, tiles, taps, w, sign, enable, x_off, y_off, src,
+                               out, ld_out, width);
+  }
 }
 
 template <typename T>
 void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                    const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width) {
-  active_pixel_kernels<T>().general(tiles, taps, w, x_off, y_off, src, out, ld_out, width);
+  const PixelKernels<T>& k = active_pixel_kernels<T>();
+  if (finite_span(w, tiles * taps * 2 * k.tile_channels) &&
+      finite_rows(src, x_off, taps, width) && finite_rows(src, y_off, taps, width)) {
+    k.general(tiles, taps, w, x_off, y_off, src, out, ld_out, width);
+  } else {
+    scalar_pixel::general_tiles(k.tile_channels, tiles, taps, w, x_off, y_off, src, out, ld_out,
+                                width);
+  }
 }
 
 template <typename T>
@@ -196,23 +304,46 @@ template <typename T>
 void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
                int64_t width, T* out) {
-  active_pixel_kernels<T>().dot(c_tiles, k_tiles, g, x_off, y_off, sign, src, ld, width, out);
+  const PixelKernels<T>& k = active_pixel_kernels<T>();
+  const int64_t k_pad = k_tiles * k.dot_taps;
+  if (finite_strided(g, 2 * c_tiles * k.dot_channels, ld, width) &&
+      finite_rows(src, x_off, k_pad, width) && finite_rows(src, y_off, k_pad, width)) {
+    k.dot(c_tiles, k_tiles, g, x_off, y_off, sign, src, ld, width, out);
+  } else {
+    scalar_pixel::dot_tiles(k.dot_channels, k.dot_taps, c_tiles, k_tiles, g, x_off, y_off, sign,
+                            src, ld, width, out);
+  }
 }
 
 template <typename T>
 void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                         const int64_t* y_off, const T* src, const T* xs, T* out, int64_t ld,
                         int64_t width, bool finite) {
-  active_pixel_kernels<T>().general_grad(tiles, taps, w, x_off, y_off, src, xs, out, ld, width,
-                                         finite);
+  const PixelKernels<T>& k = active_pixel_kernels<T>();
+  if (finite_span(w, tiles * taps * 2 * k.tile_channels) &&
+      finite_rows(src, x_off, taps, width) && finite_rows(src, y_off, taps, width) &&
+      finite_strided(xs, 2 * tiles * k.tile_channels, ld, width)) {
+    k.general_grad(tiles, taps, w, x_off, y_off, src, xs, out, ld, width, finite);
+  } else {
+    scalar_pixel::general_grad_tiles(k.tile_channels, tiles, taps, w, x_off, y_off, src, xs, out,
+                                     ld, width);
+  }
 }
 
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
                        T* out, bool finite) {
-  active_pixel_kernels<T>().general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out,
-                                        finite);
+  const PixelKernels<T>& k = active_pixel_kernels<T>();
+  const int64_t k_pad = k_tiles * k.dot_taps;
+  if (finite_strided(g, 2 * c_tiles * k.dot_channels, ld, width) &&
+      finite_rows(src, x_off, k_pad, width) && finite_rows(src, y_off, k_pad, width) &&
+      finite_span(w, 2 * c_tiles * k.dot_channels * k_pad)) {
+    k.general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out, finite);
+  } else {
+    scalar_pixel::general_dot_tiles(k.dot_channels, k.dot_taps, c_tiles, k_tiles, g, x_off, y_off,
+                                    w, src, ld, width, out);
+  }
 }
 
 #define INN_INSTANTIATE(T)                                                                     \

@@ -2,7 +2,8 @@
 //
 // All three functions take strided 2-D views, so linear layers, im2col columns and NCHW outputs
 // are consumed and produced without copies. Interval semantics and tie conventions are those of
-// csrc/interval_math.h. With `input_nonneg` the caller guarantees x_lo >= 0 (the sign-split fast
+// csrc/interval_math.h, products included (0 * inf = 0: every function here follows it, the
+// pixel-lane ones too). With `input_nonneg` the caller guarantees x_lo >= 0 (the sign-split fast
 // path, one product per bound per term).
 #pragma once
 

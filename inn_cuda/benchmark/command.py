@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import List, Optional
@@ -18,6 +19,7 @@ from . import report as rep
 from .cases import GROUPS, OPS, PAPER_UNET, op_cases
 from .network import NETWORKS, networks, run_network
 from .ops import IMPLS, PHASES, dtypes_for, run_case
+from .timing import busy, load_average
 
 DESCRIPTION = (
     "Benchmark the interval ops (linear, conv2d, conv_transpose2d; forward and forward+backward; "
@@ -165,8 +167,12 @@ def run(args) -> dict:
     net_names = [] if "none" in net_names else net_names
     report = dict(meta=dict(date=rep.date(), command=" ".join(getattr(args, "argv", sys.argv)),
                             machine=rep.machine_info(), devices=devices, quick=args.quick,
-                            load_start=rep.load_average(), settings={}),
+                            load_start=load_average(), settings={}),
                   ops=[], networks=[])
+    if busy(report["meta"]["load_start"]):
+        print(f"inn-cuda bench: WARNING: load average {report['meta']['load_start']:.2f} on "
+              f"{os.cpu_count()} cores: other work competes for the CPU; absolute times will be "
+              f"inflated, compare the paired ratios", file=sys.stderr)
     for device in devices:
         settings = _settings(args, device)
         report["meta"]["settings"][device] = settings
@@ -190,7 +196,7 @@ def run(args) -> dict:
                 net, device, budget_s=settings["net_budget_s"],
                 min_repeats=settings["min_repeats"], max_repeats=10,
                 reference_max_general_macs=settings["network_reference_max_macs"])
-    report["meta"]["load_end"] = rep.load_average()
+    report["meta"]["load_end"] = load_average()
     return report
 
 

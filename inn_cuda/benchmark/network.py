@@ -22,7 +22,8 @@ without autograd:
 * ``probout``: the probabilistic-output network (``inn_cuda.baselines.ProbOut``: one forward
   with an extra log-variance head).
 
-Timing and peak memory follow the op benchmarks (:mod:`.timing`, :mod:`.memory`).
+Timing and peak memory follow the op benchmarks (:mod:`.timing`, :mod:`.memory`): the rows run
+interleaved, and the ratio to the point forward is the median of the paired per-round ratios.
 
     python -m inn_cuda.benchmark.network SPEC_JSON   # the subprocess worker (prints JSON)
 """
@@ -39,7 +40,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .memory import peak_bytes
-from .timing import repeats_for, time_repeats, warm_up
+from .timing import load_average, paired_ratios, repeats_for, time_interleaved, warm_up
 
 ROWS = ("point", "inn_bounds", "inn_bounds_reference", "inn", "mc_dropout", "probout")
 ROW_LABELS = {
@@ -120,25 +121,38 @@ def _call(row: str, built: dict, net: Network):
 
 def time_rows(net: Network, device: str, rows: Sequence[str], *, budget_s: float,
               min_repeats: int, max_repeats: int, seed: int = 0) -> List[Dict]:
-    """Time ``rows`` (not ``inn_bounds_reference``) in this process."""
+    """Time ``rows`` (not ``inn_bounds_reference``) in this process, interleaved (one call of
+    each per round, ``budget_s`` each); every row keeps its paired ratio to ``point`` when that
+    row is timed too (``ratio_to_point``, ``cpu_ratio_to_point``)."""
     from .._validation import check_bounds
 
     built = _build(net, device, seed)
+    calls, peaks, firsts = {}, {}, []
+    with check_bounds(False):
+        for row in rows:
+            calls[row] = _call(row, built, net)
+            firsts.append(warm_up(calls[row], device))
+            peaks[row] = peak_bytes(calls[row], device)
+        repeats = repeats_for(sum(firsts), budget_s=budget_s * len(calls),
+                              min_repeats=min_repeats, max_repeats=max_repeats)
+        load = load_average()
+        timings = time_interleaved(calls, device, repeats)
+    point = timings.get("point")
     results = []
-    for row in rows:
-        call = _call(row, built, net)
-        with check_bounds(False):
-            first = warm_up(call, device)
-            peak = peak_bytes(call, device)
-            repeats = repeats_for(first, budget_s=budget_s, min_repeats=min_repeats,
-                                  max_repeats=max_repeats)
-            timing = time_repeats(call, device, repeats)
-        results.append(dict(
+    for row, timing in timings.items():
+        result = dict(
             network=net.name, config=asdict(net), device=device, dtype="float32", row=row,
-            label=net.label(row), peak_bytes=peak, time_s=timing.wall.as_dict(),
-            time_samples_s=timing.wall_samples,
-            **({} if timing.cpu is None else dict(cpu_time_s=timing.cpu.as_dict(),
-                                                  cpu_time_samples_s=timing.cpu_samples))))
+            label=net.label(row), peak_bytes=peaks[row], load_1min=load,
+            time_s=timing.wall.as_dict(), time_samples_s=timing.wall_samples)
+        if point is not None:
+            result["ratio_to_point"] = paired_ratios(timing.wall_samples,
+                                                     point.wall_samples).as_dict()
+        if timing.cpu is not None:
+            result.update(cpu_time_s=timing.cpu.as_dict(), cpu_time_samples_s=timing.cpu_samples)
+            if point is not None:
+                result["cpu_ratio_to_point"] = paired_ratios(timing.cpu_samples,
+                                                             point.cpu_samples).as_dict()
+        results.append(result)
     return results
 
 

@@ -11,6 +11,10 @@ Implementations (``IMPLS``):
   elementwise interval product in row chunks. ``reference_general`` is skipped above
   ``reference_general_max_macs`` (it runs at a few million multiply-adds per second on a CPU).
 
+Timing: the implementations of one case and phase run interleaved (one call of each per round,
+:func:`.timing.time_interleaved`); each row keeps the paired ratios to the others, which the
+tables print (the median of the per-round ratios and its spread), and the load average.
+
 Phases: ``forward`` (no autograd graph) and ``forward_backward`` (gradients of every input and
 weight bound, and of the bias, by ``torch.autograd.grad`` with fixed random upstream gradients).
 Interval ops run with ``inn_cuda.check_bounds(False)``: the ``lo <= hi`` input check is not part
@@ -37,7 +41,7 @@ from .. import reference
 from .._validation import check_bounds
 from .cases import Case
 from .memory import peak_bytes
-from .timing import repeats_for, time_repeats, warm_up
+from .timing import load_average, paired_ratios, repeats_for, time_interleaved, warm_up
 
 IMPLS = ("plain", "fused_nonneg", "fused_general", "reference_nonneg", "reference_general")
 PHASES = ("forward", "forward_backward")
@@ -129,35 +133,51 @@ def skip_reason(case: Case, impl: str, reference_general_max_macs: int) -> Optio
 def run_case(case: Case, device: str, dtype: torch.dtype, *, impls: Sequence[str] = IMPLS,
              phases: Sequence[str] = PHASES, budget_s: float, min_repeats: int,
              max_repeats: int, reference_general_max_macs: int) -> List[Dict]:
-    """One result dict per (impl, phase): the timing statistics (seconds), throughput and peak
-    memory, or ``skipped`` with the reason."""
+    """One result dict per (impl, phase): the timing statistics (seconds), throughput, peak
+    memory and the paired ratios to every other implementation of the phase (``ratio_to``,
+    ``cpu_ratio_to``: see :func:`.timing.time_interleaved`), or ``skipped`` with the reason.
+    The implementations of a phase are timed interleaved, ``budget_s`` each."""
     operands = make_operands(case, device, dtype)
     rows = []
-    for impl in impls:
-        for phase in phases:
+    for phase in phases:
+        phase_rows, calls, firsts = {}, {}, []
+        for impl in impls:
             row = dict(op=case.op, group=case.group, case=case.name, shape=case.as_dict(),
                        device=device, dtype=str(dtype).replace("torch.", ""), impl=impl,
                        phase=phase, work_flops=gemm_work(case, impl, phase))
+            phase_rows[impl] = row
             reason = skip_reason(case, impl, reference_general_max_macs)
             if reason:
-                rows.append(dict(row, skipped=reason))
+                row["skipped"] = reason
                 continue
-            call = make_call(case, impl, phase, operands)
+            calls[impl] = make_call(case, impl, phase, operands)
             with check_bounds(False):
                 # warm-up (library handles, caches) before the memory and time measurements
-                first = warm_up(call, device)
-                row["peak_bytes"] = peak_bytes(call, device)
-                repeats = repeats_for(first, budget_s=budget_s, min_repeats=min_repeats,
-                                      max_repeats=max_repeats)
-                timing = time_repeats(call, device, repeats)
-            row["time_s"] = timing.wall.as_dict()
-            row["time_samples_s"] = timing.wall_samples
-            if timing.cpu is not None:
-                row["cpu_time_s"] = timing.cpu.as_dict()
-                row["cpu_time_samples_s"] = timing.cpu_samples
-            row["gflops"] = row["work_flops"] / timing.wall.median / 1e9
-            rows.append(row)
-            del call
+                firsts.append(warm_up(calls[impl], device))
+                row["peak_bytes"] = peak_bytes(calls[impl], device)
+        if calls:
+            repeats = repeats_for(sum(firsts), budget_s=budget_s * len(calls),
+                                  min_repeats=min_repeats, max_repeats=max_repeats)
+            load = load_average()
+            with check_bounds(False):
+                timings = time_interleaved(calls, device, repeats)
+            for impl, timing in timings.items():
+                row = phase_rows[impl]
+                row["load_1min"] = load
+                row["time_s"] = timing.wall.as_dict()
+                row["time_samples_s"] = timing.wall_samples
+                row["ratio_to"] = {other: paired_ratios(timing.wall_samples,
+                                                        t.wall_samples).as_dict()
+                                   for other, t in timings.items() if other != impl}
+                if timing.cpu is not None:
+                    row["cpu_time_s"] = timing.cpu.as_dict()
+                    row["cpu_time_samples_s"] = timing.cpu_samples
+                    row["cpu_ratio_to"] = {other: paired_ratios(timing.cpu_samples,
+                                                                t.cpu_samples).as_dict()
+                                           for other, t in timings.items() if other != impl}
+                row["gflops"] = row["work_flops"] / timing.wall.median / 1e9
+        rows += phase_rows.values()
+        del calls
     if torch.device(device).type == "cuda":
         del operands
         torch.cuda.empty_cache()

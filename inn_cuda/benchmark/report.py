@@ -23,6 +23,7 @@ import torch
 
 from .._extras import STUDY_INSTALL, installed
 from .ops import IMPLS, PHASES
+from .timing import busy
 
 IMPL_LABELS = {"plain": "plain", "fused_nonneg": "fused nonneg", "fused_general": "fused general",
                "reference_nonneg": "ref nonneg", "reference_general": "ref general"}
@@ -45,13 +46,6 @@ def machine_info() -> dict:
                 gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
                 torch=torch.__version__, torch_cuda=torch.version.cuda, inn_cuda=__version__,
                 served_by=_backend.SERVED_BY)
-
-
-def load_average() -> Optional[float]:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
 
 
 def date() -> str:
@@ -92,6 +86,28 @@ def _ratio(a: Optional[float], b: Optional[float]) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def _rel_iqr(stats: dict) -> float:
+    return (stats["q3"] - stats["q1"]) / stats["median"]
+
+
+def paired_ratio(row: Optional[dict], other: str, stat: str = "wall") -> Optional[dict]:
+    """The summary of the per-round ratios ``row / other`` (interleaved timing), if recorded."""
+    if not row:
+        return None
+    key = "cpu_ratio_to" if stat == "cpu" and "cpu_ratio_to" in row else "ratio_to"
+    return row.get(key, {}).get(other)
+
+
+def _ratio_cell(rows: Dict[str, dict], impl: str, other: str, stat: str) -> str:
+    """Median of the paired per-round ratios ± their interquartile range / median; a ratio of
+    medians for reports written before the timing was interleaved."""
+    paired = paired_ratio(rows.get(impl), other, stat)
+    if paired:
+        q = paired["median"]
+        return f"{q:.2f}x ±{100 * _rel_iqr(paired):.0f}%" if q else "-"
+    return _ratio(median_s(rows.get(impl), stat), median_s(rows.get(other), stat))
+
+
 def _num(value: Optional[float], digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -116,9 +132,10 @@ def op_tables(report: dict, stat: str = "wall") -> str:
         time_name = ("process CPU time" if stat == "cpu" and device == "cpu" else
                      "CUDA-event time" if device.startswith("cuda") else "wall-clock time")
         out.append(f"#### {device} {dtype}, {PHASE_LABELS[phase]}\n")
-        out.append(f"Median {time_name} in ms (± interquartile range / median); time ratios "
-                   f"of medians (below 1: the fused op is faster); GEMM-equivalent GFLOP/s; "
-                   f"peak MiB allocated by one call.\n")
+        out.append(f"Median {time_name} in ms (± interquartile range / median); time ratios: "
+                   f"the median of the per-round ratios of interleaved calls ± their "
+                   f"interquartile range / median (below 1: the fused op is faster); "
+                   f"GEMM-equivalent GFLOP/s; peak MiB allocated by one call.\n")
         out.append("| layer | shape | GFLOP | " + " | ".join(IMPL_LABELS[i] for i in IMPLS)
                    + " | fused/ref nonneg | fused/ref general | fused/plain nonneg "
                      "| fused/plain general | GFLOP/s plain · fused nonneg · fused general "
@@ -136,11 +153,10 @@ def op_tables(report: dict, stat: str = "wall") -> str:
                 t = median_s(row, stat)
                 cells.append("skipped" if row and "skipped" in row else
                              "-" if t is None else f"{_ms(t)} ±{100 * spread(row, stat):.0f}%")
-            m = {impl: median_s(impls.get(impl), stat) for impl in IMPLS}
-            cells += [_ratio(m["fused_nonneg"], m["reference_nonneg"]),
-                      _ratio(m["fused_general"], m["reference_general"]),
-                      _ratio(m["fused_nonneg"], m["plain"]),
-                      _ratio(m["fused_general"], m["plain"])]
+            cells += [_ratio_cell(impls, "fused_nonneg", "reference_nonneg", stat),
+                      _ratio_cell(impls, "fused_general", "reference_general", stat),
+                      _ratio_cell(impls, "fused_nonneg", "plain", stat),
+                      _ratio_cell(impls, "fused_general", "plain", stat)]
             cells.append(" · ".join(_num(throughput(impls.get(i), stat))
                                     for i in ("plain", "fused_nonneg", "fused_general")))
             cells.append(" · ".join(_mib(impls.get(i))
@@ -182,8 +198,13 @@ def network_tables(report: dict, stat: str = "wall") -> str:
                 out.append(f"| {row['label']} | {row.get('error') or row['skipped']} | | | |")
                 continue
             t = median_s(row, stat)
+            key = "cpu_ratio_to_point" if stat == "cpu" and "cpu_ratio_to_point" in row else \
+                "ratio_to_point"
+            paired = row.get(key)
+            ratio = (f"{paired['median']:.2f}x ±{100 * _rel_iqr(paired):.0f}%"
+                     if paired and paired["median"] else _ratio(t, point))
             out.append(f"| {row['label']} | {_ms(t)} | {100 * spread(row, stat):.0f}% "
-                       f"| {_ratio(t, point)} | {_mib(row)} |")
+                       f"| {ratio} | {_mib(row)} |")
         out.append("")
     return "\n".join(out)
 
@@ -197,6 +218,13 @@ def header(report: dict) -> str:
              f"threads, SIMD path {m['cpu_isa']}); GPU: {gpus}; torch {m['torch']}",
              f"load average (1 min) at start {_num(meta['load_start'])}, "
              f"at end {_num(meta['load_end'])}; command: {meta['command']}"]
+    loads = [meta.get("load_start"), meta.get("load_end")] + [
+        r.get("load_1min") for r in report.get("ops", []) + report.get("networks", [])]
+    peak = max((x for x in loads if x is not None), default=None)
+    if busy(peak, m["cpu_count"]):
+        lines.append(f"WARNING: the machine was busy (load average up to {_num(peak)} on "
+                     f"{m['cpu_count']} cores): absolute times are inflated; the paired ratios "
+                     f"(interleaved calls) are the comparable figures")
     for device in meta["devices"]:
         served = sorted({devs.get(device, "?") for devs in m["served_by"].values()})
         lines.append(f"interval ops on {device} served by: {', '.join(served)}")

@@ -12,15 +12,24 @@ untimed warm-up call (:func:`warm_up`) whose duration sizes the repeats (:func:`
   GPU is idle when the start event is reached, so one interval is one call, launch gaps
   included); the elapsed times are read after a final synchronize. No CPU time.
 
+Comparisons (:func:`time_interleaved`): the implementations being compared are timed in rounds,
+one call of each per round (A B C, A B C, ...; the order rotates each round so that no
+implementation always follows the same one). Load from other processes that comes and goes
+then lands on every implementation of a round alike, and :func:`paired_ratios` (the ratio of
+each round's two samples, summarised) cancels it; a ratio of medians of separately timed blocks
+does not. :func:`busy` says when the machine's load average makes even absolute times
+unreliable.
+
 The clocks are parameters so that the statistics can be tested on a fake clock.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
@@ -121,6 +130,55 @@ def time_call(call: Callable[[], object], device: str, *, budget_s: float,
     repeats = repeats_for(first, budget_s=budget_s, min_repeats=min_repeats,
                           max_repeats=max_repeats)
     return time_repeats(call, device, repeats, clock=clock, cpu_clock=cpu_clock)
+
+
+def time_interleaved(calls: Mapping[str, Callable[[], object]], device: str, repeats: int, *,
+                     clock: Callable[[], float] = time.perf_counter,
+                     cpu_clock: Callable[[], float] = time.process_time) -> Dict[str, Timing]:
+    """``repeats`` rounds of one timed call of each (already warmed-up) implementation; round
+    ``r`` starts at implementation ``r mod len(calls)``. Sample ``i`` of every implementation
+    comes from round ``i`` (the pairing :func:`paired_ratios` relies on)."""
+    names = list(calls)
+    wall: Dict[str, List[float]] = {name: [] for name in names}
+    cpu: Dict[str, List[float]] = {name: [] for name in names}
+    cuda = _is_cuda(device)
+    for r in range(repeats):
+        for j in range(len(names)):
+            name = names[(r + j) % len(names)]
+            if cuda:
+                wall[name] += _cuda_event_samples(calls[name], 1)
+                continue
+            start, start_cpu = clock(), cpu_clock()
+            calls[name]()
+            wall[name].append(clock() - start)
+            cpu[name].append(cpu_clock() - start_cpu)
+    if cuda:
+        return {n: Timing(summarize(wall[n]), None, wall[n], None) for n in names}
+    return {n: Timing(summarize(wall[n]), summarize(cpu[n]), wall[n], cpu[n]) for n in names}
+
+
+def paired_ratios(samples: Sequence[float], baseline: Sequence[float]) -> Stats:
+    """Summary of ``samples[i] / baseline[i]``: per-round ratios of two interleaved
+    implementations (see :func:`time_interleaved`)."""
+    if len(samples) != len(baseline):
+        raise ValueError(f"paired_ratios: expected samples of equal length, got {len(samples)} "
+                         f"and {len(baseline)}")
+    return summarize([a / b for a, b in zip(samples, baseline) if b > 0])
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average, or None where the system has none."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def busy(load: Optional[float], cpus: Optional[int] = None) -> bool:
+    """Whether a load average means other work competes for the cores: above half of them
+    (then wall-clock times are inflated and only paired ratios are comparable)."""
+    cpus = cpus or os.cpu_count() or 1
+    return load is not None and load > 0.5 * cpus
 
 
 def _cuda_event_samples(call: Callable[[], object], repeats: int) -> List[float]:
