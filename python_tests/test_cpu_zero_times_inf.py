@@ -1,6 +1,6 @@
 """The 0 * inf = 0 bound convention (``inn::mul_bound``, csrc/interval_math.h) in every CPU
 kernel: linear, conv2d and conv_transpose2d, forward and both gradients, non-negative and
-general mode, on every SIMD path (``test_every_isa_path`` re-runs this file per other path).
+general mode, on every SIMD path this CPU supports (the ``cpu_isa`` fixture of conftest.py).
 
 The SIMD kernels multiply plainly and route a call with a non-finite operand to the scalar
 kernels, whose products are bound products; these tests feed such operands (infinite bounds,
@@ -17,9 +17,9 @@ import torch
 
 import inn_cuda
 
-from test_cpu_conv_paths import CASES, config
-from test_cpu_gemm_paths import ISA_ORDER, rerun_file_with_isa
+from conv_cases import CASES, config
 
+pytestmark = pytest.mark.usefixtures("cpu_isa")
 ops = torch.ops.inn_cuda
 
 
@@ -195,8 +195,3 @@ def test_nan_operands_still_propagate():
     with inn_cuda.check_bounds(False):
         lo, hi = ops.interval_linear(x, x, w, w, None, None, True)
     assert torch.isnan(lo).all() and torch.isnan(hi).all()  # NaN * 0 is NaN, not 0
-
-
-@pytest.mark.parametrize("isa", ISA_ORDER)
-def test_every_isa_path(isa):
-    rerun_file_with_isa(isa, __file__)
