@@ -633,7 +633,7 @@ CONV_TRANSPOSE2D_ERRORS = [
     (lambda o: o.update(padding=(1, -1)), r"padding must be >= 0"),
     (lambda o: o.update(output_padding=2), r"output_padding \(2, 2\) must be smaller than stride "
                                            r"\(2, 2\) or dilation \(1, 1\)"),
-    (lambda o: o.update(padding=4), r"padding \(4, 4\) leaves no output pixels for input \(3, 3\)"),
+    (lambda o: o.update(padding=4), "padding 4 leaves no output pixels for input size 3"),
     (lambda o: o.update(b_lo=torch.zeros(4), b_hi=torch.zeros(4)),
      r"b_lo has shape \(4,\), expected \(3,\)"),
     (lambda o: o.update(w_hi=o["w_hi"].double()), r"w_hi has dtype torch.float64"),
