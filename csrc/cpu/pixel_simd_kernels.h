@@ -1,4 +1,4 @@
-// The pixel-lane kernels of the CPU interval convolutions (interval_conv_cpu.cpp), written once
+// The pixel-lane kernels of the CPU interval convolutions (conv_pixel_*.cpp), written once
 // over the vector traits `S` of gemm_simd_kernels.h and included, like it, INSIDE the namespace of
 // each SIMD translation unit after its target pragma (so it includes nothing itself).
 //

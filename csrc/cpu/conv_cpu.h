@@ -1,0 +1,189 @@
+// What the CPU interval convolutions share between their op glue (interval_conv_cpu.cpp) and
+// their two kernel families:
+//  * the GEMM family (conv_gemm.cpp): the fused interval GEMMs (interval_gemm.h) around im2col /
+//    col2im (im2col.h), over chunks of pixels sized by ChunkPlan into RowBuffers;
+//  * the pixel-lane family (conv_pixel_*.cpp, conv_pixel_lanes.h): vector lanes over pixels.
+// One KernelCall describes one kernel call to either family; the entry points of both are
+// declared at the end, instantiated for float and double in their files.
+//
+// Vocabulary: the "image side" has g.channels channels per group (conv2d's input,
+// conv_transpose2d's output), the "column side" `channels` channels in all (conv2d's output,
+// conv_transpose2d's input). conv_transpose2d kernels get the weight transposed (see
+// transpose_weight in interval_conv_cpu.cpp) and write its gradient so.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include "im2col.h"
+#include "interval_gemm.h"
+
+namespace inn::cpu::conv {
+
+// GEMM family: buffers per chunk (all of them together), large enough that a GEMM call amortises
+// its setup, small enough to stay in the shared L3 cache.
+constexpr int64_t kBufferBudgetBytes = int64_t(16) << 20;
+
+// Output channels per group from which the general-mode conv2d forward runs on the GEMM kernel:
+// there the GEMM's lanes over channels are full, and its weight selection by pointer beats the
+// pixel tiles' blends (measured at 64 channels).
+constexpr int64_t kGemmGeneralChannels = 64;
+
+// How `batch` images of `pixels` column-side pixels are cut into chunks, given the buffer bytes
+// each row (pixel) of a chunk needs: several whole images when images are small, part of one
+// image when they are large, so that a chunk's buffers stay within kBufferBudgetBytes.
+struct ChunkPlan {
+  int64_t batch, pixels, images, pixels_per_chunk;
+
+  ChunkPlan(int64_t batch_, int64_t pixels_, int64_t bytes_per_row)
+      : batch(batch_), pixels(pixels_) {
+    const int64_t rows =
+        std::max<int64_t>(1, kBufferBudgetBytes / std::max<int64_t>(1, bytes_per_row));
+    images = std::clamp<int64_t>(rows / std::max<int64_t>(1, pixels), 1,
+                                 std::max<int64_t>(1, batch));
+    pixels_per_chunk = std::min(rows, pixels);
+  }
+  int64_t capacity() const { return images * pixels_per_chunk; }
+
+  template <typename F>
+  void for_each(F&& body) const {
+    if (pixels == 0) return;
+    for (int64_t n = 0; n < batch; n += images) {
+      const int64_t count = std::min(images, batch - n);
+      for (int64_t p = 0; p < pixels; p += pixels_per_chunk) {
+        body(Chunk{n, count, p, std::min(pixels_per_chunk, pixels - p)});
+      }
+    }
+  }
+};
+
+// A pair (lo, hi) of row-major (rows x width) chunk buffers: GEMM operands and results.
+template <typename T>
+struct RowBuffer {
+  at::Tensor storage;
+  T* lo = nullptr;
+  T* hi = nullptr;
+  int64_t width;
+  RowBuffer(const ChunkPlan& plan, int64_t width_, bool needed, const at::TensorOptions& options)
+      : width(width_) {
+    if (!needed) return;
+    const int64_t elements = plan.capacity() * width;
+    storage = at::empty({2, elements}, options);
+    lo = storage.mutable_data_ptr<T>();
+    hi = lo + elements;
+  }
+  ConstView<T> const_lo() const { return {lo, width, 1}; }
+  ConstView<T> const_hi() const { return {hi, width, 1}; }
+  View<T> view_lo() { return {lo, width, 1}; }
+  View<T> view_hi() { return {hi, width, 1}; }
+};
+
+// A contiguous NCHW pair with `channels` channels of `plane` pixels, from channel `first` on, as
+// im2col / col2im planes.
+template <typename T>
+std::pair<Planes<T>, Planes<T>> planes(T* lo, T* hi, int64_t channels, int64_t first,
+                                       int64_t plane) {
+  return {{lo + first * plane, channels * plane}, {hi + first * plane, channels * plane}};
+}
+
+// Pointers of the contiguous operands of one kernel call.
+template <typename T>
+struct Operands {
+  const T *x_lo, *x_hi, *w_lo, *w_hi, *g_lo, *g_hi;  // g: the output gradient, if any
+  T *out_lo, *out_hi;                                // y, dx or dw
+};
+
+// One kernel call. The image side has g.channels channels per group, the column side `channels`
+// channels in all. The methods (for the GEMM family) move one group's part of an operand between
+// its NCHW tensor and a chunk buffer, and cut out its block of the weight.
+template <typename T>
+struct KernelCall {
+  ConvGeometry g;
+  int64_t batch, groups, channels;
+  Operands<T> o;
+  bool nonneg;
+  at::TensorOptions options;  // of the chunk buffers
+
+  int64_t group_channels() const { return channels / groups; }  // column side
+
+  ChunkPlan plan(int64_t bytes_per_row) const {
+    return ChunkPlan(batch, g.out_pixels(), bytes_per_row);
+  }
+  RowBuffer<T> buffer(const ChunkPlan& plan, int64_t width, bool needed = true) const {
+    return RowBuffer<T>(plan, width, needed, options);
+  }
+  // body(chunk, group) for every chunk, and within it every group in turn.
+  template <typename F>
+  void for_each_group(const ChunkPlan& plan, F&& body) const {
+    plan.for_each([&](const Chunk& chunk) {
+      for (int64_t grp = 0; grp < groups; ++grp) body(chunk, grp);
+    });
+  }
+
+  // Columns of the image-side pair (lo, hi), group grp.
+  void im2col_group(const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
+                    RowBuffer<T>& cols) const {
+    const auto [pl, ph] = planes(lo, hi, g.channels * groups, grp * g.channels, g.image_pixels());
+    im2col(g, chunk, pl, ph, cols.lo, cols.hi);
+  }
+  // The result's image side, group grp, += columns.
+  void col2im_add_group(const RowBuffer<T>& cols, int64_t grp, const Chunk& chunk) const {
+    const auto [pl, ph] =
+        planes(o.out_lo, o.out_hi, g.channels * groups, grp * g.channels, g.image_pixels());
+    col2im_add(g, chunk, cols.lo, cols.hi, pl, ph);
+  }
+  // Pixel rows of the column-side pair (lo, hi), group grp (an identity im2col).
+  void gather_group(const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
+                    RowBuffer<T>& rows) const {
+    const int64_t count = group_channels();
+    const auto [pl, ph] = planes(lo, hi, channels, grp * count, g.out_pixels());
+    im2col(ConvGeometry::identity(count, g.out_h, g.out_w), chunk, pl, ph, rows.lo, rows.hi);
+  }
+  // The result's column side, group grp, += pixel rows (an identity col2im).
+  void scatter_add_group(const RowBuffer<T>& rows, int64_t grp, const Chunk& chunk) const {
+    const int64_t count = group_channels();
+    const auto [pl, ph] = planes(o.out_lo, o.out_hi, channels, grp * count, g.out_pixels());
+    col2im_add(ConvGeometry::identity(count, g.out_h, g.out_w), chunk, rows.lo, rows.hi, pl, ph);
+  }
+
+  // Group grp's (rows x cols) row-major block of the weight.
+  std::pair<ConstView<T>, ConstView<T>> weight(int64_t grp, int64_t rows, int64_t cols) const {
+    const int64_t offset = grp * rows * cols;
+    return {{o.w_lo + offset, cols, 1}, {o.w_hi + offset, cols, 1}};
+  }
+};
+
+// ------------------------------------------------------------------- kernel entry points
+// Each adds its result into c.o.out (zeroed, or the bias, by the caller).
+
+// GEMM family (conv_gemm.cpp).
+template <typename T>
+void conv2d_forward_gemm(const KernelCall<T>& c);
+template <typename T>
+void conv2d_backward_input_gemm(const KernelCall<T>& c);
+
+// Pixel-lane family: forward (conv_pixel_forward.cpp), input gradient
+// (conv_pixel_input_grad.cpp), weight gradient (conv_pixel_weight_grad.cpp).
+template <typename T>
+void conv2d_forward_pixels(const KernelCall<T>& c);
+template <typename T>
+void conv_transpose2d_forward_pixels(const KernelCall<T>& c);
+// Only where conv2d_input_grad_is_direct(c.g); the GEMM kernel computes the others.
+template <typename T>
+void conv2d_backward_input_pixels(const KernelCall<T>& c);
+template <typename T>
+void conv_transpose2d_backward_input_pixels(const KernelCall<T>& c);
+template <typename T>
+void conv2d_backward_weight_pixels(const KernelCall<T>& c);
+template <typename T>
+void conv_transpose2d_backward_weight_pixels(const KernelCall<T>& c);
+
+// Whether conv2d's input gradient has the pixel lanes' direct form: stride 1 and padding at most
+// the dilated kernel's reach.
+bool conv2d_input_grad_is_direct(const ConvGeometry& g);
+
+}  // namespace inn::cpu::conv

@@ -1,0 +1,173 @@
+// The pixel-lane forwards of the CPU interval convolutions (see conv_pixel_lanes.h for the
+// scheme): conv2d (direct for stride 1, else on windows) and conv_transpose2d (computed exactly
+// without zero insertion: per input pixel, every term's bounds, added into the output for the
+// lower and upper bounds separately).
+#include <optional>
+#include <vector>
+
+#include "conv_pixel_lanes.h"
+
+namespace inn::cpu::conv {
+namespace {
+
+// conv2d's direct form (stride 1), or nullopt.
+std::optional<Direct> forward_direct(const ConvGeometry& g, int64_t tile) {
+  if (g.stride_h != 1 || g.stride_w != 1) return std::nullopt;
+  const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
+  return Direct{g.height, g.width, g.pad_h, g.pad_w, g.width + 2 * g.pad_w, g.out_h,
+                g.out_w,  reach_h, reach_w, tile};
+}
+
+// The group's weight pair at (out channel co, tap k) of a (C_out, kg) weight.
+template <typename T>
+std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64_t k) {
+  const int64_t at = (grp * c.group_channels() + co) * c.g.column_rows() + k;
+  return {c.o.w_lo[at], c.o.w_hi[at]};
+}
+
+// The rows of tap k = (channel, i, j) of the input (bound 0: lo, 1: hi), [bound * kg + k], in a
+// chunk's source buffer: gathered rows, or shifted reads of the padded planes (direct).
+std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Direct>& direct,
+                                 int64_t ld) {
+  const int64_t kg = g.column_rows(), taps = g.kernel_h * g.kernel_w;
+  std::vector<int64_t> offsets(2 * kg);
+  for (int64_t k = 0; k < kg; ++k) {
+    const int64_t i = k % taps / g.kernel_w, j = k % g.kernel_w;
+    for (int bound = 0; bound < 2; ++bound) {
+      offsets[bound * kg + k] =
+          direct ? (2 * (k / taps) + bound) * ld + i * g.dilation_h * direct->padded_w +
+                       j * g.dilation_w
+                 : (2 * k + bound) * ld;
+    }
+  }
+  return offsets;
+}
+
+}  // namespace
+
+// conv2d y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l) (general mode:
+// the exact product, general_tiles), in tiles of output channels over the chunk's input rows.
+template <typename T>
+void conv2d_forward_pixels(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t kg = g.column_rows(), out_g = c.group_channels();
+  const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
+  const int64_t tiles = ceil_div(out_g, mr);
+  const std::optional<Direct> direct = forward_direct(g, tile);
+  const int64_t source_rows = 2 * (direct ? g.channels : kg);
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
+                   2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.channels : kg)));
+  const int64_t ld = direct ? direct->ld(chunks) : chunk_ld(chunks, tile);
+  const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
+  // Weights and signs per group, tile and tap: [a x mr, b x mr]; channels past out_g are zero.
+  const int64_t per_group = tiles * kg * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t co = 0; co < out_g; ++co) {
+      for (int64_t k = 0; k < kg; ++k) {
+        const auto [a, b] = weight_at(c, grp, co, k);
+        const int64_t at = grp * per_group + ((co / mr) * kg + k) * 2 * mr + co % mr;
+        pack_weight(packed.data(), signs.data(), at, mr, a, b);
+      }
+    }
+  }
+  for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* src = static_cast<T*>(buffer);
+    T* out = src + source_rows * ld;
+    const ChunkLayout layout =
+        direct ? direct->layout(chunk, ld) : gathered_layout<T>(g, chunk, ld);
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      if (direct) {
+        direct->fill(c.o.x_lo, c.o.x_hi, g.channels * c.groups, grp * g.channels, g.channels,
+                     chunk, ld, src);
+      } else {
+        windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
+      }
+      if (c.nonneg) {
+        select_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                        offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
+      } else {
+        general_tiles<T>(tiles, kg, &packed[grp * per_group], offsets.data(),
+                         offsets.data() + kg, src, out, ld, layout.width);
+      }
+      add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.out_pixels(), chunk);
+    }
+  });
+}
+
+// conv_transpose2d y: per input pixel, contribution rows r = (co, i, j) (the transposed weight's
+// rows) = sum over input channels ci of a * (a >= 0 ? l : h) (select_tiles over the input's pixel
+// rows; general mode: general_tiles), each added into y at the pixel it reaches. Chunks of whole images
+// where the windows of neighbouring input pixels overlap, so that no two threads add into one
+// element.
+template <typename T>
+void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
+  const ConvGeometry& g = c.g;
+  const int64_t ncol = g.column_rows(), in_g = c.group_channels(), taps = g.kernel_h * g.kernel_w;
+  const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
+  const int64_t tiles = ceil_div(ncol, mr);
+  const bool overlap = g.stride_h < g.dilation_h * (g.kernel_h - 1) + 1 ||
+                       g.stride_w < g.dilation_w * (g.kernel_w - 1) + 1;
+  const std::vector<Chunk> chunks =
+      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
+                   2 * int64_t(sizeof(T)) * (in_g + tiles * mr), overlap);
+  const int64_t ld = chunk_ld(chunks, tile);
+  std::vector<int64_t> offsets(2 * in_g);  // input channel ci's l row, then its h row
+  for (int64_t ci = 0; ci < in_g; ++ci) {
+    offsets[ci] = 2 * ci * ld;
+    offsets[in_g + ci] = (2 * ci + 1) * ld;
+  }
+  const int64_t per_group = tiles * in_g * 2 * mr;
+  std::vector<T> packed(c.groups * per_group, T(0));
+  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
+  for (int64_t grp = 0; grp < c.groups; ++grp) {
+    for (int64_t r = 0; r < ncol; ++r) {
+      for (int64_t ci = 0; ci < in_g; ++ci) {
+        const int64_t w = (grp * ncol + r) * in_g + ci;
+        const T a = c.o.w_lo[w], b = c.o.w_hi[w];
+        const int64_t at = grp * per_group + ((r / mr) * in_g + ci) * 2 * mr + r % mr;
+        pack_weight(packed.data(), signs.data(), at, mr, a, b);
+      }
+    }
+  }
+  const int64_t out_channels = g.channels * c.groups, plane = g.image_pixels();
+  for_each_chunk(chunks, 2 * (in_g + tiles * mr) * ld * sizeof(T),
+                 [&](const Chunk& chunk, void* buffer) {
+    T* xs = static_cast<T*>(buffer);
+    T* out = xs + 2 * in_g * ld;
+    const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
+    for (int64_t grp = 0; grp < c.groups; ++grp) {
+      pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
+      if (c.nonneg) {
+        select_tiles<T>(tiles, in_g, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+                        offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
+      } else {
+        general_tiles<T>(tiles, in_g, &packed[grp * per_group], offsets.data(),
+                         offsets.data() + in_g, xs, out, ld, layout.width);
+      }
+      for (int64_t r = 0; r < ncol; ++r) {
+        const int64_t co = grp * g.channels + r / taps, i = r % taps / g.kernel_w, j = r % g.kernel_w;
+        const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
+        const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
+        for (int bound = 0; bound < 2; ++bound) {
+          for (int64_t n = 0; n < chunk.images; ++n) {
+            scatter_add_plane(out + (2 * r + bound) * ld + n * chunk.pixels, g.height, g.width,
+                              g.out_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels, y, x,
+                              (bound == 0 ? c.o.out_lo : c.o.out_hi) +
+                                  ((chunk.first_image + n) * out_channels + co) * plane);
+          }
+        }
+      }
+    }
+  });
+}
+
+template void conv2d_forward_pixels<float>(const KernelCall<float>&);
+template void conv2d_forward_pixels<double>(const KernelCall<double>&);
+template void conv_transpose2d_forward_pixels<float>(const KernelCall<float>&);
+template void conv_transpose2d_forward_pixels<double>(const KernelCall<double>&);
+
+}  // namespace inn::cpu::conv
