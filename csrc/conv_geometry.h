@@ -18,16 +18,18 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "interval_math.h"  // INN_HD
 
 namespace inn {
 
 // Channels and spatial sizes in I (int64_t on the host, int in the CUDA kernels); batch and
-// pixel counts always in 64 bits.
+// pixel counts always in 64 bits (Wide: int64_t on the host, the kernels' long long index_t).
 template <typename I>
 struct BasicConvGeometry {
-  long long batch = 0;
+  using Wide = std::conditional_t<(sizeof(I) >= 8), I, long long>;
+  Wide batch = 0;
   I groups = 1;
   I big_c = 0, big_h = 0, big_w = 0;  // channels: all groups
   I small_c = 0, small_h = 0, small_w = 0;
@@ -37,10 +39,10 @@ struct BasicConvGeometry {
   INN_HD I big_per_group() const { return big_c / groups; }
   INN_HD I small_per_group() const { return small_c / groups; }
   INN_HD I taps() const { return kernel_h * kernel_w; }
-  INN_HD long long big_pixels() const { return static_cast<long long>(big_h) * big_w; }
-  INN_HD long long small_pixels() const { return static_cast<long long>(small_h) * small_w; }
+  INN_HD Wide big_pixels() const { return static_cast<Wide>(big_h) * big_w; }
+  INN_HD Wide small_pixels() const { return static_cast<Wide>(small_h) * small_w; }
   // Rows of one group's im2col matrix over the big image: (big channel in group, kh, kw).
-  INN_HD long long big_depth() const { return static_cast<long long>(big_per_group()) * taps(); }
+  INN_HD Wide big_depth() const { return static_cast<Wide>(big_per_group()) * taps(); }
 };
 
 using ConvGeometry = BasicConvGeometry<int64_t>;
@@ -91,6 +93,12 @@ inline void check_arguments(const char* op, const int64_t* x, const int64_t* w,
   if (x[2] < 1 || x[3] < 1) {
     fail(op, "the input's spatial size must be >= 1 in each dim, got " + pair(x + 2));
   }
+}
+
+// The output's bytes (8 per element at most) fit in int64.
+inline void check_elements(const char* op, int64_t n, int64_t c, int64_t h, int64_t w) {
+  const char* what = "the output's size in bytes";
+  mul_add(op, what, mul_add(op, what, mul_add(op, what, mul_add(op, what, n, c), h), w), 8);
 }
 
 // dilation * (kernel - 1) + 1 per dim: the extent of the dilated kernel.
@@ -159,8 +167,7 @@ inline ConvGeometry conv2d_geometry(const char* op, const int64_t* x, const int6
   geo.dil_h = dilation[0], geo.dil_w = dilation[1];
   geo.small_h = conv_output_size(op, x[2], w[2], stride[0], padding[0], dilation[0]);
   geo.small_w = conv_output_size(op, x[3], w[3], stride[1], padding[1], dilation[1]);
-  mul_add(op, "the output size", mul_add(op, "the output size", geo.batch, geo.small_c),
-          geo.small_pixels());
+  check_elements(op, geo.batch, geo.small_c, geo.small_h, geo.small_w);
   return geo;
 }
 
@@ -202,8 +209,7 @@ inline ConvGeometry conv_transpose2d_geometry(const char* op, const int64_t* x, 
                                          output_padding[0], dilation[0]);
   geo.big_w = conv_transpose_output_size(op, x[3], w[3], stride[1], padding[1],
                                          output_padding[1], dilation[1]);
-  mul_add(op, "the output size", mul_add(op, "the output size", geo.batch, geo.big_c),
-          geo.big_pixels());
+  check_elements(op, geo.batch, geo.big_c, geo.big_h, geo.big_w);
   return geo;
 }
 
