@@ -7,6 +7,7 @@
 #pragma once
 
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <optional>
 
