@@ -30,11 +30,11 @@ void check_tensors(const char* op, std::initializer_list<Named> named) {
                       " must be a dense (strided) tensor, got layout ", t->layout());
     TORCH_CHECK_VALUE(t->device() == first->device(), op, ": ", name, " is on ", t->device(),
                       ", expected ", first->device(), " like ", first_name);
-    TORCH_CHECK_TYPE(t->scalar_type() == first->scalar_type(), op, ": ", name, " has dtype ",
+    TORCH_CHECK_VALUE(t->scalar_type() == first->scalar_type(), op, ": ", name, " has dtype ",
                      t->scalar_type(), ", expected ", first->scalar_type(), " like ", first_name,
                      " (mixed dtypes are not cast silently)");
   }
-  TORCH_CHECK_TYPE(kernel_dtype(*first), op, ": ", first_name, " has dtype ",
+  TORCH_CHECK_VALUE(kernel_dtype(*first), op, ": ", first_name, " has dtype ",
                    first->scalar_type(), "; on ", first->device().type(),
                    " the supported dtypes are float32, float64",
                    first->is_cuda() ? ", float16, bfloat16" : "");
@@ -53,7 +53,7 @@ void check_rank(const char* op, const char* name, const at::Tensor& t, int64_t r
 }
 
 // Both bounds of x and w: ranks and x_hi / w_hi like x_lo / w_lo, one dtype and device.
-void check_bounds_pairs(const char* op, const at::Tensor& x_lo, const at::Tensor& x_hi,
+void check_pair_shapes(const char* op, const at::Tensor& x_lo, const at::Tensor& x_hi,
                         const at::Tensor& w_lo, const at::Tensor& w_hi) {
   check_same_shape(op, "x_hi", x_hi, "x_lo", x_lo);
   check_same_shape(op, "w_hi", w_hi, "w_lo", w_lo);
@@ -118,7 +118,7 @@ LinearShape check_linear(const char* op, const at::Tensor& x_lo, const at::Tenso
                          const std::optional<at::Tensor>& b_hi) {
   check_tensors(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   check_rank(op, "w_lo", w_lo, 2, "(out_features, in_features)");
-  check_bounds_pairs(op, x_lo, x_hi, w_lo, w_hi);
+  check_pair_shapes(op, x_lo, x_hi, w_lo, w_hi);
   TORCH_CHECK_VALUE(x_lo.dim() >= 1 && x_lo.size(-1) == w_lo.size(1), op, ": x_lo has shape ",
                     x_lo.sizes(), ", expected (*, ", w_lo.size(1), ") to match w_lo of shape ",
                     w_lo.sizes());
@@ -166,7 +166,7 @@ ConvGeometry check_conv2d(const char* op, const at::Tensor& x_lo, const at::Tens
   check_tensors(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   check_rank(op, "x_lo", x_lo, 4, "(N, C, H, W)");
   check_rank(op, "w_lo", w_lo, 4, "(C_out, C_in / groups, kH, kW)");
-  check_bounds_pairs(op, x_lo, x_hi, w_lo, w_hi);
+  check_pair_shapes(op, x_lo, x_hi, w_lo, w_hi);
   check_list(op, "stride", stride, 2);
   check_list(op, "padding", padding, 2);
   check_list(op, "dilation", dilation, 2);
@@ -202,7 +202,7 @@ ConvGeometry check_conv_transpose2d(const char* op, const at::Tensor& x_lo,
   check_tensors(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   check_rank(op, "x_lo", x_lo, 4, "(N, C_in, H, W)");
   check_rank(op, "w_lo", w_lo, 4, "(C_in, C_out / groups, kH, kW)");
-  check_bounds_pairs(op, x_lo, x_hi, w_lo, w_hi);
+  check_pair_shapes(op, x_lo, x_hi, w_lo, w_hi);
   check_list(op, "stride", stride, 2);
   check_list(op, "padding", padding, 2);
   check_list(op, "output_padding", output_padding, 2);

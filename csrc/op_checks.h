@@ -7,7 +7,7 @@
 // like w_lo, the gradients like the output), one dtype and one device for all of them (a dtype
 // with kernels on that device), strided layout, the bias given as a pair of shape (channels,) or
 // not at all, and the geometry (csrc/conv_geometry.h, overflow-checked). Errors are Python
-// ValueErrors (TypeError for a dtype) naming the argument, what was expected and what came.
+// ValueErrors naming the argument, what was expected and what came.
 #pragma once
 
 #include <ATen/core/Tensor.h>
