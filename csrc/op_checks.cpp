@@ -63,7 +63,8 @@ void check_pair_shapes(const char* op, const at::Tensor& x_lo, const at::Tensor&
 void check_bias(const char* op, const at::Tensor& x_lo, const std::optional<at::Tensor>& b_lo,
                 const std::optional<at::Tensor>& b_hi, int64_t channels) {
   TORCH_CHECK_VALUE(b_lo.has_value() == b_hi.has_value(), op, ": ",
-                    b_lo.has_value() ? "b_lo was given without b_hi" : "b_hi was given without b_lo",
+                    b_lo.has_value() ? "b_lo was given without b_hi"
+                                     : "b_hi was given without b_lo",
                     "; pass both or neither");
   if (!b_lo.has_value()) return;
   check_tensors(op, {{"x_lo", &x_lo}, {"b_lo", &*b_lo}, {"b_hi", &*b_hi}});

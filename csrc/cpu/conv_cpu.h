@@ -97,8 +97,8 @@ struct Operands {
   T *out_lo, *out_hi;                                // y, dx or dw
 };
 
-// One kernel call. The image side has g.big_per_group() channels per group, the column side `channels`
-// channels in all. The methods (for the GEMM family) move one group's part of an operand between
+// One kernel call. The image side (the big image) has g.big_per_group() channels per group, the
+// column side (the small one) `channels` channels in all. The methods (for the GEMM family) move one group's part of an operand between
 // its NCHW tensor and a chunk buffer, and cut out its block of the weight.
 template <typename T>
 struct KernelCall {
@@ -127,13 +127,13 @@ struct KernelCall {
   // Columns of the image-side pair (lo, hi), group grp.
   void im2col_group(const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
                     RowBuffer<T>& cols) const {
-    const auto [pl, ph] = planes(lo, hi, g.big_per_group() * groups, grp * g.big_per_group(), g.big_pixels());
+    const auto [pl, ph] = planes(lo, hi, g.big_c, grp * g.big_per_group(), g.big_pixels());
     im2col(g, chunk, pl, ph, cols.lo, cols.hi);
   }
   // The result's image side, group grp, += columns.
   void col2im_add_group(const RowBuffer<T>& cols, int64_t grp, const Chunk& chunk) const {
     const auto [pl, ph] =
-        planes(o.out_lo, o.out_hi, g.big_per_group() * groups, grp * g.big_per_group(), g.big_pixels());
+        planes(o.out_lo, o.out_hi, g.big_c, grp * g.big_per_group(), g.big_pixels());
     col2im_add(g, chunk, cols.lo, cols.hi, pl, ph);
   }
   // Pixel rows of the column-side pair (lo, hi), group grp (an identity im2col).

@@ -81,7 +81,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
         direct ? direct->layout(chunk, ld) : gathered_layout<T>(g, chunk, ld);
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       if (direct) {
-        direct->fill(c.o.x_lo, c.o.x_hi, g.big_per_group() * c.groups, grp * g.big_per_group(), g.big_per_group(),
+        direct->fill(c.o.x_lo, c.o.x_hi, g.big_c, grp * g.big_per_group(), g.big_per_group(),
                      chunk, ld, src);
       } else {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
@@ -149,7 +149,8 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
                          offsets.data() + in_g, xs, out, ld, layout.width);
       }
       for (int64_t r = 0; r < ncol; ++r) {
-        const int64_t co = grp * g.big_per_group() + r / taps, i = r % taps / g.kernel_w, j = r % g.kernel_w;
+        const int64_t co = grp * g.big_per_group() + r / taps;
+        const int64_t i = r % taps / g.kernel_w, j = r % g.kernel_w;
         const Axis y{g.stride_h, i * g.dil_h - g.pad_h};
         const Axis x{g.stride_w, j * g.dil_w - g.pad_w};
         for (int bound = 0; bound < 2; ++bound) {

@@ -265,7 +265,8 @@ template <typename T>
 void conv2d_backward_input_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
   const int64_t kernel = g.kernel_h * g.kernel_w, out_g = c.group_channels();
-  InputGradient<T> grad(c, input_grad_direct(g, pixel_tile<T>()), g.big_per_group(), out_g * kernel);
+  InputGradient<T> grad(c, input_grad_direct(g, pixel_tile<T>()), g.big_per_group(),
+                        out_g * kernel);
   TORCH_CHECK(grad.direct, "conv2d_backward_input_pixels: no direct form for this geometry");
   grad.load_weights([&](int64_t grp, int64_t ci, int64_t s) {
     return (grp * out_g + s / kernel) * g.big_depth() + ci * kernel + s % kernel;

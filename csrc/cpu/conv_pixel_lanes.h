@@ -184,11 +184,11 @@ void windows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t grp, cons
         for (int bound = 0; bound < 2; ++bound) {
           const T* src = bound == 0 ? lo : hi;
           T* dst = rows + (2 * k + bound) * ld;
+          const int64_t channel = grp * g.big_per_group() + ch;
           for (int64_t n = 0; n < chunk.images; ++n) {
-            gather_plane(
-                src + ((chunk.first_image + n) * in_channels + grp * g.big_per_group() + ch) * plane,
-                g.big_h, g.big_w, g.small_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels,
-                y, x, dst + n * chunk.pixels);
+            gather_plane(src + ((chunk.first_image + n) * in_channels + channel) * plane, g.big_h,
+                         g.big_w, g.small_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels, y,
+                         x, dst + n * chunk.pixels);
           }
           std::fill(dst + chunk.rows(), dst + ld, T(0));
         }

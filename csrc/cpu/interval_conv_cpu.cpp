@@ -1,6 +1,7 @@
 // The CPU interval convolution ops (conv2d, conv_transpose2d and their input and weight
 // gradients): argument checks (op_checks.h) and shapes, the operands made contiguous NCHW, the
-// choice of kernel family, and the registration for the CPU dispatch key. The kernels live in two families:
+// choice of kernel family, and the registration for the CPU dispatch key. The kernels live in two
+// families:
 //  * pixel lanes (conv_pixel_lanes.h, conv_pixel_forward.cpp, conv_pixel_input_grad.cpp,
 //    conv_pixel_weight_grad.cpp): every forward, every gradient but the one below;
 //  * the fused interval GEMMs around im2col / col2im (conv_gemm.cpp): a conv2d input gradient
