@@ -6,11 +6,6 @@ Environment switches (README "Building"):
   CUDA_HOME / CUDA_PATH          the toolkit; otherwise /usr/local/cuda, otherwise nvcc on PATH.
   TORCH_CUDA_ARCH_LIST           target archs; default: the visible GPUs, or 8.0;9.0+PTX when none.
   MAX_JOBS                       parallel compile jobs (ninja).
-
-Every build also ships the CUDA kernel sources (csrc/interval_math.h, csrc/kernels/*.cuh) inside
-the package as inn_cuda/_kernel_sources/, for the NVRTC backend (inn_cuda/_nvrtc), which compiles
-them at run time where no CUDA compiler was at hand. They are copied at build time: csrc/ stays
-their one home, and a checkout or editable install reads csrc/ directly.
 """
 
 import glob
@@ -19,7 +14,6 @@ import re
 import shutil
 
 from setuptools import setup
-from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0+PTX"
@@ -100,38 +94,7 @@ def extension():
                          extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags}, **kwargs)
 
 
-KERNEL_SOURCES_PACKAGE_DIR = os.path.join("inn_cuda", "_kernel_sources")
-
-
-def kernel_sources():
-    """(source, path inside the build) of every kernel source the NVRTC backend compiles."""
-    found = ["csrc/interval_math.h"] + sorted(glob.glob("csrc/kernels/*.cuh"))
-    return [(src, os.path.join(KERNEL_SOURCES_PACKAGE_DIR, os.path.relpath(src, "csrc")))
-            for src in found]
-
-
-class BuildPyWithKernelSources(build_py):
-    """build_py that also copies the kernel sources into the built package (not for editable
-    installs, which read csrc/)."""
-
-    def run(self):
-        super().run()
-        if getattr(self, "editable_mode", False):
-            return
-        for src, target in kernel_sources():
-            target = os.path.join(self.build_lib, target)
-            self.mkpath(os.path.dirname(target))
-            self.copy_file(os.path.join(ROOT, src), target)
-
-    def get_outputs(self, include_bytecode=True):
-        outputs = super().get_outputs(include_bytecode)
-        if getattr(self, "editable_mode", False):
-            return outputs
-        return outputs + [os.path.join(self.build_lib, target) for _, target in kernel_sources()]
-
-
 setup(
     ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True),
-              "build_py": BuildPyWithKernelSources},
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -1,8 +1,8 @@
 // Interval arithmetic shared by the CPU and CUDA kernels.
 //
 // Everything here is a plain inline function that compiles as host code (g++) and as device code
-// (nvcc, NVRTC). No torch headers: the CUDA kernel bodies in csrc/kernels/ include this file and
-// must stay loadable through NVRTC.
+// (nvcc). No torch headers: the CUDA kernel bodies in csrc/kernels/ include this file, and the
+// CPU emulation of those kernels (python_tests/cuda_emulation) compiles them with g++ alone.
 //
 // Conventions (documented for users in README "Semantics"):
 //  * A weight `w in [a, b]` or an input `v in [l, h]` counts as non-negative when its bound is
@@ -15,7 +15,7 @@
 //    bound contributes nothing, however unbounded the other factor is. NaN operands still give NaN.
 #pragma once
 
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#if defined(__CUDACC__)
 #define INN_HD __host__ __device__ __forceinline__
 #else
 #define INN_HD inline

@@ -13,6 +13,7 @@
 #include "backend_registry.h"
 #include "cpu/cpu_isa.h"
 #include "inn_build_config.h"
+#include "op_checks.h"
 
 
 namespace inn {
@@ -51,40 +52,104 @@ std::string build_info() {
 }  // namespace
 }  // namespace inn
 
+namespace inn {
+namespace {
+
+// The argument lists of the ops, each declared twice: the op itself, returning (lo, hi), and
+// `_check_<op>`, returning nothing: the op's argument checks alone (op_checks.h), which the
+// reference fallback runs first so that it accepts and refuses exactly what the kernels do.
+constexpr const char* kLinear =
+    "(Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, Tensor? b_lo, Tensor? b_hi, "
+    "bool input_nonneg)";
+constexpr const char* kLinearBackward =
+    "(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, "
+    "bool input_nonneg)";
+constexpr const char* kConv2d =
+    "(Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, Tensor? b_lo, Tensor? b_hi, "
+    "int[2] stride, int[2] padding, int[2] dilation, int groups, bool input_nonneg)";
+constexpr const char* kConv2dBackward =
+    "(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, "
+    "int[2] stride, int[2] padding, int[2] dilation, int groups, bool input_nonneg)";
+constexpr const char* kConvTranspose2d =
+    "(Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, Tensor? b_lo, Tensor? b_hi, "
+    "int[2] stride, int[2] padding, int[2] output_padding, int groups, int[2] dilation, "
+    "bool input_nonneg)";
+constexpr const char* kConvTranspose2dBackward =
+    "(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, "
+    "int[2] stride, int[2] padding, int[2] output_padding, int groups, int[2] dilation, "
+    "bool input_nonneg)";
+
+using T = const at::Tensor&;
+using OptT = const std::optional<at::Tensor>&;
+using Ints = at::IntArrayRef;
+
+void check_linear_op(T x_lo, T x_hi, T w_lo, T w_hi, OptT b_lo, OptT b_hi, bool) {
+  check_linear("interval_linear", x_lo, x_hi, w_lo, w_hi, b_lo, b_hi);
+}
+
+template <bool kWeight>
+void check_linear_backward_op(T g_lo, T g_hi, T x_lo, T x_hi, T w_lo, T w_hi, bool) {
+  check_linear_backward(
+      kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input", g_lo, g_hi,
+      x_lo, x_hi, w_lo, w_hi);
+}
+
+void check_conv2d_op(T x_lo, T x_hi, T w_lo, T w_hi, OptT b_lo, OptT b_hi, Ints stride,
+                     Ints padding, Ints dilation, int64_t groups, bool) {
+  check_conv2d("interval_conv2d", x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding, dilation,
+               groups);
+}
+
+template <bool kWeight>
+void check_conv2d_backward_op(T g_lo, T g_hi, T x_lo, T x_hi, T w_lo, T w_hi, Ints stride,
+                              Ints padding, Ints dilation, int64_t groups, bool) {
+  check_conv2d_backward(
+      kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input", g_lo, g_hi,
+      x_lo, x_hi, w_lo, w_hi, stride, padding, dilation, groups);
+}
+
+void check_conv_transpose2d_op(T x_lo, T x_hi, T w_lo, T w_hi, OptT b_lo, OptT b_hi,
+                               Ints stride, Ints padding, Ints output_padding, int64_t groups,
+                               Ints dilation, bool) {
+  check_conv_transpose2d("interval_conv_transpose2d", x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride,
+                         padding, output_padding, groups, dilation);
+}
+
+template <bool kWeight>
+void check_conv_transpose2d_backward_op(T g_lo, T g_hi, T x_lo, T x_hi, T w_lo, T w_hi,
+                                        Ints stride, Ints padding, Ints output_padding,
+                                        int64_t groups, Ints dilation, bool) {
+  check_conv_transpose2d_backward(kWeight ? "interval_conv_transpose2d_backward_weight"
+                                          : "interval_conv_transpose2d_backward_input",
+                                  g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, stride, padding,
+                                  output_padding, groups, dilation);
+}
+
+// Declares `name` and `_check_name` with the argument list `args`.
+template <typename Check>
+void define(torch::Library& m, const std::string& name, const char* args, Check check) {
+  m.def((name + args + " -> (Tensor, Tensor)").c_str());
+  m.def(("_check_" + name + args + " -> ()").c_str(), check);
+}
+
+}  // namespace
+}  // namespace inn
+
 TORCH_LIBRARY(inn_cuda, m) {
-  m.def(
-      "interval_linear(Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, Tensor? b_lo, "
-      "Tensor? b_hi, bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_linear_backward_input(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, "
-      "Tensor w_lo, Tensor w_hi, bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_linear_backward_weight(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, "
-      "Tensor w_lo, Tensor w_hi, bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_conv2d(Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, Tensor? b_lo, "
-      "Tensor? b_hi, int[2] stride, int[2] padding, int[2] dilation, int groups, "
-      "bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_conv2d_backward_input(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, "
-      "Tensor w_lo, Tensor w_hi, int[2] stride, int[2] padding, int[2] dilation, int groups, "
-      "bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_conv2d_backward_weight(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, "
-      "Tensor w_lo, Tensor w_hi, int[2] stride, int[2] padding, int[2] dilation, int groups, "
-      "bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_conv_transpose2d(Tensor x_lo, Tensor x_hi, Tensor w_lo, Tensor w_hi, "
-      "Tensor? b_lo, Tensor? b_hi, int[2] stride, int[2] padding, int[2] output_padding, "
-      "int groups, int[2] dilation, bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_conv_transpose2d_backward_input(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, "
-      "Tensor x_hi, Tensor w_lo, Tensor w_hi, int[2] stride, int[2] padding, "
-      "int[2] output_padding, int groups, int[2] dilation, bool input_nonneg) -> (Tensor, Tensor)");
-  m.def(
-      "interval_conv_transpose2d_backward_weight(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, "
-      "Tensor x_hi, Tensor w_lo, Tensor w_hi, int[2] stride, int[2] padding, "
-      "int[2] output_padding, int groups, int[2] dilation, bool input_nonneg) -> (Tensor, Tensor)");
+  using namespace inn;
+  define(m, "interval_linear", kLinear, &check_linear_op);
+  define(m, "interval_linear_backward_input", kLinearBackward,
+         &check_linear_backward_op<false>);
+  define(m, "interval_linear_backward_weight", kLinearBackward,
+         &check_linear_backward_op<true>);
+  define(m, "interval_conv2d", kConv2d, &check_conv2d_op);
+  define(m, "interval_conv2d_backward_input", kConv2dBackward, &check_conv2d_backward_op<false>);
+  define(m, "interval_conv2d_backward_weight", kConv2dBackward, &check_conv2d_backward_op<true>);
+  define(m, "interval_conv_transpose2d", kConvTranspose2d, &check_conv_transpose2d_op);
+  define(m, "interval_conv_transpose2d_backward_input", kConvTranspose2dBackward,
+         &check_conv_transpose2d_backward_op<false>);
+  define(m, "interval_conv_transpose2d_backward_weight", kConvTranspose2dBackward,
+         &check_conv_transpose2d_backward_op<true>);
   m.def("build_info() -> str", &inn::build_info);
   // Private: routes the CPU kernels to an instruction set (see csrc/cpu/cpu_isa.h), returns its
   // name. Used through inn_cuda._backend.set_cpu_isa by the tests.

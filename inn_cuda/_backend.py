@@ -3,19 +3,17 @@
 ``inn_cuda._C`` declares the ``torch.ops.inn_cuda`` ops (``csrc/ops.cpp``) and registers the
 kernels it was built with. Which backend serves an op on a device follows ``INN_CUDA_BACKEND``:
 
-* ``auto`` (default): the compiled kernel if ``_C`` has one; on CUDA, else the same kernels
-  compiled at first use with NVRTC through CuPy (:mod:`inn_cuda._nvrtc`) when that can run here;
-  else the pure-PyTorch reference (:mod:`inn_cuda.reference`), which warns once per op and device
-  the first time it runs.
+* ``auto`` (default): the compiled kernel if ``_C`` has one, else the pure-PyTorch reference
+  (:mod:`inn_cuda.reference`), which warns once per op and device the first time it runs.
 * ``compiled``: only ``_C``'s kernels. ``_C`` failing to load is an ImportError; an op ``_C`` has
   no kernel for (e.g. every CUDA op of a CPU-only build) raises a RuntimeError saying so when it
   runs.
-* ``nvrtc``: CUDA ops through NVRTC, even where ``_C`` has CUDA kernels. When NVRTC cannot run
-  here (no CuPy, no GPU, ...), importing still works and every CUDA op raises a RuntimeError with
-  the reason when it runs. CPU ops are served as under ``auto``.
 * ``reference``: the reference everywhere, ``_C`` not loaded.
 
-:data:`SERVED_BY` and :data:`WHY` record the choice per op and device, :func:`info` reports it.
+CUDA kernels exist only compiled (``pip install`` builds them wherever a CUDA toolkit is found).
+Wherever ``_C`` is loaded the reference runs behind the same C++ argument checks as the kernels
+(``csrc/op_checks.cpp``, the ``_check_*`` ops). :data:`SERVED_BY` and :data:`WHY` record the
+choice per op and device, :func:`info` reports it.
 """
 
 from __future__ import annotations
@@ -26,12 +24,12 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from . import _nvrtc, reference
+from . import reference
 from ._environment import fail_import, read_choice
 
 NAMESPACE = "inn_cuda"
 BACKEND_ENV = "INN_CUDA_BACKEND"
-BACKEND_CHOICES = ("auto", "compiled", "nvrtc", "reference")
+BACKEND_CHOICES = ("auto", "compiled", "reference")
 DEVICES = ("cpu", "cuda")
 
 _FORWARD_CONFIG = {
@@ -101,37 +99,16 @@ def _why_no_kernel(device: str) -> str:
     return f"inn_cuda._C has no {device} kernel for it"
 
 
-def choose(choice: str, device: str, compiled: bool, why_not_compiled: str,
-           nvrtc: Tuple[bool, Optional[str]]) -> Tuple[str, Optional[str]]:
-    """The backend of one op on one device: (``compiled``, ``nvrtc``, ``reference`` or
-    ``unavailable``; why not a compiled kernel, None when it is one). `compiled`: whether _C
-    has the kernel; `nvrtc`: _nvrtc.status() (only read for CUDA)."""
+def choose(choice: str, compiled: bool, why_not_compiled: str) -> Tuple[str, Optional[str]]:
+    """The backend of one op on one device: (``compiled``, ``reference`` or ``unavailable``; why
+    not a compiled kernel, None when it is one). `compiled`: whether _C has the kernel."""
     if choice == "reference":
         return "reference", f"{BACKEND_ENV}=reference"
-    if device == "cuda" and choice == "nvrtc":
-        if nvrtc[0]:
-            return "nvrtc", f"{BACKEND_ENV}=nvrtc"
-        return "unavailable", f"{BACKEND_ENV}=nvrtc but NVRTC cannot run here: {nvrtc[1]}"
     if compiled:
         return "compiled", None
     if choice == "compiled":
         return "unavailable", f"{BACKEND_ENV}=compiled but {why_not_compiled}"
-    if device == "cuda":
-        if nvrtc[0]:
-            return "nvrtc", why_not_compiled
-        return "reference", f"{why_not_compiled}; NVRTC cannot run here: {nvrtc[1]}"
     return "reference", why_not_compiled
-
-
-_nvrtc_status: Optional[Tuple[bool, Optional[str]]] = None
-
-
-def nvrtc_status() -> Tuple[bool, Optional[str]]:
-    """_nvrtc.status(), probed once."""
-    global _nvrtc_status
-    if _nvrtc_status is None:
-        _nvrtc_status = _nvrtc.status()
-    return _nvrtc_status
 
 
 def _compiled(op: str, device: str) -> bool:
@@ -140,8 +117,13 @@ def _compiled(op: str, device: str) -> bool:
 
 def _fallback(op: str, device: str, why: str) -> Callable:
     impl = reference.OPS[op]
+    # The kernels' C++ argument checks (csrc/op_checks.cpp), where _C is loaded: the reference
+    # then accepts and refuses exactly what the kernels do.
+    check = getattr(torch.ops.inn_cuda, "_check_" + op) if _C is not None else None
 
     def run_reference(*args):
+        if check is not None:
+            check(*args)
         if (op, device) not in _warned:
             _warned.add((op, device))
             warnings.warn(f"inn_cuda: {op} on {device} runs the pure-PyTorch reference "
@@ -160,42 +142,28 @@ def _unavailable(op: str, device: str, why: str) -> Callable:
     return refuse
 
 
-#: op name -> device -> "compiled", "nvrtc", "reference" or "unavailable"
+#: op name -> device -> "compiled", "reference" or "unavailable"
 SERVED_BY: Dict[str, Dict[str, str]] = {}
 #: op name -> device -> why it is not a compiled kernel (None where it is)
 WHY: Dict[str, Dict[str, Optional[str]]] = {}
 _warned = set()
 _impls = torch.library.Library(NAMESPACE, "IMPL")
 
-# Probe NVRTC only where it could serve: CUDA ops without a compiled kernel, or when forced.
-_needs_nvrtc = CHOICE == "nvrtc" or (CHOICE == "auto" and not all(
-    _compiled(op, "cuda") for op in SCHEMAS))
-_status_for_choice = nvrtc_status() if _needs_nvrtc else (False, "not needed")
 for _name in SCHEMAS:
     SERVED_BY[_name], WHY[_name] = {}, {}
     for _device in DEVICES:
-        _backend, _why = choose(CHOICE, _device, _compiled(_name, _device),
-                                _why_no_kernel(_device), _status_for_choice)
+        _backend, _why = choose(CHOICE, _compiled(_name, _device), _why_no_kernel(_device))
         SERVED_BY[_name][_device], WHY[_name][_device] = _backend, _why
         if _backend == "compiled":
             continue
-        if _backend == "nvrtc":
-            _impl = _nvrtc.OPS[_name]
-        elif _backend == "reference":
-            _impl = _fallback(_name, _device, _why)
-        else:
-            _impl = _unavailable(_name, _device, _why)
-        with warnings.catch_warnings():
-            # INN_CUDA_BACKEND=nvrtc replaces the CUDA kernels of _C, on purpose
-            warnings.filterwarnings("ignore", message=".*Overriding a previously registered "
-                                                      "kernel")
-            _impls.impl(_name, _impl, _device.upper())
+        _impl = (_fallback(_name, _device, _why) if _backend == "reference"
+                 else _unavailable(_name, _device, _why))
+        _impls.impl(_name, _impl, _device.upper())
 
 if _C is None and CHOICE != "reference":
-    _cuda = sorted(set(SERVED_BY[op]["cuda"] for op in SCHEMAS))
-    warnings.warn(f"inn_cuda: {MISSING_REASON}; CPU ops run their slow pure-PyTorch reference, "
-                  f"CUDA ops run {' / '.join(_cuda)}. Reinstall with `pip install "
-                  f"--no-build-isolation .` to build the kernels.", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"inn_cuda: {MISSING_REASON}; every op runs its slow pure-PyTorch reference. "
+                  f"Reinstall with `pip install --no-build-isolation .` to build the kernels.",
+                  RuntimeWarning, stacklevel=3)
 
 
 def set_cpu_isa(isa: str) -> str:
@@ -215,7 +183,6 @@ def info() -> dict:
     """What was built and what serves each op, as printed by ``inn-cuda info``."""
     import inn_cuda
 
-    available, reason = nvrtc_status()
     return {
         "inn_cuda": inn_cuda.__version__,
         "torch": torch.__version__,
@@ -230,22 +197,15 @@ def info() -> dict:
         "cuda_archs": BUILD.get("cuda_archs") or None,
         "gpu_visible": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "nvrtc": {"available": available, "unavailable_reason": reason, **_nvrtc.details()},
         "ops": SERVED_BY,
         "ops_why": WHY,
     }
 
 
 def describe_backends(report: dict) -> list:
-    """Lines for ``inn-cuda info`` on the CUDA backend choice (the NVRTC backend and why an op is
-    not served by a compiled kernel)."""
-    nvrtc = report["nvrtc"]
+    """Lines for ``inn-cuda info`` on the backend choice: why an op is not served by a compiled
+    kernel."""
     lines = [f"backend requested: {report['backend_requested']} ({BACKEND_ENV})"]
-    if nvrtc["available"]:
-        lines.append(f"NVRTC backend: available (CuPy {nvrtc['cupy']}, NVRTC {nvrtc['nvrtc']}, "
-                     f"cache {nvrtc['cache']})")
-    else:
-        lines.append(f"NVRTC backend: unavailable ({nvrtc['unavailable_reason']})")
     reasons = {}
     for op, per_device in report["ops_why"].items():
         for device, why in per_device.items():

@@ -1,14 +1,17 @@
 """Argument checks of the public op functions: every error names the argument, what was expected
 and what came.
 
-The ``lo <= hi`` check reads every element (and synchronises with the GPU); switch it off with
-:func:`set_check_bounds` / :func:`check_bounds` or ``INN_CUDA_CHECK_BOUNDS=0``. It is skipped
-while ``torch.compile`` traces, where data-dependent checks would break the graph.
+The ``lo <= hi`` check reads every element (and synchronises with the GPU); switch it off for
+the whole process with :func:`set_check_bounds` or ``INN_CUDA_CHECK_BOUNDS=0``, or for a block of
+code in one thread with the :func:`check_bounds` context manager. It is skipped while
+``torch.compile`` traces, where data-dependent checks would break the graph.
 """
 
 from __future__ import annotations
 
 import contextlib
+import operator
+import threading
 from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import torch
@@ -16,30 +19,34 @@ import torch
 from ._environment import read_flag
 
 _check_bounds = read_flag("INN_CUDA_CHECK_BOUNDS", default=True)
+_thread = threading.local()  # .check_bounds: this thread's override inside check_bounds()
 
 CPU_DTYPES = (torch.float32, torch.float64)
 CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def set_check_bounds(enabled: bool) -> None:
-    """Turn the elementwise ``lo <= hi`` check of every op on or off (default on)."""
+    """Turn the elementwise ``lo <= hi`` check of every op on or off (default on), for the whole
+    process: every thread, except inside a :func:`check_bounds` block, which overrides it."""
     global _check_bounds
     _check_bounds = bool(enabled)
 
 
 def check_bounds_enabled() -> bool:
-    return _check_bounds
+    override = getattr(_thread, "check_bounds", None)
+    return _check_bounds if override is None else override
 
 
 @contextlib.contextmanager
 def check_bounds(enabled: bool) -> Iterator[None]:
-    """Context manager form of :func:`set_check_bounds`."""
-    global _check_bounds
-    previous, _check_bounds = _check_bounds, bool(enabled)
+    """Turn the ``lo <= hi`` check on or off inside the block, in this thread only (blocks nest;
+    other threads keep their own setting)."""
+    previous = getattr(_thread, "check_bounds", None)
+    _thread.check_bounds = bool(enabled)
     try:
         yield
     finally:
-        _check_bounds = previous
+        _thread.check_bounds = previous
 
 
 def is_compiling() -> bool:
@@ -74,7 +81,7 @@ def check_pair(op: str, lo_name: str, lo: torch.Tensor, hi_name: str, hi: torch.
     if hi.shape != lo.shape:
         raise ValueError(f"{op}: {hi_name} has shape {tuple(hi.shape)}, expected "
                          f"{tuple(lo.shape)} like {lo_name}")
-    if not _check_bounds or is_compiling() or lo is hi:
+    if not check_bounds_enabled() or is_compiling() or lo is hi:
         return
     bad = lo > hi
     if bool(bad.any()):
@@ -108,10 +115,19 @@ def check_rank(op: str, name: str, t: torch.Tensor, rank: int, layout: str) -> N
 IntOrPair = Union[int, Sequence[int]]
 
 
+def _as_int(op: str, name: str, value, whole) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{op}: {name} must be an int or a sequence of ints, got {whole!r}")
+    return operator.index(value)
+
+
 def as_tuple(op: str, name: str, value: IntOrPair, size: int, minimum: int) -> Tuple[int, ...]:
     """An int or a sequence of ``size`` ints, each >= minimum, as a tuple."""
-    values = (value,) * size if isinstance(value, int) else tuple(value)
-    if len(values) != size or not all(isinstance(v, int) for v in values):
+    if isinstance(value, (list, tuple, torch.Size)):
+        values = tuple(_as_int(op, name, v, value) for v in value)
+    else:
+        values = (_as_int(op, name, value, value),) * size
+    if len(values) != size:
         raise ValueError(f"{op}: {name} must be an int or {size} ints, got {value!r}")
     if any(v < minimum for v in values):
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")

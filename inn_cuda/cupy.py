@@ -9,7 +9,7 @@ Same arguments, validation and kernels as the torch functions of :mod:`inn_cuda`
 CuPy has no autograd). Arrays cross over through DLPack without copies, in both directions, and the
 ops run on CuPy's current stream of the arrays' device, so they are ordered with the CuPy work
 around them. Needs CuPy (``pip install inn_cuda[cupy]``) and a GPU; the kernels are the compiled
-ones or, without them, the NVRTC backend (``inn-cuda info`` says which).
+CUDA kernels (``inn-cuda info`` says whether they were built).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _backend  # noqa: F401  (loads the kernels and registers fallbacks)
+from ._shapes import conv2d_output_shape, conv_transpose2d_output_shape
 from ._validation import (as_tuple, check_bias, check_pair, check_rank, check_tensors,
                           check_bounds_enabled, is_compiling)
 
@@ -37,19 +38,6 @@ def _check_operands(op: str, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg: b
         if x_lo.numel() and bool((x_lo < 0).any()):
             raise ValueError(f"{op}: input_nonneg=True requires x_lo >= 0, but its minimum is "
                              f"{float(x_lo.min())}; use input_nonneg=False for signed inputs")
-
-
-def _conv_output_size(op: str, size: int, kernel: int, stride: int, padding: int,
-                      dilation: int) -> int:
-    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-    if out < 1:
-        raise ValueError(f"{op}: input size {size} (padded by {padding} on each side) is smaller "
-                         f"than the dilated kernel {dilation * (kernel - 1) + 1}")
-    return out
-
-
-def _conv_transpose_output_size(size, kernel, stride, padding, output_padding, dilation) -> int:
-    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
 def _check_groups(op: str, groups: int, in_channels: int, out_channels: int, weight_in: int,
@@ -122,9 +110,7 @@ def interval_conv2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor,
     _check_groups(op, groups, x_lo.shape[1], w_lo.shape[0], w_lo.shape[1])
     x_lo, x_hi, padding = _conv_padding(op, padding, x_lo, x_hi, w_lo.shape[2:], dilation, stride,
                                         2)
-    for dim in range(2):
-        _conv_output_size(op, x_lo.shape[2 + dim], w_lo.shape[2 + dim], stride[dim], padding[dim],
-                          dilation[dim])
+    conv2d_output_shape(op, x_lo.shape, w_lo.shape, stride, padding, dilation)
     return tuple(_ops.interval_conv2d(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding,
                                       dilation, groups, bool(input_nonneg)))
 
@@ -174,14 +160,11 @@ def interval_conv_transpose2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Te
         raise ValueError(f"{op}: x_lo has {x_lo.shape[1]} channels, expected {w_lo.shape[0]} "
                          f"(w_lo.shape[0]), divisible by groups {groups}")
     check_bias(op, b_lo, b_hi, w_lo.shape[1] * groups)
-    for dim in range(2):
-        if output_padding[dim] >= max(stride[dim], dilation[dim]):
-            raise ValueError(f"{op}: output_padding {output_padding} must be smaller than stride "
-                             f"{stride} or dilation {dilation} in each dim")
-        if _conv_transpose_output_size(x_lo.shape[2 + dim], w_lo.shape[2 + dim], stride[dim],
-                                       padding[dim], output_padding[dim], dilation[dim]) < 1:
-            raise ValueError(f"{op}: padding {padding} leaves no output pixels for input "
-                             f"{tuple(x_lo.shape[2:])}")
+    if any(o >= max(s, d) for o, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{op}: output_padding {output_padding} must be smaller than stride "
+                         f"{stride} or dilation {dilation} in each dim")
+    conv_transpose2d_output_shape(op, x_lo.shape, w_lo.shape, stride, padding, output_padding,
+                                  groups, dilation)
     return tuple(_ops.interval_conv_transpose2d(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride,
                                                 padding, output_padding, groups, dilation,
                                                 bool(input_nonneg)))
@@ -201,18 +184,16 @@ def _linear_fake(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg):
 @torch.library.register_fake("inn_cuda::interval_conv2d")
 def _conv2d_fake(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding, dilation, groups,
                  input_nonneg):
-    size = [(x_lo.shape[2 + i] + 2 * padding[i] - dilation[i] * (w_lo.shape[2 + i] - 1) - 1)
-            // stride[i] + 1 for i in range(2)]
-    return _empty_pair(x_lo, (x_lo.shape[0], w_lo.shape[0], *size))
+    return _empty_pair(x_lo, conv2d_output_shape("interval_conv2d", x_lo.shape, w_lo.shape,
+                                                 stride, padding, dilation))
 
 
 @torch.library.register_fake("inn_cuda::interval_conv_transpose2d")
 def _conv_transpose2d_fake(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding, output_padding,
                            groups, dilation, input_nonneg):
-    size = [_conv_transpose_output_size(x_lo.shape[2 + i], w_lo.shape[2 + i], stride[i],
-                                        padding[i], output_padding[i], dilation[i])
-            for i in range(2)]
-    return _empty_pair(x_lo, (x_lo.shape[0], w_lo.shape[1] * groups, *size))
+    return _empty_pair(x_lo, conv_transpose2d_output_shape(
+        "interval_conv_transpose2d", x_lo.shape, w_lo.shape, stride, padding, output_padding,
+        groups, dilation))
 
 
 def _backward_input_fake(grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config):

@@ -31,6 +31,8 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ._shapes import conv2d_output_shape, conv_transpose2d_output_shape
+
 Tensor = torch.Tensor
 Pair = Tuple[Tensor, Tensor]
 
@@ -150,8 +152,8 @@ def _conv2d_general(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor,
     """Exact interval conv2d as im2col followed by the exact interval matmul, per group."""
     batch, channels, height, width = x_lo.shape
     out_channels, channels_per_group, kh, kw = w_lo.shape
-    out_h = (height + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    _, _, out_h, out_w = conv2d_output_shape("interval_conv2d", x_lo.shape, w_lo.shape, stride,
+                                             padding, dilation)
     unfold = dict(kernel_size=(kh, kw), dilation=tuple(dilation), padding=tuple(padding),
                   stride=tuple(stride))
     cols_lo = F.unfold(x_lo, **unfold)  # (B, C*kh*kw, L), channel-major within a group
@@ -232,13 +234,34 @@ def interval_conv_transpose2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Te
         y_lo = bilinear_bound(op, x_lo, a_pos) + bilinear_bound(op, x_hi, a_neg)
         y_hi = bilinear_bound(op, x_hi, b_pos) + bilinear_bound(op, x_lo, b_neg)
         return _add_bias(y_lo, y_hi, b_lo, b_hi, channel_dim=1)
-    # A transposed convolution is a stride-1 convolution of the zero-inserted input with the
-    # flipped, transposed kernel; the inserted zeros are degenerate intervals and add nothing.
-    pads = _transpose_pads(w_lo.shape[-2:], padding, output_padding, dilation)
-    x_lo2 = F.pad(_zero_insert(x_lo, stride), pads)
-    x_hi2 = F.pad(_zero_insert(x_hi, stride), pads)
-    y_lo, y_hi = _conv2d_general(x_lo2, x_hi2, _transpose_weight(w_lo, groups),
-                                 _transpose_weight(w_hi, groups), (1, 1), (0, 0), dilation, groups)
+    # Each input pixel's terms (one per output channel and tap, summed over the group's input
+    # channels) are scattered into the output (F.fold, the adjoint of unfold). Scattering, not a
+    # convolution of a zero-inserted input: an inserted zero times an infinite weight would make
+    # NaN where there is no term at all.
+    batch, in_channels, height, width = x_lo.shape
+    _, out_per_group, kh, kw = w_lo.shape
+    in_per_group, taps = in_channels // groups, out_per_group * kh * kw
+    cols_lo, cols_hi = [], []
+    for g in range(groups):
+        def rows(x):  # group g of x as (B * H * W, C_in / groups)
+            return x[:, g * in_per_group:(g + 1) * in_per_group].flatten(2).transpose(1, 2) \
+                .reshape(-1, in_per_group)
+
+        wg = slice(g * in_per_group, (g + 1) * in_per_group)
+        lo, hi = _general_matmul(rows(x_lo), rows(x_hi), w_lo[wg].reshape(in_per_group, taps).T,
+                                 w_hi[wg].reshape(in_per_group, taps).T)
+        cols_lo.append(lo.reshape(batch, height * width, taps).transpose(1, 2))
+        cols_hi.append(hi.reshape(batch, height * width, taps).transpose(1, 2))
+    # Fold onto the uncropped output, then crop the padding (and pad output_padding beyond it).
+    full = conv_transpose2d_output_shape("interval_conv_transpose2d", x_lo.shape, w_lo.shape,
+                                         stride, (0, 0), (0, 0), groups, dilation)[2:]
+    fold = dict(output_size=full, kernel_size=(kh, kw), dilation=tuple(dilation),
+                stride=tuple(stride))
+    pads = []
+    for dim in (1, 0):  # F.pad lists the last dim first; negative amounts crop
+        pads += [-padding[dim], output_padding[dim] - padding[dim]]
+    y_lo = F.pad(F.fold(torch.cat(cols_lo, 1), **fold), pads)
+    y_hi = F.pad(F.fold(torch.cat(cols_hi, 1), **fold), pads)
     return _add_bias(y_lo, y_hi, b_lo, b_hi, channel_dim=1)
 
 

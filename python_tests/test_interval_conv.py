@@ -633,7 +633,7 @@ CONV_TRANSPOSE2D_ERRORS = [
     (lambda o: o.update(padding=(1, -1)), r"padding must be >= 0"),
     (lambda o: o.update(output_padding=2), r"output_padding \(2, 2\) must be smaller than stride "
                                            r"\(2, 2\) or dilation \(1, 1\)"),
-    (lambda o: o.update(padding=4), r"padding \(4, 4\) leaves no output pixels for input \(3, 3\)"),
+    (lambda o: o.update(padding=4), "padding 4 leaves no output pixels for input size 3"),
     (lambda o: o.update(b_lo=torch.zeros(4), b_hi=torch.zeros(4)),
      r"b_lo has shape \(4,\), expected \(3,\)"),
     (lambda o: o.update(w_hi=o["w_hi"].double()), r"w_hi has dtype torch.float64"),
@@ -656,15 +656,15 @@ def test_kernels_check_shapes_when_called_directly():
     o = conv2d_operands()
     ops = torch.ops.inn_cuda
     args = (o["x_lo"], o["x_hi"], o["w_lo"], o["w_hi"], None, None)
-    with pytest.raises(RuntimeError, match=r"x_lo has 4 channels, expected 6"):
+    with pytest.raises(ValueError, match=r"x_lo has 4 channels, expected 6"):
         ops.interval_conv2d(*args, (1, 1), (0, 0), (1, 1), 3, False)
-    with pytest.raises(RuntimeError, match=r"smaller than the dilated kernel"):
+    with pytest.raises(ValueError, match=r"smaller than the dilated kernel"):
         ops.interval_conv2d(*args, (1, 1), (0, 0), (4, 4), 2, False)
     grad = torch.zeros(2, 6, 3, 3)
-    with pytest.raises(RuntimeError, match=r"grad_lo and grad_hi must have the output shape"):
+    with pytest.raises(ValueError, match=r"grad_lo has shape \[2, 6, 3, 3\], expected the output shape"):
         ops.interval_conv2d_backward_weight(grad, grad, *args[:4], (1, 1), (0, 0), (1, 1), 2,
                                             False)
-    with pytest.raises(RuntimeError, match=r"output_padding .* smaller than stride or dilation"):
+    with pytest.raises(ValueError, match=r"output_padding .* smaller than stride .* or dilation"):
         w = torch.zeros(4, 2, 3, 3)
         ops.interval_conv_transpose2d(o["x_lo"], o["x_hi"], w, w, None, None, (1, 1), (0, 0),
                                       (1, 1), 1, (1, 1), False)

@@ -6,7 +6,7 @@
 // One KernelCall describes one kernel call to either family; the entry points of both are
 // declared at the end, instantiated for float and double in their files.
 //
-// Vocabulary: the "image side" has g.channels channels per group (conv2d's input,
+// Vocabulary: the "image side" has g.big_per_group() channels per group (conv2d's input,
 // conv_transpose2d's output), the "column side" `channels` channels in all (conv2d's output,
 // conv_transpose2d's input). conv_transpose2d kernels get the weight transposed (see
 // transpose_weight in interval_conv_cpu.cpp) and write its gradient so.
@@ -43,7 +43,7 @@ constexpr int64_t kGemmGeneralChannels = 64;
 // Both compute the same exact products; only the summation order differs.
 inline bool forward_on_gemm(const ConvGeometry& g, int64_t out_channels_per_group, bool nonneg) {
   if (out_channels_per_group < kGemmGeneralChannels) return false;
-  return !nonneg || g.out_pixels() * 8 <= g.column_rows();
+  return !nonneg || g.small_pixels() * 8 <= g.big_depth();  // out pixels vs C_in/groups * kh * kw
 }
 
 // How `batch` images of `pixels` column-side pixels are cut into chunks, given the buffer bytes
@@ -110,8 +110,8 @@ struct Operands {
   T *out_lo, *out_hi;                                // y, dx or dw
 };
 
-// One kernel call. The image side has g.channels channels per group, the column side `channels`
-// channels in all. The methods (for the GEMM family) move one group's part of an operand between
+// One kernel call. The image side (the big image) has g.big_per_group() channels per group, the
+// column side (the small one) `channels` channels in all. The methods (for the GEMM family) move one group's part of an operand between
 // its NCHW tensor and a chunk buffer, and cut out its block of the weight.
 template <typename T>
 struct KernelCall {
@@ -124,7 +124,7 @@ struct KernelCall {
   int64_t group_channels() const { return channels / groups; }  // column side
 
   ChunkPlan plan(int64_t bytes_per_row) const {
-    return ChunkPlan(batch, g.out_pixels(), bytes_per_row);
+    return ChunkPlan(batch, g.small_pixels(), bytes_per_row);
   }
   RowBuffer<T> buffer(const ChunkPlan& plan, int64_t width, bool needed = true) const {
     return RowBuffer<T>(plan, width, needed, options);
@@ -140,27 +140,27 @@ struct KernelCall {
   // Columns of the image-side pair (lo, hi), group grp.
   void im2col_group(const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
                     RowBuffer<T>& cols) const {
-    const auto [pl, ph] = planes(lo, hi, g.channels * groups, grp * g.channels, g.image_pixels());
+    const auto [pl, ph] = planes(lo, hi, g.big_c, grp * g.big_per_group(), g.big_pixels());
     im2col(g, chunk, pl, ph, cols.lo, cols.hi);
   }
   // The result's image side, group grp, += columns.
   void col2im_add_group(const RowBuffer<T>& cols, int64_t grp, const Chunk& chunk) const {
     const auto [pl, ph] =
-        planes(o.out_lo, o.out_hi, g.channels * groups, grp * g.channels, g.image_pixels());
+        planes(o.out_lo, o.out_hi, g.big_c, grp * g.big_per_group(), g.big_pixels());
     col2im_add(g, chunk, cols.lo, cols.hi, pl, ph);
   }
   // Pixel rows of the column-side pair (lo, hi), group grp (an identity im2col).
   void gather_group(const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
                     RowBuffer<T>& rows) const {
     const int64_t count = group_channels();
-    const auto [pl, ph] = planes(lo, hi, channels, grp * count, g.out_pixels());
-    im2col(ConvGeometry::identity(count, g.out_h, g.out_w), chunk, pl, ph, rows.lo, rows.hi);
+    const auto [pl, ph] = planes(lo, hi, channels, grp * count, g.small_pixels());
+    im2col(identity_geometry(count, g.small_h, g.small_w), chunk, pl, ph, rows.lo, rows.hi);
   }
   // The result's column side, group grp, += pixel rows (an identity col2im).
   void scatter_add_group(const RowBuffer<T>& rows, int64_t grp, const Chunk& chunk) const {
     const int64_t count = group_channels();
-    const auto [pl, ph] = planes(o.out_lo, o.out_hi, channels, grp * count, g.out_pixels());
-    col2im_add(ConvGeometry::identity(count, g.out_h, g.out_w), chunk, rows.lo, rows.hi, pl, ph);
+    const auto [pl, ph] = planes(o.out_lo, o.out_hi, channels, grp * count, g.small_pixels());
+    col2im_add(identity_geometry(count, g.small_h, g.small_w), chunk, rows.lo, rows.hi, pl, ph);
   }
 
   // Group grp's (rows x cols) row-major block of the weight.

@@ -31,7 +31,7 @@ std::pair<ConstView<T>, ConstView<T>> input_bounds(bool nonneg, const RowBuffer<
 
 template <typename T>
 void conv2d_forward_gemm(const KernelCall<T>& c) {
-  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const int64_t kg = c.g.big_depth(), out_g = c.group_channels();
   const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * (kg + out_g));
   RowBuffer<T> cols = c.buffer(plan, kg), ys = c.buffer(plan, out_g);
   c.for_each_group(plan, [&](const Chunk& chunk, int64_t grp) {
@@ -45,7 +45,7 @@ void conv2d_forward_gemm(const KernelCall<T>& c) {
 
 template <typename T>
 void conv2d_backward_input_gemm(const KernelCall<T>& c) {
-  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const int64_t kg = c.g.big_depth(), out_g = c.group_channels();
   const ChunkPlan plan = c.plan(2 * int64_t(sizeof(T)) * ((c.nonneg ? 1 : 2) * kg + out_g));
   RowBuffer<T> grads = c.buffer(plan, out_g), cols = c.buffer(plan, kg, !c.nonneg),
                dcols = c.buffer(plan, kg);

@@ -13,15 +13,15 @@ namespace {
 // conv2d's direct form (stride 1), or nullopt.
 std::optional<Direct> forward_direct(const ConvGeometry& g, int64_t tile) {
   if (g.stride_h != 1 || g.stride_w != 1) return std::nullopt;
-  const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
-  return Direct{g.height, g.width, g.pad_h, g.pad_w, g.width + 2 * g.pad_w, g.out_h,
-                g.out_w,  reach_h, reach_w, tile};
+  const int64_t reach_h = g.dil_h * (g.kernel_h - 1), reach_w = g.dil_w * (g.kernel_w - 1);
+  return Direct{g.big_h, g.big_w, g.pad_h, g.pad_w, g.big_w + 2 * g.pad_w, g.small_h,
+                g.small_w,  reach_h, reach_w, tile};
 }
 
 // The group's weight pair at (out channel co, tap k) of a (C_out, kg) weight.
 template <typename T>
 std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64_t k) {
-  const int64_t at = (grp * c.group_channels() + co) * c.g.column_rows() + k;
+  const int64_t at = (grp * c.group_channels() + co) * c.g.big_depth() + k;
   return {c.o.w_lo[at], c.o.w_hi[at]};
 }
 
@@ -29,14 +29,14 @@ std::pair<T, T> weight_at(const KernelCall<T>& c, int64_t grp, int64_t co, int64
 // chunk's source buffer: gathered rows, or shifted reads of the padded planes (direct).
 std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Direct>& direct,
                                  int64_t ld) {
-  const int64_t kg = g.column_rows(), taps = g.kernel_h * g.kernel_w;
+  const int64_t kg = g.big_depth(), taps = g.kernel_h * g.kernel_w;
   std::vector<int64_t> offsets(2 * kg);
   for (int64_t k = 0; k < kg; ++k) {
     const int64_t i = k % taps / g.kernel_w, j = k % g.kernel_w;
     for (int bound = 0; bound < 2; ++bound) {
       offsets[bound * kg + k] =
-          direct ? (2 * (k / taps) + bound) * ld + i * g.dilation_h * direct->padded_w +
-                       j * g.dilation_w
+          direct ? (2 * (k / taps) + bound) * ld + i * g.dil_h * direct->padded_w +
+                       j * g.dil_w
                  : (2 * k + bound) * ld;
     }
   }
@@ -50,14 +50,14 @@ std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Dire
 template <typename T>
 void conv2d_forward_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
-  const int64_t kg = g.column_rows(), out_g = c.group_channels();
+  const int64_t kg = g.big_depth(), out_g = c.group_channels();
   const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
   const int64_t tiles = ceil_div(out_g, mr);
   const std::optional<Direct> direct = forward_direct(g, tile);
-  const int64_t source_rows = 2 * (direct ? g.channels : kg);
+  const int64_t source_rows = 2 * (direct ? g.big_per_group() : kg);
   const std::vector<Chunk> chunks =
-      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
-                   2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.channels : kg)));
+      pixel_chunks(c.batch, g.small_pixels(), g.small_w,
+                   2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.big_per_group() : kg)));
   const int64_t ld = direct ? direct->ld(chunks) : chunk_ld(chunks, tile);
   const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
   // Weights and signs per group, tile and tap: [a x mr, b x mr]; channels past out_g are zero.
@@ -81,7 +81,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
         direct ? direct->layout(chunk, ld) : gathered_layout<T>(g, chunk, ld);
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       if (direct) {
-        direct->fill(c.o.x_lo, c.o.x_hi, g.channels * c.groups, grp * g.channels, g.channels,
+        direct->fill(c.o.x_lo, c.o.x_hi, g.big_c, grp * g.big_per_group(), g.big_per_group(),
                      chunk, ld, src);
       } else {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
@@ -93,7 +93,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
         general_tiles<T>(tiles, kg, &packed[grp * per_group], offsets.data(),
                          offsets.data() + kg, src, out, ld, layout.width);
       }
-      add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.out_pixels(), chunk);
+      add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.small_pixels(), chunk);
     }
   });
 }
@@ -106,13 +106,13 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
 template <typename T>
 void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
-  const int64_t ncol = g.column_rows(), in_g = c.group_channels(), taps = g.kernel_h * g.kernel_w;
+  const int64_t ncol = g.big_depth(), in_g = c.group_channels(), taps = g.kernel_h * g.kernel_w;
   const int64_t tile = pixel_tile<T>(), mr = select_tile_channels<T>();
   const int64_t tiles = ceil_div(ncol, mr);
-  const bool overlap = g.stride_h < g.dilation_h * (g.kernel_h - 1) + 1 ||
-                       g.stride_w < g.dilation_w * (g.kernel_w - 1) + 1;
+  const bool overlap = g.stride_h < g.dil_h * (g.kernel_h - 1) + 1 ||
+                       g.stride_w < g.dil_w * (g.kernel_w - 1) + 1;
   const std::vector<Chunk> chunks =
-      pixel_chunks(c.batch, g.out_pixels(), g.out_w,
+      pixel_chunks(c.batch, g.small_pixels(), g.small_w,
                    2 * int64_t(sizeof(T)) * (in_g + tiles * mr), overlap);
   const int64_t ld = chunk_ld(chunks, tile);
   std::vector<int64_t> offsets(2 * in_g);  // input channel ci's l row, then its h row
@@ -133,7 +133,7 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
       }
     }
   }
-  const int64_t out_channels = g.channels * c.groups, plane = g.image_pixels();
+  const int64_t out_channels = g.big_per_group() * c.groups, plane = g.big_pixels();
   for_each_chunk(chunks, 2 * (in_g + tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
     T* xs = static_cast<T*>(buffer);
@@ -149,13 +149,14 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
                          offsets.data() + in_g, xs, out, ld, layout.width);
       }
       for (int64_t r = 0; r < ncol; ++r) {
-        const int64_t co = grp * g.channels + r / taps, i = r % taps / g.kernel_w, j = r % g.kernel_w;
-        const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
-        const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
+        const int64_t co = grp * g.big_per_group() + r / taps;
+        const int64_t i = r % taps / g.kernel_w, j = r % g.kernel_w;
+        const Axis y{g.stride_h, i * g.dil_h - g.pad_h};
+        const Axis x{g.stride_w, j * g.dil_w - g.pad_w};
         for (int bound = 0; bound < 2; ++bound) {
           for (int64_t n = 0; n < chunk.images; ++n) {
-            scatter_add_plane(out + (2 * r + bound) * ld + n * chunk.pixels, g.height, g.width,
-                              g.out_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels, y, x,
+            scatter_add_plane(out + (2 * r + bound) * ld + n * chunk.pixels, g.big_h, g.big_w,
+                              g.small_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels, y, x,
                               (bound == 0 ? c.o.out_lo : c.o.out_hi) +
                                   ((chunk.first_image + n) * out_channels + co) * plane);
           }

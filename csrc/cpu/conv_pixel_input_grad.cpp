@@ -62,12 +62,12 @@ int64_t taps_per_block() {
 
 // The input gradient's direct form (stride 1, padding at most the kernel's reach), or nullopt.
 std::optional<Direct> input_grad_direct(const ConvGeometry& g, int64_t tile) {
-  const int64_t reach_h = g.dilation_h * (g.kernel_h - 1), reach_w = g.dilation_w * (g.kernel_w - 1);
+  const int64_t reach_h = g.dil_h * (g.kernel_h - 1), reach_w = g.dil_w * (g.kernel_w - 1);
   if (g.stride_h != 1 || g.stride_w != 1 || g.pad_h > reach_h || g.pad_w > reach_w) {
     return std::nullopt;
   }
-  return Direct{g.out_h, g.out_w, reach_h - g.pad_h, reach_w - g.pad_w, g.width + reach_w,
-                g.height, g.width, reach_h, reach_w, tile};
+  return Direct{g.small_h, g.small_w, reach_h - g.pad_h, reach_w - g.pad_w, g.big_w + reach_w,
+                g.big_h, g.big_w, reach_h, reach_w, tile};
 }
 
 // An input gradient, per group: `rows` result channels ci (dx's channels grp * rows + ci of
@@ -105,7 +105,7 @@ struct InputGradient {
     const ConvGeometry& g = c.g;
     // per pixel: the sources, the result rows and (general mode) the input's rows
     const int64_t result_rows = 2 * (c.nonneg ? 1 : 2) * tiles * mr;
-    chunks = pixel_chunks(c.batch, plane(), direct ? g.width : g.out_w,
+    chunks = pixel_chunks(c.batch, plane(), direct ? g.big_w : g.small_w,
                           int64_t(sizeof(T)) * (source_rows() + result_rows));
     ld = direct ? direct->ld(chunks) : chunk_ld(chunks, pixel_tile<T>());
     const int64_t kernel = g.kernel_h * g.kernel_w;
@@ -114,8 +114,8 @@ struct InputGradient {
       if (direct) {  // channel co's padded plane, shifted to tap (i, j) of the flipped kernel
         const int64_t i = s % kernel / g.kernel_w, j = s % g.kernel_w;
         offsets[s] = 2 * (s / kernel) * ld +
-                     (g.kernel_h - 1 - i) * g.dilation_h * direct->padded_w +
-                     (g.kernel_w - 1 - j) * g.dilation_w;
+                     (g.kernel_h - 1 - i) * g.dil_h * direct->padded_w +
+                     (g.kernel_w - 1 - j) * g.dil_w;
       } else {
         offsets[s] = 2 * s * ld;
       }
@@ -137,7 +137,7 @@ struct InputGradient {
   }
 
   int64_t source_rows() const { return 2 * (direct ? c.group_channels() : taps); }
-  int64_t plane() const { return direct ? c.g.image_pixels() : c.g.out_pixels(); }
+  int64_t plane() const { return direct ? c.g.big_pixels() : c.g.small_pixels(); }
   int64_t weight(int64_t grp, int64_t ci, int64_t s) const { return (grp * rows + ci) * taps + s; }
   // Where weight (grp, ci, s) goes in the packed tiles (select_tiles' layout).
   int64_t packed_at(int64_t grp, int64_t ci, int64_t s) const {
@@ -161,8 +161,8 @@ struct InputGradient {
       return;
     }
     Direct same = *direct;
-    same.src_h = c.g.height;
-    same.src_w = c.g.width;
+    same.src_h = c.g.big_h;
+    same.src_w = c.g.big_w;
     same.top = same.left = 0;
     same.fill(c.o.x_lo, c.o.x_hi, rows * c.groups, grp * rows, rows, chunk, ld, xs);
   }
@@ -265,10 +265,11 @@ template <typename T>
 void conv2d_backward_input_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
   const int64_t kernel = g.kernel_h * g.kernel_w, out_g = c.group_channels();
-  InputGradient<T> grad(c, input_grad_direct(g, pixel_tile<T>()), g.channels, out_g * kernel);
+  InputGradient<T> grad(c, input_grad_direct(g, pixel_tile<T>()), g.big_per_group(),
+                        out_g * kernel);
   TORCH_CHECK(grad.direct, "conv2d_backward_input_pixels: no direct form for this geometry");
   grad.load_weights([&](int64_t grp, int64_t ci, int64_t s) {
-    return (grp * out_g + s / kernel) * g.column_rows() + ci * kernel + s % kernel;
+    return (grp * out_g + s / kernel) * g.big_depth() + ci * kernel + s % kernel;
   });
   grad.run();
 }
@@ -276,7 +277,7 @@ void conv2d_backward_input_pixels(const KernelCall<T>& c) {
 // (The weight is transposed, see transpose_weight in interval_conv_cpu.cpp.)
 template <typename T>
 void conv_transpose2d_backward_input_pixels(const KernelCall<T>& c) {
-  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
+  const int64_t ncol = c.g.big_depth(), in_g = c.group_channels();
   InputGradient<T> grad(c, std::nullopt, in_g, ncol);
   grad.load_weights(
       [&](int64_t grp, int64_t ci, int64_t s) { return (grp * ncol + s) * in_g + ci; });

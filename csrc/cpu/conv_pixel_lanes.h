@@ -164,7 +164,7 @@ struct Direct {
 // conv_transpose2d's input).
 template <typename T>
 ChunkLayout gathered_layout(const ConvGeometry& g, const Chunk& c, int64_t ld) {
-  return {{g.out_w, c.pixels, g.out_w, c.first_pixel}, round_up(c.rows(), pixel_tile<T>()), ld};
+  return {{g.small_w, c.pixels, g.small_w, c.first_pixel}, round_up(c.rows(), pixel_tile<T>()), ld};
 }
 
 // rows[(2 * k + bound) * ld] = the image-side pair (lo, hi) (conv2d's input, conv_transpose2d's
@@ -174,21 +174,21 @@ template <typename T>
 void windows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t grp, const Chunk& chunk,
              int64_t ld, T* rows) {
   const ConvGeometry& g = c.g;
-  const int64_t plane = g.image_pixels(), in_channels = g.channels * c.groups;
-  for (int64_t ch = 0; ch < g.channels; ++ch) {
+  const int64_t plane = g.big_pixels(), in_channels = g.big_per_group() * c.groups;
+  for (int64_t ch = 0; ch < g.big_per_group(); ++ch) {
     for (int64_t i = 0; i < g.kernel_h; ++i) {
       for (int64_t j = 0; j < g.kernel_w; ++j) {
         const int64_t k = (ch * g.kernel_h + i) * g.kernel_w + j;
-        const Axis y{g.stride_h, i * g.dilation_h - g.pad_h};
-        const Axis x{g.stride_w, j * g.dilation_w - g.pad_w};
+        const Axis y{g.stride_h, i * g.dil_h - g.pad_h};
+        const Axis x{g.stride_w, j * g.dil_w - g.pad_w};
         for (int bound = 0; bound < 2; ++bound) {
           const T* src = bound == 0 ? lo : hi;
           T* dst = rows + (2 * k + bound) * ld;
+          const int64_t channel = grp * g.big_per_group() + ch;
           for (int64_t n = 0; n < chunk.images; ++n) {
-            gather_plane(
-                src + ((chunk.first_image + n) * in_channels + grp * g.channels + ch) * plane,
-                g.height, g.width, g.out_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels,
-                y, x, dst + n * chunk.pixels);
+            gather_plane(src + ((chunk.first_image + n) * in_channels + channel) * plane, g.big_h,
+                         g.big_w, g.small_w, chunk.first_pixel, chunk.first_pixel + chunk.pixels, y,
+                         x, dst + n * chunk.pixels);
           }
           std::fill(dst + chunk.rows(), dst + ld, T(0));
         }
@@ -258,7 +258,7 @@ void pixel_rows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t channe
   for (int64_t q = 0; q < 2 * count; ++q) {
     std::fill(rows + q * ld + chunk.rows(), rows + (q + 1) * ld, T(0));
   }
-  for_each_run(lo, hi, channels, first, count, c.g.out_pixels(), chunk, layout, rows,
+  for_each_run(lo, hi, channels, first, count, c.g.small_pixels(), chunk, layout, rows,
                [](const T* image, T* row, int64_t run) { std::copy_n(image, run, row); });
 }
 

@@ -41,7 +41,7 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t
       }
     }
   }
-  const std::vector<Chunk> chunks = pixel_chunks(c.batch, c.g.out_pixels(), c.g.out_w,
+  const std::vector<Chunk> chunks = pixel_chunks(c.batch, c.g.small_pixels(), c.g.small_w,
                                                  2 * int64_t(sizeof(T)) * (taps + r_pad));
   const int64_t ld = chunk_ld(chunks, tile);
   std::vector<int64_t> offsets(2 * k_pad, 0);  // tap k's l row, then its h row (padding: tap 0)
@@ -97,10 +97,10 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t
 // (the input's windows).
 template <typename T>
 void conv2d_backward_weight_pixels(const KernelCall<T>& c) {
-  const int64_t kg = c.g.column_rows(), out_g = c.group_channels();
+  const int64_t kg = c.g.big_depth(), out_g = c.group_channels();
   weight_gradient(
-      c, out_g, kg, c.batch * c.g.channels * c.groups * c.g.image_pixels(),
-      c.batch * c.channels * c.g.out_pixels(),
+      c, out_g, kg, c.batch * c.g.big_per_group() * c.groups * c.g.big_pixels(),
+      c.batch * c.channels * c.g.small_pixels(),
       [&](int64_t grp, int64_t co, int64_t k) { return (grp * out_g + co) * kg + k; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, inputs);
@@ -112,10 +112,10 @@ void conv2d_backward_weight_pixels(const KernelCall<T>& c) {
 // gradient's windows), taps = input channels (the input's pixel rows).
 template <typename T>
 void conv_transpose2d_backward_weight_pixels(const KernelCall<T>& c) {
-  const int64_t ncol = c.g.column_rows(), in_g = c.group_channels();
+  const int64_t ncol = c.g.big_depth(), in_g = c.group_channels();
   weight_gradient(
-      c, ncol, in_g, c.batch * c.channels * c.g.out_pixels(),
-      c.batch * c.g.channels * c.groups * c.g.image_pixels(),
+      c, ncol, in_g, c.batch * c.channels * c.g.small_pixels(),
+      c.batch * c.g.big_per_group() * c.groups * c.g.big_pixels(),
       [&](int64_t grp, int64_t r, int64_t ci) { return (grp * ncol + r) * in_g + ci; },
       [&](const Chunk& chunk, int64_t grp, int64_t ld, T* inputs, T* grads) {
         pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, inputs);

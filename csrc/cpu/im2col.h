@@ -1,7 +1,8 @@
 // im2col / col2im for the CPU interval convolutions, on interval pairs (lo and hi in one pass).
 //
-// A ConvGeometry describes a 2-D convolution from an "image" side (the conv2d input) to a
-// "column" side (the conv2d output pixels). Columns are row-major: one row per column-side pixel
+// A ConvGeometry (csrc/conv_geometry.h) describes a 2-D convolution from its big image (the
+// conv2d input: the image side here) to its small one (the conv2d output pixels: the column side).
+// Columns are row-major: one row per column-side pixel
 // of a chunk (row m = image_offset * chunk.pixels + (p - chunk.first_pixel)), holding the
 // channels * kh * kw entries (c, i, j) channel-major like the weight. Row-major rows with unit
 // column stride are what the packed interval GEMMs read and write fastest. A transposed
@@ -14,29 +15,26 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../conv_geometry.h"
+
 namespace inn::cpu {
 
-struct ConvGeometry {
-  int64_t channels;  // image-side channels of one group
-  int64_t height, width;
-  int64_t kernel_h, kernel_w;
-  int64_t stride_h, stride_w;
-  int64_t pad_h, pad_w;
-  int64_t dilation_h, dilation_w;
-  int64_t out_h, out_w;  // column side; explicit, since a transposed conv may not reach every row
+using inn::ConvGeometry;
 
-  int64_t column_rows() const { return channels * kernel_h * kernel_w; }
-  int64_t image_pixels() const { return height * width; }
-  int64_t out_pixels() const { return out_h * out_w; }
-  bool is_identity() const {
-    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 &&
-           pad_w == 0 && out_h == height && out_w == width;
-  }
-  // Pixel rows of `channels` planes of (height x width) images.
-  static ConvGeometry identity(int64_t channels, int64_t height, int64_t width) {
-    return {channels, height, width, 1, 1, 1, 1, 0, 0, 1, 1, height, width};
-  }
-};
+// Pixel rows of `channels` planes of (height x width) images: the geometry under which im2col /
+// col2im are the NCHW <-> pixel-row transposes.
+inline ConvGeometry identity_geometry(int64_t channels, int64_t height, int64_t width) {
+  ConvGeometry g;
+  g.big_c = g.small_c = channels;
+  g.big_h = g.small_h = height;
+  g.big_w = g.small_w = width;
+  return g;
+}
+
+inline bool is_identity(const ConvGeometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
+         g.pad_h == 0 && g.pad_w == 0 && g.small_h == g.big_h && g.small_w == g.big_w;
+}
 
 // The chunk of column-side pixels: `pixels` pixels from `first_pixel` in each of `images` images
 // from `first_image` (several images only with whole images, first_pixel == 0).
@@ -61,17 +59,17 @@ template <typename F>
 void for_each_pixel(const ConvGeometry& g, const Chunk& chunk, int64_t begin, int64_t end,
                     F&& body) {
   int64_t n = begin / chunk.pixels, p = chunk.first_pixel + begin % chunk.pixels;
-  int64_t oh = p / g.out_w, ow = p % g.out_w;
+  int64_t oh = p / g.small_w, ow = p % g.small_w;
   for (int64_t m = begin; m < end; ++m) {
     body(m, n, oh, ow);
-    if (++ow == g.out_w) {
+    if (++ow == g.small_w) {
       ow = 0;
       ++oh;
     }
     if (++p == chunk.first_pixel + chunk.pixels) {
       p = chunk.first_pixel;
-      oh = p / g.out_w;
-      ow = p % g.out_w;
+      oh = p / g.small_w;
+      ow = p % g.small_w;
       ++n;
     }
   }
@@ -84,7 +82,7 @@ void for_each_pixel(const ConvGeometry& g, const Chunk& chunk, int64_t begin, in
 template <typename T>
 void im2col(const ConvGeometry& g, const Chunk& chunk, Planes<const T> lo, Planes<const T> hi,
             T* col_lo, T* col_hi) {
-  const int64_t K = g.column_rows(), plane = g.image_pixels();
+  const int64_t K = g.big_depth(), plane = g.big_pixels();
   const int64_t grain = std::max<int64_t>(1, detail::kGrainElements / std::max<int64_t>(1, K));
   at::parallel_for(0, chunk.rows(), grain, [&](int64_t begin, int64_t end) {
     detail::for_each_pixel(g, chunk, begin, end, [&](int64_t m, int64_t n, int64_t oh, int64_t ow) {
@@ -92,20 +90,20 @@ void im2col(const ConvGeometry& g, const Chunk& chunk, Planes<const T> lo, Plane
       const int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
       T* out_lo = col_lo + m * K;
       T* out_hi = col_hi + m * K;
-      for (int64_t c = 0; c < g.channels; ++c) {
+      for (int64_t c = 0; c < g.big_per_group(); ++c) {
         const T* plane_lo = lo.data + image + c * plane;
         const T* plane_hi = hi.data + image + c * plane;
         for (int64_t i = 0; i < g.kernel_h; ++i) {
-          const int64_t ih = h0 + i * g.dilation_h;
-          if (ih < 0 || ih >= g.height) {
+          const int64_t ih = h0 + i * g.dil_h;
+          if (ih < 0 || ih >= g.big_h) {
             std::fill_n(out_lo, g.kernel_w, T(0));
             std::fill_n(out_hi, g.kernel_w, T(0));
           } else {
-            const T* row_lo = plane_lo + ih * g.width;
-            const T* row_hi = plane_hi + ih * g.width;
+            const T* row_lo = plane_lo + ih * g.big_w;
+            const T* row_hi = plane_hi + ih * g.big_w;
             for (int64_t j = 0; j < g.kernel_w; ++j) {
-              const int64_t iw = w0 + j * g.dilation_w;
-              const bool inside = iw >= 0 && iw < g.width;
+              const int64_t iw = w0 + j * g.dil_w;
+              const bool inside = iw >= 0 && iw < g.big_w;
               out_lo[j] = inside ? row_lo[iw] : T(0);
               out_hi[j] = inside ? row_hi[iw] : T(0);
             }
@@ -122,8 +120,8 @@ void im2col(const ConvGeometry& g, const Chunk& chunk, Planes<const T> lo, Plane
 template <typename T>
 void col2im_add(const ConvGeometry& g, const Chunk& chunk, const T* col_lo, const T* col_hi,
                 Planes<T> lo, Planes<T> hi) {
-  const int64_t K = g.column_rows(), plane = g.image_pixels();
-  if (g.is_identity()) {
+  const int64_t K = g.big_depth(), plane = g.big_pixels();
+  if (is_identity(g)) {
     // A transpose: each row adds to one pixel per channel, so blocks of rows are independent.
     // Blocks of 64 rows keep the rows in L1 while every channel plane gets a contiguous run.
     constexpr int64_t kBlock = 64;
@@ -131,11 +129,11 @@ void col2im_add(const ConvGeometry& g, const Chunk& chunk, const T* col_lo, cons
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const int64_t first = b * kBlock, last = std::min(chunk.rows(), first + kBlock);
-        for (int64_t c = 0; c < g.channels; ++c) {
+        for (int64_t c = 0; c < g.big_per_group(); ++c) {
           detail::for_each_pixel(g, chunk, first, last,
                                  [&](int64_t m, int64_t n, int64_t oh, int64_t ow) {
                                    const int64_t at = (chunk.first_image + n) * lo.image_stride +
-                                                      c * plane + oh * g.width + ow;
+                                                      c * plane + oh * g.big_w + ow;
                                    lo.data[at] += col_lo[m * K + c];
                                    hi.data[at] += col_hi[m * K + c];
                                  });
@@ -149,9 +147,9 @@ void col2im_add(const ConvGeometry& g, const Chunk& chunk, const T* col_lo, cons
   const int64_t kernel = g.kernel_h * g.kernel_w;
   const int64_t grain =
       std::max<int64_t>(1, detail::kGrainElements / std::max<int64_t>(1, kernel * chunk.pixels));
-  at::parallel_for(0, chunk.images * g.channels, grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, chunk.images * g.big_per_group(), grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / g.channels, c = task % g.channels;
+      const int64_t n = task / g.big_per_group(), c = task % g.big_per_group();
       T* out_lo = lo.data + (chunk.first_image + n) * lo.image_stride + c * plane;
       T* out_hi = hi.data + (chunk.first_image + n) * hi.image_stride + c * plane;
       detail::for_each_pixel(
@@ -161,13 +159,13 @@ void col2im_add(const ConvGeometry& g, const Chunk& chunk, const T* col_lo, cons
             const T* in_hi = col_hi + m * K + c * kernel;
             const int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
             for (int64_t i = 0; i < g.kernel_h; ++i) {
-              const int64_t ih = h0 + i * g.dilation_h;
-              if (ih < 0 || ih >= g.height) continue;
+              const int64_t ih = h0 + i * g.dil_h;
+              if (ih < 0 || ih >= g.big_h) continue;
               for (int64_t j = 0; j < g.kernel_w; ++j) {
-                const int64_t iw = w0 + j * g.dilation_w;
-                if (iw < 0 || iw >= g.width) continue;
-                out_lo[ih * g.width + iw] += in_lo[i * g.kernel_w + j];
-                out_hi[ih * g.width + iw] += in_hi[i * g.kernel_w + j];
+                const int64_t iw = w0 + j * g.dil_w;
+                if (iw < 0 || iw >= g.big_w) continue;
+                out_lo[ih * g.big_w + iw] += in_lo[i * g.kernel_w + j];
+                out_hi[ih * g.big_w + iw] += in_hi[i * g.kernel_w + j];
               }
             }
           });

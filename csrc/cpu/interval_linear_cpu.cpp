@@ -1,12 +1,17 @@
-// CPU kernels of the interval linear ops: reshape to 2-D and call the fused interval GEMMs.
+// CPU kernels of the interval linear ops: check the arguments (op_checks.h), view the operands as
+// 2-D matrices with unit column stride and call the fused interval GEMMs. The GEMM chooses its
+// paths by the column strides, so a copy where they are not 1 makes the result independent of the
+// input's memory layout; row strides are kept (an expanded input stays a view).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <tuple>
 
 #include "../backend_registry.h"
+#include "../op_checks.h"
 #include "tensor_views.h"
 
 namespace inn::cpu {
@@ -14,21 +19,20 @@ namespace {
 
 using Pair = std::tuple<at::Tensor, at::Tensor>;
 
-// (*, cols) -> (rows, cols); explicit rows, since reshape cannot infer them when cols == 0.
-at::Tensor as_matrix(const at::Tensor& t, int64_t cols) {
-  int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
-  return t.reshape({rows, cols});
+at::Tensor unit_columns(const at::Tensor& m) {
+  // A single column has no column stride to speak of: say 1.
+  if (m.size(1) <= 1) return m.as_strided({m.size(0), m.size(1)}, {m.stride(0), 1});
+  return m.stride(1) == 1 ? m : m.contiguous();
 }
+
+at::Tensor matrix(const at::Tensor& t, int64_t cols) { return unit_columns(as_matrix(t, cols)); }
 
 Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                     const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
                     const std::optional<at::Tensor>& b_hi, bool input_nonneg) {
-  const int64_t K = w_lo.size(1), N = w_lo.size(0);
-  TORCH_CHECK(x_lo.size(-1) == K, "interval_linear: x has ", x_lo.size(-1),
-              " features, w expects ", K);
-  const at::Tensor xl = as_matrix(x_lo, K), xh = as_matrix(x_hi, K);
-  const int64_t M = xl.size(0);
+  const auto [M, N, K] = check_linear("interval_linear", x_lo, x_hi, w_lo, w_hi, b_lo, b_hi);
+  const at::Tensor xl = matrix(x_lo, K), xh = matrix(x_hi, K);
+  const at::Tensor wl = unit_columns(w_lo), wh = unit_columns(w_hi);
   at::Tensor y_lo = at::empty({M, N}, x_lo.options());
   at::Tensor y_hi = at::empty({M, N}, x_lo.options());
   const bool has_bias = b_lo.has_value();
@@ -38,7 +42,7 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   }
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_linear_cpu", [&] {
     interval_gemm_forward<scalar_t>(M, N, K, const_view<scalar_t>(xl), const_view<scalar_t>(xh),
-                                    const_view<scalar_t>(w_lo), const_view<scalar_t>(w_hi),
+                                    const_view<scalar_t>(wl), const_view<scalar_t>(wh),
                                     view<scalar_t>(y_lo), view<scalar_t>(y_hi), input_nonneg,
                                     has_bias);
   });
@@ -47,40 +51,28 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   return {y_lo.view(out_shape), y_hi.view(out_shape)};
 }
 
-Pair linear_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                           const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
-                           const at::Tensor& w_hi, bool input_nonneg) {
-  const int64_t K = w_lo.size(1), N = w_lo.size(0);
-  const at::Tensor gl = as_matrix(grad_lo, N), gh = as_matrix(grad_hi, N);
-  const at::Tensor xl = as_matrix(x_lo, K), xh = as_matrix(x_hi, K);
-  const int64_t M = xl.size(0);
-  at::Tensor dx_lo = at::empty({M, K}, x_lo.options());
-  at::Tensor dx_hi = at::empty({M, K}, x_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_linear_backward_input_cpu", [&] {
-    interval_gemm_backward_input<scalar_t>(
-        M, N, K, const_view<scalar_t>(gl), const_view<scalar_t>(gh), const_view<scalar_t>(xl),
-        const_view<scalar_t>(xh), const_view<scalar_t>(w_lo), const_view<scalar_t>(w_hi),
-        view<scalar_t>(dx_lo), view<scalar_t>(dx_hi), input_nonneg, false);
+// interval_linear_backward_input (kWeight false) and interval_linear_backward_weight (true).
+template <bool kWeight>
+Pair linear_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi, const at::Tensor& x_lo,
+                     const at::Tensor& x_hi, const at::Tensor& w_lo, const at::Tensor& w_hi,
+                     bool input_nonneg) {
+  const auto [M, N, K] = check_linear_backward(
+      kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input", grad_lo,
+      grad_hi, x_lo, x_hi, w_lo, w_hi);
+  const at::Tensor gl = matrix(grad_lo, N), gh = matrix(grad_hi, N);
+  const at::Tensor xl = matrix(x_lo, K), xh = matrix(x_hi, K);
+  const at::Tensor wl = unit_columns(w_lo), wh = unit_columns(w_hi);
+  at::Tensor out_lo = at::empty({kWeight ? N : M, K}, x_lo.options());
+  at::Tensor out_hi = at::empty_like(out_lo);
+  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_linear_backward_cpu", [&] {
+    const auto gemm =
+        kWeight ? interval_gemm_backward_weight<scalar_t> : interval_gemm_backward_input<scalar_t>;
+    gemm(M, N, K, const_view<scalar_t>(gl), const_view<scalar_t>(gh), const_view<scalar_t>(xl),
+         const_view<scalar_t>(xh), const_view<scalar_t>(wl), const_view<scalar_t>(wh),
+         view<scalar_t>(out_lo), view<scalar_t>(out_hi), input_nonneg, false);
   });
-  return {dx_lo.view(x_lo.sizes()), dx_hi.view(x_lo.sizes())};
-}
-
-Pair linear_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                            const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
-                            const at::Tensor& w_hi, bool input_nonneg) {
-  const int64_t K = w_lo.size(1), N = w_lo.size(0);
-  const at::Tensor gl = as_matrix(grad_lo, N), gh = as_matrix(grad_hi, N);
-  const at::Tensor xl = as_matrix(x_lo, K), xh = as_matrix(x_hi, K);
-  const int64_t M = xl.size(0);
-  at::Tensor dw_lo = at::empty({N, K}, w_lo.options());
-  at::Tensor dw_hi = at::empty({N, K}, w_lo.options());
-  AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_linear_backward_weight_cpu", [&] {
-    interval_gemm_backward_weight<scalar_t>(
-        M, N, K, const_view<scalar_t>(gl), const_view<scalar_t>(gh), const_view<scalar_t>(xl),
-        const_view<scalar_t>(xh), const_view<scalar_t>(w_lo), const_view<scalar_t>(w_hi),
-        view<scalar_t>(dw_lo), view<scalar_t>(dw_hi), input_nonneg, false);
-  });
-  return {dw_lo, dw_hi};
+  if (kWeight) return {out_lo, out_hi};
+  return {out_lo.view(x_lo.sizes()), out_hi.view(x_lo.sizes())};
 }
 
 const BackendOps registered("cpu", {"interval_linear", "interval_linear_backward_input",
@@ -91,6 +83,6 @@ const BackendOps registered("cpu", {"interval_linear", "interval_linear_backward
 
 TORCH_LIBRARY_IMPL(inn_cuda, CPU, m) {
   m.impl("interval_linear", &inn::cpu::linear_forward);
-  m.impl("interval_linear_backward_input", &inn::cpu::linear_backward_input);
-  m.impl("interval_linear_backward_weight", &inn::cpu::linear_backward_weight);
+  m.impl("interval_linear_backward_input", &inn::cpu::linear_backward<false>);
+  m.impl("interval_linear_backward_weight", &inn::cpu::linear_backward<true>);
 }

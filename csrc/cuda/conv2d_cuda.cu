@@ -1,47 +1,13 @@
-// CUDA launchers of the interval conv2d ops (NCHW; operands made contiguous): conv2d is the
-// "big = x, small = y" case of the shared convolution index maps in
+// CUDA launchers of the interval conv2d ops (NCHW; operands made contiguous; arguments checked by
+// op_checks.h): conv2d is the "big = x, small = y" case of the shared convolution index maps in
 // csrc/kernels/conv_problems.cuh.
 #include <torch/library.h>
-
-#include <algorithm>
 
 #include "../backend_registry.h"
 #include "conv_launch.cuh"
 
 namespace inn::gpu {
 namespace {
-
-kernels::ConvGeometry checked_geometry(const char* op, const at::Tensor& x, const at::Tensor& w,
-                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                      at::IntArrayRef dilation, int64_t groups) {
-  TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C, H, W), got shape ", x.sizes());
-  TORCH_CHECK(w.dim() == 4, op, ": w must be (C_out, C_in / groups, kH, kW), got shape ",
-              w.sizes());
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
-              ": stride, padding and dilation must have 2 values each");
-  TORCH_CHECK(groups >= 1 && x.size(1) == w.size(1) * groups && w.size(0) % groups == 0, op,
-              ": x has ", x.size(1), " channels and w shape ", w.sizes(), ", which groups ",
-              groups, " do not fit");
-  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1 && dilation[0] >= 1 && dilation[1] >= 1 &&
-                  padding[0] >= 0 && padding[1] >= 0,
-              op, ": stride and dilation must be >= 1 and padding >= 0");
-  for (int64_t v : {x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
-                    stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]}) {
-    to_int(op, "a size or argument", v);
-  }
-  // depth indices over (channel, tap) and pixels within an image are decoded in 32 bits
-  to_int(op, "pixels per image", x.size(2) * x.size(3));
-  to_int(op, "channels x kernel taps",
-         std::max(x.size(1), w.size(0)) * w.size(2) * w.size(3));
-  const int64_t out_h =
-      kernels::conv_output_size(x.size(2), w.size(2), stride[0], padding[0], dilation[0]);
-  const int64_t out_w =
-      kernels::conv_output_size(x.size(3), w.size(3), stride[1], padding[1], dilation[1]);
-  TORCH_CHECK(out_h >= 1 && out_w >= 1, op, ": the padded input ", x.sizes(),
-              " is smaller than the dilated kernel");
-  return kernels::conv2d_geometry(x.sizes().data(), w.sizes().data(), stride.data(),
-                                  padding.data(), dilation.data(), groups);
-}
 
 template <typename T>
 struct Conv2dProblems {
@@ -50,22 +16,17 @@ struct Conv2dProblems {
   static constexpr auto weight_grad = kernels::conv2d_weight_grad_problem<T>;
 };
 
-std::vector<int64_t> output_shape(const kernels::ConvGeometry& geo) {
-  return {geo.batch, geo.small_c, geo.small_h, geo.small_w};
-}
-
 Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                     const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
                     const std::optional<at::Tensor>& b_hi, at::IntArrayRef stride,
                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                     bool input_nonneg) {
   constexpr const char* op = "interval_conv2d";
+  const ConvGeometry geo =
+      check_conv2d(op, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding, dilation, groups);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  const kernels::ConvGeometry geo =
-      checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
-  return conv_forward<Conv2dProblems>(op, geo, output_shape(geo), x_lo, x_hi, w_lo, w_hi, b_lo,
-                                      b_hi, input_nonneg);
+  return conv_forward<Conv2dProblems>(op, geo, conv2d_output_shape(geo), x_lo, x_hi, w_lo, w_hi,
+                                      b_lo, b_hi, input_nonneg);
 }
 
 // interval_conv2d_backward_input (kWeight false) and interval_conv2d_backward_weight (true).
@@ -76,13 +37,11 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
                      at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
   constexpr const char* op =
       kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input";
+  const ConvGeometry geo = check_conv2d_backward(op, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi,
+                                                 stride, padding, dilation, groups);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
-                      {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  const kernels::ConvGeometry geo =
-      checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
-  return conv_backward<Conv2dProblems, kWeight>(op, geo, output_shape(geo), grad_lo, grad_hi,
-                                                x_lo, x_hi, w_lo, w_hi, input_nonneg);
+  return conv_backward<Conv2dProblems, kWeight>(op, geo, grad_lo, grad_hi, x_lo, x_hi, w_lo,
+                                                w_hi, input_nonneg);
 }
 
 const BackendOps registered("cuda", {"interval_conv2d", "interval_conv2d_backward_input",

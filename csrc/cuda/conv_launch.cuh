@@ -1,26 +1,39 @@
 // What the conv2d and conv_transpose2d launchers (conv2d_cuda.cu, conv_transpose2d_cuda.cu) share
-// once they have checked the operands and built the geometry: contiguous operands, the result,
-// the dtype dispatch and the launch. `Problems<T>` names the op's tile problems in
-// csrc/kernels/conv_problems.cuh (`forward`, `input_grad`, `weight_grad`); `y_shape` is the
-// output's shape (conv2d: the small side of the geometry, conv_transpose2d: the big side).
+// once op_checks.h has checked the operands and built the geometry: contiguous operands, the
+// result, the kernels' 32-bit geometry, the dtype dispatch and the launch. `Problems<T>` names the
+// op's tile problems in csrc/kernels/conv_problems.cuh (`forward`, `input_grad`, `weight_grad`);
+// `y_shape` is the output's shape (conv2d: the small side of the geometry, conv_transpose2d: the
+// big side).
 #pragma once
+
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <optional>
 
 #include "../kernels/conv_problems.cuh"
+#include "../op_checks.h"
 #include "cuda_launch.cuh"
 
 namespace inn::gpu {
 
 template <template <typename> class Problems>
-Pair conv_forward(const char* op, const kernels::ConvGeometry& geo, at::IntArrayRef y_shape,
+Pair conv_forward(const char* op, const ConvGeometry& geometry, at::IntArrayRef y_shape,
                   const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                   const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
                   const std::optional<at::Tensor>& b_hi, bool input_nonneg) {
+  if (x_lo.numel() == 0) {  // no terms (no batch, or no input channels): the bias, or zeros
+    at::Tensor y_lo = at::zeros(y_shape, x_lo.options()), y_hi = at::zeros_like(y_lo);
+    if (b_lo.has_value() && y_lo.numel() > 0) {
+      y_lo.copy_(b_lo->reshape({1, -1, 1, 1}).expand(y_shape));
+      y_hi.copy_(b_hi->reshape({1, -1, 1, 1}).expand(y_shape));
+    }
+    return {y_lo, y_hi};
+  }
+  const kernels::ConvGeometry geo = check_kernel_geometry(op, geometry);
   const auto x = contiguous_pair(x_lo, x_hi);
   const auto w = contiguous_pair(w_lo, w_hi);
-  const auto bias = bias_pair(op, b_lo, b_hi, y_shape[1]);
-  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
+  const auto bias = bias_pair(b_lo, b_hi);
   at::Tensor y_lo = x_lo.new_empty(y_shape);
   at::Tensor y_hi = x_lo.new_empty(y_shape);
   TileRuntime rt(x_lo);
@@ -38,16 +51,18 @@ Pair conv_forward(const char* op, const kernels::ConvGeometry& geo, at::IntArray
 
 // The input gradient (kWeight false) or the weight gradient (true).
 template <template <typename> class Problems, bool kWeight>
-Pair conv_backward(const char* op, const kernels::ConvGeometry& geo, at::IntArrayRef y_shape,
-                   const at::Tensor& grad_lo, const at::Tensor& grad_hi, const at::Tensor& x_lo,
-                   const at::Tensor& x_hi, const at::Tensor& w_lo, const at::Tensor& w_hi,
-                   bool input_nonneg) {
-  TORCH_CHECK(grad_lo.sizes() == y_shape && grad_hi.sizes() == y_shape, op, ": grad has shape ",
-              grad_lo.sizes(), ", expected the output shape ", y_shape);
+Pair conv_backward(const char* op, const ConvGeometry& geometry, const at::Tensor& grad_lo,
+                   const at::Tensor& grad_hi, const at::Tensor& x_lo, const at::Tensor& x_hi,
+                   const at::Tensor& w_lo, const at::Tensor& w_hi, bool input_nonneg) {
+  const at::Tensor& like = kWeight ? w_lo : x_lo;
+  if (x_lo.numel() == 0 || grad_lo.numel() == 0) {  // no terms: zero gradients
+    return {at::zeros_like(like, at::MemoryFormat::Contiguous),
+            at::zeros_like(like, at::MemoryFormat::Contiguous)};
+  }
+  const kernels::ConvGeometry geo = check_kernel_geometry(op, geometry);
   const auto g = contiguous_pair(grad_lo, grad_hi);
   const auto x = contiguous_pair(x_lo, x_hi);
   const auto w = contiguous_pair(w_lo, w_hi);
-  const at::Tensor& like = kWeight ? w_lo : x_lo;
   at::Tensor out_lo = like.new_empty(like.sizes());
   at::Tensor out_hi = like.new_empty(like.sizes());
   TileRuntime rt(x_lo);

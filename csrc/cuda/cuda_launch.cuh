@@ -9,8 +9,6 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <atomic>
-#include <initializer_list>
-#include <limits>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -117,35 +115,10 @@ inline std::pair<at::Tensor, at::Tensor> contiguous_pair(const at::Tensor& lo,
   return {lo.contiguous(), hi.contiguous()};
 }
 
-// A size or configuration value that the kernels hold in an int.
-inline int to_int(const char* op, const char* what, int64_t value) {
-  TORCH_CHECK(value >= 0 && value <= std::numeric_limits<int>::max(), op, ": ", what, " ", value,
-              " is out of range");
-  return static_cast<int>(value);
-}
-
-inline void check_operands(const char* op,
-                           std::initializer_list<std::pair<const char*, const at::Tensor*>> named) {
-  const at::Tensor& first = *named.begin()->second;
-  for (const auto& [name, t] : named) {
-    if (!t->defined()) continue;
-    TORCH_CHECK(t->device() == first.device(), op, ": ", name, " is on ", t->device(),
-                ", expected ", first.device(), " like ", named.begin()->first);
-    TORCH_CHECK(t->scalar_type() == first.scalar_type(), op, ": ", name, " has dtype ",
-                t->scalar_type(), ", expected ", first.scalar_type(), " like ",
-                named.begin()->first);
-  }
-}
-
-// The optional bias as contiguous tensors (undefined when absent).
-inline std::pair<at::Tensor, at::Tensor> bias_pair(const char* op,
-                                                   const std::optional<at::Tensor>& b_lo,
-                                                   const std::optional<at::Tensor>& b_hi,
-                                                   int64_t channels) {
-  TORCH_CHECK(b_lo.has_value() == b_hi.has_value(), op, ": give both b_lo and b_hi or neither");
+// The optional bias (checked by op_checks.h) as contiguous tensors (undefined when absent).
+inline std::pair<at::Tensor, at::Tensor> bias_pair(const std::optional<at::Tensor>& b_lo,
+                                                   const std::optional<at::Tensor>& b_hi) {
   if (!b_lo.has_value()) return {};
-  TORCH_CHECK(b_lo->numel() == channels && b_hi->numel() == channels, op, ": the bias has ",
-              b_lo->numel(), " elements, expected ", channels);
   return {b_lo->contiguous(), b_hi->contiguous()};
 }
 

@@ -1,20 +1,16 @@
-// CUDA launchers of the interval linear ops: view the operands as 2-D strided matrices (no copies,
-// so expanded inputs stay cheap) and run the tile problems of csrc/kernels/linear_problems.cuh.
+// CUDA launchers of the interval linear ops: check the arguments (op_checks.h), view the operands
+// as 2-D strided matrices (no copies, so expanded inputs stay cheap; the tile kernels sum in depth
+// order whatever the strides, so the result does not depend on the layout) and run the tile
+// problems of csrc/kernels/linear_problems.cuh.
 #include <torch/library.h>
 
 #include "../backend_registry.h"
 #include "../kernels/linear_problems.cuh"
+#include "../op_checks.h"
 #include "cuda_launch.cuh"
 
 namespace inn::gpu {
 namespace {
-
-// (*, cols) -> (rows, cols); explicit rows, since reshape cannot infer them when cols == 0.
-at::Tensor as_matrix(const at::Tensor& t, int64_t cols) {
-  int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
-  return t.reshape({rows, cols});
-}
 
 // Both bounds of an operand are read through one set of strides.
 std::pair<at::Tensor, at::Tensor> same_strides(const at::Tensor& lo, const at::Tensor& hi) {
@@ -33,29 +29,23 @@ struct LinearOperands {
   std::pair<at::Tensor, at::Tensor> x, w;
 };
 
-LinearOperands linear_operands(const char* op, const at::Tensor& x_lo, const at::Tensor& x_hi,
-                               const at::Tensor& w_lo, const at::Tensor& w_hi) {
-  TORCH_CHECK(w_lo.dim() == 2, op, ": w_lo must have 2 dims (out_features, in_features), got ",
-              w_lo.dim());
-  TORCH_CHECK(x_lo.dim() >= 1 && x_lo.size(-1) == w_lo.size(1), op, ": x has shape ",
-              x_lo.sizes(), ", expected (*, ", w_lo.size(1), ")");
-  TORCH_CHECK(x_hi.sizes() == x_lo.sizes() && w_hi.sizes() == w_lo.sizes(), op,
-              ": lower and upper bounds differ in shape");
-  const int64_t N = w_lo.size(0), K = w_lo.size(1);
-  auto x = same_strides(as_matrix(x_lo, K), as_matrix(x_hi, K));
-  const int64_t M = x.first.size(0);
-  return {M, N, K, std::move(x), same_strides(w_lo, w_hi)};
+// The operands of a checked call (op_checks.h) as 2-D strided matrices.
+LinearOperands linear_operands(const LinearShape& shape, const at::Tensor& x_lo,
+                               const at::Tensor& x_hi, const at::Tensor& w_lo,
+                               const at::Tensor& w_hi) {
+  return {shape.M, shape.N, shape.K,
+          same_strides(as_matrix(x_lo, shape.K), as_matrix(x_hi, shape.K)),
+          same_strides(w_lo, w_hi)};
 }
 
 Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                     const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
                     const std::optional<at::Tensor>& b_hi, bool input_nonneg) {
   constexpr const char* op = "interval_linear";
+  const LinearShape shape = check_linear(op, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  const LinearOperands o = linear_operands(op, x_lo, x_hi, w_lo, w_hi);
-  const std::pair<at::Tensor, at::Tensor> bias = bias_pair(op, b_lo, b_hi, o.N);
-  check_operands(op, {{"x_lo", &x_lo}, {"b_lo", &bias.first}, {"b_hi", &bias.second}});
+  const LinearOperands o = linear_operands(shape, x_lo, x_hi, w_lo, w_hi);
+  const std::pair<at::Tensor, at::Tensor> bias = bias_pair(b_lo, b_hi);
   at::Tensor y_lo = x_lo.new_empty({o.M, o.N});
   at::Tensor y_hi = x_lo.new_empty({o.M, o.N});
   TileRuntime rt(x_lo);
@@ -86,14 +76,10 @@ Pair linear_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& g
                      const at::Tensor& w_hi, bool input_nonneg) {
   const char* op =
       weight ? "interval_linear_backward_weight" : "interval_linear_backward_input";
+  const LinearShape shape =
+      check_linear_backward(op, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  check_operands(op, {{"grad_lo", &grad_lo}, {"grad_hi", &grad_hi}, {"x_lo", &x_lo},
-                      {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  const LinearOperands o = linear_operands(op, x_lo, x_hi, w_lo, w_hi);
-  TORCH_CHECK(grad_lo.numel() == o.M * o.N && grad_lo.dim() >= 1 && grad_lo.size(-1) == o.N &&
-                  grad_hi.sizes() == grad_lo.sizes(),
-              op, ": grad has shape ", grad_lo.sizes(), ", expected the output shape (*, ", o.N,
-              ") with ", o.M, " rows");
+  const LinearOperands o = linear_operands(shape, x_lo, x_hi, w_lo, w_hi);
   at::Tensor out_lo = weight ? w_lo.new_empty({o.N, o.K}) : x_lo.new_empty({o.M, o.K});
   at::Tensor out_hi = weight ? w_lo.new_empty({o.N, o.K}) : x_lo.new_empty({o.M, o.K});
   TileRuntime rt(x_lo);

@@ -1,10 +1,9 @@
 // 2-D convolutions (NCHW, contiguous) as tile problems (interval_tile_kernel.cuh).
 //
-// conv2d and conv_transpose2d share one index relation between a "big" image and a "small" one,
-//     big = small * stride - padding + kernel_offset * dilation        (per spatial dim),
-// and one weight layout, (small channels, big channels / groups, kh, kw). For conv2d the big image
-// is the input x and the small one the output y; for conv_transpose2d it is the other way round.
-// So three index maps cover all six ops:
+// The geometry (csrc/conv_geometry.h: one "big" and one "small" image, built and validated
+// there) is held here in 32-bit fields (kernel_geometry checks that everything fits). For conv2d
+// the big image is x and the small one y; for conv_transpose2d the other way round. So three index
+// maps cover all six ops:
 //
 //   ConvSmallOut: a small image   rows s (small channel in group), cols small pixels,
 //                                  depth (big channel in group, kh, kw);
@@ -23,30 +22,18 @@
 // Where an im2col gather meets padding, the term is zero-valued (as in the reference's explicitly
 // padded formulation: a NaN or infinite weight there still makes NaN). A big-image output has no
 // term at all where no small pixel maps (padding, or between strided pixels): for the conv2d input
-// gradient that is exactly the gradient; for the conv_transpose2d forward it differs from the
-// reference's zero-inserted formulation only by the NaN that 0 * (NaN or inf weight) would add.
+// gradient that is exactly the gradient, and for the conv_transpose2d forward it is what PyTorch
+// and the reference (which scatters instead of inserting zeros) compute.
 //
-// Torch-free and NVRTC-loadable.
+// Torch-free.
 #pragma once
 
+#include "../conv_geometry.h"
 #include "interval_tile_kernel.cuh"
 
 namespace inn::kernels {
 
-struct ConvGeometry {
-  index_t batch = 0;
-  int groups = 1;
-  int big_c = 0, big_h = 0, big_w = 0;  // channels: all groups
-  int small_c = 0, small_h = 0, small_w = 0;
-  int kernel_h = 1, kernel_w = 1;
-  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
-
-  INN_HD int big_per_group() const { return big_c / groups; }
-  INN_HD int small_per_group() const { return small_c / groups; }
-  INN_HD int taps() const { return kernel_h * kernel_w; }
-  INN_HD index_t big_pixels() const { return static_cast<index_t>(big_h) * big_w; }
-  INN_HD index_t small_pixels() const { return static_cast<index_t>(small_h) * small_w; }
-};
+using ConvGeometry = BasicConvGeometry<int>;
 
 // q = a / b and r = a % b (a >= 0, b > 0), in 32 bits when both fit: far cheaper on a GPU.
 INN_HD void divmod(index_t a, index_t b, index_t& q, index_t& r) {
@@ -326,75 +313,6 @@ struct ConvWeightOut : TileProblem<Elem> {
   }
 };
 
-#ifndef __CUDACC_RTC__  // host side: geometry and problem builders (NVRTC compiles kernels only)
-
-// ---------------------------------------------------------------------------- geometry (host)
-// From tensor sizes and op arguments; the launchers validate them first (shapes, groups, ranges).
-
-inline index_t conv_output_size(index_t size, index_t kernel, index_t stride, index_t padding,
-                                index_t dilation) {
-  // A negative numerator means no output: C++ division truncates towards zero, so test it first.
-  const index_t span = size + 2 * padding - dilation * (kernel - 1) - 1;
-  return span < 0 ? 0 : span / stride + 1;
-}
-
-inline index_t conv_transpose_output_size(index_t size, index_t kernel, index_t stride,
-                                          index_t padding, index_t output_padding,
-                                          index_t dilation) {
-  return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1;
-}
-
-// Sizes and arguments come as arrays of any integer type (int64_t from ATen, long long from C).
-template <typename I>
-void set_kernel_config(ConvGeometry& geo, const I* w, const I* stride, const I* padding,
-                       const I* dilation, index_t groups) {
-  geo.groups = static_cast<int>(groups);
-  geo.kernel_h = static_cast<int>(w[2]);
-  geo.kernel_w = static_cast<int>(w[3]);
-  geo.stride_h = static_cast<int>(stride[0]);
-  geo.stride_w = static_cast<int>(stride[1]);
-  geo.pad_h = static_cast<int>(padding[0]);
-  geo.pad_w = static_cast<int>(padding[1]);
-  geo.dil_h = static_cast<int>(dilation[0]);
-  geo.dil_w = static_cast<int>(dilation[1]);
-}
-
-// conv2d: x (N, C, H, W) is the big image, w (C_out, C / groups, kh, kw), y the small one.
-template <typename I>
-ConvGeometry conv2d_geometry(const I* x, const I* w, const I* stride, const I* padding,
-                             const I* dilation, index_t groups) {
-  ConvGeometry geo;
-  set_kernel_config(geo, w, stride, padding, dilation, groups);
-  geo.batch = x[0];
-  geo.big_c = static_cast<int>(x[1]);
-  geo.big_h = static_cast<int>(x[2]);
-  geo.big_w = static_cast<int>(x[3]);
-  geo.small_c = static_cast<int>(w[0]);
-  geo.small_h = static_cast<int>(conv_output_size(x[2], w[2], stride[0], padding[0], dilation[0]));
-  geo.small_w = static_cast<int>(conv_output_size(x[3], w[3], stride[1], padding[1], dilation[1]));
-  return geo;
-}
-
-// conv_transpose2d: x (N, C_in, H, W) is the small image, w (C_in, C_out / groups, kh, kw), y the
-// big one.
-template <typename I>
-ConvGeometry conv_transpose2d_geometry(const I* x, const I* w, const I* stride, const I* padding,
-                                       const I* output_padding, index_t groups,
-                                       const I* dilation) {
-  ConvGeometry geo;
-  set_kernel_config(geo, w, stride, padding, dilation, groups);
-  geo.batch = x[0];
-  geo.small_c = static_cast<int>(x[1]);
-  geo.small_h = static_cast<int>(x[2]);
-  geo.small_w = static_cast<int>(x[3]);
-  geo.big_c = static_cast<int>(w[1] * groups);
-  geo.big_h = static_cast<int>(conv_transpose_output_size(x[2], w[2], stride[0], padding[0],
-                                                          output_padding[0], dilation[0]));
-  geo.big_w = static_cast<int>(conv_transpose_output_size(x[3], w[3], stride[1], padding[1],
-                                                          output_padding[1], dilation[1]));
-  return geo;
-}
-
 // ------------------------------------------------------------------------------------ builders
 // Operands and outputs are contiguous NCHW images and (small_c, big_c / groups, kh, kw) weights.
 
@@ -520,7 +438,5 @@ ConvWeightOut<T, false> conv_transpose2d_weight_grad_problem(const ConvGeometry&
                                                              T* dw_hi) {
   return conv_weight_out_problem<T, false>(geo, x, grad, w, dw_lo, dw_hi);
 }
-
-#endif  // __CUDACC_RTC__
 
 }  // namespace inn::kernels

@@ -4,14 +4,14 @@
 // loaded (so signs are taken from the converted value), accumulate in float, and are rounded back
 // to their own type only when the result is stored.
 //
-// Torch-free and NVRTC-loadable. Host compilers (the CPU emulation in python_tests/cuda_emulation)
+// Torch-free. Host compilers (the CPU emulation in python_tests/cuda_emulation)
 // get the half types by defining INN_KERNELS_HALF_TYPES and putting CUDA's include folder on the
 // path; CUDA's fp16/bf16 headers have host implementations of the conversions used here.
 #pragma once
 
 #include "../interval_math.h"
 
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(INN_KERNELS_HALF_TYPES)
+#if defined(__CUDACC__) || defined(INN_KERNELS_HALF_TYPES)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #define INN_KERNELS_HAVE_HALF 1

@@ -14,7 +14,7 @@
 // depth; with more than one slice the partial sums go to a workspace that split_reduce_kernel sums
 // (deterministically, no atomics) before the epilogue.
 //
-// Torch-free and NVRTC-loadable. No thread leaves early: every thread reaches every
+// Torch-free. No thread leaves early: every thread reaches every
 // __syncthreads (the CPU emulation checks this).
 //
 // Problem interface (all members usable on the device):

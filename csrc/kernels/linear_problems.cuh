@@ -5,7 +5,7 @@
 //   input grad   dx (M x K):  rows m, cols k, depth n;  A = g(m, n), B = w(n, k), own x(m, k)
 //   weight grad  dw (N x K):  rows n, cols k, depth m;  A = g(m, n), B = x(m, k), own w(n, k)
 //
-// Torch-free and NVRTC-loadable.
+// Torch-free.
 #pragma once
 
 #include "interval_tile_kernel.cuh"
@@ -107,8 +107,6 @@ struct LinearWeightGrad : TileProblem<Elem> {
   }
 };
 
-#ifndef __CUDACC_RTC__  // host side: problem builders (NVRTC compiles kernels only)
-
 // Builders: sizes, operands and outputs; the runner (tile_runner.cuh) plans the grid.
 template <typename T>
 LinearForward<T> linear_forward_problem(index_t M, index_t N, index_t K, IntervalMatrix<T> x,
@@ -162,7 +160,5 @@ LinearWeightGrad<T> linear_weight_grad_problem(index_t M, index_t N, index_t K,
   p.out.numel = N * K;
   return p;
 }
-
-#endif  // __CUDACC_RTC__
 
 }  // namespace inn::kernels

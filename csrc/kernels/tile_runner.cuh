@@ -10,7 +10,7 @@
 //     void check(bool ok, const char* message);  // raises unless ok
 //   };
 //
-// Torch-free. Host code only: an NVRTC build compiles the kernel headers, not this one.
+// Torch-free. Host code only.
 #pragma once
 
 #include "interval_tile_kernel.cuh"

@@ -1,9 +1,7 @@
 // C entry points that run the CUDA kernels of csrc/kernels/ through the CPU emulation
 // (cuda_emulation.h) with the same problem builders and launch runner (tile_runner.cuh) as the
-// CUDA launchers in csrc/cuda/. Loaded with ctypes by python_tests/test_cuda_emulated.py.
-// The emu_record_* entry points run the same builders and runner with a Runtime that records the
-// launches instead (python_tests/test_nvrtc_plan.py compares them with the NVRTC backend's
-// Python port).
+// CUDA launchers in csrc/cuda/, and the same geometry (csrc/conv_geometry.h, with its checks).
+// Loaded with ctypes by python_tests/test_cuda_emulated.py.
 //
 // All tensors are contiguous except the linear operands, which take (row, col) strides like the
 // CUDA launcher. Pointer arrays: in = {g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi} (entries an
@@ -11,7 +9,6 @@
 #include "cuda_emulation.h"
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 
 #include "kernels/conv_problems.cuh"
@@ -43,66 +40,6 @@ struct EmulatedRuntime {
     if (!ok && emu::launch_error.empty()) emu::launch_error = message;
   }
 };
-
-// The template argument `name` of the function around `pretty` (a __PRETTY_FUNCTION__), as g++
-// spells it: "[with Problem = inn::kernels::LinearForward<float>; bool kNonneg = true]".
-std::string template_argument(const char* pretty, const char* name) {
-  const std::string text(pretty);
-  const size_t start = text.find(std::string(name) + " = ") + std::strlen(name) + 3;
-  return text.substr(start, text.find_first_of(";]", start) - start);
-}
-
-// Records every launch as int64 words: {kind (0 tile, 1 reduce, 2 workspace), blocks, splits,
-// nonneg, value bytes, type name bytes}, then the bytes of the problem (tile) or TileOutput
-// (reduce) and the name of the problem (element) type, each padded to 8. A workspace request
-// records {2, bytes, 0, 0, 0, 0} and gets the fake address kRecordedWorkspace.
-constexpr long long kRecordedWorkspace = 0x5000000000LL;
-
-struct RecordingRuntime {
-  std::vector<long long> words;
-
-  void append(const void* data, size_t bytes) {
-    const size_t start = words.size();
-    words.resize(start + (bytes + 7) / 8, 0);
-    std::memcpy(words.data() + start, data, bytes);
-  }
-  template <typename Value>
-  void record(long long kind, index_t blocks, int splits, bool nonneg, const Value& value,
-              const std::string& type) {
-    words.insert(words.end(), {kind, blocks, splits, nonneg ? 1LL : 0LL,
-                               static_cast<long long>(sizeof(Value)),
-                               static_cast<long long>(type.size())});
-    append(&value, sizeof(Value));
-    append(type.data(), type.size());
-  }
-  template <typename Problem, bool kNonneg>
-  void launch_tile(index_t blocks, int splits, const Problem& p) {
-    record(0, blocks, splits, kNonneg, p, template_argument(__PRETTY_FUNCTION__, "Problem"));
-  }
-  template <typename T>
-  void launch_reduce(index_t blocks, const TileOutput<T>& out, int splits) {
-    record(1, blocks, splits, false, out, template_argument(__PRETTY_FUNCTION__, "T"));
-  }
-  void* workspace(index_t bytes) {
-    words.insert(words.end(), {2LL, bytes, 0LL, 0LL, 0LL, 0LL});
-    return reinterpret_cast<void*>(kRecordedWorkspace);
-  }
-  void check(bool ok, const char* message) {
-    if (!ok && emu::launch_error.empty()) emu::launch_error = message;
-  }
-};
-
-// Copies a recording to the caller's buffer; 1 with an error if it does not fit.
-int copy_record(const RecordingRuntime& rt, long long* record, long long capacity,
-                long long* used) {
-  *used = static_cast<long long>(rt.words.size());
-  if (*used > capacity) {
-    emu::launch_error = "record buffer too small";
-    return 1;
-  }
-  std::copy(rt.words.begin(), rt.words.end(), record);
-  return 0;
-}
 
 enum Dtype { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
 enum Op { kForward = 0, kInputGrad = 1, kWeightGrad = 2 };
@@ -222,32 +159,34 @@ int emu_linear(int op, int dtype, int nonneg, int sm_count, long long min_split_
                     out_lo, out_hi);
 }
 
-// emu_linear's launches, recorded (record: RecordingRuntime's words; used: how many).
-int emu_record_linear(int op, int dtype, int nonneg, int sm_count, long long min_split_depth,
-                      long long M, long long N, long long K, const void* const* in,
-                      const long long* strides, void* out_lo, void* out_hi, long long* record,
-                      long long capacity, long long* used) {
-  RecordingRuntime rt;
-  const int status = linear_ops(rt, op, dtype, nonneg, sm_count, min_split_depth, M, N, K, in,
-                                strides, out_lo, out_hi);
-  return status != 0 ? status : copy_record(rt, record, capacity, used);
-}
-
-// The geometry the launchers derive from sizes and arguments (conv_problems.cuh), as 16 numbers:
-// {batch, groups, big_c, big_h, big_w, small_c, small_h, small_w, kernel_h, kernel_w, stride_h,
-//  stride_w, pad_h, pad_w, dil_h, dil_w}. conv2d: config = {stride, padding, dilation} (6);
-// conv_transpose2d: config = {stride, padding, output_padding, dilation} (8).
-void emu_conv_geometry(int transposed, const long long* x, const long long* w,
-                       const long long* config, long long groups, long long* geometry) {
-  const ConvGeometry geo =
-      transposed ? conv_transpose2d_geometry(x, w, config, config + 2, config + 4, groups,
-                                             config + 6)
-                 : conv2d_geometry(x, w, config, config + 2, config + 4, groups);
-  const int fields[] = {geo.groups,   geo.big_c,    geo.big_h,    geo.big_w,    geo.small_c,
-                        geo.small_h,  geo.small_w,  geo.kernel_h, geo.kernel_w, geo.stride_h,
-                        geo.stride_w, geo.pad_h,    geo.pad_w,    geo.dil_h,    geo.dil_w};
-  geometry[0] = geo.batch;
-  for (int i = 0; i < 15; ++i) geometry[i + 1] = fields[i];
+// The geometry the launchers derive from sizes and arguments (csrc/conv_geometry.h, in the
+// kernels' 32-bit fields), as 16 numbers: {batch, groups, big_c, big_h, big_w, small_c, small_h,
+// small_w, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w}. conv2d: config =
+// {stride, padding, dilation} (6); conv_transpose2d: config = {stride, padding, output_padding,
+// dilation} (8). Returns 1 with the message in emu_last_error() for a geometry the ops refuse.
+int emu_conv_geometry(int transposed, const long long* x, const long long* w,
+                      const long long* config, long long groups, long long* geometry) {
+  emu::launch_error.clear();
+  const char* op = transposed ? "interval_conv_transpose2d" : "interval_conv2d";
+  int64_t xs[4], ws[4], cs[8];
+  std::copy(x, x + 4, xs);
+  std::copy(w, w + 4, ws);
+  std::copy(config, config + (transposed ? 8 : 6), cs);
+  try {
+    const ConvGeometry geo = inn::kernel_geometry(
+        op, transposed ? inn::conv_transpose2d_geometry(op, xs, ws, cs, cs + 2, cs + 4, groups,
+                                                        cs + 6)
+                       : inn::conv2d_geometry(op, xs, ws, cs, cs + 2, cs + 4, groups));
+    const int fields[] = {geo.groups,   geo.big_c,    geo.big_h,    geo.big_w,    geo.small_c,
+                          geo.small_h,  geo.small_w,  geo.kernel_h, geo.kernel_w, geo.stride_h,
+                          geo.stride_w, geo.pad_h,    geo.pad_w,    geo.dil_h,    geo.dil_w};
+    geometry[0] = geo.batch;
+    for (int i = 0; i < 15; ++i) geometry[i + 1] = fields[i];
+  } catch (const inn::ArgumentError& error) {
+    emu::launch_error = error.what();
+    return 1;
+  }
+  return 0;
 }
 
 // geometry: as emu_conv_geometry returns it; transposed = 1 runs the conv_transpose2d ops.
@@ -257,17 +196,6 @@ int emu_conv(int transposed, int op, int dtype, int nonneg, int sm_count,
   EmulatedRuntime rt;
   return conv_ops(rt, transposed, op, dtype, nonneg, sm_count, min_split_depth, geometry, in,
                   out_lo, out_hi);
-}
-
-// emu_conv's launches, recorded (as emu_record_linear).
-int emu_record_conv(int transposed, int op, int dtype, int nonneg, int sm_count,
-                    long long min_split_depth, const long long* geometry, const void* const* in,
-                    void* out_lo, void* out_hi, long long* record, long long capacity,
-                    long long* used) {
-  RecordingRuntime rt;
-  const int status = conv_ops(rt, transposed, op, dtype, nonneg, sm_count, min_split_depth,
-                              geometry, in, out_lo, out_hi);
-  return status != 0 ? status : copy_record(rt, record, capacity, used);
 }
 
 }  // extern "C"

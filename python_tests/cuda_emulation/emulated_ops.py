@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -24,38 +24,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CSRC = ROOT / "csrc"
 SOURCES = [HERE / "emulated_ops.cpp", HERE / "cuda_emulation.h", CSRC / "interval_math.h",
-           *sorted((CSRC / "kernels").glob("*.cuh"))]
+           CSRC / "conv_geometry.h", *sorted((CSRC / "kernels").glob("*.cuh"))]
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 FORWARD, INPUT_GRAD, WEIGHT_GRAD = 0, 1, 2
-RECORDED_WORKSPACE = 0x5000000000  # emulated_ops.cpp: kRecordedWorkspace
-LAUNCH_KINDS = ("tile", "reduce", "workspace")
-
-
-class Launch(NamedTuple):
-    """One recorded launch (or workspace request): what the runner asked the runtime for."""
-    kind: str  # tile, reduce or workspace
-    blocks: int  # workspace: bytes
-    splits: int
-    nonneg: bool
-    value: bytes  # the problem struct (tile) or TileOutput (reduce)
-    type_name: str  # the problem type (tile) or element type (reduce), as g++ spells it
-
-
-def parse_launches(words: Sequence[int]) -> List[Launch]:
-    """RecordingRuntime's int64 words (emulated_ops.cpp) as launches."""
-    launches, i = [], 0
-    while i < len(words):
-        kind, blocks, splits, nonneg, value_bytes, name_bytes = words[i:i + 6]
-        i += 6
-        value = b"".join(w.to_bytes(8, "little", signed=True) for w in
-                         words[i:i + (value_bytes + 7) // 8])[:value_bytes]
-        i += (value_bytes + 7) // 8
-        name = b"".join(w.to_bytes(8, "little", signed=True) for w in
-                        words[i:i + (name_bytes + 7) // 8])[:name_bytes]
-        i += (name_bytes + 7) // 8
-        launches.append(Launch(LAUNCH_KINDS[kind], blocks, splits, bool(nonneg), value,
-                               name.decode()))
-    return launches
 
 
 def compiler() -> Optional[str]:
@@ -141,36 +112,6 @@ class EmulatedKernels:
         if status != 0:
             raise RuntimeError(f"emulated launch failed: {self.lib.emu_last_error().decode()}")
 
-    # --------------------------------------------------------------------- recorded launches
-
-    def _recorded(self, call, *args) -> List[Launch]:
-        capacity = 1 << 14
-        words = (ctypes.c_longlong * capacity)()
-        used = ctypes.c_longlong()
-        self._check(call(*args, words, ctypes.c_longlong(capacity), ctypes.byref(used)))
-        return parse_launches(words[:used.value])
-
-    def record_linear(self, op: int, dtype: torch.dtype, nonneg: bool, m: int, n: int, k: int,
-                      pointers: Sequence[Optional[int]], strides: Sequence[int],
-                      out: Sequence[int]) -> List[Launch]:
-        """The launches the CUDA linear launcher makes for these operands (pointers: g_lo, g_hi,
-        x_lo, x_hi, w_lo, w_hi, b_lo, b_hi; strides: row and column of g, x, w), recorded."""
-        return self._recorded(
-            self.lib.emu_record_linear, op, DTYPE_CODES[dtype], int(nonneg), self.sm_count,
-            ctypes.c_longlong(self.min_split_depth), ctypes.c_longlong(m), ctypes.c_longlong(n),
-            ctypes.c_longlong(k), (ctypes.c_void_p * 8)(*pointers),
-            (ctypes.c_longlong * 6)(*strides), ctypes.c_void_p(out[0]), ctypes.c_void_p(out[1]))
-
-    def record_conv(self, transposed: bool, op: int, dtype: torch.dtype, nonneg: bool,
-                    geometry: Sequence[int], pointers: Sequence[Optional[int]],
-                    out: Sequence[int]) -> List[Launch]:
-        """As record_linear for a convolution with this geometry (conv_geometry)."""
-        return self._recorded(
-            self.lib.emu_record_conv, int(transposed), op, DTYPE_CODES[dtype], int(nonneg),
-            self.sm_count, ctypes.c_longlong(self.min_split_depth),
-            (ctypes.c_longlong * 16)(*geometry), (ctypes.c_void_p * 8)(*pointers),
-            ctypes.c_void_p(out[0]), ctypes.c_void_p(out[1]))
-
     def conv_geometry(self, transposed: bool, x_shape, w_shape, config, groups) -> List[int]:
         """The launchers' ConvGeometry (16 numbers, emu_conv_geometry's order). config: stride,
         padding, dilation (conv2d); stride, padding, output_padding, dilation (transposed)."""
@@ -227,10 +168,12 @@ class EmulatedKernels:
     def _geometry(self, transposed, x_shape, w_shape, config, groups):
         """The launchers' geometry (conv_problems.cuh) and the output shape it implies."""
         geometry = (ctypes.c_longlong * 16)()
-        self.lib.emu_conv_geometry(int(transposed), (ctypes.c_longlong * 4)(*x_shape),
-                                   (ctypes.c_longlong * 4)(*w_shape),
-                                   (ctypes.c_longlong * len(config))(*config),
-                                   ctypes.c_longlong(groups), geometry)
+        status = self.lib.emu_conv_geometry(int(transposed), (ctypes.c_longlong * 4)(*x_shape),
+                                            (ctypes.c_longlong * 4)(*w_shape),
+                                            (ctypes.c_longlong * len(config))(*config),
+                                            ctypes.c_longlong(groups), geometry)
+        if status != 0:
+            raise ValueError(self.lib.emu_last_error().decode())
         batch, _, big_c, big_h, big_w, small_c, small_h, small_w = geometry[:8]
         y_shape = (batch, big_c, big_h, big_w) if transposed else (batch, small_c, small_h,
                                                                    small_w)
