@@ -51,7 +51,7 @@ def fail_import(error: Exception) -> NoReturn:
 
 def invalid(name: str, value: str, expected: str) -> NoReturn:
     """Report environment variable ``name`` holding ``value`` where ``expected`` was wanted."""
-    fail_import(ValueError(f"{name} must be {expected}; got {value!r}"))
+    fail_import(ValueError(f"environment variable {name} must be {expected}; got {value!r}"))
 
 
 def read_flag(name: str, default: bool) -> bool:

@@ -28,7 +28,7 @@ DIRECTION_THRESHOLDS = (1.0, 1.25, 1.5, 1.75, 2.0)
 def _flat(x) -> torch.Tensor:
     x = torch.as_tensor(x)
     if x.ndim < 1:
-        raise ValueError(f"expected a batch of maps (first dim = image), got a scalar")
+        raise ValueError("expected a batch of maps (first dim = image), got a scalar")
     return x.detach().reshape(x.shape[0], -1).to(torch.float64)
 
 

@@ -129,14 +129,6 @@ def test_internal_errors_exit_1_and_point_at_debug(monkeypatch, capsys):
     assert "KeyError: 'oops'" in line and "--debug shows the traceback" in line
 
 
-def _start(args, **env):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("INN_CUDA_")}
-    environ.update(env, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH",
-                                                                               "")]))
-    return subprocess.Popen([sys.executable, "-m", "inn_cuda", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=environ, cwd=ROOT)
-
-
 @pytest.mark.parametrize("orig_argv, argv0, cli", [
     (["python", "-m", "inn_cuda", "info"], "-m", True),
     (["python", "-m", "inn_cuda.benchmark"], "-m", True),
@@ -150,7 +142,7 @@ def test_bad_variable_at_import_is_one_line_only_in_the_command(monkeypatch, cap
     monkeypatch.setattr(sys, "argv", [argv0])
     monkeypatch.setenv("INN_CUDA_CHECK_BOUNDS", "maybe")
     monkeypatch.delenv("INN_CUDA_DEBUG", raising=False)
-    message = ("INN_CUDA_CHECK_BOUNDS must be one of 1, 0, true, false, yes, no, on, off; got "
+    message = ("environment variable INN_CUDA_CHECK_BOUNDS must be one of 1, 0, true, false, yes, no, on, off; got "
                "'maybe'")
     if cli:
         with pytest.raises(SystemExit) as exit_info:
@@ -184,8 +176,8 @@ def test_bad_environment_variables_in_real_processes():
         debug = _start(["info"], INN_CUDA_CPU_ISA="sse9", INN_CUDA_DEBUG="1")
     _, err = plain.communicate(timeout=300)
     assert plain.returncode == 2, err
-    assert _error_line(err) == ("inn-cuda: error: INN_CUDA_BACKEND must be one of auto, "
-                                "compiled, nvrtc, reference; got 'fast'")
+    assert _error_line(err) == ("inn-cuda: error: environment variable INN_CUDA_BACKEND must "
+                                "be one of auto, compiled, reference; got 'fast'")
     if debug is not None:
         _, err = debug.communicate(timeout=300)
         assert debug.returncode == 1 and "Traceback" in err

@@ -1,6 +1,5 @@
 """The ops' C++ argument checks (csrc/op_checks.cpp, csrc/conv_geometry.h): one regression test
-per crash or silent acceptance found by fuzzing (issue 13), the schema parity of the C++ and
-Python declarations, the reference fallback behind the same checks, the CUDA kernels' 32-bit
+per crash or silent acceptance found by fuzzing (issue 13), the reference fallback behind the same checks, the CUDA kernels' 32-bit
 geometry checks (through the CPU emulation), thread-local check_bounds, and linear results that do
 not depend on the inputs' memory layout."""
 
@@ -244,14 +243,6 @@ def test_linear_results_do_not_depend_on_the_layout(device, nonneg):
 
 
 # ------------------------------------------------------------- the checks on every backend
-
-def test_cpp_and_python_schemas_agree():
-    for name, schema in _backend.SCHEMAS.items():
-        declared = str(getattr(ops, name).default._schema)
-        assert declared == f"inn_cuda::{name}{schema}", name
-        check = str(getattr(ops, "_check_" + name).default._schema)
-        assert check == f"inn_cuda::_check_{name}{schema.rsplit(' -> ', 1)[0]} -> ()", name
-
 
 def test_reference_fallback_runs_the_kernels_checks():
     """The reference, where it serves an op, refuses what the kernels refuse, with their

@@ -3,7 +3,6 @@ inn_cuda/_backend.py (used when the extension is not loaded), the schemas the di
 and the fake (meta) functions of inn_cuda/ops.py; and the reference fallback's warn-once rule."""
 
 import os
-import re
 import subprocess
 import sys
 import warnings
@@ -17,38 +16,20 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import inn_cuda
 from inn_cuda import _backend
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(inn_cuda.__file__).resolve().parent
 ops = torch.ops.inn_cuda
 
 
-def cpp_schemas():
-    """name -> "(args) -> returns" of every m.def in csrc/ops.cpp (adjacent C++ string literals
-    joined)."""
-    text = (ROOT / "csrc" / "ops.cpp").read_text()
-    schemas = {}
-    for match in re.finditer(r'm\.def\(\s*((?:"[^"]*"\s*)+)', text):
-        schema = "".join(re.findall(r'"([^"]*)"', match.group(1)))
-        name, rest = schema.split("(", 1)
-        schemas[name] = "(" + rest
-    return schemas
-
-
-def public(schemas):
-    return {n: s for n, s in schemas.items() if not n.startswith("_") and n != "build_info"}
-
-
-def test_python_copies_equal_the_cpp_declarations():
-    declared = cpp_schemas()
-    assert "interval_conv2d_backward_weight" in declared and "_set_cpu_isa" in declared
-    assert public(declared) == _backend.SCHEMAS
-
-
 @pytest.mark.skipif(_backend._C is None, reason="extension not loaded")
-def test_dispatcher_holds_the_declared_schemas():
-    for name, schema in cpp_schemas().items():
-        held = getattr(ops, name).default._schema
-        assert str(held) == str(torch._C.parse_schema(f"inn_cuda::{name}{schema}")), name
+def test_python_copies_equal_the_cpp_declarations():
+    """The schemas csrc/ops.cpp declares (as the dispatcher holds them) equal the copies in
+    _backend.SCHEMAS, and every op has its `_check_` twin with the same arguments."""
+    for name, schema in _backend.SCHEMAS.items():
+        declared = str(getattr(ops, name).default._schema)
+        assert declared == f"inn_cuda::{name}{schema}", name
+        check = str(getattr(ops, "_check_" + name).default._schema)
+        assert check == f"inn_cuda::_check_{name}{schema.rsplit(' -> ', 1)[0]} -> ()", name
+    assert str(ops._set_cpu_isa.default._schema) == "inn_cuda::_set_cpu_isa(str isa) -> str"
 
 
 def example_calls():
