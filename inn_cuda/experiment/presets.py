@@ -72,6 +72,7 @@ class Settings:
     inn_beta: Union[float, str] = "adaptive"  # start value (or the fixed value, without target)
     inn_target_coverage: Optional[float] = 0.9  # None: no calibration
     inn_calibration_factor: float = 2.0  # beta's first calibration step (x or /)
+    inn_fit_dropout: bool = False  # dropout active while fitting the offsets (the paper: on)
     # probabilistic output: fine-tune only the new log-variance head (the reconstruction stays
     # the point network's) or all parameters (the paper); the head's bias starts at
     # `probout_bias_init`, None = log(point validation MSE / 3), the loss's optimum for a

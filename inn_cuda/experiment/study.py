@@ -177,7 +177,7 @@ def _fit_inn(point, train: Split, val: Split, s: Settings, out: Path, device, pr
                        limit=s.inn_train_images),
         _loader(val, s.eval_batch_size), beta=s.inn_beta,
         target_coverage=s.inn_target_coverage, calibration_factor=s.inn_calibration_factor,
-        epochs=s.inn_epochs, lr=s.inn_lr, run_dir=run_dir, resume=resume, seed=s.seed, device=device, progress=progress)
+        dropout=s.inn_fit_dropout, epochs=s.inn_epochs, lr=s.inn_lr, run_dir=run_dir, resume=resume, seed=s.seed, device=device, progress=progress)
     model.eval()
     layers = sum(1 for _ in interval_layers(model))
     summary = _summary(result.history, ("val_coverage", "val_width", "val_hinge"))
