@@ -113,8 +113,12 @@ class Settings:
     artifact_min_rise: float = 1.5
     # noise protocol of the paper: per noise level retrain the point network and the INN with
     # that noise (1D: on input and target; CT: on the sinogram) on `retrain_images` training
-    # images for `retrain_epochs` (+ `retrain_inn_epochs`), `retrain_seeds` seeds each
+    # images for `retrain_epochs` (+ `retrain_inn_epochs`), `retrain_seeds` seeds each, at
+    # `retrain_levels` (empty: noise_levels); `retrain_from` "scratch" (the paper) or "study"
+    # (warm start from the study's point network: the CPU budget's shortcut)
     noise_retrain: bool = False
+    retrain_levels: Tuple[float, ...] = ()
+    retrain_from: str = "scratch"
     retrain_images: int = 256
     retrain_epochs: int = 10
     retrain_inn_epochs: int = 4
@@ -181,6 +185,10 @@ class Settings:
             ("spike", "ramp", "oscillation")
         need(self.artifact_kind in kinds, "artifact_kind", f"one of {kinds} for {self.task}")
         need(self.artifact_min_rise >= 0, "artifact_min_rise", ">= 0")
+        need(self.retrain_from in ("scratch", "study"), "retrain_from", "'scratch' or 'study'")
+        need(all(v > 0 for v in self.retrain_levels) and
+             list(self.retrain_levels) == sorted(self.retrain_levels), "retrain_levels",
+             "increasing positive levels (empty: noise_levels)")
         for name in ("retrain_images", "retrain_epochs", "retrain_inn_epochs", "retrain_seeds"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name,
                  "an int >= 1")
@@ -228,7 +236,9 @@ _PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
                                   dropout=1.0, train_noise=0.02, epochs=30, batch_size=32,
                                   inn_last=4, inn_batch_size=32, mc_passes=50,
                                   noise_levels=(0.05, 0.08, 0.11, 0.14), eval_batch_size=64,
-                                  artifact_kind="spike", noise_retrain=True),
+                                  artifact_kind="spike", noise_retrain=True,
+                                  retrain_levels=(0.02, 0.08, 0.14), retrain_from="study",
+                                  retrain_images=192, retrain_epochs=5, retrain_inn_epochs=3),
     ("deconv1d", "tiny"): dict(size=64, n_train=32, n_val=8, n_test=4, width=2, epochs=1,
                                batch_size=16, train_noise=0.02, inn_last=2, inn_epochs=1,
                                inn_batch_size=16, probout_epochs=1, mc_passes=3,
@@ -261,8 +271,9 @@ def make_settings(task: str = "ct", preset: str = "default", **overrides) -> Set
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(names)}")
     values = {**_PRESETS[(task, preset)], **overrides, "task": task, "preset": preset}
-    if "noise_levels" in values:
-        values["noise_levels"] = tuple(float(v) for v in values["noise_levels"])
+    for name in ("noise_levels", "retrain_levels"):
+        if name in values:
+            values[name] = tuple(float(v) for v in values[name])
     return Settings(**values).validate()
 
 

@@ -436,7 +436,8 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
     protocol = None
     if s.noise_retrain:
         with journal.stage("noise protocol"):
-            protocol = noise_protocol.run_noise_protocol(problem, s, out, device, journal)
+            protocol = noise_protocol.run_noise_protocol(problem, s, out, device, journal,
+                                                         point)
 
     metrics = {
         "settings": s.as_dict(),
