@@ -73,12 +73,14 @@ class Settings:
     inn_target_coverage: Optional[float] = 0.9  # None: no calibration
     inn_calibration_factor: float = 2.0  # beta's first calibration step (x or /)
     inn_fit_dropout: bool = False  # dropout active while fitting the offsets (the paper: on)
-    # probabilistic output: fine-tune only the new log-variance head (the reconstruction stays
-    # the point network's) or all parameters (the paper); the head's bias starts at
+    # probabilistic output: fine-tune all parameters (the paper; the default) or only the new
+    # log-variance head (the reconstruction stays the point network's); the head's bias starts at
     # `probout_bias_init`, None = log(point validation MSE / 3), the loss's optimum for a
     # constant variance (the paper: -3)
     probout_epochs: int = 6
-    probout_lr: float = 1e-2
+    # all parameters: a quarter of the point network's rate (1e-2, right for the head alone,
+    # collapses the whole network to a constant output)
+    probout_lr: float = 5e-4
     probout_params: str = "all"
     probout_bias_init: Optional[float] = None
     # MC dropout: T passes of the point network with its training dropout
