@@ -94,6 +94,8 @@ def test_measurement_attack_through_fbp_stays_on_the_sinogram():
     assert res.measurement.shape == sino.shape
     torch.testing.assert_close(res.x_adv, ct.fbp(res.measurement))
     assert float(res.noise_ratio.max()) <= 1.0 + 1e-5
+    assert float(res.noise_ratio.min()) > 0.5  # the search moved through the FBP
+    assert bool((res.search.objective_end < res.search.objective_start).all())
     with pytest.raises(ValueError, match="noise_std"):
         failure.measurement_attack(net, sino, ct.fbp, _plateau_target(), noise_std=0.0)
 
