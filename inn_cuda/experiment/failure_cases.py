@@ -45,7 +45,8 @@ def measurement_adversarial(problem: Problem, model: nn.Module, test: Split, s: 
     for i in tqdm(chunks, desc="adversarial search (measurement)", disable=not progress,
                   leave=False):
         truth = test.truth[i:i + s.eval_batch_size]
-        measurement = problem.measurement(truth, seed + i).to(device)
+        measurement = problem.measurement(truth, test.inputs[i:i + s.eval_batch_size],
+                                          seed + i).to(device)
         parts.append(failure.measurement_attack(
             model, measurement, problem.from_measurement,
             lambda rec: problem.adversarial_target(rec, seed=seed + 7 + i),

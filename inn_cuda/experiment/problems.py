@@ -102,8 +102,10 @@ class Problem:
     def artifact_case(self, test: Split, seed: int) -> ArtifactCase:
         raise NotImplementedError
 
-    def measurement(self, truth: torch.Tensor, seed: int) -> torch.Tensor:
-        """The measurement of ground truths ``truth`` as the data were simulated (train noise)."""
+    def measurement(self, truth: torch.Tensor, inputs: torch.Tensor, seed: int) -> torch.Tensor:
+        """The measurement behind the network ``inputs`` of ground truths ``truth``: the inputs
+        themselves where the network reads the measurement, else re-simulated as the data were
+        (train noise seeded by ``seed``)."""
         raise NotImplementedError
 
     def from_measurement(self, measurement: torch.Tensor) -> torch.Tensor:
@@ -167,7 +169,7 @@ class CTProblem(Problem):
                                        scale=self.settings.artifact_scale, seed=seed,
                                        kind=self.settings.artifact_kind)
 
-    def measurement(self, truth, seed):
+    def measurement(self, truth, inputs, seed):
         with torch.no_grad():
             return self.ct.add_noise(self.ct.radon(truth), torch.Generator().manual_seed(seed))
 
@@ -256,9 +258,8 @@ class Deconv1DProblem(Problem):
             test.truth, lambda truth: self.task.simulate(truth, generator=gen), self.task.blur,
             kind=self.settings.artifact_kind, length=length, seed=gen)
 
-    def measurement(self, truth, seed):
-        gen = torch.Generator().manual_seed(seed)
-        return self.task.simulate(truth, generator=gen)[0]
+    def measurement(self, truth, inputs, seed):
+        return inputs  # the blurred, noisy signal the network reads
 
     def from_measurement(self, measurement):
         return measurement  # the network reads the blurred signal itself
