@@ -43,7 +43,8 @@ def test_tiny_ablation_writes_table_figure_and_json(tmp_path):
     assert [e["level"] for e in metrics["noise_protocol"]["levels"]] == list(s.noise_levels)
     assert (tmp_path / "noise_protocol.png").exists()
     artifact = metrics["cases"]["artifact"]
-    assert artifact["kind"] == "spike" and artifact["dropped"] == \
+    assert artifact["kind"] == "artifact" and artifact["artifact_kind"] == "spike"
+    assert artifact["dropped"] == \
         (artifact["error_rise"] < s.artifact_min_rise)
     assert (("dropped" in " ".join(metrics["warnings"])) == artifact["dropped"])
     assert (tmp_path / "ablation.md").exists() and (tmp_path / "ablation_last.png").exists()

@@ -84,7 +84,7 @@ def artifact_check(model: nn.Module, clean: Split, inputs: torch.Tensor, targets
                               _predict(model, clean.inputs, s.eval_batch_size, device),
                               clean.targets, mask)
     ratio = float(rise.ratio.mean())
-    info = {"kind": s.artifact_kind, "error_rise": ratio,
+    info = {"artifact_kind": s.artifact_kind, "error_rise": ratio,
             "footprint_error": float(rise.artifact_error.mean()),
             "clean_footprint_error": float(rise.clean_error.mean()),
             "images_with_rise": float((rise.ratio >= s.artifact_min_rise).double().mean()),
@@ -98,8 +98,9 @@ def dropped_warnings(cases) -> list:
     for name, case in cases.items():
         info = case.info
         if info.get("dropped"):
-            out.append(f"the {name} case ({info.get('kind')}) was dropped: the network's error "
-                       f"inside the footprint rose only x{info.get('error_rise', float('nan')):.2f}"
-                       f" over the clean image's (needed x{info.get('min_rise')}), so it is no "
-                       f"failure for an uncertainty method to flag")
+            rise = info.get("error_rise", float("nan"))
+            out.append(f"the {name} case ({info.get('artifact_kind')}) was dropped: the "
+                       f"network's error inside the footprint rose only x{rise:.2f} over the "
+                       f"clean image's (needed x{info.get('min_rise')}), so it is no failure "
+                       f"for an uncertainty method to flag")
     return out

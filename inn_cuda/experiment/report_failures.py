@@ -66,7 +66,7 @@ def failure_checks_section(metrics: dict) -> str:
             "",
             _table(["case", "kind", "error inside (artifact)", "error inside (clean)",
                     "rise", "images rising", "evaluated"],
-                   [[n, str(c.get("kind")), _fmt(c.get("footprint_error")),
+                   [[n, str(c.get("artifact_kind")), _fmt(c.get("footprint_error")),
                      _fmt(c.get("clean_footprint_error")), _fmt(c.get("error_rise"), 2),
                      _fmt(c.get("images_with_rise"), 2), "no (dropped)" if c.get("dropped")
                      else "yes"] for n, c in artifacts]), ""]
