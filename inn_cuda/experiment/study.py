@@ -207,7 +207,9 @@ def _probout_bias(point, val: Split, s: Settings, device) -> float:
 def _fine_tune_probout(point, train: Split, val: Split, s: Settings, out: Path, device,
                        progress: bool, journal: _Journal):
     bias = _probout_bias(point, val, s, device)
-    model = ProbOut(copy.deepcopy(point), bias_init=bias)
+    # the variance may fall at most 100x in std below its start (see ProbOut.min_log_variance)
+    model = ProbOut(copy.deepcopy(point), bias_init=bias,
+                    min_log_variance=bias - 2 * math.log(100.0))
     params = list(model.parameters() if s.probout_params == "all"
                   else model.logvar_head.parameters())
     run_dir, resume = _run_dir(out, "probout")
