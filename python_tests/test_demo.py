@@ -20,11 +20,15 @@ def _check_report(out, task):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     s = metrics["settings"]
-    cases = ["clean", *(f"noise {v:g}" for v in s["noise_levels"]), "adversarial", "artifact"]
+    cases = ["clean", *(f"noise {v:g}" for v in s["noise_levels"]), "adversarial",
+             *(["adversarial vs PROBOUT"] if s["adv_against_probout"] else []), "artifact"]
     assert list(metrics["cases"]) == cases
     assert set(metrics["results"]) == set(METHODS)
     report = (out / "report.md").read_text()
-    for case in cases:
+    # a case that is no failure of the network is on record but not evaluated
+    evaluated = [c for c in cases if not metrics["cases"][c].get("dropped")]
+    assert set(metrics["results"]["INN"]) == set(evaluated)
+    for case in evaluated:
         for method in METHODS:
             result = metrics["results"][method][case]
             assert {"rmse", "mean_uncertainty", "spearman", "pearson", "cosine", "ause",
@@ -32,7 +36,9 @@ def _check_report(out, task):
             assert (result["coverage"] is not None) == (method == "INN")
             if case != "clean":
                 assert "image_auroc" in result
-            if case in ("adversarial", "artifact"):
+            # the adversarial mask is the realised change: a search that moved nothing has none
+            moved = metrics["cases"][case].get("changed_fraction", 1.0) > 0
+            if metrics["cases"][case]["kind"] in ("adversarial", "artifact") and moved:
                 assert 0.0 <= result["pixel_auroc"] <= 1.0
             assert report.count(f"| {case} | {method} |") == 2  # main and interval tables
     assert set(metrics["inference_time"]) == {*METHODS, "point network"}
