@@ -57,7 +57,12 @@ def measurement_adversarial(problem: Problem, model: nn.Module, test: Split, s: 
     cat = lambda get: torch.cat([get(p).detach().cpu() for p in parts])  # noqa: E731
     mask = cat(lambda p: p.mask)
     start, end = cat(lambda p: p.search.objective_start), cat(lambda p: p.search.objective_end)
+    x_adv, x_clean = cat(lambda p: p.x_adv), cat(lambda p: p.x_clean)
+    relative = (x_adv - x_clean).flatten(1).norm(dim=1) / \
+        x_clean.flatten(1).norm(dim=1).clamp(min=1e-12)
     info = {"domain": "measurement", "noise_level": level, "bound_k": s.adv_bound_k,
+            # the network input's change, as the image-domain attack reports it
+            "relative_perturbation": float(relative.mean()),
             "noise_ratio": float(cat(lambda p: p.noise_ratio).mean()),
             "change_vs_clean_error": float(cat(lambda p: p.change_ratio).mean()),
             "realised_share": float(cat(lambda p: p.realised).mean()),
@@ -65,7 +70,7 @@ def measurement_adversarial(problem: Problem, model: nn.Module, test: Split, s: 
             "changed_fraction": float(mask.double().mean()),
             "intended_fraction": float(cat(lambda p: p.intended_mask).double().mean()),
             "iterations": round(sum(p.search.iterations for p in parts) / len(parts))}
-    return cat(lambda p: p.x_adv).float(), test.targets, mask, info
+    return x_adv.float(), test.targets, mask, info
 
 
 @torch.no_grad()
