@@ -118,9 +118,15 @@ class ProbOut(nn.Module):
     ``head``, ``forward_head``). The new head is a copy of ``model.head`` with weights scaled by
     ``weight_scale`` and bias ``bias_init`` (-3: the fine-tuning starts from a small, nearly
     uniform variance, exp(-3) ~ 0.05); ``model`` itself is shared, not copied.
+
+    ``min_log_variance`` (None: no floor) clamps ``s`` from below. When all parameters are
+    fine-tuned, the network can fit pixels exactly (e.g. the clamped air of a CT image), the loss
+    then drives their ``s`` toward -inf, and ``exp(-s)`` overflows to NaN; a floor keeps the
+    loss finite, and output and loss see the same clamped ``s``.
     """
 
-    def __init__(self, model: nn.Module, *, bias_init: float = -3.0, weight_scale: float = 0.1):
+    def __init__(self, model: nn.Module, *, bias_init: float = -3.0, weight_scale: float = 0.1,
+                 min_log_variance: float | None = None):
         super().__init__()
         missing = [a for a in ("forward_features", "forward_head", "head") if not hasattr(model, a)]
         if missing:
@@ -129,6 +135,7 @@ class ProbOut(nn.Module):
         if getattr(model.head, "bias", None) is None:
             raise TypeError(f"model.head: expected a layer with a bias, got {model.head}")
         self.model = model
+        self.min_log_variance = min_log_variance
         self.logvar_head = copy.deepcopy(model.head)
         with torch.no_grad():
             self.logvar_head.weight.mul_(weight_scale)
@@ -137,7 +144,10 @@ class ProbOut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.model.forward_features(x)
         mu = self.model.forward_head(features, x)
-        return torch.cat([mu, self.logvar_head(features)], dim=1)
+        s = self.logvar_head(features)
+        if self.min_log_variance is not None:
+            s = s.clamp(min=self.min_log_variance)
+        return torch.cat([mu, s], dim=1)
 
 
 def split_probout(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

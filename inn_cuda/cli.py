@@ -97,6 +97,11 @@ def _add_demo(commands) -> None:
                       metavar="NAME=VALUE",
                       help="override any setting, e.g. --set inn_last=8 --set mc_passes=32 "
                       "(repeatable; the names are listed in the report's settings table)")
+    demo.add_argument("--ablate", action="append", default=[], metavar="AXIS=V1,V2",
+                      help="after the study, refit the INN per variant and write ablation.md "
+                      "and figures: last=2,4,7,all (interval layers), beta=fixed,adaptive,"
+                      "calibrated, coverage=0.8,0.9,0.95 (calibration target), dropout=off,on "
+                      "(while fitting); repeatable, or joined with ';'")
     demo.add_argument("--overwrite", action="store_true",
                       help="recompute every stage even if --out holds saved work")
     demo.add_argument("--quiet", action="store_true", help="no progress bars or stage log")
@@ -105,8 +110,10 @@ def _add_demo(commands) -> None:
 
 def _run_demo(args) -> int:
     from .experiment import StudyError, make_settings, parse_assignments, run_study
+    from .experiment.ablation import parse_ablate, run_ablations
 
     try:
+        ablate = parse_ablate(args.ablate)
         overrides = parse_assignments(args.assignments)
         for name in ("device", "threads", "size", "epochs", "seed"):
             if getattr(args, name) is not None:
@@ -123,6 +130,9 @@ def _run_demo(args) -> int:
                                overwrite=args.overwrite)
         else:
             result = run_study(settings, out, progress=not args.quiet, overwrite=args.overwrite)
+        if ablate:
+            files = run_ablations(settings, out, ablate, progress=not args.quiet)
+            print(f"ablations: {files[1]}")
     except StudyError as error:
         print(f"inn-cuda demo: error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,8 @@
-"""Generators of the three failure modes of docs/method.md section 5.2: noise levels, adversarial
-inputs (a fixed network driven to erase a blob from its reconstruction) and atypical artifacts (a
-foreign shape pasted into the ground truth and re-measured). Device-agnostic and batched; the
+"""Generators of the three failure modes of docs/method.md section 5.2: noise levels,
+adversarial inputs (a fixed network driven to erase a blob from its reconstruction: by a perturbation of the
+measurement within a noise bound, :func:`measurement_attack`, or, as the paper did, of the
+network input with no bound, :func:`adversarial_search`) and atypical artifacts (a foreign shape
+pasted into the ground truth and re-measured). Device-agnostic and batched; the
 random parts take a seed or a ``torch.Generator``.
 """
 
@@ -173,16 +175,19 @@ def _project(delta: torch.Tensor, bound: float | None, norm: str) -> torch.Tenso
     ``bound * tanh(delta / bound)`` for L-infinity), so both optimisers stay unconstrained."""
     if bound is None:
         return delta
+    if isinstance(bound, torch.Tensor):  # one radius per image
+        bound = bound.to(delta).view(-1, *([1] * (delta.ndim - 1)))
     if norm == "l2":
         lengths = delta.flatten(1).norm(dim=1).clamp(min=1e-30)
-        factor = torch.clamp(bound / lengths, max=1.0)
-        return delta * factor.view(-1, *([1] * (delta.ndim - 1)))
+        factor = torch.clamp(bound / lengths.view(-1, *([1] * (delta.ndim - 1))), max=1.0)
+        return delta * factor
     return bound * torch.tanh(delta / bound)
 
 
 def adversarial_search(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
                        mask: torch.Tensor | None = None, optimizer: str = "lbfgs",
-                       max_iter: int = 100, lr: float | None = None, bound: float | None = None,
+                       max_iter: int = 100, lr: float | None = None,
+                       bound: float | torch.Tensor | None = None,
                        norm: str = "l2", tolerance: float = 1e-9) -> AdversarialResult:
     """Minimise ``mean((f(x') - target)^2)`` over inputs ``x'`` starting at ``x`` for a fixed
     ``model`` ``f`` (eval mode, parameters untouched, their ``requires_grad`` and the model's mode
@@ -192,14 +197,18 @@ def adversarial_search(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
 
     ``optimizer``: ``"lbfgs"`` (``torch.optim.LBFGS`` with strong-Wolfe line search, the authors'
     choice; ``lr`` default 1) or ``"adam"`` (``lr`` default 1e-2 x the input's std).
-    ``bound``: optional radius of an ``norm`` ball (``"l2"`` per image or ``"linf"``) around ``x``.
+    ``bound``: optional radius of an ``norm`` ball (``"l2"`` per image or ``"linf"``) around ``x``,
+    a number or one radius per image (a ``(B,)`` tensor).
     ``mask`` is only passed through to the result (see :func:`adversarial_target`)."""
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer: expected 'lbfgs' or 'adam', got {optimizer!r}")
     if norm not in ("l2", "linf"):
         raise ValueError(f"norm: expected 'l2' or 'linf', got {norm!r}")
-    if bound is not None and bound <= 0:
-        raise ValueError(f"bound: expected > 0 or None, got {bound}")
+    if bound is not None and not bool((torch.as_tensor(bound) > 0).all()):
+        raise ValueError(f"bound: expected > 0 (a number or one per image) or None, got {bound}")
+    if isinstance(bound, torch.Tensor) and bound.shape != (x.shape[0],):
+        raise ValueError(f"bound: expected a number or shape ({x.shape[0]},), got "
+                         f"{tuple(bound.shape)}")
     if max_iter < 1:
         raise ValueError(f"max_iter: expected >= 1, got {max_iter}")
     x = x.detach()
@@ -283,6 +292,103 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, *, shape: str = "squ
     return adversarial_search(model, x, target.target, mask=target.mask, **search_kwargs)
 
 
+class _ThroughMeasurement(nn.Module):
+    """``model(reconstruct(m))``: the network fed from a measurement ``m``; ``reconstruct`` is a
+    fixed differentiable map (FBP for CT, the identity for 1D), so the search stays on the data."""
+
+    def __init__(self, model: nn.Module, reconstruct: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self.reconstruct = reconstruct
+
+    def forward(self, measurement):
+        return self.model(self.reconstruct(measurement))
+
+
+class MeasurementAttack(NamedTuple):
+    """A data-consistent adversarial example: a perturbation of the measurement within a noise
+    bound, the network input it gives, and what it did to the reconstruction."""
+
+    measurement: torch.Tensor  # the perturbed measurement
+    x_clean: torch.Tensor  # network input of the unperturbed measurement
+    x_adv: torch.Tensor  # network input of the perturbed measurement
+    target: torch.Tensor  # the reconstruction the search aimed at
+    mask: torch.Tensor  # bool (B, 1, ...): where the reconstruction actually changed
+    intended_mask: torch.Tensor  # bool (B, 1, ...): where the target differs from f(x)
+    noise_ratio: torch.Tensor  # (B,) ||delta||_2 / (noise std * sqrt(n)), at most `k`
+    change_ratio: torch.Tensor  # (B,) ||f(x_adv) - f(x)||_2 / ||f(x) - y||_2 (y: the truth)
+    realised: torch.Tensor  # (B,) share of the intended change realised (projection, <= ~1)
+    search: AdversarialResult
+
+
+def measurement_attack(model: nn.Module, measurement: torch.Tensor,
+                       reconstruct: Callable[[torch.Tensor], torch.Tensor],
+                       make_target: Callable[[torch.Tensor], AdversarialTarget], *,
+                       noise_std, k: float = 1.0, truth: torch.Tensor | None = None,
+                       mask_fraction: float = 0.1, **search_kwargs) -> MeasurementAttack:
+    """The adversarial failure case on the data: find ``delta`` with
+    ``||delta||_2 <= k * noise_std * sqrt(n)`` per image (``n`` = measurement elements per image,
+    so ``k = 1`` is the norm of one noise draw of that std) that drives the reconstruction
+    ``model(reconstruct(m + delta))`` toward ``make_target(f(x))`` (e.g. the reconstruction
+    minus a dark blob, :func:`adversarial_target`), by :func:`adversarial_search` on the
+    measurement.
+
+    The returned ``mask`` is built from the *realised* change: the pixels where
+    ``|f(x_adv) - f(x)|`` exceeds ``mask_fraction`` x the largest intended change of that image,
+    so a search that fails leaves a small or empty mask, never the region it aimed at.
+    ``noise_std``: a number or one std per image; ``truth`` (the ground truth) gives
+    ``change_ratio``, the output change relative to the clean reconstruction's error."""
+    if not k > 0:
+        raise ValueError(f"k: expected > 0, got {k}")
+    if not 0 < mask_fraction < 1:
+        raise ValueError(f"mask_fraction: expected in (0, 1), got {mask_fraction}")
+    measurement = measurement.detach()
+    b = measurement.shape[0]
+    std = torch.as_tensor(noise_std, dtype=torch.float64).flatten()
+    std = std.expand(b) if std.numel() == 1 else std
+    if std.shape != (b,) or not bool((std > 0).all()):
+        raise ValueError(f"noise_std: expected a positive number or {b} positive values, got "
+                         f"{noise_std}")
+    n = measurement[0].numel()
+    scale = std * math.sqrt(n)  # the L2 norm of one noise draw
+    composed = _ThroughMeasurement(model, reconstruct)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x_clean = reconstruct(measurement)
+            rec = model(x_clean)
+    finally:
+        model.train(was_training)
+    aim = make_target(rec)
+    result = adversarial_search(composed, measurement, aim.target.to(rec), mask=aim.mask,
+                                bound=(k * scale).to(measurement.device), norm="l2",
+                                **search_kwargs)
+    model.eval()
+    try:
+        with torch.no_grad():
+            x_adv = reconstruct(result.x_adv)
+            out = model(x_adv)
+    finally:
+        model.train(was_training)
+    change = (out - rec).detach()
+    intended = (aim.target.to(rec) - rec).detach()
+    depth = intended.flatten(1).abs().amax(1).clamp(min=1e-30)
+    view = (-1,) + (1,) * (change.ndim - 1)
+    mask = (change.abs() > mask_fraction * depth.view(view)).any(1, keepdim=True)
+    noise_ratio = result.perturbation_norm.double().cpu() / scale
+    flat_i = intended.flatten(1).double()
+    realised = (change.flatten(1).double() * flat_i).sum(1) / flat_i.square().sum(1).clamp(
+        min=1e-30)
+    if truth is not None:
+        error = (rec - truth.to(rec)).flatten(1).double().norm(dim=1).clamp(min=1e-30)
+        change_ratio = change.flatten(1).double().norm(dim=1) / error
+    else:
+        change_ratio = torch.full((b,), math.nan, dtype=torch.float64)
+    return MeasurementAttack(result.x_adv, x_clean, x_adv, aim.target, mask, aim.mask,
+                             noise_ratio, change_ratio.cpu(), realised.cpu(), result)
+
+
 # ----------------------------------------------------------------------------------------------
 # 3. Atypical artifacts
 
@@ -354,6 +460,27 @@ def load_shape(path, size: int, threshold: float = 0.5) -> torch.Tensor:
     return ~shape if shape.float().mean() > 0.5 else shape
 
 
+def metal_silhouette(size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Two or three small disks (radius ``size / 10``) on a ``size x size`` canvas (bool): the
+    footprint of metal-like implants (screws, clips)."""
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    radius = max(1.0, size / 10)
+    canvas = torch.zeros(size, size, dtype=torch.bool)
+    for _ in range(2 + int(torch.randint(2, (1,), generator=gen))):
+        center = (radius + (size - 1 - 2 * radius) * torch.rand(2, generator=gen)).tolist()
+        canvas |= disk_mask(size, size, center, radius)
+    return canvas
+
+
+# CT artifact kinds: (silhouette, fill). The paper filled a bird with the image mean, which
+# makes one more dark region of a body; the others are outside the phantom family: brighter
+# than any structure, metal-like, or a fine texture the phantoms never carry.
+ARTIFACT_KINDS = ("bright", "metal", "textured", "mean")
+BRIGHT_CONTRAST = 1.5  # "bright" fill: x the image's maximum
+METAL_CONTRAST = 3.0  # "metal" fill: x the image's maximum
+TEXTURE_PERIOD = 4.0  # "textured": stripes of this period (pixels), between 0 and bright
+
+
 class ArtifactCase(NamedTuple):
     input: torch.Tensor  # (B, C, H, W) the simulated network input for the altered ground truth
     ground_truth: torch.Tensor  # (B, C, H, W) the ground truth with the shape pasted in
@@ -373,11 +500,17 @@ def _place(silhouette: torch.Tensor, h: int, w: int, region: torch.Tensor, gen) 
 
 def insert_artifact(ground_truth: torch.Tensor, simulate: Callable[[torch.Tensor], torch.Tensor], *,
                     shape: torch.Tensor | str | None = None, scale: float = 0.4, seed=0,
-                    region: torch.Tensor | None = None) -> ArtifactCase:
-    """Paste a foreign shape filled with the image's mean intensity into each ground truth
-    ``(B, C, H, W)`` (replacing the pixels under it, as the paper's code did) and re-simulate the
-    measurement and reconstruction with ``simulate`` (e.g. ``LimitedAngleCT.simulate``, which
-    maps ``(B, C, H, W)`` ground truths to network inputs).
+                    region: torch.Tensor | None = None, kind: str = "mean") -> ArtifactCase:
+    """Paste a foreign shape into each ground truth ``(B, C, H, W)`` (replacing the pixels under
+    it, as the paper's code did) and re-simulate the measurement and reconstruction with
+    ``simulate`` (e.g. ``LimitedAngleCT.simulate``, which maps ``(B, C, H, W)`` ground truths to
+    network inputs).
+
+    ``kind`` (:data:`ARTIFACT_KINDS`) sets the fill: ``"mean"`` the image's mean intensity (the
+    paper), ``"bright"`` :data:`BRIGHT_CONTRAST` x the image's maximum, ``"textured"`` stripes
+    of period :data:`TEXTURE_PERIOD` between 0 and that bright value, ``"metal"``
+    :data:`METAL_CONTRAST` x the maximum in a few small disks (:func:`metal_silhouette`, when
+    ``shape`` is None).
 
     ``shape``: None = a fresh procedural bird per image (:func:`bird_silhouette`), a path = a
     user image (:func:`load_shape`), or a bool tensor; it is sized to ``scale`` x the image
@@ -387,6 +520,8 @@ def insert_artifact(ground_truth: torch.Tensor, simulate: Callable[[torch.Tensor
         raise ValueError(f"ground_truth: expected (B, C, H, W), got {tuple(ground_truth.shape)}")
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale: expected 0 < scale <= 1, got {scale}")
+    if kind not in ARTIFACT_KINDS:
+        raise ValueError(f"kind: expected one of {ARTIFACT_KINDS}, got {kind!r}")
     b, c, h, w = ground_truth.shape
     gen = _as_generator(seed)
     side = max(3, round(scale * h))
@@ -400,13 +535,106 @@ def insert_artifact(ground_truth: torch.Tensor, simulate: Callable[[torch.Tensor
         fixed = load_shape(shape, side)
     if fixed is not None and not bool(fixed.any()):
         raise ValueError("shape: the silhouette is empty at this size")
+    draw = metal_silhouette if kind == "metal" else bird_silhouette
     masks = []
     for _ in range(b):
-        silhouette = fixed if fixed is not None else bird_silhouette(side, gen)
+        silhouette = fixed if fixed is not None else draw(side, gen)
         masks.append(_place(silhouette, h, w, region.cpu(), gen))
     mask = torch.stack(masks)[:, None].to(ground_truth.device)
-    fill = ground_truth.mean(dim=(1, 2, 3), keepdim=True)
-    altered = torch.where(mask, fill.expand_as(ground_truth), ground_truth)
+    fill = _artifact_fill(ground_truth, kind)
+    altered = torch.where(mask, fill, ground_truth)
     with torch.no_grad():
         network_input = simulate(altered)
     return ArtifactCase(network_input, altered, mask)
+
+
+def _artifact_fill(ground_truth: torch.Tensor, kind: str) -> torch.Tensor:
+    """The values an artifact of ``kind`` puts in, per image, shaped like ``ground_truth``."""
+    peak = ground_truth.amax(dim=(1, 2, 3), keepdim=True)
+    if kind == "mean":
+        return ground_truth.mean(dim=(1, 2, 3), keepdim=True).expand_as(ground_truth)
+    if kind == "metal":
+        return (METAL_CONTRAST * peak).expand_as(ground_truth)
+    bright = (BRIGHT_CONTRAST * peak).expand_as(ground_truth)
+    if kind == "bright":
+        return bright
+    h, w = ground_truth.shape[-2:]
+    rows, cols = _grid(h, w, dtype=ground_truth.dtype, device=ground_truth.device)
+    stripes = (torch.sin(2 * math.pi * (rows + cols) / TEXTURE_PERIOD) > 0).to(ground_truth.dtype)
+    return bright * stripes
+
+
+# 1D artifact kinds, each outside the piecewise-constant training family and inside the blur's
+# pass band (so the measurement shows it): a narrow spike taller than any level, or a ramp.
+ARTIFACT_KINDS_1D = ("spike", "ramp", "oscillation")
+SPIKE_WIDTH = 2  # samples
+SPIKE_HEIGHT = 1.5  # above the local level (levels lie in [-1, 1])
+RAMP_RISE = 2.0  # over the ramp's length
+OSCILLATION = (0.5, 8.0)  # amplitude and period (samples) of the former oscillation artifact
+
+
+def insert_artifact1d(signals: torch.Tensor, simulate, blur, *, kind: str = "spike",
+                      length: int = 64, seed=0,
+                      footprint_fraction: float = 0.1) -> ArtifactCase:
+    """Alter 1D signals ``(B, 1, L)`` with a feature of ``kind`` (:data:`ARTIFACT_KINDS_1D`) at a
+    random position and re-simulate them (``simulate(signals) -> (inputs, targets)``):
+    ``"spike"`` a :data:`SPIKE_WIDTH`-sample spike :data:`SPIKE_HEIGHT` above the local level,
+    ``"ramp"`` a segment of ``length`` samples replaced by a linear ramp rising
+    :data:`RAMP_RISE` from the level at its start, ``"oscillation"`` (the former artifact,
+    period 8: mostly removed by a wide blur, so the measurement barely shows it) a sine around
+    the signal's mean. ``blur`` (the forward blur) defines the footprint: the altered samples
+    plus those where the blurred change exceeds ``footprint_fraction`` of its peak, i.e. where
+    the measurement carries the feature."""
+    if signals.ndim != 3 or signals.shape[1] != 1:
+        raise ValueError(f"signals: expected (B, 1, L), got {tuple(signals.shape)}")
+    if kind not in ARTIFACT_KINDS_1D:
+        raise ValueError(f"kind: expected one of {ARTIFACT_KINDS_1D}, got {kind!r}")
+    b, _, n = signals.shape
+    width = {"spike": SPIKE_WIDTH}.get(kind, length)
+    if not 1 <= width < n - 2:
+        raise ValueError(f"length: expected 1 .. {n - 3} samples for signals of {n}, got {width}")
+    gen = _as_generator(seed)
+    positions = torch.arange(n, dtype=signals.dtype, device=signals.device)
+    altered = signals.clone()
+    for i in range(b):
+        start = int(torch.randint(1, n - width - 1, (1,), generator=gen))
+        inside = (positions >= start) & (positions < start + width)
+        level = signals[i, 0, start]
+        if kind == "spike":
+            feature = level + SPIKE_HEIGHT
+        elif kind == "ramp":
+            feature = level + RAMP_RISE * (positions - start) / width
+        else:
+            amplitude, period = OSCILLATION
+            feature = signals[i].mean() + amplitude * torch.sin(2 * math.pi * (positions - start)
+                                                                 / period)
+        altered[i, 0] = torch.where(inside, feature, signals[i, 0])
+    change = blur(altered - signals).abs()
+    peak = change.flatten(1).amax(1).clamp(min=1e-30).view(-1, 1, 1)
+    mask = (change > footprint_fraction * peak) | (altered != signals)
+    with torch.no_grad():
+        inputs, targets = simulate(altered)
+    return ArtifactCase(inputs, targets, mask)
+
+
+class ErrorRise(NamedTuple):
+    ratio: torch.Tensor  # (B,) mean |error| in the footprint: artifact case / clean case
+    artifact_error: torch.Tensor  # (B,) mean |error| in the footprint, artifact case
+    clean_error: torch.Tensor  # (B,) the same footprint on the clean case
+
+
+def error_rise(rec_artifact: torch.Tensor, truth_artifact: torch.Tensor, rec_clean: torch.Tensor,
+               truth_clean: torch.Tensor, mask: torch.Tensor) -> ErrorRise:
+    """Did the artifact make the network fail? Per image, the mean absolute reconstruction error
+    inside the artifact's footprint ``mask`` with the artifact, relative to the same footprint of
+    the clean image. A ratio near 1 is no failure: the network reconstructed the insert as well
+    as the body it replaced."""
+    weights = mask.expand_as(rec_artifact).flatten(1).double()
+    count = weights.sum(1)
+    if bool((count == 0).any()):
+        raise ValueError("mask: every image needs a non-empty footprint")
+    def footprint_error(rec, truth):
+        return ((rec - truth).abs().flatten(1).double() * weights).sum(1) / count
+    art = footprint_error(rec_artifact, truth_artifact)
+    clean = footprint_error(rec_clean, truth_clean)
+    return ErrorRise(art / clean.clamp(min=1e-30), art, clean)

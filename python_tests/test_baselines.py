@@ -131,3 +131,25 @@ def test_probout_fine_tuning_lowers_the_loss_and_learns_the_noise_level():
     assert losses[-1] < losses[0] - 1.0
     _, unc = probout_uncertainty(model(x).detach())
     assert float(unc[x <= 0].mean()) > 2 * float(unc[x > 0].mean())
+
+
+def test_probout_log_variance_floor_keeps_the_loss_finite():
+    """Fine-tuning all parameters can fit a pixel exactly; without a floor its log-variance runs
+    to -inf and the loss to NaN. The floor clamps s in the output itself."""
+    import math
+
+    from inn_cuda.baselines import ProbOut, probout_loss, split_probout
+    base = UNet(width=4, depth=2).eval()
+    x = torch.randn(2, 1, 8, 8)
+    model = ProbOut(base, bias_init=-3.0, min_log_variance=-5.0)
+    with torch.no_grad():
+        model.logvar_head.bias.fill_(-1e4)  # as if training had driven s down without bound
+    out = model(x)
+    mu, s = split_probout(out)
+    assert float(s.min()) == -5.0
+    loss = probout_loss(out, mu.detach())  # a perfect fit: zero error everywhere
+    assert math.isfinite(float(loss))
+    free = ProbOut(base, bias_init=-3.0)
+    with torch.no_grad():
+        free.logvar_head.bias.fill_(-1e4)
+    assert float(split_probout(free(x))[1].min()) < -5.0  # no floor unless asked

@@ -20,13 +20,17 @@ def _check_report(out, task):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     s = metrics["settings"]
-    cases = ["clean", *(f"noise {v:g}" for v in s["noise_levels"]), "adversarial", "artifact"]
+    cases = ["clean", *(f"noise {v:g}" for v in s["noise_levels"]), "adversarial",
+             *(["adversarial vs PROBOUT"] if s["adv_against_probout"] else []), "artifact"]
     assert list(metrics["cases"]) == cases
     assert set(metrics["results"]) == {*METHODS, "EDGE", "INTENSITY"}
     assert metrics["controls"] == ["EDGE", "INTENSITY"]
     report = (out / "report.md").read_text()
-    images = s["n_test"]
-    for case in cases:
+    # a case that is no failure of the network is on record but not evaluated
+    evaluated = [c for c in cases if not metrics["cases"][c].get("dropped")]
+    assert set(metrics["results"]["INN"]) == set(evaluated)
+    for case in evaluated:
+        images = metrics["cases"][case]["images"]
         for method in metrics["results"]:
             result = metrics["results"][method][case]
             assert {"rmse", "mean_uncertainty", "spearman", "pearson", "cosine", "ause",
@@ -37,7 +41,9 @@ def _check_report(out, task):
             assert all(len(v) == images for v in result["per_image"].values())
             if case != "clean":
                 assert "image_auroc" in result and "placement_local_max" in result["per_image"]
-            if case in ("adversarial", "artifact"):
+            # the adversarial mask is the realised change: a search that moved nothing has none
+            moved = metrics["cases"][case].get("changed_fraction", 1.0) > 0
+            if metrics["cases"][case]["kind"] in ("adversarial", "artifact") and moved:
                 assert 0.0 <= result["pixel_auroc"] <= 1.0
                 assert "pixel_auroc_clean_control" in result["per_image"]
             assert f"| {case} | {method} |" in report

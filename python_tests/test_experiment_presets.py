@@ -19,9 +19,24 @@ def test_paper_preset_has_the_published_settings():
     s = make_settings("ct", "paper")
     assert (s.size, s.width, s.depth, s.dropout) == (512, 64, 4, 0.7)
     assert (s.epochs, s.lr, s.batch_size) == (400, 7.5e-5, 12)
+    # the paper's "last 12 Keras layers" of its U-Net layout are 7 parametrised layers
+    from inn_cuda.tasks.models import PAPER_INN_LAST
     assert (s.inn_epochs, s.inn_lr, s.inn_beta, s.inn_batch_size, s.inn_last) == \
-        (15, 1e-6, 1e-4, 6, 12)
+        (15, 1e-6, 1e-4, 6, PAPER_INN_LAST)
+    assert s.upsampling == "paper" and s.probout_params == "all" and s.noise_retrain
     assert s.mc_passes == 16 and s.probout_lr == 1e-7
+
+
+def test_new_failure_settings_are_validated():
+    with pytest.raises(ValueError, match="artifact_kind: expected one of"):
+        make_settings("deconv1d", "tiny", artifact_kind="bright")
+    with pytest.raises(ValueError, match="adv_domain"):
+        make_settings("ct", "tiny", adv_domain="sinogram")
+    with pytest.raises(ValueError, match="upsampling"):
+        make_settings("ct", "tiny", upsampling="bilinear")
+    with pytest.raises(ValueError, match="interval_coverage"):
+        make_settings("ct", "tiny", interval_coverage=1.0)
+    assert make_settings("deconv1d", "default").dropout == 1.0  # the paper's rates
 
 
 def test_overrides_apply_and_are_validated():

@@ -51,6 +51,10 @@ class Settings:
     # point network (U-Net for CT, ConvNet1d for 1D)
     width: int = 8
     depth: int = 3  # U-Net levels (CT only)
+    # U-Net decoder (CT only): "transpose" (ConvTranspose2d, dropout after every down- and
+    # upsampling), "nearest" or "paper" (the paper's Keras layout: nearest + 2x2 conv, dropout
+    # on the concatenation only; see inn_cuda.tasks.models.UNet)
+    upsampling: str = "transpose"
     # residual: the network adds its input to its output. Off by default (Ronneberger's U-Net,
     # as in the paper): an identity path carries input changes to the output past every weight,
     # so no weight-based uncertainty (intervals, dropout) can see them
@@ -70,23 +74,59 @@ class Settings:
     inn_beta: Union[float, str] = "adaptive"  # start value (or the fixed value, without target)
     inn_target_coverage: Optional[float] = 0.9  # None: no calibration
     inn_calibration_factor: float = 2.0  # beta's first calibration step (x or /)
-    # probabilistic output: fine-tune only the new log-variance head (the reconstruction stays
-    # the point network's) or all parameters (the paper); the head's bias starts at
+    inn_fit_dropout: bool = False  # dropout active while fitting the offsets (the paper: on)
+    # probabilistic output: fine-tune all parameters (the paper; the default) or only the new
+    # log-variance head (the reconstruction stays the point network's); the head's bias starts at
     # `probout_bias_init`, None = log(point validation MSE / 3), the loss's optimum for a
     # constant variance (the paper: -3)
     probout_epochs: int = 6
-    probout_lr: float = 1e-2
-    probout_params: str = "head"
+    # all parameters: a quarter of the point network's rate (1e-2, right for the head alone,
+    # collapses the whole network to a constant output)
+    probout_lr: float = 5e-4
+    probout_params: str = "all"
     probout_bias_init: Optional[float] = None
-    # MC dropout
+    # MC dropout: T passes of the point network with its training dropout
     mc_passes: int = 16
+    # calibrated bands: every method's band scaled on `calibration_images` validation images to
+    # this coverage (support-restricted when the task defines a support), then compared by
+    # width and interval score
+    interval_coverage: float = 0.9
+    calibration_images: int = 64
     # failure modes
     noise_levels: Tuple[float, ...] = (0.005, 0.01, 0.02, 0.04)  # CT: sinogram noise x peak
     adv_shape: str = "square"
     adv_optimizer: str = "lbfgs"
     adv_max_iter: int = 40
-    adv_bound: Optional[float] = None  # L2 radius per image; None: unbounded (the paper)
-    artifact_scale: float = 0.4  # artifact bounding box / image side
+    # "measurement": perturb the measurement (CT sinogram, 1D blurred signal) within
+    # ||delta||_2 <= adv_bound_k * noise std * sqrt(n); "image": the paper's attack on the
+    # network input, bounded by adv_bound (None: unbounded)
+    adv_domain: str = "measurement"
+    adv_bound_k: float = 1.0
+    # the noise std the bound refers to (CT: x the sinogram's peak); None: train_noise when
+    # > 0, else the smallest of noise_levels
+    adv_noise: Optional[float] = None
+    adv_mask_fraction: float = 0.1  # mask: |realised change| > this x the intended depth
+    adv_bound: Optional[float] = None  # image-domain L2 radius per image; None: unbounded
+    adv_against_probout: bool = True  # also craft the attack against PROBOUT's own mean
+    # CT: bright | metal | textured | mean (the paper's bird at the mean intensity);
+    # 1D: spike | ramp | oscillation
+    artifact_kind: str = "bright"
+    artifact_scale: float = 0.4  # artifact bounding box / image side (1D: segment / length x 4)
+    # an artifact case whose footprint error rises less than this (x the clean footprint error)
+    # is no failure of the network: it is dropped, with a warning in the report
+    artifact_min_rise: float = 1.5
+    # noise protocol of the paper: per noise level retrain the point network and the INN with
+    # that noise (1D: on input and target; CT: on the sinogram) on `retrain_images` training
+    # images for `retrain_epochs` (+ `retrain_inn_epochs`), `retrain_seeds` seeds each, at
+    # `retrain_levels` (empty: noise_levels); `retrain_from` "scratch" (the paper) or "study"
+    # (warm start from the study's point network: the CPU budget's shortcut)
+    noise_retrain: bool = False
+    retrain_levels: Tuple[float, ...] = ()
+    retrain_from: str = "scratch"
+    retrain_images: int = 256
+    retrain_epochs: int = 10
+    retrain_inn_epochs: int = 4
+    retrain_seeds: int = 2
     # evaluation
     eval_batch_size: int = 16
     timing_repeats: int = 3
@@ -139,6 +179,27 @@ class Settings:
              "inn_target_coverage", "None or a fraction in (0, 1)")
         need(self.inn_calibration_factor > 1, "inn_calibration_factor", "a factor > 1")
         need(self.probout_params in ("all", "head"), "probout_params", "'all' or 'head'")
+        need(self.upsampling in ("transpose", "nearest", "paper"), "upsampling",
+             "'transpose', 'nearest' or 'paper'")
+        need(0 < self.interval_coverage < 1, "interval_coverage", "a fraction in (0, 1)")
+        need(isinstance(self.calibration_images, int) and self.calibration_images >= 1,
+             "calibration_images", "an int >= 1")
+        need(self.adv_domain in ("measurement", "image"), "adv_domain",
+             "'measurement' or 'image'")
+        need(self.adv_bound_k > 0, "adv_bound_k", "> 0")
+        need(self.adv_noise is None or self.adv_noise > 0, "adv_noise", "None or > 0")
+        need(0 < self.adv_mask_fraction < 1, "adv_mask_fraction", "a fraction in (0, 1)")
+        kinds = ("bright", "metal", "textured", "mean") if self.task == "ct" else \
+            ("spike", "ramp", "oscillation")
+        need(self.artifact_kind in kinds, "artifact_kind", f"one of {kinds} for {self.task}")
+        need(self.artifact_min_rise >= 0, "artifact_min_rise", ">= 0")
+        need(self.retrain_from in ("scratch", "study"), "retrain_from", "'scratch' or 'study'")
+        need(all(v > 0 for v in self.retrain_levels) and
+             list(self.retrain_levels) == sorted(self.retrain_levels), "retrain_levels",
+             "increasing positive levels (empty: noise_levels)")
+        for name in ("retrain_images", "retrain_epochs", "retrain_inn_epochs", "retrain_seeds"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name,
+                 "an int >= 1")
         need(len(self.noise_levels) >= 1 and all(s > 0 for s in self.noise_levels) and
              list(self.noise_levels) == sorted(self.noise_levels), "noise_levels",
              "one or more increasing positive levels")
@@ -160,34 +221,49 @@ _PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
     ("ct", "tiny"): dict(nonneg_output=False, size=16, n_train=16, n_val=8, n_test=4, width=2, depth=2, epochs=1,
                          batch_size=8, inn_last=3, inn_epochs=1, inn_batch_size=8,
                          probout_epochs=1, mc_passes=3, noise_levels=(0.01, 0.04),
-                         adv_max_iter=3, eval_batch_size=4, timing_repeats=1),
-    # docs/method.md section 5.1: AAPM-sized data (2580 slices split 8/1/1; phantoms here, or a
-    # user's folder), U-Net width 64 depth 4 dropout 0.7, 400 epochs lr 7.5e-5 batch 12; INN 15 epochs
-    # lr 1e-6 beta 1e-4 batch 6 in the last 12 layers; MC dropout T = 16; PROBOUT 400 more
-    # epochs lr 1e-7; L-BFGS adversarial search.
+                         adv_max_iter=3, eval_batch_size=4, timing_repeats=1,
+                         calibration_images=8, retrain_images=8, retrain_epochs=1,
+                         retrain_inn_epochs=1, retrain_seeds=1),
+    # docs/method.md section 5.1: AAPM-sized data (2580 slices split 8/1/1; phantoms here, or a user's
+    # folder), the paper's U-Net layout (nearest + 2x2 conv, dropout 0.7 on the concatenations)
+    # width 64 depth 4, 400 epochs lr 7.5e-5 batch 12; INN 15 epochs lr 1e-6 beta 1e-4 batch 6
+    # in the last 12 Keras layers = the last 7 parametrised layers (PAPER_INN_LAST); MC dropout
+    # T = 16; PROBOUT 400 more epochs lr 1e-7 on all parameters; L-BFGS adversarial search;
+    # the noise protocol (retraining per noise level).
     ("ct", "paper"): dict(threads=None, size=512, n_train=2064, n_val=258, n_test=258, width=64, depth=4,
-                          dropout=0.7, epochs=400, lr=7.5e-5, batch_size=12, inn_last=12,
+                          upsampling="paper", noise_retrain=True, retrain_images=2064,
+                          retrain_epochs=100, retrain_inn_epochs=15, retrain_seeds=3,
+                          dropout=0.7, epochs=400, lr=7.5e-5, batch_size=12, inn_last=7,
                           inn_epochs=15, inn_lr=1e-6, inn_batch_size=6, inn_beta=1e-4,
                           inn_target_coverage=None, probout_epochs=400, probout_lr=1e-7,
                           probout_params="all", probout_bias_init=-3.0, mc_passes=16,
                           adv_max_iter=200, eval_batch_size=6),
+    # the paper's dropout rates (0.2, 0.5, 0.5: dropout scale 1) and noise protocol (retraining
+    # per level, noise on input and target)
     ("deconv1d", "default"): dict(size=512, n_train=800, n_val=200, n_test=64, width=4,
-                                  dropout=0.5, train_noise=0.02, epochs=30, batch_size=32,
+                                  dropout=1.0, train_noise=0.02, epochs=30, batch_size=32,
                                   inn_last=4, inn_batch_size=32, mc_passes=50,
-                                  noise_levels=(0.05, 0.08, 0.11, 0.14), eval_batch_size=64),
+                                  noise_levels=(0.05, 0.08, 0.11, 0.14), eval_batch_size=64,
+                                  artifact_kind="spike", noise_retrain=True,
+                                  retrain_levels=(0.02, 0.08, 0.14), retrain_from="study",
+                                  retrain_images=192, retrain_epochs=5, retrain_inn_epochs=3),
     ("deconv1d", "tiny"): dict(size=64, n_train=32, n_val=8, n_test=4, width=2, epochs=1,
                                batch_size=16, train_noise=0.02, inn_last=2, inn_epochs=1,
                                inn_batch_size=16, probout_epochs=1, mc_passes=3,
                                noise_levels=(0.05, 0.14), adv_max_iter=3, eval_batch_size=4,
-                               timing_repeats=1),
+                               timing_repeats=1, artifact_kind="spike", calibration_images=8,
+                               noise_retrain=True, retrain_images=8, retrain_epochs=1,
+                               retrain_inn_epochs=1, retrain_seeds=1),
     # the paper's 1D study: 1600 / 200 signals of length 512, width-16 network, 50 MC passes
     ("deconv1d", "paper"): dict(threads=None, size=512, n_train=1600, n_val=200, n_test=200, width=16,
                                 dropout=1.0, train_noise=0.05, epochs=200, batch_size=32,
                                 inn_last=None, inn_epochs=20, inn_batch_size=32, inn_beta=0.005,
                                 inn_target_coverage=None, probout_epochs=200,
                                 probout_lr=1e-4, probout_params="all", probout_bias_init=-3.0,
-                                mc_passes=50,
-                                noise_levels=(0.08, 0.11, 0.14), adv_max_iter=200,
+                                mc_passes=50, artifact_kind="spike", noise_retrain=True,
+                                retrain_images=1600, retrain_epochs=200, retrain_inn_epochs=20,
+                                retrain_seeds=3,
+                                noise_levels=(0.02, 0.05, 0.08, 0.11, 0.14), adv_max_iter=200,
                                 eval_batch_size=100),
 }
 
@@ -211,8 +287,9 @@ def make_settings(task: str = "ct", preset: str = "default", **overrides) -> Set
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(names)}")
     values = {**_PRESETS[(task, preset)], **overrides, "task": task, "preset": preset}
-    if "noise_levels" in values:
-        values["noise_levels"] = tuple(float(v) for v in values["noise_levels"])
+    for name in ("noise_levels", "retrain_levels"):
+        if name in values:
+            values[name] = tuple(float(v) for v in values[name])
     return Settings(**values).validate()
 
 

@@ -3,16 +3,18 @@ point network, and the task's version of each failure mode (measurement noise, t
 target, the atypical artifact).
 
 * :class:`CTProblem`: limited-angle CT on phantoms (``inn_cuda.tasks``), a residual U-Net; the
-  failure modes of docs/method.md section 5.2 as the paper made them (sinogram noise, a dark square
-  erased from the reconstruction, a bird pasted into the ground truth).
+  failure modes of docs/method.md section 5.2 (sinogram noise, a dark square erased from the
+  reconstruction by a bounded perturbation of the sinogram, a bright, metal-like or textured
+  insert pasted into the ground truth).
 * :class:`Deconv1DProblem`: 1D deconvolution of piecewise-constant signals, the paper's 10-layer
   Conv1d network; the same failure modes carried over to 1D (input noise, a plateau pushed into
-  the reconstruction, a foreign oscillating segment the piecewise-constant training signals never
-  contain).
+  the reconstruction by a bounded perturbation of the measurement, a feature the
+  piecewise-constant training signals never contain: a narrow spike or a ramp).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 import torch
@@ -111,6 +113,31 @@ class Problem:
     def artifact_case(self, test: Split, seed: int) -> ArtifactCase:
         raise NotImplementedError
 
+    def measurement(self, truth: torch.Tensor, inputs: torch.Tensor, seed: int) -> torch.Tensor:
+        """The measurement behind the network ``inputs`` of ground truths ``truth``: the inputs
+        themselves where the network reads the measurement, else re-simulated as the data were
+        (train noise seeded by ``seed``)."""
+        raise NotImplementedError
+
+    def from_measurement(self, measurement: torch.Tensor) -> torch.Tensor:
+        """The network input computed from a measurement (differentiable)."""
+        raise NotImplementedError
+
+    def noise_std(self, measurement: torch.Tensor, level: float) -> torch.Tensor:
+        """Per image, the absolute noise std that noise ``level`` means for this measurement."""
+        raise NotImplementedError
+
+    def noisy_splits(self, level: float, counts, seed: int) -> tuple:
+        """Splits of ``counts`` items simulated with noise ``level`` (the noise protocol)."""
+        raise NotImplementedError
+
+    def adversarial_noise(self) -> float:
+        """The noise level the data-consistent attack's bound refers to."""
+        s = self.settings
+        if s.adv_noise is not None:
+            return s.adv_noise
+        return s.train_noise if s.train_noise > 0 else min(s.noise_levels)
+
 
 class CTProblem(Problem):
     name = "ct"
@@ -137,7 +164,7 @@ class CTProblem(Problem):
     def network(self):
         s = self.settings
         net = UNet(width=s.width, depth=s.depth, dropout=s.dropout, residual=s.residual,
-                   batchnorm=s.batchnorm)
+                   batchnorm=s.batchnorm, upsampling=s.upsampling)
         return NonNegativeOutput(net) if s.nonneg_output else net
 
     def support(self, targets):
@@ -156,7 +183,28 @@ class CTProblem(Problem):
     def artifact_case(self, test, seed):
         noise = torch.Generator().manual_seed(seed + 1)
         return failure.insert_artifact(test.truth, lambda gt: self.ct.simulate(gt, noise),
-                                       scale=self.settings.artifact_scale, seed=seed)
+                                       scale=self.settings.artifact_scale, seed=seed,
+                                       kind=self.settings.artifact_kind)
+
+    def measurement(self, truth, inputs, seed):
+        with torch.no_grad():
+            return self.ct.add_noise(self.ct.radon(truth), torch.Generator().manual_seed(seed))
+
+    def from_measurement(self, measurement):
+        return self.ct.fbp(measurement)
+
+    def noise_std(self, measurement, level):
+        # the sinogram noise is relative to each sinogram's peak (LimitedAngleCT.add_noise)
+        return level * measurement.detach().flatten(1).abs().amax(1).double().cpu()
+
+    def noisy_splits(self, level, counts, seed):
+        ct = self._operator(level)
+        out = []
+        for stream, count in enumerate(counts):
+            inputs, targets = CTPhantomDataset(count, ct, kind=self.settings.phantom,
+                                               seed=seed + stream).tensors()
+            out.append(Split(inputs, targets, targets))
+        return tuple(out)
 
 
 class Deconv1DProblem(Problem):
@@ -164,10 +212,8 @@ class Deconv1DProblem(Problem):
     spatial_dims = 1
     noise_label = "input noise std"
 
-    # the adversarial plateau and the artifact, relative to the signal range [-1, 1]
+    # the adversarial plateau, relative to the signal range [-1, 1]
     PLATEAU_HEIGHT = 0.5
-    ARTIFACT_AMPLITUDE = 0.5
-    ARTIFACT_PERIOD = 8.0  # samples: far above the blur's pass band
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
@@ -223,24 +269,34 @@ class Deconv1DProblem(Problem):
         return AdversarialTarget(torch.stack(targets), torch.stack(masks), centers)
 
     def artifact_case(self, test, seed):
-        """A segment of ``artifact_scale / 4`` of the signal replaced by an oscillation around
-        the signal's mean (the piecewise-constant training signals never oscillate), then
-        blurred and noised like the data."""
+        """A feature outside the piecewise-constant family (``artifact_kind``: a narrow spike, a
+        ramp over ``artifact_scale / 4`` of the signal, or the former period-8 oscillation),
+        then blurred and noised like the data (:func:`inn_cuda.failure.insert_artifact1d`)."""
         gen = torch.Generator().manual_seed(seed)
-        length = self.task.length
-        half = max(2, round(self.settings.artifact_scale * length / 8))
-        positions = torch.arange(length, dtype=test.truth.dtype)
-        altered, masks = [], []
-        for signal in test.truth:
-            center = self._window(gen, half)
-            inside = (positions - center).abs() < half
-            wave = signal.mean() + self.ARTIFACT_AMPLITUDE * torch.sin(
-                2 * math.pi * (positions - center) / self.ARTIFACT_PERIOD)
-            altered.append(torch.where(inside, wave, signal))
-            masks.append(inside[None])
-        truth = torch.stack(altered)
-        inputs, targets = self.task.simulate(truth, generator=gen)
-        return ArtifactCase(inputs, targets, torch.stack(masks))
+        length = max(2, round(self.settings.artifact_scale * self.task.length / 4))
+        return failure.insert_artifact1d(
+            test.truth, lambda truth: self.task.simulate(truth, generator=gen), self.task.blur,
+            kind=self.settings.artifact_kind, length=length, seed=gen)
+
+    def measurement(self, truth, inputs, seed):
+        return inputs  # the blurred, noisy signal the network reads
+
+    def from_measurement(self, measurement):
+        return measurement  # the network reads the blurred signal itself
+
+    def noise_std(self, measurement, level):
+        return torch.full((measurement.shape[0],), float(level), dtype=torch.float64)
+
+    def noisy_splits(self, level, counts, seed):
+        task = dataclasses.replace(self.task, noise_sigma=level)
+        out = []
+        for stream, count in enumerate(counts):
+            gen = torch.Generator().manual_seed(seed + stream)
+            signals = piecewise_constant(count, task.length, max_jumps=task.max_jumps,
+                                         min_distance=task.min_distance, generator=gen)
+            inputs, targets = task.simulate(signals, generator=gen)
+            out.append(Split(inputs[:, None], targets[:, None], signals[:, None]))
+        return tuple(out)
 
 
 def make_problem(settings: Settings) -> Problem:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from . import statistics as S
-from .verdict import CLEAN_CONTROL, analyse, cases_of, controls_of, methods_of
+from .verdict import analyse, cases_of, controls_of, methods_of
 
 REPORT_FILE = "report.md"
 METRICS_FILE = "metrics.json"

@@ -37,6 +37,7 @@ from . import figures, report
 from .evaluate import case_metrics, image_detection, inference_time
 from .methods import (control_methods, inn_method, mc_dropout_method, predict_all,
                       probout_method)
+from . import bands, failure_cases, noise_protocol, report_failures
 from .presets import Settings
 from .problems import Problem, Split, make_problem, _seed
 
@@ -176,8 +177,8 @@ def _fit_inn(problem: Problem, point, train: Split, val: Split, s: Settings, out
                        limit=s.inn_train_images),
         _loader(val, s.eval_batch_size), beta=s.inn_beta,
         target_coverage=s.inn_target_coverage, calibration_factor=s.inn_calibration_factor,
-        epochs=s.inn_epochs, lr=s.inn_lr, support=problem.support, run_dir=run_dir,
-        resume=resume, seed=s.seed, device=device, progress=progress)
+        dropout=s.inn_fit_dropout, epochs=s.inn_epochs, lr=s.inn_lr, support=problem.support,
+        run_dir=run_dir, resume=resume, seed=s.seed, device=device, progress=progress)
     model.eval()
     layers = sum(1 for _ in interval_layers(model))
     summary = _summary(result.history, ("val_coverage", "val_width", "val_hinge"))
@@ -208,7 +209,9 @@ def _probout_bias(point, val: Split, s: Settings, device) -> float:
 def _fine_tune_probout(point, train: Split, val: Split, s: Settings, out: Path, device,
                        progress: bool, journal: _Journal):
     bias = _probout_bias(point, val, s, device)
-    model = ProbOut(copy.deepcopy(point), bias_init=bias)
+    # the variance may fall at most 100x in std below its start (see ProbOut.min_log_variance)
+    model = ProbOut(copy.deepcopy(point), bias_init=bias,
+                    min_log_variance=bias - 2 * math.log(100.0))
     params = list(model.parameters() if s.probout_params == "all"
                   else model.logvar_head.parameters())
     run_dir, resume = _run_dir(out, "probout")
@@ -268,17 +271,32 @@ def _adversarial_case(problem: Problem, point, test: Split, s: Settings, device,
     return Case("adversarial", x_adv, test.targets, mask, info=info_)
 
 
-def _build_cases(problem: Problem, point, test: Split, s: Settings, device,
+def _build_cases(problem: Problem, point, probout, test: Split, s: Settings, device,
                  progress: bool) -> Dict[str, Case]:
     cases = {"clean": Case("clean", test.inputs, test.targets)}
     for k, level in enumerate(s.noise_levels):
         cases[f"noise {level:g}"] = Case("noise", problem.noisy_inputs(test, level, _seed(s, 10 + k)),
                                          test.targets, level=level)
-    cases["adversarial"] = _adversarial_case(problem, point, test, s, device, progress)
+    if s.adv_domain == "image":
+        cases["adversarial"] = _adversarial_case(problem, point, test, s, device, progress)
+    else:
+        attacked = {"adversarial": point}
+        if s.adv_against_probout:
+            attacked["adversarial vs PROBOUT"] = failure_cases.MeanOf(probout)
+        for name, model in attacked.items():
+            inputs, targets, mask, info_ = failure_cases.measurement_adversarial(
+                problem, model, test, s, device, _seed(s, 20), progress)
+            cases[name] = Case("adversarial", inputs, targets, mask, info=info_)
     artifact = problem.artifact_case(test, _seed(s, 30))
+    keep, info_ = failure_cases.artifact_check(point, test, artifact.input.float(),
+                                               artifact.ground_truth.float(), artifact.mask, s,
+                                               device)
+    # a case that is no failure of the network stays on record (the report warns) but is not
+    # evaluated: `dropped`
     cases["artifact"] = Case("artifact", artifact.input.float(), artifact.ground_truth.float(),
                              artifact.mask, info={"footprint_fraction":
-                                                  float(artifact.mask.double().mean())})
+                                                  float(artifact.mask.double().mean()),
+                                                  **info_, "dropped": not keep})
     return cases
 
 
@@ -413,16 +431,28 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
         if cases_path.exists():
             cases = _load_cases(cases_path)
         else:
-            cases = _build_cases(problem, point, test, s, device, progress)
+            cases = _build_cases(problem, point, probout, test, s, device, progress)
             _save_cases(cases_path, cases)
+    warnings_ = failure_cases.dropped_warnings(cases)
+    for line in warnings_:
+        journal(f"warning: {line}")
+    kept_cases = {n: c for n, c in cases.items() if not c.info.get("dropped")}
     methods = [inn_method(inn), mc_dropout_method(point, s.mc_passes, _seed(s, 40)),
                probout_method(probout)]
     controls = control_methods(point)
     with journal.stage("evaluation"):
-        results, examples = _evaluate(problem, methods + controls, cases, s, device, progress)
+        results, examples = _evaluate(problem, methods + controls, kept_cases, s, device,
+                                      progress)
         batch = test.inputs[:s.eval_batch_size].to(device)
         timing = {m.name: inference_time(m.predict, batch, s.timing_repeats) for m in methods}
         timing["point network"] = inference_time(point, batch, s.timing_repeats)
+    with journal.stage("calibrated bands"):
+        bands_ = bands.calibrated_bands(methods, problem, val, test, s, device)
+    protocol = None
+    if s.noise_retrain:
+        with journal.stage("noise protocol"):
+            protocol = noise_protocol.run_noise_protocol(problem, s, out, device, journal,
+                                                         point)
 
     metrics = {
         "settings": s.as_dict(),
@@ -435,6 +465,9 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
         "controls": [c.name for c in controls],
         "results": results,
         "inference_time": timing,
+        "bands": bands_,
+        "noise_protocol": protocol,
+        "warnings": warnings_,
     }
     with journal.stage("report"):
         files = figures.make_figures(out, examples, metrics, problem.spatial_dims,
@@ -442,8 +475,10 @@ def _run_stages(settings: Settings, out: Path, progress: bool, overwrite: bool) 
         metrics["environment"]["load_average_end"] = _load_average()
         metrics["timings_s"] = {**journal.timings, "total": time.perf_counter() - began}
         metrics["resumed"] = dict(journal.resumed)
+        files += report_failures.noise_protocol_figure(out, protocol, problem.noise_label)
         files += report.write_report(out, metrics, [f.name for f in files],
                                      noise_label=problem.noise_label)
+        report_failures.append_sections(out / report.REPORT_FILE, metrics, problem.noise_label)
     journal(f"study finished in {time.perf_counter() - began:.1f} s; report: "
             f"{out / report.REPORT_FILE}")
     return StudyResult(out, metrics, files)

@@ -14,6 +14,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+UPSAMPLING = ("transpose", "nearest", "paper")
+# The paper's INN had intervals in its U-Net's last 12 Keras layers: with the "paper" layout
+# (see UNet) those hold the last 7 parametrised layers (2 decoder levels x 3 convs + the head).
+PAPER_INN_LAST = 7
+
 
 def _double_conv(c_in: int, c_out: int, batchnorm: bool) -> nn.Sequential:
     layers = []
@@ -27,18 +32,29 @@ def _double_conv(c_in: int, c_out: int, batchnorm: bool) -> nn.Sequential:
 
 class UNet(nn.Module):
     """U-Net (Ronneberger et al.): ``depth`` max-pool downsamplings, each level two 3x3 conv + ReLU
-    with ``width * 2**level`` channels, upsampling by ``ConvTranspose2d`` (``upsampling=
-    "transpose"``) or nearest + 3x3 conv (``"nearest"``), concatenated skips, dropout after every
-    down- and upsampling (the paper: 0.7 at depth 4, width 64), a 1x1 output convolution and, with
+    with ``width * 2**level`` channels, concatenated skips, a 1x1 output convolution and, with
     ``residual``, the input added to the output (the network learns the FBP's correction).
-    Inputs need height and width divisible by ``2**depth``."""
+    Inputs need height and width divisible by ``2**depth``.
+
+    ``upsampling`` chooses the decoder and where the dropout sits:
+
+    * ``"transpose"``: ``ConvTranspose2d`` (2x2, stride 2), dropout after every down- and
+      upsampling;
+    * ``"nearest"``: nearest upsampling + 3x3 conv, dropout as for ``"transpose"``;
+    * ``"paper"``: the layout of the paper's Keras U-Net: nearest upsampling, a 2x2 convolution
+      + ReLU (``padding="same"``: one zero row/column after the image, as in Keras), the skip
+      concatenated, then dropout on the concatenation (the only dropout layers). Per decoder
+      level this is 6 Keras layers (UpSampling2D, Conv2D, Concatenate, Dropout, Conv2D, Conv2D)
+      holding 3 convolutions, so the paper's "last 12 layers" (with the 1x1 output layer) are
+      the last 7 parametrised layers here: :data:`PAPER_INN_LAST`.
+    """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, width: int = 8,
                  depth: int = 3, dropout: float = 0.2, upsampling: str = "transpose",
                  residual: bool = True, batchnorm: bool = False):
         super().__init__()
-        if upsampling not in ("transpose", "nearest"):
-            raise ValueError(f"upsampling: expected 'transpose' or 'nearest', got {upsampling!r}")
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling: expected one of {UPSAMPLING}, got {upsampling!r}")
         if residual and in_channels != out_channels:
             raise ValueError(f"residual: needs in_channels == out_channels, got {in_channels} "
                              f"and {out_channels}")
@@ -46,21 +62,28 @@ class UNet(nn.Module):
             raise ValueError(f"expected depth >= 1, width >= 1, 0 <= dropout < 1; got depth="
                              f"{depth}, width={width}, dropout={dropout}")
         self.residual = residual
+        paper = upsampling == "paper"
         channels = [width * 2 ** level for level in range(depth + 1)]
         self.inc = _double_conv(in_channels, channels[0], batchnorm)
         self.down = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2), nn.Dropout(dropout),
+            nn.Sequential(nn.MaxPool2d(2), *([] if paper else [nn.Dropout(dropout)]),
                           _double_conv(channels[i], channels[i + 1], batchnorm))
             for i in range(depth))
         self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()  # applied to the concatenation [skip, upsampled]
         self.up_conv = nn.ModuleList()
         for i in reversed(range(depth)):
             if upsampling == "transpose":
-                up = nn.ConvTranspose2d(channels[i + 1], channels[i], 2, stride=2)
-            else:
-                up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                   nn.Conv2d(channels[i + 1], channels[i], 3, padding=1))
-            self.up.append(nn.Sequential(up, nn.Dropout(dropout)))
+                up = [nn.ConvTranspose2d(channels[i + 1], channels[i], 2, stride=2),
+                      nn.Dropout(dropout)]
+            elif upsampling == "nearest":
+                up = [nn.Upsample(scale_factor=2, mode="nearest"),
+                      nn.Conv2d(channels[i + 1], channels[i], 3, padding=1), nn.Dropout(dropout)]
+            else:  # Keras Conv2D(2, padding="same"); torch pads the odd row/column after too
+                up = [nn.Upsample(scale_factor=2, mode="nearest"),
+                      nn.Conv2d(channels[i + 1], channels[i], 2, padding="same"), nn.ReLU()]
+            self.up.append(nn.Sequential(*up))
+            self.merge.append(nn.Dropout(dropout) if paper else nn.Identity())
             self.up_conv.append(_double_conv(2 * channels[i], channels[i], batchnorm))
         self.head = nn.Conv2d(channels[0], out_channels, 1)
 
@@ -69,8 +92,8 @@ class UNet(nn.Module):
         for down in self.down:
             skips.append(down(skips[-1]))
         h = skips.pop()
-        for up, conv in zip(self.up, self.up_conv):
-            h = conv(torch.cat([skips.pop(), up(h)], dim=1))
+        for up, merge, conv in zip(self.up, self.merge, self.up_conv):
+            h = conv(merge(torch.cat([skips.pop(), up(h)], dim=1)))
         return h
 
     def forward_head(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
