@@ -32,6 +32,7 @@ import torch
 
 from .. import metrics as M
 from ..calibration import band_scores
+from ..train.checkpoint import load_verified
 from .methods import inn_method, predict_all
 from .presets import Settings
 from .problems import Split, make_problem
@@ -130,8 +131,7 @@ def run_ablations(settings: Settings, out, spec: Dict[str, List[str]], *,
     s = settings
     device = torch.device(s.device)
     problem = make_problem(s)
-    train, val, test = (Split(**f) for f in torch.load(out / study.STAGES_DIR / study.DATA_FILE,
-                                                      map_location="cpu", weights_only=True))
+    train, val, test = (Split(**f) for f in load_verified(out / study.STAGES_DIR / study.DATA_FILE))
     journal = study._Journal(out, progress)
     point, _ = study._train_point(problem, train, val, s, out, device, progress, journal)
     cases = study._load_cases(out / study.STAGES_DIR / study.CASES_FILE)

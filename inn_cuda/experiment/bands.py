@@ -1,6 +1,6 @@
 """Calibrated bands for every method at one coverage (:mod:`inn_cuda.calibration`): each
-method's band around its reconstruction (INN ``[lo, hi]``; MCDROP the 10-90 %
-quantile band of its passes; PROBOUT ``mu -+ sigma``) is scaled by the factor that makes
+method's band around its reconstruction (INN ``[lo, hi]``; MCDROP the point network's
+reconstruction -+ the dropout std; PROBOUT ``mu -+ sigma``) is scaled by the factor that makes
 it cover ``interval_coverage`` of the first ``calibration_images`` validation targets, then
 scored on the clean test images by coverage, mean width and interval score, over the task's
 object support when it defines one (all pixels otherwise; the report says which)."""
@@ -18,6 +18,15 @@ def _region(problem, targets):
     return (support(targets), "support") if support is not None else (None, "all pixels")
 
 
+def _band(method, p):
+    """The band a method's calibration scales: an interval method's own ``[lo, hi]``; for the
+    others ``rec -+ uncertainty`` (MCDROP: the dropout std; PROBOUT: sigma), which is never
+    one-sided, so a finite scale can reach any coverage."""
+    if method.has_interval:
+        return p.lo, p.hi
+    return p.rec - p.uncertainty, p.rec + p.uncertainty
+
+
 def calibrated_bands(methods, problem, val, test, s, device) -> Dict[str, object]:
     n = min(s.calibration_images, len(val))
     cov = s.interval_coverage
@@ -27,10 +36,10 @@ def calibrated_bands(methods, problem, val, test, s, device) -> Dict[str, object
                               "methods": {}}
     for method in methods:
         pv = predict_all(method, val.inputs[:n], s.eval_batch_size, device)
-        k = calibrate_scale(pv.rec, pv.lo, pv.hi, val.targets[:n], cov, val_support)
+        k = calibrate_scale(pv.rec, *_band(method, pv), val.targets[:n], cov, val_support)
         pt = predict_all(method, test.inputs, s.eval_batch_size, device)
-        raw = band_scores(pt.lo, pt.hi, test.targets, cov, test_support)
-        lo, hi = scale_band(pt.rec, pt.lo, pt.hi, k)
+        raw = band_scores(*_band(method, pt), test.targets, cov, test_support)
+        lo, hi = scale_band(pt.rec, *_band(method, pt), k)
         cal = band_scores(lo, hi, test.targets, cov, test_support)
         mean = lambda t: float(t.nanmean())  # noqa: E731
         out["methods"][method.name] = {

@@ -92,8 +92,8 @@ def bands_section(bands: dict) -> str:
                if math.isfinite(kv[1]["interval_score"]) else math.inf)[0]
     return "\n".join([
         "## Calibrated intervals (every method, same coverage)", "",
-        f"Each method's band around its reconstruction (INN `[lo, hi]`; MCDROP the 10-90 % "
-        f"quantile band of its passes; PROBOUT `mu -+ sigma`) scaled by the "
+        f"Each method's band around its reconstruction (INN `[lo, hi]`; MCDROP the point "
+        f"network's reconstruction -+ the dropout std; PROBOUT `mu -+ sigma`) scaled by the "
         f"factor `k` that covers {100 * bands['coverage']:.0f} % of the targets of "
         f"{bands['calibration_images']} validation images ({bands['region']}), then scored on "
         f"the clean test images ({bands['region']}): coverage, mean width and the "
