@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "../backend_registry.h"
+#include "../library/library_path.h"
 #include "im2col.h"
 #include "interval_gemm.h"
 
@@ -1112,6 +1113,11 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
                     bool input_nonneg) {
   const ConvGeometry g =
       conv2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, dilation, groups);
+  if (auto r = library::forward("interval_conv2d",
+                                library::Map::conv2d(stride, padding, dilation, groups), x_lo_,
+                                x_hi_, w_lo_, w_hi_, b_lo, b_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const int64_t batch = x_lo.size(0), out_channels = w_lo.size(0);
   auto [y_lo, y_hi] = init_output({batch, out_channels, g.out_h, g.out_w}, x_lo.options(), b_lo,
@@ -1139,6 +1145,12 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
   const int64_t batch = x_lo_.size(0), out_channels = w_lo_.size(0);
   check_grad(kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input",
              grad_lo, grad_hi, {batch, out_channels, g.out_h, g.out_w});
+  if (auto r = library::backward(
+          kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input",
+          library::Map::conv2d(stride, padding, dilation, groups), kWeight, grad_lo, grad_hi,
+          x_lo_, x_hi_, w_lo_, w_hi_, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
   auto [out_lo, out_hi] = zeros_pair(kWeight ? w_lo : x_lo);
@@ -1170,6 +1182,12 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
                               int64_t groups, at::IntArrayRef dilation, bool input_nonneg) {
   const ConvGeometry g = conv_transpose2d_geometry(x_lo_, x_hi_, w_lo_, w_hi_, stride, padding,
                                                    output_padding, groups, dilation);
+  if (auto r = library::forward(
+          "interval_conv_transpose2d",
+          library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), x_lo_,
+          x_hi_, w_lo_, w_hi_, b_lo, b_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
   const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const int64_t batch = x_lo.size(0), in_channels = x_lo.size(1);
@@ -1199,6 +1217,13 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
   check_grad(kWeight ? "interval_conv_transpose2d_backward_weight"
                      : "interval_conv_transpose2d_backward_input",
              grad_lo, grad_hi, {batch, g.channels * groups, g.height, g.width});
+  if (auto r = library::backward(
+          kWeight ? "interval_conv_transpose2d_backward_weight"
+                  : "interval_conv_transpose2d_backward_input",
+          library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation),
+          kWeight, grad_lo, grad_hi, x_lo_, x_hi_, w_lo_, w_hi_, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
   const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "../backend_registry.h"
+#include "../library/library_path.h"
 #include "tensor_views.h"
 
 namespace inn::cpu {
@@ -27,6 +28,10 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   const int64_t K = w_lo.size(1), N = w_lo.size(0);
   TORCH_CHECK(x_lo.size(-1) == K, "interval_linear: x has ", x_lo.size(-1),
               " features, w expects ", K);
+  if (auto r = library::forward("interval_linear", library::Map::linear(), x_lo, x_hi, w_lo, w_hi,
+                                b_lo, b_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor xl = as_matrix(x_lo, K), xh = as_matrix(x_hi, K);
   const int64_t M = xl.size(0);
   at::Tensor y_lo = at::empty({M, N}, x_lo.options());
@@ -50,6 +55,10 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
 Pair linear_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
                            const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                            const at::Tensor& w_hi, bool input_nonneg) {
+  if (auto r = library::backward("interval_linear_backward_input", library::Map::linear(), false,
+                                 grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const int64_t K = w_lo.size(1), N = w_lo.size(0);
   const at::Tensor gl = as_matrix(grad_lo, N), gh = as_matrix(grad_hi, N);
   const at::Tensor xl = as_matrix(x_lo, K), xh = as_matrix(x_hi, K);
@@ -68,6 +77,10 @@ Pair linear_backward_input(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
 Pair linear_backward_weight(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
                             const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
                             const at::Tensor& w_hi, bool input_nonneg) {
+  if (auto r = library::backward("interval_linear_backward_weight", library::Map::linear(), true,
+                                 grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const int64_t K = w_lo.size(1), N = w_lo.size(0);
   const at::Tensor gl = as_matrix(grad_lo, N), gh = as_matrix(grad_hi, N);
   const at::Tensor xl = as_matrix(x_lo, K), xh = as_matrix(x_hi, K);
