@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import inn_cuda
-from inn_cuda import reference
+from inn_cuda import _algorithm, reference
 from inn_cuda._algorithm import algorithm, path_counts, reset_path_counts, set_algorithm
 
 from helpers import ALL_DEVICES, assert_close_scaled, brute_force_linear, random_interval
@@ -76,10 +76,10 @@ def scale_of(case, x, w, g=None, config=()):
 
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("ties", [False, True], ids=["random", "ties"])
+@pytest.mark.parametrize("dtype,ties", [(torch.float32, False), (torch.float64, True)],
+                         ids=["f32-random", "f64-ties"])
 def test_library_matches_fused_and_reference(case, mode, dtype, device, ties):
     name, xw, bias, config, nonneg, depth = operands(case, mode, dtype, device,
                                                      point_inputs=ties, zero_weights=ties)
@@ -167,10 +167,14 @@ def test_non_finite_operands_get_the_fused_result(case, mode, bad):
         op = getattr(ops, f"{name}_backward_{part}")
         for grads in ((g, g), (g, g_hi)):
             bargs = (*grads, x_lo, x_hi, w_lo, w_hi, *config, nonneg)
-            lib_g, _ = run("library", lambda: op(*bargs))
+            lib_g, served = run("library", lambda: op(*bargs))
             fused_g, _ = run("fused", lambda: op(*bargs))
+            # a non-finite operand outside this gradient's products (x for the input gradient)
+            # leaves the library result standing; otherwise it is the fused result
+            exact = served == {"fused"}
             for a, f in zip(lib_g, fused_g):
-                torch.testing.assert_close(a, f, rtol=0, atol=0, equal_nan=True)
+                torch.testing.assert_close(a, f, rtol=0 if exact else None,
+                                           atol=0 if exact else None, equal_nan=True)
 
 
 def test_dispatch_rule():
@@ -225,14 +229,19 @@ def test_set_algorithm_validates():
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "INN_CUDA_ALGORITHM must be one of auto, fused, library; got 'fastest'" in result.stderr
-    env["INN_CUDA_ALGORITHM"] = "library"
-    result = subprocess.run([sys.executable, "-c", "import inn_cuda; print(inn_cuda.get_algorithm())"],
-                            env=env, capture_output=True, text=True)
-    assert result.stdout.strip() == "library", result.stderr
 
 
-@pytest.mark.parametrize("mode", ["nonneg", "point-signed"])
-@pytest.mark.parametrize("case", list(CASES))
+def test_algorithm_from_environment(monkeypatch):
+    monkeypatch.setenv("INN_CUDA_ALGORITHM", "library")
+    try:
+        _algorithm._from_environment()
+        assert inn_cuda.get_algorithm() == "library"
+    finally:
+        set_algorithm("auto")
+
+
+@pytest.mark.parametrize("case,mode", [("linear", "nonneg"), ("conv2d", "point-signed"),
+                                       ("conv_transpose2d", "nonneg")])
 def test_opcheck_library(case, mode):
     name, xw, bias, config, nonneg, _ = operands(case, mode, torch.float64, "cpu")
     with algorithm("library"):

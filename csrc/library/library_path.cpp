@@ -67,35 +67,6 @@ std::vector<int64_t> scaled(at::IntArrayRef sizes, int64_t dim, int64_t factor) 
   return out;
 }
 
-// Two maps with different weights in one library call: (apply(x1, w1), apply(x2, w2)). Linear:
-// a batched GEMM; conv: one convolution with twice the groups on concatenated channels.
-std::pair<Tensor, Tensor> apply_pair(const Map& m, const Tensor& x1, const Tensor& x2,
-                                     const Tensor& w1, const Tensor& w2) {
-  if (m.kind == Kind::kLinear) {
-    const Tensor y = at::bmm(at::stack({x1, x2}), at::stack({w1, w2}).transpose(1, 2));
-    return {y[0], y[1]};
-  }
-  Map twice = m;
-  twice.groups *= 2;
-  const auto y = apply(twice, at::cat({x1, x2}, 1), at::cat({w1, w2}, 0), std::nullopt).chunk(2, 1);
-  return {y[0], y[1]};
-}
-
-std::pair<Tensor, Tensor> adjoint_x_pair(const Map& m, const Tensor& g1, const Tensor& g2,
-                                         const Tensor& w1, const Tensor& w2,
-                                         at::IntArrayRef x_sizes) {
-  if (m.kind == Kind::kLinear) {
-    const Tensor d = at::bmm(at::stack({g1, g2}), at::stack({w1, w2}));
-    return {d[0], d[1]};
-  }
-  Map twice = m;
-  twice.groups *= 2;
-  const auto d = adjoint_x(twice, at::cat({g1, g2}, 1), at::cat({w1, w2}, 0),
-                           scaled(x_sizes, 1, 2))
-                     .chunk(2, 1);
-  return {d[0], d[1]};
-}
-
 Tensor positive_part(const Tensor& t) { return at::clamp_min(t, 0); }
 Tensor negative_part(const Tensor& t) { return at::clamp_max(t, 0); }
 
@@ -126,22 +97,20 @@ bool choose_library(bool point, bool nonneg, const Tensor& x) {
   }
 }
 
-// A bool scalar: whether every element of every tensor is finite. A sum is finite iff its terms
-// are (or it overflowed, which only sends a finite call to the fused kernel too).
-Tensor all_finite(std::initializer_list<Tensor> ts) {
+// Whether the library result can stand: every library product came out finite. A product of
+// finite operands is exactly what the fused kernel sums; an infinite or NaN operand that takes
+// part in any product (0 * inf included) makes that product, hence the sum, inf or NaN. So a
+// check of the results replaces one of the operands (and an overflowing sum only sends a finite
+// call to the fused kernel too). On the CPU a host check: false sends the call to the fused
+// kernel. On CUDA always true, with `nonfinite` a device flag for the launcher's guarded rerun.
+bool results_finite(std::initializer_list<Tensor> ts, Tensor& nonfinite) {
   Tensor total;
   for (const Tensor& t : ts) {
     const auto acc = t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
     const Tensor s = at::sum(t, acc);
     total = total.defined() ? total + s : s;
   }
-  return at::isfinite(total);
-}
-
-// The routing of non-finite operands: nullopt (fused kernel) on the CPU, a device flag on CUDA.
-// Returns false when the call must go to the fused kernel.
-bool route_finite(std::initializer_list<Tensor> ts, Tensor& nonfinite) {
-  const Tensor finite = all_finite(ts);
+  const Tensor finite = at::isfinite(total);
   if (finite.is_cuda()) {
     nonfinite = at::logical_not(finite);
     return true;
@@ -157,10 +126,10 @@ Tensor as_operand(const Map& m, const Tensor& t, int64_t cols) {
   return t.reshape({rows, cols});
 }
 
-// Midpoint and radius of [l, h]; exact (c = l, r = 0) for a point.
+// Midpoint and radius of [l, h] (l <= c <= h, r = h - c >= 0); exact (c = l, r = 0) for a point.
 std::pair<Tensor, Tensor> midpoint_radius(const Tensor& l, const Tensor& h) {
-  const Tensor r = at::mul(at::sub(h, l), 0.5);
-  return {at::add(l, r), r};
+  Tensor c = at::lerp(l, h, 0.5);
+  return {c, at::sub(h, c)};
 }
 
 // The midpoint form costs two products where the split costs four, but rounds P and Q before
@@ -189,25 +158,22 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
   const Tensor l = as_operand(m, x_lo_, K), h = as_operand(m, x_hi_, K);
   Tensor nonfinite, y_lo, y_hi;
   if (point && midpoint_form(l)) {
-    // y = W·c ∓ |W|·r
+    // y = W·c ∓ |W|·r, the bias as midpoint and radius too: P = W·c + bc, Q = |W|·r + br
     const auto [c, r] = midpoint_radius(l, h);
-    if (!route_finite({c, r, w_lo}, nonfinite)) return record(op, false), std::nullopt;
-    const auto [p, q] = apply_pair(m, c, r, w_lo, at::abs(w_lo));
+    std::optional<Tensor> bc, br;
+    if (b_lo) std::tie(bc, br) = midpoint_radius(*b_lo, *b_hi);
+    const Tensor p = apply(m, c, w_lo, bc), q = apply(m, r, at::abs(w_lo), br);
     y_lo = at::sub(p, q);
     y_hi = at::add(p, q);
-    if (b_lo) {
-      std::vector<int64_t> shape(y_lo.dim(), 1);
-      shape[1] = -1;
-      y_lo.add_(b_lo->view(shape));
-      y_hi.add_(b_hi->view(shape));
-    }
+    // q >= 0, so y_hi is finite iff p and q are
+    if (!results_finite({y_hi}, nonfinite)) return record(op, false), std::nullopt;
   } else {
     // y_lo = [l h]·[a⁺; a⁻], y_hi = [l h]·[b⁻; b⁺]: two calls on stacked operands
-    if (!route_finite({l, h, w_lo, w_hi}, nonfinite)) return record(op, false), std::nullopt;
     const int64_t in = w_in_dim(m), groups = dim_groups(m, in);
     const Tensor x = stack_parts({l, h}, 1, m.groups);
     y_lo = apply(m, x, stack_parts({positive_part(w_lo), negative_part(w_lo)}, in, groups), b_lo);
     y_hi = apply(m, x, stack_parts({negative_part(w_hi), positive_part(w_hi)}, in, groups), b_hi);
+    if (!results_finite({y_lo, y_hi}, nonfinite)) return record(op, false), std::nullopt;
   }
   if (m.kind == Kind::kLinear) {
     std::vector<int64_t> shape = x_lo_.sizes().vec();
@@ -221,7 +187,8 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
 namespace {
 
 // dx for both cases. General-mode point weights: at a point input (l == h) both candidates of a
-// bound tie and the one built from l is selected, so x_lo takes the whole gradient.
+// bound tie and the one built from l is selected, so x_lo takes the whole gradient; so it does at
+// a NaN input (a NaN candidate is selected). `tie_to_l` marks both: !(l < h).
 std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, const Tensor& g_lo,
                                      const Tensor& g_hi, const Tensor& l, const Tensor& h,
                                      const Tensor& a, const Tensor& b, Tensor& nonfinite,
@@ -230,30 +197,32 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
   if (point && midpoint_form(l)) {
     // y_lo = P - Q, y_hi = P + Q with P = W·c, Q = |W|·r: dc = (g_lo + g_hi)·W,
     // dr = (g_hi - g_lo)·|W|, dx_lo = (dc - dr) / 2, dx_hi = (dc + dr) / 2
-    const Tensor dp = at::add(g_lo, g_hi), dq = at::sub(g_hi, g_lo);
-    ok = route_finite({dp, dq, l, h, a}, nonfinite);
+    const Tensor dc = adjoint_x(m, at::add(g_lo, g_hi), a, l.sizes());
+    const Tensor dr = adjoint_x(m, at::sub(g_hi, g_lo), at::abs(a), l.sizes());
+    ok = results_finite({dc, dr}, nonfinite);
     if (!ok) return {};
-    const auto [dc, dr] = adjoint_x_pair(m, dp, dq, a, at::abs(a), l.sizes());
     dx_lo = at::mul(at::sub(dc, dr), 0.5);
     dx_hi = at::mul(at::add(dc, dr), 0.5);
     if (!nonneg) {
-      const Tensor at_point = at::eq(l, h);
-      dx_lo = at::where(at_point, dc, dx_lo);
-      dx_hi = at::where(at_point, at::zeros({}, dx_hi.options()), dx_hi);
+      const Tensor tie_to_l = at::logical_not(at::lt(l, h));
+      dx_lo = at::where(tie_to_l, dc, dx_lo);
+      dx_hi = at::where(tie_to_l, at::zeros({}, dx_hi.options()), dx_hi);
     }
     return {dx_lo, dx_hi};
   }
   // dx_lo = [g_lo g_hi]·[a⁺; b⁻], dx_hi = [g_lo g_hi]·[a⁻; b⁺]
-  ok = route_finite({g_lo, g_hi, l, h, a, b}, nonfinite);
-  if (!ok) return {};
   const int64_t out = w_out_dim(m), groups = dim_groups(m, out);
   const Tensor g = stack_parts({g_lo, g_hi}, 1, m.groups);
-  dx_lo = adjoint_x(m, g, stack_parts({positive_part(a), negative_part(b)}, out, groups), l.sizes());
-  dx_hi = adjoint_x(m, g, stack_parts({negative_part(a), positive_part(b)}, out, groups), l.sizes());
+  dx_lo = adjoint_x(m, g, stack_parts({positive_part(a), negative_part(b)}, out, groups),
+                    l.sizes());
+  dx_hi = adjoint_x(m, g, stack_parts({negative_part(a), positive_part(b)}, out, groups),
+                    l.sizes());
+  ok = results_finite({dx_lo, dx_hi}, nonfinite);
+  if (!ok) return {};
   if (point && !nonneg) {
-    const Tensor at_point = at::eq(l, h);
-    dx_lo = at::where(at_point, at::add(dx_lo, dx_hi), dx_lo);
-    dx_hi = at::where(at_point, at::zeros({}, dx_hi.options()), dx_hi);
+    const Tensor tie_to_l = at::logical_not(at::lt(l, h));
+    dx_lo = at::where(tie_to_l, at::add(dx_lo, dx_hi), dx_lo);
+    dx_hi = at::where(tie_to_l, at::zeros({}, dx_hi.options()), dx_hi);
   }
   return {dx_lo, dx_hi};
 }
@@ -264,8 +233,6 @@ std::pair<Tensor, Tensor> weight_grad(const Map& m, bool nonneg, const Tensor& g
                                       const Tensor& g_hi, const Tensor& l, const Tensor& h,
                                       const Tensor& a, const Tensor& b, Tensor& nonfinite,
                                       bool& ok) {
-  ok = route_finite({g_lo, g_hi, l, h, a, b}, nonfinite);
-  if (!ok) return {};
   const int64_t in = w_in_dim(m), out = w_out_dim(m);
   const int64_t in_groups = dim_groups(m, in), out_groups = dim_groups(m, out);
   const Tensor g = stack_parts({g_lo, g_hi}, 1, m.groups);
@@ -281,7 +248,10 @@ std::pair<Tensor, Tensor> weight_grad(const Map& m, bool nonneg, const Tensor& g
   if (nonneg) {
     // lo = a·(a >= 0 ? l : h), hi = b·(b >= 0 ? h : l)
     const auto d = product({l, h});
-    return {at::where(at::ge(a, 0), d(0, 0), d(0, 1)), at::where(at::ge(b, 0), d(1, 1), d(1, 0))};
+    Tensor dw_lo = at::where(at::ge(a, 0), d(0, 0), d(0, 1));
+    Tensor dw_hi = at::where(at::ge(b, 0), d(1, 1), d(1, 0));
+    ok = results_finite({dw_lo, dw_hi}, nonfinite);
+    return {dw_lo, dw_hi};
   }
   // General mode, point weight w = a = b: the lower bound selects s_lo = (w >= 0 ? l : h), the
   // upper s_hi = (w > 0 ? h : l) (at w = 0 both candidates are 0 and l wins the tie); a selected
@@ -294,6 +264,9 @@ std::pair<Tensor, Tensor> weight_grad(const Map& m, bool nonneg, const Tensor& g
                        at::where(w_pos, d(1, kHNeg), d(1, kLNeg));
   const Tensor dw_hi = at::where(w_nonneg, d(0, kLNeg), d(0, kHNeg)) +
                        at::where(w_pos, d(1, kHPos), d(1, kLPos));
+  // The selection above is the kernels' only for a finite weight: an infinite one makes both
+  // candidates infinite, a tie the kernels give to l. Such calls take the fused kernel too.
+  ok = results_finite({dw_lo, dw_hi, a}, nonfinite);
   return {dw_lo, dw_hi};
 }
 
