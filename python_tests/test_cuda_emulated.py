@@ -269,3 +269,25 @@ def test_nan_propagates_like_the_reference(kernels, nonneg, op, x_shape, w_shape
         assert bool(a.isnan().any()) and not bool(a.isnan().all())
         assert torch.equal(a.isnan(), b.isnan())
 
+
+
+@pytest.mark.parametrize("plan", [(132, 512), (64, 16)], ids=["one-slice", "split-depth"])
+def test_guarded_launch_runs_only_when_the_flag_is_set(kernels, plan):
+    """TileOutput::run_if (the library path's rerun of the fused kernel when an operand was not
+    finite): a false flag leaves the output untouched, a true one computes it, with and without
+    depth splits."""
+    emulated = kernels.with_plan(*plan)
+    x_lo, x_hi = random_interval((5, 40), nonneg=True, dtype=torch.float32)
+    w_lo, w_hi = random_interval((3, 40), dtype=torch.float32)
+    expected = emulated.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=True)
+    try:
+        emulated.lib.emu_set_guard(0)
+        skipped = emulated.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=True)
+        emulated.lib.emu_set_guard(1)
+        ran = emulated.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=True)
+    finally:
+        emulated.lib.emu_set_guard(-1)
+    for r, e in zip(ran, expected):
+        torch.testing.assert_close(r, e, rtol=0, atol=0)
+    for s, e in zip(skipped, expected):
+        assert not torch.equal(s, e)  # left as allocated (torch.empty), not computed

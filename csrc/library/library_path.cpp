@@ -162,9 +162,10 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
     const auto [c, r] = midpoint_radius(l, h);
     std::optional<Tensor> bc, br;
     if (b_lo) std::tie(bc, br) = midpoint_radius(*b_lo, *b_hi);
-    const Tensor p = apply(m, c, w_lo, bc), q = apply(m, r, at::abs(w_lo), br);
-    y_lo = at::sub(p, q);
-    y_hi = at::add(p, q);
+    Tensor p = apply(m, c, w_lo, bc), q = apply(m, r, at::abs(w_lo), br);
+    // in place (no new output-sized buffers): y_lo = p - q, y_hi = y_lo + 2 q
+    y_lo = p.sub_(q);
+    y_hi = at::add_out(q, y_lo, q, 2);
     // q >= 0, so y_hi is finite iff p and q are
     if (!results_finite({y_hi}, nonfinite)) return record(op, false), std::nullopt;
   } else {
