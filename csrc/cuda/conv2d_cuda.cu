@@ -64,8 +64,9 @@ Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
       checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
-  return conv_forward<Conv2dProblems>(op, geo, output_shape(geo), x_lo, x_hi, w_lo, w_hi, b_lo,
-                                      b_hi, input_nonneg);
+  return conv_forward<Conv2dProblems>(op, library::Map::conv2d(stride, padding, dilation, groups),
+                                      geo, output_shape(geo), x_lo, x_hi, w_lo, w_hi, b_lo, b_hi,
+                                      input_nonneg);
 }
 
 // interval_conv2d_backward_input (kWeight false) and interval_conv2d_backward_weight (true).
@@ -81,8 +82,9 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
                       {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
       checked_geometry(op, x_lo, w_lo, stride, padding, dilation, groups);
-  return conv_backward<Conv2dProblems, kWeight>(op, geo, output_shape(geo), grad_lo, grad_hi,
-                                                x_lo, x_hi, w_lo, w_hi, input_nonneg);
+  return conv_backward<Conv2dProblems, kWeight>(
+      op, library::Map::conv2d(stride, padding, dilation, groups), geo, output_shape(geo), grad_lo,
+      grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
 }
 
 const BackendOps registered("cuda", {"interval_conv2d", "interval_conv2d_backward_input",

@@ -75,8 +75,9 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi,
   check_operands(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
       checked_geometry(op, x_lo, w_lo, stride, padding, output_padding, groups, dilation);
-  return conv_forward<ConvTranspose2dProblems>(op, geo, output_shape(geo), x_lo, x_hi, w_lo, w_hi,
-                                               b_lo, b_hi, input_nonneg);
+  return conv_forward<ConvTranspose2dProblems>(
+      op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), geo,
+      output_shape(geo), x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg);
 }
 
 // interval_conv_transpose2d_backward_input (kWeight false) and _backward_weight (true).
@@ -94,9 +95,9 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
                       {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
   const kernels::ConvGeometry geo =
       checked_geometry(op, x_lo, w_lo, stride, padding, output_padding, groups, dilation);
-  return conv_backward<ConvTranspose2dProblems, kWeight>(op, geo, output_shape(geo), grad_lo,
-                                                         grad_hi, x_lo, x_hi, w_lo, w_hi,
-                                                         input_nonneg);
+  return conv_backward<ConvTranspose2dProblems, kWeight>(
+      op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), geo,
+      output_shape(geo), grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
 }
 
 const BackendOps registered("cuda", {"interval_conv_transpose2d",

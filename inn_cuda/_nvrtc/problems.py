@@ -84,7 +84,7 @@ class TileOutput(_Struct):
     """TileOutput<T>: the layout does not depend on T (pointers only)."""
     _fields_ = [("lo", c_void_p), ("hi", c_void_p), ("split_lo", c_void_p), ("split_hi", c_void_p),
                 ("bias_lo", c_void_p), ("bias_hi", c_void_p), ("numel", index_t),
-                ("bias_inner", index_t), ("bias_channels", index_t)]
+                ("bias_inner", index_t), ("bias_channels", index_t), ("run_if", c_void_p)]
     _defaults = {"bias_inner": 1, "bias_channels": 1}
 
 
