@@ -221,6 +221,9 @@ def info() -> dict:
         "nvrtc": {"available": available, "unavailable_reason": reason, **_nvrtc.details()},
         "ops": SERVED_BY,
         "ops_why": WHY,
+        # fused kernel or library path (inn_cuda.set_algorithm, README "Library path")
+        "algorithm": _C.algorithm() if _C is not None else None,
+        "paths_served": json.loads(_C.path_counts()) if _C is not None else {},
     }
 
 
@@ -229,6 +232,12 @@ def describe_backends(report: dict) -> list:
     not served by a compiled kernel)."""
     nvrtc = report["nvrtc"]
     lines = [f"backend requested: {report['backend_requested']} ({BACKEND_ENV})"]
+    if report.get("algorithm"):
+        lines.append(f"algorithm: {report['algorithm']} (INN_CUDA_ALGORITHM / set_algorithm: "
+                     f"auto takes the library path for point weights everywhere and for "
+                     f"input_nonneg on CUDA, the fused kernels otherwise)")
+    for op, counts in sorted(report.get("paths_served", {}).items()):
+        lines.append(f"  {op}: fused {counts['fused']}, library {counts['library']} calls")
     if nvrtc["available"]:
         lines.append(f"NVRTC backend: available (CuPy {nvrtc['cupy']}, NVRTC {nvrtc['nvrtc']}, "
                      f"cache {nvrtc['cache']})")

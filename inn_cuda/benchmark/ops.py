@@ -5,7 +5,12 @@ Implementations (``IMPLS``):
 * ``plain``: ``F.linear`` / ``F.conv2d`` / ``F.conv_transpose2d`` on point tensors: the floor,
   one ordinary layer of the same shape;
 * ``fused_nonneg`` / ``fused_general``: inn_cuda's op (``torch.ops.inn_cuda``, the compiled
-  kernels) with ``input_nonneg=True`` (non-negative input) / ``False`` (signed input);
+  kernels) with ``input_nonneg=True`` (non-negative input) / ``False`` (signed input), forced
+  onto the fused kernels (``set_algorithm("fused")``);
+* ``library_nonneg``: the same non-negative call forced onto the library path (ATen GEMM /
+  convolution: cuBLAS / cuDNN on CUDA);
+* ``point_ibp``: point weights (``w_lo`` and ``w_hi`` one tensor) and signed interval inputs,
+  IBP-style, under the default ``auto`` rule (the library path);
 * ``reference_nonneg`` / ``reference_general``: the same ops composed from stock PyTorch
   (:mod:`inn_cuda.reference`): four plain layers of the sign-split weights / the exact
   elementwise interval product in row chunks. ``reference_general`` is skipped above
@@ -34,12 +39,17 @@ import torch.nn.functional as F
 
 from .. import ops as interval_ops
 from .. import reference
+from .._algorithm import algorithm, path_counts, reset_path_counts
 from .._validation import check_bounds
 from .cases import Case
 from .memory import peak_bytes
 from .timing import repeats_for, time_repeats, warm_up
 
-IMPLS = ("plain", "fused_nonneg", "fused_general", "reference_nonneg", "reference_general")
+IMPLS = ("plain", "fused_nonneg", "fused_general", "library_nonneg", "point_ibp",
+         "reference_nonneg", "reference_general")
+#: the inn_cuda.set_algorithm setting each implementation runs under
+ALGORITHM = {"fused_nonneg": "fused", "fused_general": "fused", "library_nonneg": "library",
+             "point_ibp": "auto"}
 PHASES = ("forward", "forward_backward")
 PLAIN = {"linear": F.linear, "conv2d": F.conv2d, "conv_transpose2d": F.conv_transpose2d}
 FUSED = {"linear": interval_ops.interval_linear, "conv2d": interval_ops.interval_conv2d,
@@ -91,11 +101,17 @@ def make_forward(case: Case, impl: str, operands: dict, requires_grad: bool = Fa
                   for t in (operands["x"], operands["w"], operands["b"])]
         layer = PLAIN[case.op]
         return (lambda: (layer(*inputs, **options),)), inputs, (operands["grad"],)
+    if impl == "point_ibp":
+        inputs = [t.detach().requires_grad_(requires_grad)
+                  for t in (*operands["x_signed"], operands["w"], operands["b"])]
+        fused = FUSED[case.op]
+        return (lambda: fused(inputs[0], inputs[1], inputs[2], inputs[2], inputs[3], inputs[3],
+                              **options)), inputs, operands["grad_bounds"]
     nonneg = impl.endswith("nonneg")
     inputs = [t.detach().requires_grad_(requires_grad)
               for t in (*operands["x_nonneg" if nonneg else "x_signed"], *operands["w_bounds"],
                         *operands["b_bounds"])]
-    if impl.startswith("fused"):
+    if impl.startswith(("fused", "library")):
         fused = FUSED[case.op]
         return (lambda: fused(*inputs, **options, input_nonneg=nonneg)), inputs, \
             operands["grad_bounds"]
@@ -143,13 +159,16 @@ def run_case(case: Case, device: str, dtype: torch.dtype, *, impls: Sequence[str
                 rows.append(dict(row, skipped=reason))
                 continue
             call = make_call(case, impl, phase, operands)
-            with check_bounds(False):
+            with check_bounds(False), algorithm(ALGORITHM.get(impl, "auto")):
+                reset_path_counts()
                 # warm-up (library handles, caches) before the memory and time measurements
                 first = warm_up(call, device)
                 row["peak_bytes"] = peak_bytes(call, device)
                 repeats = repeats_for(first, budget_s=budget_s, min_repeats=min_repeats,
                                       max_repeats=max_repeats)
                 timing = time_repeats(call, device, repeats)
+                if impl in ALGORITHM:  # which path served the inn_cuda ops (fused / library)
+                    row["path"] = {op: max(c, key=c.get) for op, c in path_counts().items()}
             row["time_s"] = timing.wall.as_dict()
             row["time_samples_s"] = timing.wall_samples
             if timing.cpu is not None:

@@ -23,7 +23,15 @@ import torch
 from .ops import IMPLS, PHASES
 
 IMPL_LABELS = {"plain": "plain", "fused_nonneg": "fused nonneg", "fused_general": "fused general",
+               "library_nonneg": "library nonneg", "point_ibp": "point-weight IBP",
                "reference_nonneg": "ref nonneg", "reference_general": "ref general"}
+
+
+def _path_mark(row: Optional[dict]) -> str:
+    """Which path served the row's inn_cuda ops (recorded by the op benchmark): [fused],
+    [library] or [mixed]."""
+    paths = set((row or {}).get("path", {}).values())
+    return "" if not paths else f" [{paths.pop() if len(paths) == 1 else 'mixed'}]"
 PHASE_LABELS = {"forward": "forward", "forward_backward": "forward+backward"}
 
 
@@ -119,9 +127,10 @@ def op_tables(report: dict, stat: str = "wall") -> str:
                    f"peak MiB allocated by one call.\n")
         out.append("| layer | shape | GFLOP | " + " | ".join(IMPL_LABELS[i] for i in IMPLS)
                    + " | fused/ref nonneg | fused/ref general | fused/plain nonneg "
-                     "| fused/plain general | GFLOP/s plain · fused nonneg · fused general "
+                     "| fused/plain general | library/fused nonneg | point IBP/plain "
+                     "| GFLOP/s plain · fused nonneg · fused general "
                      "| MiB plain · fused nonneg · ref nonneg |")
-        out.append("|" + "---|" * (3 + len(IMPLS) + 6))
+        out.append("|" + "---|" * (3 + len(IMPLS) + 8))
         for name, impls in cases.items():
             any_row = next(iter(impls.values()))
             shape = any_row["shape"]
@@ -133,12 +142,15 @@ def op_tables(report: dict, stat: str = "wall") -> str:
                 row = impls.get(impl)
                 t = median_s(row, stat)
                 cells.append("skipped" if row and "skipped" in row else
-                             "-" if t is None else f"{_ms(t)} ±{100 * spread(row, stat):.0f}%")
+                             "-" if t is None else
+                             f"{_ms(t)} ±{100 * spread(row, stat):.0f}%{_path_mark(row)}")
             m = {impl: median_s(impls.get(impl), stat) for impl in IMPLS}
             cells += [_ratio(m["fused_nonneg"], m["reference_nonneg"]),
                       _ratio(m["fused_general"], m["reference_general"]),
                       _ratio(m["fused_nonneg"], m["plain"]),
-                      _ratio(m["fused_general"], m["plain"])]
+                      _ratio(m["fused_general"], m["plain"]),
+                      _ratio(m["library_nonneg"], m["fused_nonneg"]),
+                      _ratio(m["point_ibp"], m["plain"])]
             cells.append(" · ".join(_num(throughput(impls.get(i), stat))
                                     for i in ("plain", "fused_nonneg", "fused_general")))
             cells.append(" · ".join(_mib(impls.get(i))
