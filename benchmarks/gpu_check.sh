@@ -87,7 +87,13 @@ bad = {op: d['cuda'] for op, d in b.SERVED_BY.items() if d['cuda'] != 'compiled'
 assert not bad, f'CUDA ops not served by compiled kernels: {bad}'
 print(b.describe_backends(b.info()))"
 step info 10 60 python3 -m inn_cuda info
-step tests 60 200 python3 -m pytest -q -p no:cacheprovider -m "not slow" -n 8 --timeout 90 \
+# parallel workers and a per-test timeout when pytest-xdist / pytest-timeout are installed (the
+# `test` extra); without them the step says so in its log and runs serially, untimed per test
+plugins=()
+python3 -c "import xdist" 2>/dev/null && plugins+=(-n 8) || echo "no pytest-xdist" >>"$work/summary.txt"
+python3 -c "import pytest_timeout" 2>/dev/null && plugins+=(--timeout 90) \
+  || echo "no pytest-timeout" >>"$work/summary.txt"
+step tests 60 200 python3 -m pytest -q -p no:cacheprovider -m "not slow" "${plugins[@]}" \
   --maxfail=25 --durations=15 \
   python_tests/test_interval_linear.py python_tests/test_interval_conv.py \
   python_tests/test_library_path.py python_tests/test_host_syncs.py \
