@@ -190,6 +190,10 @@ def test_dispatch_rule():
     x_lo = x_lo - 1
     _, served = run("library", lambda: forward(x_lo, x_hi, w_lo, w_hi, *bias, *config, False))
     assert served == {"fused"}
+    # an expanded input stays on the fused kernel, which reads it through its strides
+    wide = x_hi[:1].expand_as(x_hi)
+    _, served = run("library", lambda: forward(wide, wide, w_lo, w_lo, *bias, *config, False))
+    assert served == {"fused"}
     # a copy of the weight is not a point weight (no data-dependent check)
     _, served = run("auto", lambda: forward(x_lo, x_hi, w_lo, w_lo.clone(), *bias, *config,
                                             False))

@@ -88,8 +88,12 @@ bool any_empty(std::initializer_list<const Tensor*> ts) {
 // fused kernel (no linear form exists); otherwise `fused` / `library` as set, and under `auto`
 // the library path, except nonneg interval weights on the CPU, where the fused SIMD kernel does
 // half the arithmetic of the four-product split and measured faster.
-bool choose_library(bool point, bool nonneg, const Tensor& x) {
+// An expanded (broadcast) input also stays on the fused kernels, which read it through its
+// strides: the library path would materialise it (a (2049, 2^20) view of one row: 17 GB).
+bool choose_library(bool point, bool nonneg, const Tensor& x_lo, const Tensor& x_hi) {
   if (!point && !nonneg) return false;
+  if (!x_lo.is_non_overlapping_and_dense() || !x_hi.is_non_overlapping_and_dense()) return false;
+  const Tensor& x = x_lo;
   switch (algorithm()) {
     case Algorithm::kFused: return false;
     case Algorithm::kLibrary: return true;
@@ -150,7 +154,7 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
                               const std::optional<Tensor>& b_lo, const std::optional<Tensor>& b_hi,
                               bool input_nonneg) {
   const bool point = same_tensor(w_lo, w_hi);
-  if (any_empty({&x_lo_, &w_lo}) || !choose_library(point, input_nonneg, x_lo_)) {
+  if (any_empty({&x_lo_, &w_lo}) || !choose_library(point, input_nonneg, x_lo_, x_hi_)) {
     record(op, false);
     return std::nullopt;
   }
@@ -277,7 +281,7 @@ std::optional<Routed> backward(const char* op, const Map& m, bool weight, const 
                                const Tensor& grad_hi, const Tensor& x_lo_, const Tensor& x_hi_,
                                const Tensor& w_lo, const Tensor& w_hi, bool input_nonneg) {
   const bool point = same_tensor(w_lo, w_hi);
-  if (any_empty({&x_lo_, &w_lo, &grad_lo}) || !choose_library(point, input_nonneg, x_lo_)) {
+  if (any_empty({&x_lo_, &w_lo, &grad_lo}) || !choose_library(point, input_nonneg, x_lo_, x_hi_)) {
     record(op, false);
     return std::nullopt;
   }
