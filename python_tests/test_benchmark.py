@@ -243,5 +243,5 @@ def test_tables_show_ratios_of_medians_and_errors():
     rep["meta"].update(load_start=0.5, load_end=0.5)
     text = report.render(rep)
     line = next(s for s in text.splitlines() if s.startswith("| lin |"))
-    assert [c.strip() for c in line.split("|")[1:-1]][10] == "2.00x ±5%"
+    assert [c.strip() for c in line.split("|")[1:-1]][12] == "2.00x ±5%"
     assert "WARNING" not in text
