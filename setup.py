@@ -79,7 +79,8 @@ def write_build_config():
 
 
 def extension():
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp") +
+                     glob.glob("csrc/library/*.cpp"))
     cxx_flags = ["-O3", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
     kwargs = dict(
         name="inn_cuda._C",

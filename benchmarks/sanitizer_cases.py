@@ -1,5 +1,7 @@
-"""A small forward and backward of every CUDA op, in every mode and dtype: the workload that
-benchmarks/gpu_check.sh runs under compute-sanitizer (memcheck, racecheck)."""
+"""A small forward and backward of every CUDA op, in every mode and dtype, plus cases whose depth
+the launch plan splits (few output tiles, a long reduction): the workload that
+benchmarks/gpu_check.sh runs under compute-sanitizer (memcheck, racecheck). Run it with
+INN_CUDA_ALGORITHM=fused so that the fused kernels, not cuBLAS/cuDNN, serve every call."""
 
 import torch
 
@@ -34,6 +36,13 @@ def main():
                      output_padding=(1, 0), groups=2)
             run_case("conv1d", inn_cuda.interval_conv1d, (3, 4, 17), (6, 4, 5), 6, nonneg, dtype,
                      padding="same")
+    # depth split: one 64 x 64 output tile, K = 4096 (linear forward / input gradient) and a
+    # 4 * 32 * 32 = 4096-term weight gradient (conv)
+    for nonneg in (False, True):
+        run_case("linear-split", inn_cuda.interval_linear, (8, 4096), (16, 4096), 16, nonneg,
+                 torch.float32)
+        run_case("conv2d-split", inn_cuda.interval_conv2d, (4, 2, 32, 32), (4, 2, 3, 3), 4,
+                 nonneg, torch.float32, padding=1)
 
 
 if __name__ == "__main__":

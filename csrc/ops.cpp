@@ -8,10 +8,12 @@
 #include <torch/library.h>
 
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 #include "backend_registry.h"
 #include "cpu/cpu_isa.h"
+#include "library/algorithm.h"
 #include "inn_build_config.h"
 #include "op_checks.h"
 
@@ -156,9 +158,47 @@ TORCH_LIBRARY(inn_cuda, m) {
   m.def("_set_cpu_isa(str isa) -> str", &inn::cpu::set_isa);
 }
 
+// The fused-or-library setting (csrc/library/algorithm.h), wrapped by inn_cuda._backend. Plain
+// module functions, not ops: they configure the ops and are never traced.
+namespace {
+
+PyObject* py_set_algorithm(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  try {
+    inn::library::set_algorithm(name);
+  } catch (const std::invalid_argument& error) {
+    PyErr_SetString(PyExc_ValueError, error.what());
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* py_algorithm(PyObject*, PyObject*) {
+  return PyUnicode_FromString(inn::library::algorithm_name().c_str());
+}
+
+PyObject* py_path_counts(PyObject*, PyObject*) {
+  return PyUnicode_FromString(inn::library::path_counts_json().c_str());
+}
+
+PyObject* py_reset_path_counts(PyObject*, PyObject*) {
+  inn::library::reset_path_counts();
+  Py_RETURN_NONE;
+}
+
+PyMethodDef methods[] = {
+    {"set_algorithm", py_set_algorithm, METH_O, "Set 'auto', 'fused' or 'library'."},
+    {"algorithm", py_algorithm, METH_NOARGS, "The current algorithm setting."},
+    {"path_counts", py_path_counts, METH_NOARGS, "JSON: calls per op served by each path."},
+    {"reset_path_counts", py_reset_path_counts, METH_NOARGS, "Zero the path counts."},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 // An importable module whose loading runs the registrations above and in the backend files.
 extern "C" PyObject* PyInit__C(void) {
   static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "inn_cuda compiled kernels", -1,
-                               nullptr};
+                               methods};
   return PyModule_Create(&module);
 }

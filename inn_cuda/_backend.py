@@ -199,6 +199,9 @@ def info() -> dict:
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "ops": SERVED_BY,
         "ops_why": WHY,
+        # fused kernel or library path (inn_cuda.set_algorithm, README "Library path")
+        "algorithm": _C.algorithm() if _C is not None else None,
+        "paths_served": json.loads(_C.path_counts()) if _C is not None else {},
     }
 
 
@@ -206,6 +209,12 @@ def describe_backends(report: dict) -> list:
     """Lines for ``inn-cuda info`` on the backend choice: why an op is not served by a compiled
     kernel."""
     lines = [f"backend requested: {report['backend_requested']} ({BACKEND_ENV})"]
+    if report.get("algorithm"):
+        lines.append(f"algorithm: {report['algorithm']} (INN_CUDA_ALGORITHM / set_algorithm: "
+                     f"auto takes the library path for point weights everywhere and for "
+                     f"input_nonneg on CUDA, the fused kernels otherwise)")
+    for op, counts in sorted(report.get("paths_served", {}).items()):
+        lines.append(f"  {op}: fused {counts['fused']}, library {counts['library']} calls")
     reasons = {}
     for op, per_device in report["ops_why"].items():
         for device, why in per_device.items():

@@ -76,25 +76,63 @@ def check_tensors(op: str, named: Sequence[Tuple[str, Optional[torch.Tensor]]]) 
                          f"the supported dtypes are {names}")
 
 
-def check_pair(op: str, lo_name: str, lo: torch.Tensor, hi_name: str, hi: torch.Tensor) -> None:
-    """Same shape, and (if enabled) ``lo <= hi`` elementwise. NaN passes: it propagates."""
+def values_checked(t: torch.Tensor) -> bool:
+    """Whether the elementwise checks run for an op on ``t``: enabled, not while
+    ``torch.compile`` traces, and not while a CUDA graph is being captured (a host read of
+    device data is not allowed there)."""
+    if not check_bounds_enabled() or is_compiling():
+        return False
+    return not (t.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
+def check_pair(op: str, lo_name: str, lo: torch.Tensor, hi_name: str, hi: torch.Tensor,
+               values: bool = True) -> None:
+    """Same shape, and (``values``, if enabled) ``lo <= hi`` elementwise. NaN passes."""
     if hi.shape != lo.shape:
         raise ValueError(f"{op}: {hi_name} has shape {tuple(hi.shape)}, expected "
                          f"{tuple(lo.shape)} like {lo_name}")
-    if not check_bounds_enabled() or is_compiling() or lo is hi:
-        return
+    if values:
+        check_values(op, [(lo_name, lo, hi_name, hi)])
+
+
+def _pair_error(op, lo_name, lo, hi_name, hi) -> Optional[str]:
     bad = lo > hi
-    if bool(bad.any()):
-        count = int(bad.sum())
-        index = tuple(int(i) for i in torch.nonzero(bad)[0])
-        raise ValueError(
-            f"{op}: {lo_name} must be <= {hi_name} elementwise; {count} of {lo.numel()} elements "
+    if not bool(bad.any()):
+        return None
+    count = int(bad.sum())
+    index = tuple(int(i) for i in torch.nonzero(bad)[0])
+    return (f"{op}: {lo_name} must be <= {hi_name} elementwise; {count} of {lo.numel()} elements "
             f"are not (first at index {index}: {float(lo[index])} > {float(hi[index])}). "
             f"Disable this check with inn_cuda.set_check_bounds(False).")
 
 
+def check_values(op: str, pairs: Sequence[Tuple[str, torch.Tensor, str, torch.Tensor]],
+                 nonneg: Optional[Tuple[str, torch.Tensor]] = None) -> None:
+    """The elementwise checks of one call (``lo <= hi`` of every pair given, ``x >= 0`` for
+    ``nonneg``), with ONE host synchronisation for all of them (none when they are off, see
+    :func:`values_checked`); the detailed message is worked out only when one fails."""
+    pairs = [p for p in pairs if p[1] is not None and p[1] is not p[3] and p[1].numel()]
+    if not pairs and (nonneg is None or not nonneg[1].numel()):
+        return
+    if not values_checked(pairs[0][1] if pairs else nonneg[1]):
+        return
+    flags = [(lo > hi).any() for _, lo, _, hi in pairs]
+    if nonneg is not None and nonneg[1].numel():
+        flags.append((nonneg[1] < 0).any())
+    if not bool(torch.stack(flags).any()):
+        return
+    for pair in pairs:
+        message = _pair_error(op, *pair)
+        if message:
+            raise ValueError(message)
+    name, x = nonneg
+    raise ValueError(f"{op}: input_nonneg=True requires {name} >= 0, but its minimum is "
+                     f"{float(x.min())}; use input_nonneg=False for signed inputs")
+
+
 def check_bias(op: str, b_lo: Optional[torch.Tensor], b_hi: Optional[torch.Tensor],
                channels: int) -> None:
+    """Given as a pair or not at all, one entry per channel (values: :func:`check_values`)."""
     if (b_lo is None) != (b_hi is None):
         given, missing = ("b_lo", "b_hi") if b_hi is None else ("b_hi", "b_lo")
         raise ValueError(f"{op}: {given} was given without {missing}; pass both or neither")
@@ -103,7 +141,7 @@ def check_bias(op: str, b_lo: Optional[torch.Tensor], b_hi: Optional[torch.Tenso
     if b_lo.shape != (channels,):
         raise ValueError(f"{op}: b_lo has shape {tuple(b_lo.shape)}, expected ({channels},) "
                          f"(one entry per output channel of the weight)")
-    check_pair(op, "b_lo", b_lo, "b_hi", b_hi)
+    check_pair(op, "b_lo", b_lo, "b_hi", b_hi, values=False)
 
 
 def check_rank(op: str, name: str, t: torch.Tensor, rank: int, layout: str) -> None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from . import _backend  # noqa: F401  (loads the kernels and registers fallbacks)
 from ._shapes import conv2d_output_shape, conv_transpose2d_output_shape
 from ._validation import (as_tuple, check_bias, check_pair, check_rank, check_tensors,
-                          check_bounds_enabled, is_compiling)
+                          check_values)
 
 Tensor = torch.Tensor
 Pair = Tuple[Tensor, Tensor]
@@ -30,14 +30,19 @@ _ops = torch.ops.inn_cuda
 # ----------------------------------------------------------------------------------- validation
 
 def _check_operands(op: str, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg: bool) -> None:
+    """Types, dtypes, devices and the pairs' shapes (the values: :func:`_check_values`)."""
     check_tensors(op, [("x_lo", x_lo), ("x_hi", x_hi), ("w_lo", w_lo), ("w_hi", w_hi),
                        ("b_lo", b_lo), ("b_hi", b_hi)])
-    check_pair(op, "x_lo", x_lo, "x_hi", x_hi)
-    check_pair(op, "w_lo", w_lo, "w_hi", w_hi)
-    if input_nonneg and check_bounds_enabled() and not is_compiling():
-        if x_lo.numel() and bool((x_lo < 0).any()):
-            raise ValueError(f"{op}: input_nonneg=True requires x_lo >= 0, but its minimum is "
-                             f"{float(x_lo.min())}; use input_nonneg=False for signed inputs")
+    check_pair(op, "x_lo", x_lo, "x_hi", x_hi, values=False)
+    check_pair(op, "w_lo", w_lo, "w_hi", w_hi, values=False)
+
+
+def _check_values(op: str, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg: bool) -> None:
+    """``lo <= hi`` of every pair and ``x_lo >= 0`` for input_nonneg: one host synchronisation
+    per call, none while a CUDA graph is captured (README "dtypes, devices, errors")."""
+    check_values(op, [("x_lo", x_lo, "x_hi", x_hi), ("w_lo", w_lo, "w_hi", w_hi),
+                      ("b_lo", b_lo, "b_hi", b_hi)],
+                 ("x_lo", x_lo) if input_nonneg else None)
 
 
 def _check_groups(op: str, groups: int, in_channels: int, out_channels: int, weight_in: int,
@@ -65,6 +70,7 @@ def interval_linear(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor,
     if x_lo.dim() < 1 or x_lo.shape[-1] != w_lo.shape[1]:
         raise ValueError(f"{op}: x_lo has shape {tuple(x_lo.shape)}, expected (*, "
                          f"{w_lo.shape[1]}) to match w_lo of shape {tuple(w_lo.shape)}")
+    _check_values(op, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg)
     return tuple(_ops.interval_linear(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, bool(input_nonneg)))
 
 
@@ -111,6 +117,7 @@ def interval_conv2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Tensor,
     x_lo, x_hi, padding = _conv_padding(op, padding, x_lo, x_hi, w_lo.shape[2:], dilation, stride,
                                         2)
     conv2d_output_shape(op, x_lo.shape, w_lo.shape, stride, padding, dilation)
+    _check_values(op, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg)
     return tuple(_ops.interval_conv2d(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding,
                                       dilation, groups, bool(input_nonneg)))
 
@@ -165,6 +172,7 @@ def interval_conv_transpose2d(x_lo: Tensor, x_hi: Tensor, w_lo: Tensor, w_hi: Te
                          f"{stride} or dilation {dilation} in each dim")
     conv_transpose2d_output_shape(op, x_lo.shape, w_lo.shape, stride, padding, output_padding,
                                   groups, dilation)
+    _check_values(op, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg)
     return tuple(_ops.interval_conv_transpose2d(x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride,
                                                 padding, output_padding, groups, dilation,
                                                 bool(input_nonneg)))

@@ -227,13 +227,15 @@ def test_tables_show_ratios_of_medians_and_errors():
     rep = dict(meta=dict(date="d", command="c", devices=["cpu"], load_start=1.0, load_end=2.0,
                          machine=dict(report.machine_info(), cpu_count=2)),
                ops=[op_row("plain", 0.001), op_row("fused_nonneg", 0.002),
+                    dict(op_row("library_nonneg", 0.001), path={"interval_linear": "library"}),
                     op_row("reference_nonneg", 0.008)],
                networks=net_rows)
     text = report.render(rep)
     line = next(s for s in text.splitlines() if s.startswith("| lin |"))
     cells = [c.strip() for c in line.split("|")[1:-1]]
     assert cells[3] == "1 ±10%" and cells[4] == "2 ±10%"
-    assert cells[8:12] == ["0.25x", "-", "2.00x", "-"]
+    assert cells[6] == "1 ±10% [library]"  # library nonneg, and the path that served it
+    assert cells[10:16] == ["0.25x", "-", "2.00x", "-", "0.50x", "-"]
     assert "| ref | reference worker failed (exit 1): boom |" in text
     assert "WARNING: the machine was busy (load average up to 2 on 2 cores)" in text
     # interleaved rows: the paired ratio (median ± IQR / median) replaces the ratio of medians
@@ -241,5 +243,5 @@ def test_tables_show_ratios_of_medians_and_errors():
     rep["meta"].update(load_start=0.5, load_end=0.5)
     text = report.render(rep)
     line = next(s for s in text.splitlines() if s.startswith("| lin |"))
-    assert [c.strip() for c in line.split("|")[1:-1]][10] == "2.00x ±5%"
+    assert [c.strip() for c in line.split("|")[1:-1]][12] == "2.00x ±5%"
     assert "WARNING" not in text

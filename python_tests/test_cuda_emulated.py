@@ -269,3 +269,75 @@ def test_nan_propagates_like_the_reference(kernels, nonneg, op, x_shape, w_shape
         assert bool(a.isnan().any()) and not bool(a.isnan().all())
         assert torch.equal(a.isnan(), b.isnan())
 
+
+
+@pytest.mark.parametrize("plan", [(132, 512), (64, 16)], ids=["one-slice", "split-depth"])
+def test_guarded_launch_runs_only_when_the_flag_is_set(kernels, plan):
+    """TileOutput::run_if (the library path's rerun of the fused kernel when an operand was not
+    finite): a false flag leaves the output untouched, a true one computes it, with and without
+    depth splits."""
+    emulated = kernels.with_plan(*plan)
+    x_lo, x_hi = random_interval((5, 40), nonneg=True, dtype=torch.float32)
+    w_lo, w_hi = random_interval((3, 40), dtype=torch.float32)
+    expected = emulated.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=True)
+    try:
+        emulated.lib.emu_set_guard(0)
+        skipped = emulated.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=True)
+        emulated.lib.emu_set_guard(1)
+        ran = emulated.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=True)
+    finally:
+        emulated.lib.emu_set_guard(-1)
+    for r, e in zip(ran, expected):
+        torch.testing.assert_close(r, e, rtol=0, atol=0)
+    for s, e in zip(skipped, expected):
+        assert not torch.equal(s, e)  # left as allocated (torch.empty), not computed
+
+
+SANITIZED_RUN = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from cuda_emulation import emulated_ops
+from helpers import random_interval
+kernels = emulated_ops.EmulatedKernels(emulated_ops.build({sanitize!r})).with_plan(64, 16)
+for nonneg in (False, True):
+    x_lo, x_hi = random_interval((7, 100), nonneg=nonneg, dtype=torch.float32)
+    w_lo, w_hi = random_interval((5, 100), dtype=torch.float32)
+    y = kernels.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=nonneg)  # depth split
+    g = [torch.randn_like(y[0]) for _ in range(2)]
+    kernels.interval_linear_backward_weight(*g, x_lo, x_hi, w_lo, w_hi, nonneg)
+    x_lo, x_hi = random_interval((2, 4, 9, 7), nonneg=nonneg, dtype=torch.float32)
+    w_lo, w_hi = random_interval((6, 2, 3, 3), dtype=torch.float32)
+    y = kernels.interval_conv2d(x_lo, x_hi, w_lo, w_hi, None, None, (2, 1), (1, 1), (1, 2), 2,
+                                nonneg)
+    g = [torch.randn_like(y[0]) for _ in range(2)]
+    kernels.interval_conv2d_backward_input(*g, x_lo, x_hi, w_lo, w_hi, (2, 1), (1, 1), (1, 2), 2,
+                                           nonneg)
+print("done")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sanitize", ["address", "thread"])
+def test_emulation_under_sanitizer(sanitize):
+    """The kernels' emulation (threads of a block as host threads, shared memory, barriers)
+    built with -fsanitize=address / thread, on cases that split the depth: no out-of-bounds
+    access, no data race between the emulated threads. Only the emulation is instrumented
+    (TSan ignores the uninstrumented Python and torch)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    runtime = subprocess.run([emulated_ops.compiler(), f"-print-file-name=lib{sanitize[0]}san.so"],
+                             capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(runtime) or not os.path.exists(runtime):
+        pytest.skip(f"no {sanitize} sanitizer runtime for {emulated_ops.compiler()}")
+    tests = str(Path(__file__).parent)
+    env = dict(os.environ, LD_PRELOAD=runtime, ASAN_OPTIONS="detect_leaks=0",
+               TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=1",
+               OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", SANITIZED_RUN.format(tests=tests,
+                                                                         sanitize=sanitize)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr[-3000:]
+    assert "Sanitizer" not in result.stderr, result.stderr[-3000:]

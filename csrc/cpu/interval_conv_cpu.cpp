@@ -23,6 +23,7 @@
 #include <tuple>
 
 #include "../backend_registry.h"
+#include "../library/library_path.h"
 #include "../op_checks.h"
 #include "conv_cpu.h"
 
@@ -82,6 +83,11 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
                     bool input_nonneg) {
   const ConvGeometry g = check_conv2d("interval_conv2d", x_lo_, x_hi_, w_lo_, w_hi_, b_lo, b_hi,
                                       stride, padding, dilation, groups);
+  if (auto r = library::forward("interval_conv2d",
+                                library::Map::conv2d(stride, padding, dilation, groups), x_lo_,
+                                x_hi_, w_lo_, w_hi_, b_lo, b_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const int64_t batch = x_lo.size(0), out_channels = w_lo.size(0);
   auto [y_lo, y_hi] = init_output(conv2d_output_shape(g), x_lo.options(), b_lo, b_hi);
@@ -108,6 +114,12 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
       kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input", grad_lo,
       grad_hi, x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, dilation, groups);
   const int64_t batch = x_lo_.size(0), out_channels = w_lo_.size(0);
+  if (auto r = library::backward(
+          kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input",
+          library::Map::conv2d(stride, padding, dilation, groups), kWeight, grad_lo, grad_hi,
+          x_lo_, x_hi_, w_lo_, w_hi_, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
   auto [out_lo, out_hi] = zeros_pair(kWeight ? w_lo : x_lo);
@@ -139,6 +151,12 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
   const ConvGeometry g =
       check_conv_transpose2d("interval_conv_transpose2d", x_lo_, x_hi_, w_lo_, w_hi_, b_lo, b_hi,
                              stride, padding, output_padding, groups, dilation);
+  if (auto r = library::forward(
+          "interval_conv_transpose2d",
+          library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), x_lo_,
+          x_hi_, w_lo_, w_hi_, b_lo, b_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
   const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const int64_t batch = x_lo.size(0), in_channels = x_lo.size(1);
@@ -168,6 +186,13 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
       grad_lo, grad_hi, x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, output_padding, groups,
       dilation);
   const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
+  if (auto r = library::backward(
+          kWeight ? "interval_conv_transpose2d_backward_weight"
+                  : "interval_conv_transpose2d_backward_input",
+          library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation),
+          kWeight, grad_lo, grad_hi, x_lo_, x_hi_, w_lo_, w_hi_, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
   const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "../backend_registry.h"
+#include "../library/library_path.h"
 #include "../op_checks.h"
 #include "tensor_views.h"
 
@@ -31,6 +32,10 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
                     const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
                     const std::optional<at::Tensor>& b_hi, bool input_nonneg) {
   const auto [M, N, K] = check_linear("interval_linear", x_lo, x_hi, w_lo, w_hi, b_lo, b_hi);
+  if (auto r = library::forward("interval_linear", library::Map::linear(), x_lo, x_hi, w_lo, w_hi,
+                                b_lo, b_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor xl = matrix(x_lo, K), xh = matrix(x_hi, K);
   const at::Tensor wl = unit_columns(w_lo), wh = unit_columns(w_hi);
   at::Tensor y_lo = at::empty({M, N}, x_lo.options());
@@ -59,6 +64,11 @@ Pair linear_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi, const
   const auto [M, N, K] = check_linear_backward(
       kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input", grad_lo,
       grad_hi, x_lo, x_hi, w_lo, w_hi);
+  if (auto r = library::backward(
+          kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input",
+          library::Map::linear(), kWeight, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
   const at::Tensor gl = matrix(grad_lo, N), gh = matrix(grad_hi, N);
   const at::Tensor xl = matrix(x_lo, K), xh = matrix(x_hi, K);
   const at::Tensor wl = unit_columns(w_lo), wh = unit_columns(w_hi);

@@ -25,7 +25,8 @@ Pair conv2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   const ConvGeometry geo =
       check_conv2d(op, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride, padding, dilation, groups);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  return conv_forward<Conv2dProblems>(op, geo, conv2d_output_shape(geo), x_lo, x_hi, w_lo, w_hi,
+  return conv_forward<Conv2dProblems>(op, library::Map::conv2d(stride, padding, dilation, groups),
+                                      geo, conv2d_output_shape(geo), x_lo, x_hi, w_lo, w_hi,
                                       b_lo, b_hi, input_nonneg);
 }
 
@@ -40,8 +41,9 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
   const ConvGeometry geo = check_conv2d_backward(op, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi,
                                                  stride, padding, dilation, groups);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  return conv_backward<Conv2dProblems, kWeight>(op, geo, grad_lo, grad_hi, x_lo, x_hi, w_lo,
-                                                w_hi, input_nonneg);
+  return conv_backward<Conv2dProblems, kWeight>(
+      op, library::Map::conv2d(stride, padding, dilation, groups), geo, grad_lo, grad_hi,
+      x_lo, x_hi, w_lo, w_hi, input_nonneg);
 }
 
 const BackendOps registered("cuda", {"interval_conv2d", "interval_conv2d_backward_input",

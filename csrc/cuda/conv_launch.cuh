@@ -12,14 +12,16 @@
 #include <optional>
 
 #include "../kernels/conv_problems.cuh"
+#include "../library/library_path.h"
 #include "../op_checks.h"
 #include "cuda_launch.cuh"
 
 namespace inn::gpu {
 
 template <template <typename> class Problems>
-Pair conv_forward(const char* op, const ConvGeometry& geometry, at::IntArrayRef y_shape,
-                  const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+Pair conv_forward(const char* op, const library::Map& map, const ConvGeometry& geometry,
+                  at::IntArrayRef y_shape, const at::Tensor& x_lo, const at::Tensor& x_hi,
+                  const at::Tensor& w_lo,
                   const at::Tensor& w_hi, const std::optional<at::Tensor>& b_lo,
                   const std::optional<at::Tensor>& b_hi, bool input_nonneg) {
   if (x_lo.numel() == 0) {  // no terms (no batch, or no input channels): the bias, or zeros
@@ -34,8 +36,13 @@ Pair conv_forward(const char* op, const ConvGeometry& geometry, at::IntArrayRef 
   const auto x = contiguous_pair(x_lo, x_hi);
   const auto w = contiguous_pair(w_lo, w_hi);
   const auto bias = bias_pair(b_lo, b_hi);
-  at::Tensor y_lo = x_lo.new_empty(y_shape);
-  at::Tensor y_hi = x_lo.new_empty(y_shape);
+  // The library path, if it serves this call; the fused kernel then runs only guarded by its
+  // non-finite flag, into the library's result (library_path.h).
+  const std::optional<library::Routed> routed =
+      library::forward(op, map, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg);
+  at::Tensor y_lo = routed ? routed->lo : x_lo.new_empty(y_shape);
+  at::Tensor y_hi = routed ? routed->hi : x_lo.new_empty(y_shape);
+  const bool* run_if = routed ? routed->nonfinite.const_data_ptr<bool>() : nullptr;
   TileRuntime rt(x_lo);
   dispatch(x_lo.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -44,14 +51,15 @@ Pair conv_forward(const char* op, const ConvGeometry& geometry, at::IntArrayRef 
         Problems<T>::forward(geo, pointer<T>(x), pointer<T>(w), data_or_null<T>(bias.first),
                              data_or_null<T>(bias.second), mutable_data<T>(y_lo),
                              mutable_data<T>(y_hi)),
-        input_nonneg, rt.sm_count());
+        input_nonneg, rt.sm_count(), kernels::kMinSplitDepth, run_if);
   });
   return {y_lo, y_hi};
 }
 
 // The input gradient (kWeight false) or the weight gradient (true).
 template <template <typename> class Problems, bool kWeight>
-Pair conv_backward(const char* op, const ConvGeometry& geometry, const at::Tensor& grad_lo,
+Pair conv_backward(const char* op, const library::Map& map, const ConvGeometry& geometry,
+                   const at::Tensor& grad_lo,
                    const at::Tensor& grad_hi, const at::Tensor& x_lo, const at::Tensor& x_hi,
                    const at::Tensor& w_lo, const at::Tensor& w_hi, bool input_nonneg) {
   const at::Tensor& like = kWeight ? w_lo : x_lo;
@@ -63,13 +71,17 @@ Pair conv_backward(const char* op, const ConvGeometry& geometry, const at::Tenso
   const auto g = contiguous_pair(grad_lo, grad_hi);
   const auto x = contiguous_pair(x_lo, x_hi);
   const auto w = contiguous_pair(w_lo, w_hi);
-  at::Tensor out_lo = like.new_empty(like.sizes());
-  at::Tensor out_hi = like.new_empty(like.sizes());
+  const std::optional<library::Routed> routed = library::backward(
+      op, map, kWeight, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
+  at::Tensor out_lo = routed ? routed->lo : like.new_empty(like.sizes());
+  at::Tensor out_hi = routed ? routed->hi : like.new_empty(like.sizes());
+  const bool* run_if = routed ? routed->nonfinite.const_data_ptr<bool>() : nullptr;
   TileRuntime rt(x_lo);
   dispatch(x_lo.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const auto launch = [&](const auto& problem) {
-      kernels::run_tile_problem(rt, problem, input_nonneg, rt.sm_count());
+      kernels::run_tile_problem(rt, problem, input_nonneg, rt.sm_count(),
+                                kernels::kMinSplitDepth, run_if);
     };
     T* lo = mutable_data<T>(out_lo);
     T* hi = mutable_data<T>(out_hi);

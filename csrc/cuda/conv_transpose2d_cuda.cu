@@ -27,8 +27,9 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo, const at::Tensor& x_hi,
   const ConvGeometry geo = check_conv_transpose2d(op, x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, stride,
                                                   padding, output_padding, groups, dilation);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  return conv_forward<ConvTranspose2dProblems>(op, geo, conv_transpose2d_output_shape(geo), x_lo,
-                                               x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg);
+  return conv_forward<ConvTranspose2dProblems>(
+      op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), geo,
+      conv_transpose2d_output_shape(geo), x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg);
 }
 
 // interval_conv_transpose2d_backward_input (kWeight false) and _backward_weight (true).
@@ -45,8 +46,9 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
       check_conv_transpose2d_backward(op, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride,
                                       padding, output_padding, groups, dilation);
   const c10::cuda::CUDAGuard guard(x_lo.device());
-  return conv_backward<ConvTranspose2dProblems, kWeight>(op, geo, grad_lo, grad_hi, x_lo, x_hi,
-                                                         w_lo, w_hi, input_nonneg);
+  return conv_backward<ConvTranspose2dProblems, kWeight>(
+      op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), geo,
+      grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
 }
 
 const BackendOps registered("cuda", {"interval_conv_transpose2d",

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../backend_registry.h"
+#include "../library/library_path.h"
 #include "../kernels/linear_problems.cuh"
 #include "../op_checks.h"
 #include "cuda_launch.cuh"
@@ -46,8 +47,13 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   const c10::cuda::CUDAGuard guard(x_lo.device());
   const LinearOperands o = linear_operands(shape, x_lo, x_hi, w_lo, w_hi);
   const std::pair<at::Tensor, at::Tensor> bias = bias_pair(b_lo, b_hi);
-  at::Tensor y_lo = x_lo.new_empty({o.M, o.N});
-  at::Tensor y_hi = x_lo.new_empty({o.M, o.N});
+  // The library path, if it serves this call; the fused kernel then runs only guarded by its
+  // non-finite flag, into the library's result (library_path.h).
+  const std::optional<library::Routed> routed = library::forward(
+      op, library::Map::linear(), x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, input_nonneg);
+  at::Tensor y_lo = routed ? routed->lo.view({o.M, o.N}) : x_lo.new_empty({o.M, o.N});
+  at::Tensor y_hi = routed ? routed->hi.view({o.M, o.N}) : x_lo.new_empty({o.M, o.N});
+  const bool* run_if = routed ? routed->nonfinite.const_data_ptr<bool>() : nullptr;
   TileRuntime rt(x_lo);
   dispatch(x_lo.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -57,7 +63,7 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
                                            data_or_null<T>(bias.first),
                                            data_or_null<T>(bias.second),
                                            mutable_data<T>(y_lo), mutable_data<T>(y_hi)),
-        input_nonneg, rt.sm_count());
+        input_nonneg, rt.sm_count(), kernels::kMinSplitDepth, run_if);
   });
   auto out_shape = x_lo.sizes().vec();
   out_shape.back() = o.N;
@@ -80,8 +86,13 @@ Pair linear_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& g
       check_linear_backward(op, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi);
   const c10::cuda::CUDAGuard guard(x_lo.device());
   const LinearOperands o = linear_operands(shape, x_lo, x_hi, w_lo, w_hi);
-  at::Tensor out_lo = weight ? w_lo.new_empty({o.N, o.K}) : x_lo.new_empty({o.M, o.K});
-  at::Tensor out_hi = weight ? w_lo.new_empty({o.N, o.K}) : x_lo.new_empty({o.M, o.K});
+  const std::optional<library::Routed> routed = library::backward(
+      op, library::Map::linear(), weight, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
+  const std::vector<int64_t> out_shape =
+      weight ? std::vector<int64_t>{o.N, o.K} : std::vector<int64_t>{o.M, o.K};
+  at::Tensor out_lo = routed ? routed->lo.view(out_shape) : x_lo.new_empty(out_shape);
+  at::Tensor out_hi = routed ? routed->hi.view(out_shape) : x_lo.new_empty(out_shape);
+  const bool* run_if = routed ? routed->nonfinite.const_data_ptr<bool>() : nullptr;
   TileRuntime rt(x_lo);
   dispatch(x_lo.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -93,12 +104,12 @@ Pair linear_backward(bool weight, const at::Tensor& grad_lo, const at::Tensor& g
       kernels::run_tile_problem(rt,
                                 kernels::linear_weight_grad_problem<T>(
                                     o.M, o.N, o.K, gm, matrix<T>(o.x), matrix<T>(o.w), lo, hi),
-                                input_nonneg, rt.sm_count());
+                                input_nonneg, rt.sm_count(), kernels::kMinSplitDepth, run_if);
     } else {
       kernels::run_tile_problem(rt,
                                 kernels::linear_input_grad_problem<T>(
                                     o.M, o.N, o.K, gm, matrix<T>(o.x), matrix<T>(o.w), lo, hi),
-                                input_nonneg, rt.sm_count());
+                                input_nonneg, rt.sm_count(), kernels::kMinSplitDepth, run_if);
     }
   });
   if (weight) return {out_lo, out_hi};

@@ -15,7 +15,8 @@
 // (deterministically, no atomics) before the epilogue.
 //
 // Torch-free. No thread leaves early: every thread reaches every
-// __syncthreads (the CPU emulation checks this).
+// __syncthreads (the CPU emulation checks this); only a guarded launch (TileOutput::run_if) ends
+// whole blocks before the first barrier.
 //
 // Problem interface (all members usable on the device):
 //   using T, Acc; static constexpr TermKind kKind; static constexpr bool kAFirst (A is the `first`
@@ -74,6 +75,12 @@ struct TileOutput {
   index_t numel = 0;
   index_t bias_inner = 1;
   index_t bias_channels = 1;
+  // Launch guard: when set, the kernels do nothing unless *run_if (a device flag). The library
+  // path (csrc/library) sets it to "an operand was not finite" and has the fused kernel overwrite
+  // its result only then, without the host reading the flag.
+  const bool* run_if = nullptr;
+
+  INN_HD bool skipped() const { return run_if != nullptr && !*run_if; }
 
   INN_HD void finish(index_t index, Acc v0, Acc v1) const {
     if (bias_lo != nullptr) {
@@ -139,6 +146,7 @@ __global__ void __launch_bounds__(kTileThreads) interval_tile_kernel(const Probl
   __shared__ Acc b0_s[kTileDepth][kTileCols + 1];
   __shared__ Acc b1_s[kTileDepth][kTileCols + 1];
 
+  if (p.out.skipped()) return;  // the whole block leaves: no barrier is reached
   const TileShape& s = p.shape;
   const int tid = static_cast<int>(threadIdx.x);
   const int tx = tid % kThreadsPerRow;
@@ -273,6 +281,7 @@ template <typename T>
 __global__ void __launch_bounds__(kTileThreads) split_reduce_kernel(const TileOutput<T> out,
                                                                      int splits) {
   using Acc = acc_t<T>;
+  if (out.skipped()) return;
   const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < out.numel;
        i += stride) {

@@ -50,11 +50,13 @@ inline index_t reduce_blocks(index_t numel, int sm_count) {
 
 // Plans and launches one problem: nothing for an empty output; a zero depth still launches, so the
 // output is the bias (or zero).
+// `run_if`: a device flag guarding the launches (TileOutput::run_if), or null.
 template <typename Runtime, typename Problem>
 void run_tile_problem(Runtime& rt, Problem p, bool input_nonneg, int sm_count,
-                      index_t min_split_depth = kMinSplitDepth) {
+                      index_t min_split_depth = kMinSplitDepth, const bool* run_if = nullptr) {
   using Acc = typename Problem::Acc;
   if (p.out.numel == 0) return;
+  p.out.run_if = run_if;
   plan_tiles(p.shape, sm_count, min_split_depth);
   const index_t blocks = p.shape.row_tiles * p.shape.col_tiles * p.shape.groups;
   rt.check(blocks <= kMaxGridX, "inn_cuda: the output has too many tiles for one kernel launch");

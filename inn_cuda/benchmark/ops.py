@@ -5,7 +5,12 @@ Implementations (``IMPLS``):
 * ``plain``: ``F.linear`` / ``F.conv2d`` / ``F.conv_transpose2d`` on point tensors: the floor,
   one ordinary layer of the same shape;
 * ``fused_nonneg`` / ``fused_general``: inn_cuda's op (``torch.ops.inn_cuda``, the compiled
-  kernels) with ``input_nonneg=True`` (non-negative input) / ``False`` (signed input);
+  kernels) with ``input_nonneg=True`` (non-negative input) / ``False`` (signed input), forced
+  onto the fused kernels (``set_algorithm("fused")``);
+* ``library_nonneg``: the same non-negative call forced onto the library path (ATen GEMM /
+  convolution: cuBLAS / cuDNN on CUDA);
+* ``point_ibp``: point weights (``w_lo`` and ``w_hi`` one tensor) and signed interval inputs,
+  IBP-style, under the default ``auto`` rule (the library path);
 * ``reference_nonneg`` / ``reference_general``: the same ops composed from stock PyTorch
   (:mod:`inn_cuda.reference`): four plain layers of the sign-split weights / the exact
   elementwise interval product in row chunks. ``reference_general`` is skipped above
@@ -38,12 +43,17 @@ import torch.nn.functional as F
 
 from .. import ops as interval_ops
 from .. import reference
+from .._algorithm import algorithm, path_counts, reset_path_counts
 from .._validation import check_bounds
 from .cases import Case
 from .memory import peak_bytes
 from .timing import load_average, paired_ratios, repeats_for, time_interleaved, warm_up
 
-IMPLS = ("plain", "fused_nonneg", "fused_general", "reference_nonneg", "reference_general")
+IMPLS = ("plain", "fused_nonneg", "fused_general", "library_nonneg", "point_ibp",
+         "reference_nonneg", "reference_general")
+#: the inn_cuda.set_algorithm setting each implementation runs under
+ALGORITHM = {"fused_nonneg": "fused", "fused_general": "fused", "library_nonneg": "library",
+             "point_ibp": "auto"}
 PHASES = ("forward", "forward_backward")
 PLAIN = {"linear": F.linear, "conv2d": F.conv2d, "conv_transpose2d": F.conv_transpose2d}
 FUSED = {"linear": interval_ops.interval_linear, "conv2d": interval_ops.interval_conv2d,
@@ -95,11 +105,17 @@ def make_forward(case: Case, impl: str, operands: dict, requires_grad: bool = Fa
                   for t in (operands["x"], operands["w"], operands["b"])]
         layer = PLAIN[case.op]
         return (lambda: (layer(*inputs, **options),)), inputs, (operands["grad"],)
+    if impl == "point_ibp":
+        inputs = [t.detach().requires_grad_(requires_grad)
+                  for t in (*operands["x_signed"], operands["w"], operands["b"])]
+        fused = FUSED[case.op]
+        return (lambda: fused(inputs[0], inputs[1], inputs[2], inputs[2], inputs[3], inputs[3],
+                              **options)), inputs, operands["grad_bounds"]
     nonneg = impl.endswith("nonneg")
     inputs = [t.detach().requires_grad_(requires_grad)
               for t in (*operands["x_nonneg" if nonneg else "x_signed"], *operands["w_bounds"],
                         *operands["b_bounds"])]
-    if impl.startswith("fused"):
+    if impl.startswith(("fused", "library")):
         fused = FUSED[case.op]
         return (lambda: fused(*inputs, **options, input_nonneg=nonneg)), inputs, \
             operands["grad_bounds"]
@@ -121,6 +137,15 @@ def make_call(case: Case, impl: str, phase: str, operands: dict) -> Callable[[],
     def call():
         torch.autograd.grad(forward(), inputs, grads)
     return call
+
+
+def _under_algorithm(call: Callable[[], None], name: str) -> Callable[[], None]:
+    """``call`` run under ``inn_cuda.set_algorithm(name)`` (restored after each call), so the
+    interleaved rounds can alternate implementations that force different paths."""
+    def run():
+        with algorithm(name):
+            call()
+    return run
 
 
 def skip_reason(case: Case, impl: str, reference_general_max_macs: int) -> Optional[str]:
@@ -150,11 +175,15 @@ def run_case(case: Case, device: str, dtype: torch.dtype, *, impls: Sequence[str
             if reason:
                 row["skipped"] = reason
                 continue
-            calls[impl] = make_call(case, impl, phase, operands)
+            calls[impl] = _under_algorithm(make_call(case, impl, phase, operands),
+                                           ALGORITHM.get(impl, "auto"))
             with check_bounds(False):
+                reset_path_counts()
                 # warm-up (library handles, caches) before the memory and time measurements
                 firsts.append(warm_up(calls[impl], device))
                 row["peak_bytes"] = peak_bytes(calls[impl], device)
+                if impl in ALGORITHM:  # which path served the inn_cuda ops (fused / library)
+                    row["path"] = {op: max(c, key=c.get) for op, c in path_counts().items()}
         if calls:
             repeats = repeats_for(sum(firsts), budget_s=budget_s * len(calls),
                                   min_repeats=min_repeats, max_repeats=max_repeats)

@@ -26,7 +26,15 @@ from .ops import IMPLS, PHASES
 from .timing import busy
 
 IMPL_LABELS = {"plain": "plain", "fused_nonneg": "fused nonneg", "fused_general": "fused general",
+               "library_nonneg": "library nonneg", "point_ibp": "point-weight IBP",
                "reference_nonneg": "ref nonneg", "reference_general": "ref general"}
+
+
+def _path_mark(row: Optional[dict]) -> str:
+    """Which path served the row's inn_cuda ops (recorded by the op benchmark): [fused],
+    [library] or [mixed]."""
+    paths = set((row or {}).get("path", {}).values())
+    return "" if not paths else f" [{paths.pop() if len(paths) == 1 else 'mixed'}]"
 PHASE_LABELS = {"forward": "forward", "forward_backward": "forward+backward"}
 
 
@@ -138,9 +146,10 @@ def op_tables(report: dict, stat: str = "wall") -> str:
                    f"GEMM-equivalent GFLOP/s; peak MiB allocated by one call.\n")
         out.append("| layer | shape | GFLOP | " + " | ".join(IMPL_LABELS[i] for i in IMPLS)
                    + " | fused/ref nonneg | fused/ref general | fused/plain nonneg "
-                     "| fused/plain general | GFLOP/s plain · fused nonneg · fused general "
+                     "| fused/plain general | library/fused nonneg | point IBP/plain "
+                     "| GFLOP/s plain · fused nonneg · fused general "
                      "| MiB plain · fused nonneg · ref nonneg |")
-        out.append("|" + "---|" * (3 + len(IMPLS) + 6))
+        out.append("|" + "---|" * (3 + len(IMPLS) + 8))
         for name, impls in cases.items():
             any_row = next(iter(impls.values()))
             shape = any_row["shape"]
@@ -152,11 +161,14 @@ def op_tables(report: dict, stat: str = "wall") -> str:
                 row = impls.get(impl)
                 t = median_s(row, stat)
                 cells.append("skipped" if row and "skipped" in row else
-                             "-" if t is None else f"{_ms(t)} ±{100 * spread(row, stat):.0f}%")
+                             "-" if t is None else
+                             f"{_ms(t)} ±{100 * spread(row, stat):.0f}%{_path_mark(row)}")
             cells += [_ratio_cell(impls, "fused_nonneg", "reference_nonneg", stat),
                       _ratio_cell(impls, "fused_general", "reference_general", stat),
                       _ratio_cell(impls, "fused_nonneg", "plain", stat),
-                      _ratio_cell(impls, "fused_general", "plain", stat)]
+                      _ratio_cell(impls, "fused_general", "plain", stat),
+                      _ratio_cell(impls, "library_nonneg", "fused_nonneg", stat),
+                      _ratio_cell(impls, "point_ibp", "plain", stat)]
             cells.append(" · ".join(_num(throughput(impls.get(i), stat))
                                     for i in ("plain", "fused_nonneg", "fused_general")))
             cells.append(" · ".join(_mib(impls.get(i))

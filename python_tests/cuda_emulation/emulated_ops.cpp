@@ -67,6 +67,10 @@ IntervalPointer<T> in_pair(const void* const* in, int i) {
   return {in_ptr<T>(in, i), in_ptr<T>(in, i + 1)};
 }
 
+// The launch guard (TileOutput::run_if) of the next runs: none, or a flag holding false / true.
+bool g_guard_value = false;
+const bool* g_guard = nullptr;
+
 // strides = {g row, g col, x row, x col, w row, w col}.
 template <typename Runtime>
 int linear_ops(Runtime& rt, int op, int dtype, int nonneg, int sm_count,
@@ -82,13 +86,13 @@ int linear_ops(Runtime& rt, int op, int dtype, int nonneg, int sm_count,
     if (op == kForward) {
       run_tile_problem(rt, linear_forward_problem<T>(M, N, K, x, w, in_ptr<T>(in, 6),
                                                      in_ptr<T>(in, 7), lo, hi),
-                       nonneg, sm_count, min_split_depth);
+                       nonneg, sm_count, min_split_depth, g_guard);
     } else if (op == kInputGrad) {
       run_tile_problem(rt, linear_input_grad_problem<T>(M, N, K, g, x, w, lo, hi), nonneg,
-                       sm_count, min_split_depth);
+                       sm_count, min_split_depth, g_guard);
     } else {
       run_tile_problem(rt, linear_weight_grad_problem<T>(M, N, K, g, x, w, lo, hi), nonneg,
-                       sm_count, min_split_depth);
+                       sm_count, min_split_depth, g_guard);
     }
   });
 }
@@ -111,7 +115,7 @@ int conv_ops(Runtime& rt, int transposed, int op, int dtype, int nonneg, int sm_
     T* lo = static_cast<T*>(out_lo);
     T* hi = static_cast<T*>(out_hi);
     const auto run = [&](const auto& problem) {
-      run_tile_problem(rt, problem, nonneg, sm_count, min_split_depth);
+      run_tile_problem(rt, problem, nonneg, sm_count, min_split_depth, g_guard);
     };
     if (!transposed) {
       if (op == kForward) run(conv2d_forward_problem<T>(geo, x, w, b_lo, b_hi, lo, hi));
@@ -130,6 +134,12 @@ int conv_ops(Runtime& rt, int transposed, int op, int dtype, int nonneg, int sm_
 extern "C" {
 
 const char* emu_last_error() { return emu::launch_error.c_str(); }
+
+// -1: unguarded launches; 0 / 1: launches guarded by a flag holding false / true.
+void emu_set_guard(int mode) {
+  g_guard_value = mode == 1;
+  g_guard = mode < 0 ? nullptr : &g_guard_value;
+}
 
 int emu_has_half_types() {
 #ifdef INN_KERNELS_HAVE_HALF

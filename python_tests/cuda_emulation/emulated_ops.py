@@ -41,8 +41,10 @@ def cuda_include() -> Optional[Path]:
     return None
 
 
-def build() -> Path:
-    """Compiles the emulation into a shared library, cached in the temp folder by source hash."""
+def build(sanitize: Optional[str] = None) -> Path:
+    """Compiles the emulation into a shared library, cached in the temp folder by source hash;
+    ``sanitize``: "address" or "thread" builds it under that GCC sanitizer (the process must
+    preload the sanitizer's runtime, see test_cuda_emulated.py)."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler (g++) found")
@@ -51,6 +53,8 @@ def build() -> Path:
                "-Werror", "-Wno-unknown-pragmas", f"-I{CSRC}", f"-I{HERE}"]
     if include is not None:
         command += [f"-I{include}", "-DINN_KERNELS_HALF_TYPES"]
+    if sanitize:
+        command += [f"-fsanitize={sanitize}", "-g", "-fno-omit-frame-pointer"]
     digest = hashlib.sha256(" ".join(command).encode())
     for source in SOURCES:
         digest.update(source.read_bytes())
