@@ -23,12 +23,6 @@
 
 namespace inn {
 
-// The one place where a product is accumulated. A floating-point-sound mode (round down for the
-// lower bound, up for the upper) will specialise these two functions.
-template <typename T>
-INN_HD T fma_lo(T x, T y, T acc) { return x * y + acc; }
-template <typename T>
-INN_HD T fma_hi(T x, T y, T acc) { return x * y + acc; }
 
 template <typename T>
 INN_HD bool is_nan(T x) { return x != x; }
@@ -40,6 +34,14 @@ INN_HD T mul_bound(T x, T y) {
   const T p = x * y;
   return (is_nan(p) && !is_nan(x) && !is_nan(y)) ? T(0) : p;
 }
+
+// The one place where a bound product is accumulated (under the 0 * inf = 0 convention). A
+// floating-point-sound mode (round down for the lower bound, up for the upper) will specialise
+// these two functions.
+template <typename T>
+INN_HD T fma_lo(T x, T y, T acc) { return mul_bound(x, y) + acc; }
+template <typename T>
+INN_HD T fma_hi(T x, T y, T acc) { return mul_bound(x, y) + acc; }
 
 // Weight interval [a, b] times a non-negative input interval [l, h] (0 <= l <= h): each bound is
 // one product, the input bound chosen by the weight's sign.

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from inn_cuda import reference
 
+from bound_oracle import check, conv_terms, linear_terms, with_infinities
 from cuda_emulation import emulated_ops
 from helpers import assert_close_scaled, random_interval
 
@@ -269,6 +270,21 @@ def test_nan_propagates_like_the_reference(kernels, nonneg, op, x_shape, w_shape
         assert bool(a.isnan().any()) and not bool(a.isnan().all())
         assert torch.equal(a.isnan(), b.isnan())
 
+
+
+@pytest.mark.parametrize("nonneg", MODES)
+@pytest.mark.parametrize("op,x_shape,w_shape,config",
+                         [c for c in CASES if len(c.values[1]) != 3 and c.values[1][0] > 1])
+def test_zero_times_inf_is_zero(kernels, op, x_shape, w_shape, config, nonneg):
+    """The kernel templates follow the 0 * inf = 0 bound convention (interval_math.h mul_bound)
+    in the forward and both gradients: exact against the brute-force float64 oracle on integer
+    operands with exact zeros and infinite bounds in the input, the weight and the gradient."""
+    name = op.removeprefix("interval_")
+    terms = (linear_terms(x_shape[0], w_shape[0], x_shape[1]) if name == "linear"
+             else conv_terms(name, x_shape, w_shape, config))
+    operands = with_infinities(x_shape, w_shape, terms[3], nonneg=nonneg, dtype=torch.float32,
+                               seed=sum(x_shape) + sum(w_shape), share=0.1)
+    check(kernels, op, terms, list(config), operands, nonneg)
 
 
 @pytest.mark.parametrize("plan", [(132, 512), (64, 16)], ids=["one-slice", "split-depth"])

@@ -6,7 +6,8 @@
 //  * forward_term:      (lo, hi) += bounds of the term;
 //  * input_grad_term:   (dl, dh) += gl * d lo / d(l, h) + gh * d hi / d(l, h);
 //  * weight_grad_term:  (da, db) += gl * d lo / d(a, b) + gh * d hi / d(a, b);
-// where the derivatives go through the selected candidate only. kNonneg is the caller's guarantee
+// where the derivatives go through the selected candidate only, and every product is a bound
+// product (mul_bound: 0 * inf = 0). kNonneg is the caller's guarantee
 // l >= 0 (one product per bound, chosen by the weight's sign).
 #pragma once
 
@@ -33,13 +34,13 @@ template <bool kNonneg, typename Acc>
 INN_HD void input_grad_term(Acc gl, Acc gh, Acc a, Acc b, Acc l, Acc h, Acc& dl, Acc& dh) {
   if constexpr (kNonneg) {
     // lo = a * (a >= 0 ? l : h), hi = b * (b >= 0 ? h : l)
-    const Acc pa = gl * a, pb = gh * b;
+    const Acc pa = mul_bound(gl, a), pb = mul_bound(gh, b);
     if (a >= Acc(0)) dl += pa; else dh += pa;
     if (b >= Acc(0)) dh += pb; else dl += pb;
   } else {
     const TermChoice<Acc> cl = general_lo(a, b, l, h);
     const TermChoice<Acc> ch = general_hi(a, b, l, h);
-    const Acc pl = gl * cl.weight, ph = gh * ch.weight;
+    const Acc pl = mul_bound(gl, cl.weight), ph = mul_bound(gh, ch.weight);
     if (cl.use_l) dl += pl; else dh += pl;
     if (ch.use_l) dl += ph; else dh += ph;
   }
@@ -48,12 +49,12 @@ INN_HD void input_grad_term(Acc gl, Acc gh, Acc a, Acc b, Acc l, Acc h, Acc& dl,
 template <bool kNonneg, typename Acc>
 INN_HD void weight_grad_term(Acc gl, Acc gh, Acc l, Acc h, Acc a, Acc b, Acc& da, Acc& db) {
   if constexpr (kNonneg) {
-    da += gl * nonneg_lo_input(a, l, h);
-    db += gh * nonneg_hi_input(b, l, h);
+    da += mul_bound(gl, nonneg_lo_input(a, l, h));
+    db += mul_bound(gh, nonneg_hi_input(b, l, h));
   } else {
     const TermChoice<Acc> cl = general_lo(a, b, l, h);
     const TermChoice<Acc> ch = general_hi(a, b, l, h);
-    const Acc pl = gl * (cl.use_l ? l : h), ph = gh * (ch.use_l ? l : h);
+    const Acc pl = mul_bound(gl, cl.use_l ? l : h), ph = mul_bound(gh, ch.use_l ? l : h);
     if (cl.weight_is_a) da += pl; else db += pl;
     if (ch.weight_is_a) da += ph; else db += ph;
   }
