@@ -60,19 +60,10 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
                    2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.big_per_group() : kg)));
   const int64_t ld = direct ? direct->ld(chunks) : chunk_ld(chunks, tile);
   const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
-  // Weights and signs per group, tile and tap: [a x mr, b x mr]; channels past out_g are zero.
-  const int64_t per_group = tiles * kg * 2 * mr;
-  std::vector<T> packed(c.groups * per_group, T(0));
-  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
-  for (int64_t grp = 0; grp < c.groups; ++grp) {
-    for (int64_t co = 0; co < out_g; ++co) {
-      for (int64_t k = 0; k < kg; ++k) {
-        const auto [a, b] = weight_at(c, grp, co, k);
-        const int64_t at = grp * per_group + ((co / mr) * kg + k) * 2 * mr + co % mr;
-        pack_weight(packed.data(), signs.data(), at, mr, a, b);
-      }
-    }
-  }
+  // Weights and signs per group, tile and tap (output channels as rows).
+  const PackedWeights<T> packed(c.groups, out_g, kg, mr, [&](int64_t grp, int64_t co, int64_t k) {
+    return weight_at(c, grp, co, k);
+  });
   for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
     T* src = static_cast<T*>(buffer);
@@ -87,10 +78,10 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
       }
       if (c.nonneg) {
-        select_tiles<T>(tiles, kg, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+        select_tiles<T>(tiles, kg, packed.values_of(grp), packed.signs_of(grp), nullptr,
                         offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
       } else {
-        general_tiles<T>(tiles, kg, &packed[grp * per_group], offsets.data(),
+        general_tiles<T>(tiles, kg, packed.values_of(grp), offsets.data(),
                          offsets.data() + kg, src, out, ld, layout.width);
       }
       add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.small_pixels(), chunk);
@@ -120,19 +111,10 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
     offsets[ci] = 2 * ci * ld;
     offsets[in_g + ci] = (2 * ci + 1) * ld;
   }
-  const int64_t per_group = tiles * in_g * 2 * mr;
-  std::vector<T> packed(c.groups * per_group, T(0));
-  std::vector<uint16_t> signs(c.groups * per_group, 0xFFFF);
-  for (int64_t grp = 0; grp < c.groups; ++grp) {
-    for (int64_t r = 0; r < ncol; ++r) {
-      for (int64_t ci = 0; ci < in_g; ++ci) {
-        const int64_t w = (grp * ncol + r) * in_g + ci;
-        const T a = c.o.w_lo[w], b = c.o.w_hi[w];
-        const int64_t at = grp * per_group + ((r / mr) * in_g + ci) * 2 * mr + r % mr;
-        pack_weight(packed.data(), signs.data(), at, mr, a, b);
-      }
-    }
-  }
+  const PackedWeights<T> packed(c.groups, ncol, in_g, mr, [&](int64_t grp, int64_t r, int64_t ci) {
+    const int64_t w = (grp * ncol + r) * in_g + ci;
+    return std::pair<T, T>(c.o.w_lo[w], c.o.w_hi[w]);
+  });
   const int64_t out_channels = g.big_per_group() * c.groups, plane = g.big_pixels();
   for_each_chunk(chunks, 2 * (in_g + tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
@@ -142,10 +124,10 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
       if (c.nonneg) {
-        select_tiles<T>(tiles, in_g, &packed[grp * per_group], &signs[grp * per_group], nullptr,
+        select_tiles<T>(tiles, in_g, packed.values_of(grp), packed.signs_of(grp), nullptr,
                         offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
       } else {
-        general_tiles<T>(tiles, in_g, &packed[grp * per_group], offsets.data(),
+        general_tiles<T>(tiles, in_g, packed.values_of(grp), offsets.data(),
                          offsets.data() + in_g, xs, out, ld, layout.width);
       }
       for (int64_t r = 0; r < ncol; ++r) {

@@ -66,6 +66,35 @@ void pack_weight(T* packed, uint16_t* signs, int64_t at, int64_t mr, T a, T b) {
   signs[at + mr] = uint16_t(-int(b >= T(0)));
 }
 
+// The weights of `rows` rows per group, `depth` terms each, packed for the pixel-lane tiles of mr
+// rows: per (group, tile, term) [a x mr, b x mr] with their sign words; the last tile's rows past
+// `rows` stay zero. `weight(grp, row, k)` gives the interval (a, b) of one term.
+template <typename T>
+struct PackedWeights {
+  int64_t per_group;
+  std::vector<T> values;
+  std::vector<uint16_t> signs;
+
+  template <typename F>
+  PackedWeights(int64_t groups, int64_t rows, int64_t depth, int64_t mr, F&& weight)
+      : per_group(ceil_div(rows, mr) * depth * 2 * mr),
+        values(groups * per_group, T(0)),
+        signs(groups * per_group, 0xFFFF) {
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      for (int64_t row = 0; row < rows; ++row) {
+        for (int64_t k = 0; k < depth; ++k) {
+          const auto [a, b] = weight(grp, row, k);
+          pack_weight(values.data(), signs.data(),
+                      grp * per_group + ((row / mr) * depth + k) * 2 * mr + row % mr, mr, a, b);
+        }
+      }
+    }
+  }
+
+  const T* values_of(int64_t grp) const { return &values[grp * per_group]; }
+  const uint16_t* signs_of(int64_t grp) const { return &signs[grp * per_group]; }
+};
+
 // The batch's `pixels` per image, grid_w per row, in chunks: whole images when images are small,
 // whole rows of one image otherwise (unless whole_images); at least two chunks per thread where
 // that leaves kMinChunkPixels per chunk.

@@ -20,12 +20,6 @@ T& at(const View<T>& v, int64_t r, int64_t c) {
   return v.data[r * v.row_stride + c * v.col_stride];
 }
 
-// acc + x * y under the bound convention.
-template <typename T>
-T add_product(T x, T y, T acc) {
-  return mul_bound(x, y) + acc;
-}
-
 template <typename T>
 void forward(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   for (int64_t m = m0; m < m1; ++m) {
@@ -36,8 +30,8 @@ void forward(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
         const T l = at(p.x_lo, m, k), h = at(p.x_hi, m, k);
         const T a = at(p.w_lo, n, k), b = at(p.w_hi, n, k);
         if (p.input_nonneg) {
-          acc_lo = add_product(a, nonneg_lo_input(a, l, h), acc_lo);
-          acc_hi = add_product(b, nonneg_hi_input(b, l, h), acc_hi);
+          acc_lo = fma_lo(a, nonneg_lo_input(a, l, h), acc_lo);
+          acc_hi = fma_hi(b, nonneg_hi_input(b, l, h), acc_hi);
         } else {
           acc_lo += general_lo(a, b, l, h).value;
           acc_hi += general_hi(a, b, l, h).value;
