@@ -177,6 +177,31 @@ def test_non_finite_operands_get_the_fused_result(case, mode, bad):
                                            atol=0 if exact else None, equal_nan=True)
 
 
+def test_point_weights_any_layout():
+    """The point-weight passes read both bounds as one flat array: bounds laid out differently
+    (channels_last lower bound, contiguous upper bound), an expanded upstream gradient and a
+    channels_last one give the fused kernel's results."""
+    name, xw, bias, config, _, depth = operands("conv2d", "point-signed", torch.float64, "cpu")
+    x_lo, x_hi, w, _ = xw
+    x_lo = x_lo.contiguous(memory_format=torch.channels_last)
+    args = (x_lo, x_hi, w, w, *bias, *config, False)
+    lib, served = run("library", lambda: ops.interval_conv2d(*args))
+    assert served == {"library"}
+    fused, _ = run("fused", lambda: ops.interval_conv2d(*args))
+    scale = scale_of("conv2d", torch.maximum(x_lo.abs(), x_hi.abs()), w.abs(), config=config)
+    for a, f in zip(lib, fused):
+        assert_close_scaled(a, f, scale + bias[1].abs().max(), torch.float64, depth)
+    g_lo = torch.randn(lib[0].shape[1:], dtype=torch.float64).expand_as(lib[0])
+    g_hi = torch.randn_like(lib[0]).contiguous(memory_format=torch.channels_last)
+    bargs = (g_lo, g_hi, x_lo, x_hi, w, w, *config, False)
+    lib_g, served = run("library", lambda: ops.interval_conv2d_backward_input(*bargs))
+    assert served == {"library"}
+    fused_g, _ = run("fused", lambda: ops.interval_conv2d_backward_input(*bargs))
+    dx_scale, _ = scale_of("conv2d", x_lo.abs(), w.abs(), g_lo.abs() + g_hi.abs(), config)
+    for a, f in zip(lib_g, fused_g):
+        assert_close_scaled(a, f, dx_scale, torch.float64, depth)
+
+
 def test_dispatch_rule():
     name, xw, bias, config, _, _ = operands("conv2d", "nonneg", torch.float32, "cpu")
     forward = getattr(ops, name)

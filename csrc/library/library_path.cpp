@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "algorithm.h"
+#include "sum_difference.h"
 
 namespace inn::library {
 namespace {
@@ -130,14 +131,8 @@ Tensor as_operand(const Map& m, const Tensor& t, int64_t cols) {
   return t.reshape({rows, cols});
 }
 
-// Midpoint and radius of [l, h] (l <= c <= h, r = h - c >= 0); exact (c = l, r = 0) for a point.
-std::pair<Tensor, Tensor> midpoint_radius(const Tensor& l, const Tensor& h) {
-  Tensor c = at::lerp(l, h, 0.5);
-  return {c, at::sub(h, c)};
-}
-
-// The midpoint form costs two products where the split costs four, but rounds P and Q before
-// subtracting them: used where the products are computed in at least float32.
+// The midpoint form costs two products where the split costs four, but rounds S and D before
+// combining them: used where the products are computed in at least float32.
 bool midpoint_form(const Tensor& t) {
   return t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
 }
@@ -162,16 +157,14 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
   const Tensor l = as_operand(m, x_lo_, K), h = as_operand(m, x_hi_, K);
   Tensor nonfinite, y_lo, y_hi;
   if (point && midpoint_form(l)) {
-    // y = W·c ∓ |W|·r, the bias as midpoint and radius too: P = W·c + bc, Q = |W|·r + br
-    const auto [c, r] = midpoint_radius(l, h);
-    std::optional<Tensor> bc, br;
-    if (b_lo) std::tie(bc, br) = midpoint_radius(*b_lo, *b_hi);
-    Tensor p = apply(m, c, w_lo, bc), q = apply(m, r, at::abs(w_lo), br);
-    // in place (no new output-sized buffers): y_lo = p - q, y_hi = y_lo + 2 q
-    y_lo = p.sub_(q);
-    y_hi = at::add_out(q, y_lo, q, 2);
-    // q >= 0, so y_hi is finite iff p and q are
-    if (!results_finite({y_hi}, nonfinite)) return record(op, false), std::nullopt;
+    // y = W·c ∓ |W|·r, computed on twice the midpoint and radius (bias included):
+    // S = W·(l + h) + (b_lo + b_hi), D = |W|·(h - l) + (b_hi - b_lo), y = (S ∓ D) / 2
+    const auto [s, d] = sum_difference(l, h);
+    std::optional<Tensor> bs, bd;
+    if (b_lo) std::tie(bs, bd) = sum_difference(*b_lo, *b_hi);
+    y_lo = apply(m, s, w_lo, bs);
+    y_hi = apply(m, d, at::abs(w_lo), bd);
+    if (!halve_sum_difference_(y_lo, y_hi, nonfinite)) return record(op, false), std::nullopt;
   } else {
     // y_lo = [l h]·[a⁺; a⁻], y_hi = [l h]·[b⁻; b⁺]: two calls on stacked operands
     const int64_t in = w_in_dim(m), groups = dim_groups(m, in);
@@ -200,17 +193,16 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
                                      bool& ok) {
   Tensor dx_lo, dx_hi;
   if (point && midpoint_form(l)) {
-    // y_lo = P - Q, y_hi = P + Q with P = W·c, Q = |W|·r: dc = (g_lo + g_hi)·W,
-    // dr = (g_hi - g_lo)·|W|, dx_lo = (dc - dr) / 2, dx_hi = (dc + dr) / 2
-    const Tensor dc = adjoint_x(m, at::add(g_lo, g_hi), a, l.sizes());
-    const Tensor dr = adjoint_x(m, at::sub(g_hi, g_lo), at::abs(a), l.sizes());
-    ok = results_finite({dc, dr}, nonfinite);
+    // y_lo = P - Q, y_hi = P + Q with P = W·c, Q = |W|·r: with S = (g_lo + g_hi)·W and
+    // D = (g_hi - g_lo)·|W|, dx_lo = (S - D) / 2, dx_hi = (S + D) / 2
+    const auto [gs, gd] = sum_difference(g_lo, g_hi);
+    dx_lo = adjoint_x(m, gs, a, l.sizes());
+    dx_hi = adjoint_x(m, gd, at::abs(a), l.sizes());
+    ok = halve_sum_difference_(dx_lo, dx_hi, nonfinite);
     if (!ok) return {};
-    dx_lo = at::mul(at::sub(dc, dr), 0.5);
-    dx_hi = at::mul(at::add(dc, dr), 0.5);
     if (!nonneg) {
       const Tensor tie_to_l = at::logical_not(at::lt(l, h));
-      dx_lo = at::where(tie_to_l, dc, dx_lo);
+      dx_lo = at::where(tie_to_l, at::add(dx_lo, dx_hi), dx_lo);
       dx_hi = at::where(tie_to_l, at::zeros({}, dx_hi.options()), dx_hi);
     }
     return {dx_lo, dx_hi};
