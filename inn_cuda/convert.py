@@ -28,7 +28,7 @@ from torch.fx.experimental.meta_tracer import MetaTracer
 from .conversion_check import ModelFailed, first_divergence
 from .nn import functional as IF
 from .nn.interval import Interval
-from .nn.layers import _IntervalLayer
+from .nn.offsets import _IntervalWeights
 from .nn.rules import (FUNCTION_NAMES, METHOD_RULES, MODULE_RULES, FunctionRule, function_rule,
                        module_rule, supported_summary)
 
@@ -93,8 +93,11 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
                 include: Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]] = None,
                 copy_weights: bool = False, example_inputs: Any = None) -> fx.GraphModule:
     """Convert a trained model into an interval model whose parametrised layers (``Linear``,
-    ``Conv1d``, ``Conv2d``, ``ConvTranspose1d``, ``ConvTranspose2d``) carry weight intervals
-    ``[W - offset_lo, W + offset_hi]`` with trainable non-negative offsets starting at 0.
+    ``Conv1d``, ``Conv2d``, ``ConvTranspose1d``, ``ConvTranspose2d``, ``MultiheadAttention``)
+    carry weight intervals ``[W - offset_lo, W + offset_hi]`` with trainable non-negative
+    offsets starting at 0. A ``MultiheadAttention`` counts as one layer (for ``last``,
+    ``include`` and :func:`~inn_cuda.nn.interval_layers`) whose four projections all get
+    intervals.
 
     Args:
         model: any ``nn.Module`` that ``torch.fx.symbolic_trace`` can trace.
@@ -125,8 +128,10 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
         returns an ``Interval`` (per tensor output) whose ``point`` is the original model's
         output, computed alongside; ``return_point=False`` skips computing it. Its
         ``state_dict`` holds the original keys plus ``<layer>.weight_offset_lo/_hi`` and
-        ``<layer>.bias_offset_lo/_hi``. Each parametrised layer's ``input_nonneg`` says whether
-        sign tracking proved its input non-negative (fast path); :func:`describe` reports every
+        ``<layer>.bias_offset_lo/_hi`` (a MultiheadAttention: ``<parameter>_offset_lo/_hi`` of
+        each projection parameter, e.g. ``attn.in_proj_weight_offset_lo``,
+        ``attn.out_proj.bias_offset_hi``). Each parametrised layer's ``input_nonneg`` says whether
+        sign tracking proved its inputs non-negative (fast path); :func:`describe` reports every
         node. The point network stays frozen in ``train()`` mode too: BatchNorm (in the point
         prefix as well) uses and keeps its running statistics; dropout is active in train mode
         only, with one mask for point and bounds. Modules of the point prefix are replaced by
@@ -143,7 +148,7 @@ def to_interval(model: nn.Module, *, last: Optional[int] = None,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"to_interval: model must be an nn.Module, got {type(model).__name__}")
-    if any(isinstance(m, _IntervalLayer) for m in model.modules()):
+    if any(isinstance(m, _IntervalWeights) for m in model.modules()):
         raise TypeError("to_interval: the model already contains interval layers; convert the "
                         "original point model")
     if not isinstance(copy_weights, bool):
@@ -409,7 +414,8 @@ class _Converter:
     def _select(self, order: List[str], last, include) -> List[str]:
         if not order:
             raise ValueError(f"to_interval: {self.model_name} has no Linear, Conv1d, Conv2d, "
-                             f"ConvTranspose1d or ConvTranspose2d layer to give intervals")
+                             f"ConvTranspose1d, ConvTranspose2d or MultiheadAttention layer to "
+                             f"give intervals")
         if last is not None and include is not None:
             raise ValueError("to_interval: pass last= or include=, not both")
         listing = ", ".join(order)
@@ -553,7 +559,7 @@ class _Converter:
         converted: Dict[str, nn.Module] = {}
         for target, calls in sites.items():
             rule = self.rules[calls[0]]
-            interval_calls = [n for n in calls if self.kind[n] == INTERVAL]
+            interval_calls = [n for n in calls if self.kind[n] in (INTERVAL, INTERVALS)]
             try:
                 module = rule.convert(self.modules[target], target in selected)
             except (TypeError, ValueError) as error:
@@ -561,9 +567,11 @@ class _Converter:
                     raise self._unsupported(interval_calls[0], str(error)) from error
                 continue
             if rule.parametrised:
-                # the fast path needs a non-negative input at every interval call
+                # the fast path needs non-negative inputs at every interval call
                 module.input_nonneg = bool(interval_calls) and all(
-                    self._is_nonneg(n.args[0] if n.args else None) for n in interval_calls)
+                    len(n.args) >= rule.inputs and
+                    all(self._is_nonneg(a) for a in n.args[:rule.inputs])
+                    for n in interval_calls)
             converted[target] = module
         return converted
 

@@ -211,27 +211,33 @@ MODELS = ["unet_nearest", "unet_transpose", "dncnn", "resnet", "mlp", "conv1d"]
 # ------------------------------------------------------------ widening and sampling networks
 
 def randomise_offsets(interval_model, scale=0.05, seed=0):
-    """Offsets uniform in [0, scale * mean |W|] per layer."""
+    """Offsets uniform in [0, scale * mean |W|] per layer (W: its main weight)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in inn.interval_layers(interval_model):
-            size = float(layer.weight.abs().mean())
+            size = float(layer.get_parameter(layer.widened[0]).abs().mean())
             for offset in layer.offsets():
                 offset.copy_(torch.rand(offset.shape, generator=generator, dtype=torch.float64)
                              * scale * size)
     return interval_model
 
 
-def sampled_network(model, interval_model, generator):
-    """A copy of the point model whose interval layers' weights and biases are drawn inside
-    their intervals (a quarter of the entries at an endpoint)."""
+def sampled_network(model, interval_model, generator, vertex=False):
+    """A copy of the point model whose interval layers' widened parameters (weights and biases,
+    a MultiheadAttention's projections) are drawn inside their intervals: uniformly with a
+    quarter of the entries at an endpoint, or with ``vertex`` every entry at a random endpoint
+    (a vertex of the weight box)."""
     sampled = copy.deepcopy(model)
     with torch.no_grad():
         for name, layer in inn.named_interval_layers(interval_model):
             target = sampled.get_submodule(name)
-            target.weight.copy_(sample_inside(*layer.weight_bounds(), generator))
-            if layer.bias is not None:
-                target.bias.copy_(sample_inside(*layer.bias_bounds(), generator))
+            for parameter, (lo, hi) in layer.named_bounds():
+                if vertex:
+                    pick = torch.rand(lo.shape, generator=generator, dtype=lo.dtype) < 0.5
+                    value = torch.where(pick, lo, hi)
+                else:
+                    value = sample_inside(lo, hi, generator)
+                target.get_parameter(parameter).copy_(value)
     return sampled
 
 

@@ -1,6 +1,7 @@
 """inn_cuda.to_interval on the model zoo of nn_models: zero width reproduces the model, sampled
 networks stay inside the bounds (all layers and last=k), sign tracking picks the fast path
-exactly where it is valid, and the converted model behaves like a PyTorch module."""
+exactly where it is valid, the converted model behaves like a PyTorch module, and a
+MultiheadAttention converts to one interval layer with interval projection weights."""
 
 import copy
 import io
@@ -10,10 +11,11 @@ import torch
 import torch.nn as nn
 
 import inn_cuda.nn as inn
-from inn_cuda.convert import describe, to_interval
+from inn_cuda.convert import ConversionError, describe, to_interval
 from helpers import ALL_DEVICES, sample_inside
 import nn_models
 from nn_models import assert_contains, randomise_offsets, sampled_network
+import thirdparty_models
 
 
 @pytest.mark.parametrize("name", nn_models.MODELS)
@@ -269,3 +271,87 @@ def test_converted_model_on_each_device(name, device):
 def test_sign_rules_of_activations(act, nonneg):
     model = nn.Sequential(nn.Linear(4, 4), act, nn.Linear(4, 2)).eval()
     assert to_interval(model).get_submodule("2").input_nonneg is nonneg
+
+
+# ------------------------------------------------------------------------ multihead attention
+
+MHA_PARAMETERS = ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+
+
+def test_multihead_attention_is_one_interval_layer_with_interval_projections():
+    generator = torch.Generator().manual_seed(6)
+    block = thirdparty_models.ViTBlock(8, 2).double().eval()  # LayerNorm, MHA, MLP
+    x = torch.randn(2, 5, 8, generator=generator, dtype=torch.float64)
+    interval_model = to_interval(block, example_inputs=x)
+    names = [n for n, _ in inn.named_interval_layers(interval_model)]
+    assert names == ["attn", "mlp.0", "mlp.2"]  # one layer, holding all four projections
+    attn = interval_model.attn
+    assert isinstance(attn, inn.IntervalMultiheadAttention) and not attn.input_nonneg
+    offsets = [id(p) for p in inn.offset_parameters(interval_model)]
+    assert offsets[:8] == [id(p) for p in attn.offsets()] and len(offsets) == 8 + 4 + 4
+    keys = set(interval_model.state_dict())
+    assert set(block.state_dict()) <= keys
+    assert {f"attn.{n}_offset_{side}" for n in MHA_PARAMETERS for side in ("lo", "hi")} <= keys
+    # last= and include= count it as one layer
+    later = to_interval(block, last=2)
+    assert [n for n, _ in inn.named_interval_layers(later)] == ["mlp.0", "mlp.2"]
+    assert not later.attn.has_offsets
+    assert [n for n, _ in inn.named_interval_layers(to_interval(block, last=3))] == names
+    only = to_interval(block, include="attn")
+    assert [n for n, _ in inn.named_interval_layers(only)] == ["attn"]
+
+    randomise_offsets(interval_model)
+    box = inn.Interval(x - 0.01, x + 0.01, x)
+    with torch.no_grad():
+        out = interval_model(box)
+        assert torch.equal(out.point, block(x))
+        for sample in range(4):
+            network = sampled_network(block, interval_model, generator, vertex=sample % 2 == 1)
+            assert_contains(out, network(sample_inside(box.lo, box.hi, generator)),
+                            f"sample {sample}")
+    width = interval_model(box).width.sum()
+    width.backward()
+    for name, p in attn.named_parameters():
+        if "offset" in name:
+            assert float(p.grad.abs().sum()) > 0, name
+    fresh = to_interval(block)
+    fresh.load_state_dict(interval_model.state_dict())
+    with torch.no_grad():
+        again = fresh(box)
+    assert torch.equal(again.lo, out.lo) and torch.equal(again.hi, out.hi)
+
+
+class _Attention(nn.Module):
+    """Attention over a projection: the query (and key) through ReLU, the value as given."""
+
+    def __init__(self, value_after_relu):
+        super().__init__()
+        self.value_after_relu = value_after_relu
+        self.fc = nn.Linear(4, 4)
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x):
+        h = self.fc(x)
+        q = torch.relu(h)
+        return self.attn(q, q, q if self.value_after_relu else h, need_weights=False)[0]
+
+
+def test_multihead_attention_without_interval_counterpart_is_named_at_conversion():
+    model = _Attention(True)
+    model.attn = nn.MultiheadAttention(4, 2, batch_first=True, add_bias_kv=True)
+    with pytest.raises(ConversionError, match="node 'attn'.*add_bias_kv"):
+        to_interval(model)
+
+
+@pytest.mark.parametrize("value_after_relu", [True, False])
+def test_multihead_attention_fast_path_needs_every_input_nonneg(value_after_relu):
+    model = _Attention(value_after_relu).double().eval()
+    interval_model = randomise_offsets(to_interval(model))
+    assert interval_model.attn.input_nonneg is value_after_relu
+    general = copy.deepcopy(interval_model)
+    general.attn.input_nonneg = False
+    x = torch.randn(2, 3, 4, dtype=torch.float64)
+    with torch.no_grad():
+        fast, slow = interval_model(x), general(x)
+    torch.testing.assert_close(fast.lo, slow.lo, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast.hi, slow.hi, rtol=1e-12, atol=1e-12)

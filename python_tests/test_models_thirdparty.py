@@ -1,7 +1,8 @@
 """Third-party architectures convert (idioms of MONAI, torchvision and timm re-created in
-thirdparty_models): every Linear/Conv gets intervals, zero width reproduces the model (checked
-node by node by example_inputs=), and networks sampled inside the weight intervals (uniformly
-and at vertices) lie inside the bounds, in float64. The isinstance-guarded UpCat must raise."""
+thirdparty_models): every Linear/Conv/MultiheadAttention gets intervals, zero width reproduces
+the model (checked node by node by example_inputs=), and networks sampled inside the weight
+intervals (uniformly and at vertices) lie inside the bounds, in float64. The isinstance-guarded
+UpCat must raise."""
 
 import pytest
 import torch
@@ -10,28 +11,8 @@ import torch.nn as nn
 import inn_cuda
 import inn_cuda.nn as inn
 from inn_cuda.convert import ConversionError, describe, to_interval
-from nn_models import assert_contains, randomise_offsets
+from nn_models import assert_contains, randomise_offsets, sampled_network
 import thirdparty_models as zoo
-
-
-def _network(model, interval_model, generator, vertex):
-    """A copy of the model with weights drawn inside the intervals: uniform with a quarter at an
-    endpoint, or every entry at a random endpoint (a vertex of the weight box)."""
-    import copy
-    from helpers import sample_inside
-    sampled = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, layer in inn.named_interval_layers(interval_model):
-            target = sampled.get_submodule(name)
-            bounds = [layer.weight_bounds()] + ([layer.bias_bounds()] if layer.bias is not None
-                                                 else [])
-            for tensor, (lo, hi) in zip((target.weight, target.bias), bounds):
-                if vertex:
-                    pick = torch.rand(lo.shape, generator=generator, dtype=lo.dtype) < 0.5
-                    tensor.copy_(torch.where(pick, lo, hi))
-                else:
-                    tensor.copy_(sample_inside(lo, hi, generator))
-    return sampled
 
 
 @pytest.mark.parametrize("name", list(zoo.MAKERS))
@@ -63,7 +44,8 @@ def test_sampled_networks_lie_inside(name):
         for sample in range(2):
             x_in = x + 0.01 * (2 * torch.rand(x.shape, generator=generator,
                                               dtype=x.dtype) - 1)
-            network = _network(model, interval_model, generator, vertex=sample % 2 == 1)
+            network = sampled_network(model, interval_model, generator,
+                                      vertex=sample % 2 == 1)
             assert_contains(out, network(x_in), f"{name} sample {sample}")
 
 

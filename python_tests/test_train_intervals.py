@@ -195,6 +195,35 @@ def test_conv_denoiser_with_intervals_in_its_last_layers():
         torch.testing.assert_close(out.point, point(x))
 
 
+class _TokenAttention(nn.Module):
+    """The regression features as 4 tokens through one MultiheadAttention."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(1, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = self.embed(x.unsqueeze(-1))
+        return self.head(self.attn(h, h, h, need_weights=False)[0].mean(1))
+
+
+def test_attention_projection_offsets_are_fitted_like_any_layers():
+    model = inn_cuda.to_interval(_TokenAttention())
+    attention = list(model.attn.offsets())
+    assert len(attention) == 8 and all(float(p.detach().abs().max()) == 0 for p in attention)
+    frozen = _frozen_state(model)
+    train, _ = loaders(n_train=64)
+    fit_intervals(model, train, beta=0.01, epochs=1, seed=0, progress=False)
+    assert all(float(p.detach().min()) >= 0 for p in attention)
+    assert all(float(p.detach().max()) > 0 for p in attention), "an offset never moved"
+    after = model.state_dict()
+    for key, value in frozen.items():
+        assert torch.equal(after[key], value), f"frozen {key} changed"
+
+
 def _record_dropout_modes(model):
     modes = []
     for module in model.modules():

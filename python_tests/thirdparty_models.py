@@ -366,11 +366,12 @@ def make(name, seed=0):
 
 
 def parametrised_layers(model):
-    """Names of the Linear/Conv layers a conversion must give intervals (not the projections
-    inside nn.MultiheadAttention, which keep point weights)."""
+    """Names of the layers a conversion must give intervals: the Linear/Conv layers and each
+    nn.MultiheadAttention as a whole (not its out_proj: the attention layer holds its offsets)."""
     inside_mha = {f"{name}.{child}" for name, m in model.named_modules()
-                  if isinstance(m, nn.MultiheadAttention) for child, _ in m.named_modules()}
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
+                  if isinstance(m, nn.MultiheadAttention) for child, _ in m.named_modules()
+                  if child}
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.MultiheadAttention)
     return sorted(name for name, m in model.named_modules()
                   if isinstance(m, kinds) and name not in inside_mha
                   and not name.endswith("pad"))

@@ -7,7 +7,8 @@ Drop-in layers (each takes an :class:`Interval` or a tensor and returns an ``Int
 (exact GELU/SiLU/Mish/Hardswish), ``IntervalPReLU`` (any slope), ``IntervalBatchNorm``
 (running statistics), ``IntervalLayerNorm``/``IntervalGroupNorm``/``IntervalInstanceNorm``
 (sound bounds of normalisation by the input's statistics), ``IntervalSoftmax`` (exact),
-``IntervalMultiheadAttention`` (point projections) and ``IntervalDropout`` (one shared mask).
+``IntervalMultiheadAttention`` (interval projection weights) and ``IntervalDropout`` (one shared
+mask).
 :mod:`inn_cuda.nn.functional` holds the interval versions of torch functions;
 :func:`inn_cuda.to_interval` converts a whole trained model.
 """

@@ -10,12 +10,24 @@ attention layers built from them.
   ``hi_i = 1 / (1 + sum_{j != i} exp(l_j - h_i))``,
   computed as ``sigmoid(l_i - logsumexp_{j != i} h_j)`` with a leave-one-out log-sum-exp that is
   shifted by the largest other element (no overflow, no cancellation).
-* :func:`scaled_dot_product_attention` and :class:`IntervalMultiheadAttention` (point
-  projection weights, interval activations) compose them; masks are point values.
+* :func:`scaled_dot_product_attention` composes them; masks are point values.
+* :class:`IntervalMultiheadAttention` has interval projection weights like every parametrised
+  layer (:mod:`.offsets`): ``in_proj_weight`` (or ``q/k/v_proj_weight`` when ``kdim``/``vdim``
+  differ from ``embed_dim``), ``in_proj_bias``, ``out_proj.weight`` and ``out_proj.bias``
+  are widened by trainable offsets. Each projection is the exact interval linear map
+  (:func:`inn_cuda.interval_linear` with ``W - offset_lo``, ``W + offset_hi``), exact per
+  product; then :func:`_attend`, and the output projection. The whole layer is sound, not
+  exact: ``q``, ``k`` and ``v`` share the input (and ``out_proj`` sees the attention output,
+  which depends on the in-projection weights too), which each exact step cannot see. At zero
+  width it reproduces the torch module up to rounding. For :func:`inn_cuda.to_interval` it is
+  one parametrised layer (``last=``, ``include=``, :func:`~inn_cuda.nn.interval_layers`) that
+  holds the offsets of all four projections. ``add_bias_kv`` (``bias_k``, ``bias_v``) and
+  ``add_zero_attn`` are refused.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Optional, Tuple
 
@@ -24,10 +36,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..matmul import interval_matmul
-from .functional import graph_function, linear
+from ..ops import interval_linear
+from .functional import graph_function
 from .interval import Interval
+from .offsets import _IntervalWeights, _frozen
 
 Tensor = torch.Tensor
+Pair = Tuple[Optional[Tensor], Optional[Tensor]]
 
 
 def _logsumexp_others(t: Tensor, dim: int) -> Tensor:
@@ -164,50 +179,65 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return Interval(out.lo, out.hi, point)
 
 
-class IntervalMultiheadAttention(nn.MultiheadAttention):
-    """Interval ``nn.MultiheadAttention`` with its projection weights as points (they are not
-    widened) and interval activations: the projections by the fused ops, then
-    :func:`_attend`. Masks (``attn_mask``, ``key_padding_mask``, bool or additive) are point
-    values. The point output is the torch module's (this is that module, sharing its
-    parameters under their names). Not supported: ``add_bias_kv``, ``add_zero_attn``,
-    attention dropout in train mode."""
+class IntervalMultiheadAttention(_IntervalWeights, nn.MultiheadAttention):
+    """Interval ``nn.MultiheadAttention`` with interval projection weights (see the module
+    docstring). Its parameters keep torch's names, frozen; the offsets sit next to them
+    (``in_proj_weight_offset_lo``, ``out_proj.weight_offset_hi``, ...). The point output is the
+    torch module's on the inputs' points (this is that module's configuration with frozen
+    copies of its parameters). ``input_nonneg``: the caller's guarantee that query, key and
+    value are all ``>= 0`` (the in-projections' fast path). Not supported: ``add_bias_kv``,
+    ``add_zero_attn``, attention dropout in train mode."""
 
-    def __init__(self, module: nn.MultiheadAttention):  # noqa: D107  (not the torch signature)
+    def __init__(self, module: nn.MultiheadAttention, *, offsets: bool = True,  # noqa: D107
+                 input_nonneg: bool = False, copy_weights: bool = False):
         if not isinstance(module, nn.MultiheadAttention):
             raise TypeError(f"IntervalMultiheadAttention expects an nn.MultiheadAttention, got "
                             f"{type(module).__name__}")
         if module.bias_k is not None or module.add_zero_attn:
             raise ValueError("MultiheadAttention with add_bias_kv or add_zero_attn has no "
                              "interval counterpart")
-        self.__dict__.update(module.__dict__)  # the same configuration and tensors
-        for name in ("_parameters", "_buffers", "_modules"):  # but containers of its own
-            self.__dict__[name] = dict(module.__dict__[name])
+        # a copy with frozen parameters sharing (or copying) the trained storage: the offsets
+        # registered on it and its out_proj leave the original module as it was
+        memo = {id(p): _frozen(p, copy_weights) for p in module.parameters()}
+        self.__dict__.update(copy.deepcopy(module, memo).__dict__)
+        self.widened = (("in_proj_weight",) if self._qkv_same_embed_dim else
+                        ("q_proj_weight", "k_proj_weight", "v_proj_weight")) + \
+            ("in_proj_bias", "out_proj.weight", "out_proj.bias")
+        self._register_offsets(offsets)
+        self.input_nonneg = bool(input_nonneg)
 
     @classmethod
-    def from_module(cls, module: nn.MultiheadAttention) -> "IntervalMultiheadAttention":
-        return cls(module)
+    def from_module(cls, module: nn.MultiheadAttention, **kwargs) -> "IntervalMultiheadAttention":
+        """The same as the constructor (``offsets``, ``input_nonneg``, ``copy_weights``)."""
+        return cls(module, **kwargs)
 
-    def _projections(self):
-        m = self
-        e = m.embed_dim
-        if m._qkv_same_embed_dim:
-            w = m.in_proj_weight
-            ws = (w[:e], w[e:2 * e], w[2 * e:])
-        else:
-            ws = (m.q_proj_weight, m.k_proj_weight, m.v_proj_weight)
-        b = m.in_proj_bias
-        bs = (None, None, None) if b is None else (b[:e], b[e:2 * e], b[2 * e:])
-        return ws, bs
+    def _in_projections(self) -> Tuple[Tuple[Pair, Pair, Pair], Tuple[Pair, Pair, Pair]]:
+        """The bounds of the query, key and value projections' weights, then of their biases."""
+        e = self.embed_dim
+
+        def thirds(lo, hi):  # the packed (3E, ...) parameters, query rows first
+            if lo is None:
+                return ((None, None),) * 3
+            return tuple((lo[i * e:(i + 1) * e], hi[i * e:(i + 1) * e]) for i in range(3))
+
+        weights = thirds(*self.bounds("in_proj_weight")) if self._qkv_same_embed_dim else \
+            tuple(self.bounds(f"{n}_proj_weight") for n in "qkv")
+        return weights, thirds(*self.bounds("in_proj_bias"))
+
+    @staticmethod
+    def _project(x: Interval, weight: Pair, bias: Pair, input_nonneg: bool) -> Interval:
+        """The exact interval linear map by an interval weight and bias (bounds only)."""
+        return Interval(*interval_linear(x.lo, x.hi, *weight, *bias, input_nonneg=input_nonneg))
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
         m = self
-        point_forward = super().forward
         inputs = (query, key, value)
-        if not any(isinstance(t, Interval) for t in inputs):
-            return point_forward(query, key, value, key_padding_mask=key_padding_mask,
-                     need_weights=need_weights, attn_mask=attn_mask,
-                     average_attn_weights=average_attn_weights, is_causal=is_causal)
+        options = dict(key_padding_mask=key_padding_mask, need_weights=need_weights,
+                       attn_mask=attn_mask, average_attn_weights=average_attn_weights,
+                       is_causal=is_causal)
+        if not m.has_offsets and not any(isinstance(t, Interval) for t in inputs):
+            return super().forward(*inputs, **options)
         if m.training and m.dropout > 0:
             raise ValueError("IntervalMultiheadAttention: attention dropout in train mode has "
                              "no interval counterpart (the point's mask is drawn inside torch's "
@@ -218,7 +248,7 @@ class IntervalMultiheadAttention(nn.MultiheadAttention):
             (lambda t: t.transpose(0, 1)) if m.batch_first else (lambda t: t)
         bare = lambda x: Interval(x.lo, x.hi).map(to_lne)  # noqa: E731  (L, N, E)
         q_in, k_in, v_in = bare(q_in), bare(k_in), bare(v_in)
-        (wq, wk, wv), (bq, bk, bv) = self._projections()
+        (wq, wk, wv), (bq, bk, bv) = self._in_projections()
         length, batch, _ = q_in.lo.shape
         source = k_in.lo.shape[0]
         heads, head_dim = m.num_heads, m.head_dim
@@ -227,22 +257,20 @@ class IntervalMultiheadAttention(nn.MultiheadAttention):
             return x.map(lambda t: t.reshape(size, batch * heads, head_dim).transpose(0, 1)
                          .reshape(batch, heads, size, head_dim))
 
-        q = split(linear(q_in, wq, bq), length)
-        k = split(linear(k_in, wk, bk), source)
-        v = split(linear(v_in, wv, bv), source)
+        q = split(self._project(q_in, wq, bq, m.input_nonneg), length)
+        k = split(self._project(k_in, wk, bk, m.input_nonneg), source)
+        v = split(self._project(v_in, wv, bv, m.input_nonneg), source)
         mask = self._additive_mask(attn_mask, key_padding_mask, batch, length, source, q.lo)
         out, weights = _attend(q, k, v, 1.0 / math.sqrt(head_dim), mask)
         out = out.map(lambda t: t.permute(2, 0, 1, 3).reshape(length, batch, m.embed_dim))
-        out = linear(out, m.out_proj.weight, m.out_proj.bias)
+        out = self._project(out, self.bounds("out_proj.weight"), self.bounds("out_proj.bias"),
+                            False)
         out = out.map(lambda t: t.squeeze(1)) if unbatched else \
             out.map(lambda t: t.transpose(0, 1)) if m.batch_first else out
         points = tuple(t.point if isinstance(t, Interval) else t for t in inputs)
         point_out = None
         if not any(p is None for p in points):
-            point_out = point_forward(*points, key_padding_mask=key_padding_mask,
-                                      need_weights=need_weights, attn_mask=attn_mask,
-                                      average_attn_weights=average_attn_weights,
-                                      is_causal=is_causal)
+            point_out = super().forward(*points, **options)
         result = Interval(out.lo, out.hi, None if point_out is None else point_out[0])
         if not need_weights:
             return result, None
@@ -273,4 +301,4 @@ class IntervalMultiheadAttention(nn.MultiheadAttention):
         return mask
 
     def extra_repr(self) -> str:
-        return "point projection weights"
+        return f"offsets={self.has_offsets}, input_nonneg={self.input_nonneg}"

@@ -1,12 +1,11 @@
 """Parametrised interval layers: a frozen trained layer plus trainable non-negative offsets.
 
-For a point weight ``W`` and bias ``b`` (docs/method.md section 1)::
+For a point weight ``W`` and bias ``b`` (the convention of :mod:`.offsets`)::
 
     W_lo = W - weight_offset_lo,   W_hi = W + weight_offset_hi     (offsets >= 0, start at 0)
     b_lo = b - bias_offset_lo,     b_hi = b + bias_offset_hi
 
-``W`` and ``b`` are ``Parameter``s with ``requires_grad=False`` (so ``DistributedDataParallel``
-neither reduces nor re-broadcasts them) under the original names ``weight`` and ``bias``; a
+``W`` and ``b`` are frozen ``Parameter``s under the original names ``weight`` and ``bias``; a
 layer's ``state_dict`` is that of the torch layer plus the four offsets. Only the offsets train.
 
 Every layer takes an :class:`~inn_cuda.nn.Interval` (or a tensor, read as the degenerate interval
@@ -22,7 +21,6 @@ ops' fast path (sign-split weights). :func:`inn_cuda.to_interval` sets it from s
 
 from __future__ import annotations
 
-import copy
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -31,14 +29,10 @@ import torch.nn.functional as F
 
 from .. import ops
 from .interval import Interval
+from .offsets import _IntervalWeights, _frozen
 
 Tensor = torch.Tensor
 Pair = Tuple[Tensor, Tensor]
-
-
-def _frozen(t: Tensor, copy: bool) -> nn.Parameter:
-    data = t.detach().clone() if copy else t.detach()  # detach() shares the storage
-    return nn.Parameter(data, requires_grad=False)
 
 
 def _check_convertible(cls, module: nn.Module, equivalent_forward: bool) -> None:
@@ -55,10 +49,11 @@ def _check_convertible(cls, module: nn.Module, equivalent_forward: bool) -> None
                          f"run one forward pass first")
 
 
-class _IntervalLayer(nn.Module):
+class _IntervalLayer(_IntervalWeights):
     """Shared machinery; subclasses set ``point_type``, ``_config`` and the two forwards."""
 
     point_type: type = nn.Module
+    widened = ("weight", "bias")
     _config: Tuple[str, ...] = ()
 
     def __init__(self, *args, offsets: bool = True, input_nonneg: bool = False, **kwargs):
@@ -89,85 +84,15 @@ class _IntervalLayer(nn.Module):
             setattr(self, name, getattr(module, name))
         self.weight = _frozen(module.weight, copy_weights)
         self.bias = None if module.bias is None else _frozen(module.bias, copy_weights)
-        for name in ("weight", "bias"):
-            point = getattr(self, name)
-            for side in ("lo", "hi"):
-                offset = None if point is None or not offsets else \
-                    nn.Parameter(torch.zeros_like(point))
-                self.register_parameter(f"{name}_offset_{side}", offset)
+        self._register_offsets(offsets)
         self.input_nonneg = bool(input_nonneg)
         self.train(module.training)
 
-    # ---------------------------------------------------------------------------------- bounds
-
-    @property
-    def has_offsets(self) -> bool:
-        return self.weight_offset_lo is not None
-
     def weight_bounds(self) -> Pair:
-        if self.weight_offset_lo is None:
-            return self.weight, self.weight
-        return self._bounds("weight", self.weight, self.weight_offset_lo, self.weight_offset_hi)
+        return self.bounds("weight")
 
     def bias_bounds(self) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        if self.bias is None or self.bias_offset_lo is None:
-            return self.bias, self.bias
-        return self._bounds("bias", self.bias, self.bias_offset_lo, self.bias_offset_hi)
-
-    def _bounds(self, name: str, point: Tensor, offset_lo: Tensor, offset_hi: Tensor) -> Pair:
-        """``(point - offset_lo, point + offset_hi)``, reused between calls while none of the
-        three tensors changed: the same objects with the same storage, dtype and device (a
-        ``.to()`` or assignment changes them) at the same version counters (an optimiser step,
-        :meth:`project_`, ``load_state_dict`` and any other in-place write bump them). Only
-        where no autograd graph is being recorded for them (inference under ``no_grad``, or
-        frozen offsets): a cached result must not carry an old graph. Not kept in pickles,
-        copies or the state_dict."""
-        tensors = (point, offset_lo, offset_hi)
-        recording = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        if recording or torch.compiler.is_compiling():
-            return point - offset_lo, point + offset_hi
-        key = tuple((t, t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
-        cache = self.__dict__.setdefault("_bounds_cache", {})
-        entry = cache.get(name)
-        if entry is not None and all(a[0] is b[0] and a[1:] == b[1:]
-                                     for a, b in zip(entry[0], key)):
-            return entry[1]
-        bounds = (point - offset_lo, point + offset_hi)
-        cache[name] = (key, bounds)
-        return bounds
-
-    def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        state = dict(state)
-        state.pop("_bounds_cache", None)
-        return state
-
-    def __deepcopy__(self, memo):
-        cache = self.__dict__.pop("_bounds_cache", None)
-        try:
-            cls = type(self)
-            copied = cls.__new__(cls)
-            memo[id(self)] = copied
-            for key, value in self.__dict__.items():
-                copied.__dict__[key] = copy.deepcopy(value, memo)
-            return copied
-        finally:
-            if cache is not None:
-                self.__dict__["_bounds_cache"] = cache
-
-    def offsets(self):
-        """The offset Parameters of this layer (none with ``offsets=False``)."""
-        for name in ("weight_offset_lo", "weight_offset_hi", "bias_offset_lo", "bias_offset_hi"):
-            offset = getattr(self, name)
-            if offset is not None:
-                yield offset
-
-    @torch.no_grad()
-    def project_(self) -> "_IntervalLayer":
-        """Clamp every offset back to >= 0 (call after each optimiser step)."""
-        for offset in self.offsets():
-            offset.clamp_(min=0)
-        return self
+        return self.bounds("bias")
 
     # --------------------------------------------------------------------------------- forward
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .interval import Interval
-from .layers import _frozen
+from .offsets import _frozen
 
 Tensor = torch.Tensor
 

@@ -34,7 +34,7 @@ from ..reference import mul_bound
 from .elementwise import abs_bounds
 from .functional import batch_norm, graph_function
 from .interval import Interval
-from .layers import _frozen
+from .offsets import _frozen
 
 Tensor = torch.Tensor
 

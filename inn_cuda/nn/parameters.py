@@ -8,18 +8,19 @@ from typing import Iterator, Tuple
 import torch
 import torch.nn as nn
 
-from .layers import _IntervalLayer
+from .offsets import _IntervalWeights
 
 
-def named_interval_layers(module: nn.Module) -> Iterator[Tuple[str, _IntervalLayer]]:
-    """``(qualified name, layer)`` for every parametrised interval layer with interval weights
-    (those built with ``offsets=True``), in registration order."""
+def named_interval_layers(module: nn.Module) -> Iterator[Tuple[str, _IntervalWeights]]:
+    """``(qualified name, layer)`` for every interval layer with interval weights (those built
+    with ``offsets=True``: the Linear/Conv layers and IntervalMultiheadAttention, which holds the
+    offsets of all its projections), in registration order."""
     for name, child in module.named_modules():
-        if isinstance(child, _IntervalLayer) and child.has_offsets:
+        if isinstance(child, _IntervalWeights) and child.has_offsets:
             yield name, child
 
 
-def interval_layers(module: nn.Module) -> Iterator[_IntervalLayer]:
+def interval_layers(module: nn.Module) -> Iterator[_IntervalWeights]:
     """Every parametrised interval layer with interval weights, in registration order."""
     for _, layer in named_interval_layers(module):
         yield layer

@@ -270,13 +270,17 @@ METHOD_RULES: Dict[str, FunctionRule] = {
 @dataclass(frozen=True)
 class ModuleRule:
     """``convert(module, offsets)`` builds the interval module (``offsets`` only matters for
-    parametrised layers); ``sign(module, input_nonneg)`` is its output's sign."""
+    parametrised layers); ``sign(module, input_nonneg)`` is its output's sign; ``inputs``: how
+    many leading positional arguments are its interval inputs (all must be known
+    non-negative for a parametrised layer's fast path: MultiheadAttention's query, key and
+    value)."""
 
     types: Tuple[type, ...]
     convert: Callable[[nn.Module, bool], nn.Module]
     sign: Callable[[nn.Module, bool], bool]
     parametrised: bool = False
     result: str = "interval"
+    inputs: int = 1
 
     def matches(self, module: nn.Module) -> bool:
         """An instance of one of the types that keeps its forward (a subclass that overrides
@@ -426,8 +430,9 @@ MODULE_RULES: Tuple[ModuleRule, ...] = (
                lambda m, offsets: IntervalInstanceNorm(m), lambda m, s: False),
     ModuleRule((nn.Softmax,), lambda m, offsets: IntervalSoftmax.from_module(m),
                lambda m, s: True),
-    ModuleRule((nn.MultiheadAttention,), lambda m, offsets: IntervalMultiheadAttention(m),
-               lambda m, s: False, result="intervals"),
+    ModuleRule((nn.MultiheadAttention,),
+               lambda m, offsets: IntervalMultiheadAttention.from_module(m, offsets=offsets),
+               lambda m, s: False, parametrised=True, result="intervals", inputs=3),
     ModuleRule((nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d),
                lambda m, offsets: IntervalDropout.from_module(m), _same),
     ModuleRule((nn.Identity,), lambda m, offsets: nn.Identity(), _same),
