@@ -21,31 +21,45 @@ Tensor laid_out_like(const Tensor& u, const Tensor& like) {
   return u.strides() == like.strides() ? u : at::empty_like(like).copy_(u);
 }
 
+// The loop bodies of one task, on restrict pointers (so that they vectorise).
+template <typename T>
+void sum_difference_span(const T* __restrict a, const T* __restrict b, T* __restrict s,
+                         T* __restrict d, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    s[i] = a[i] + b[i];
+    d[i] = b[i] - a[i];
+  }
+}
+
+// v - v is 0 for a finite v and NaN for inf or NaN: the probe stays 0 iff all are finite.
+template <typename T>
+bool halve_sum_difference_span(T* __restrict s, T* __restrict d, int64_t n) {
+  T probe = 0;
+#pragma omp simd reduction(+ : probe)
+  for (int64_t i = 0; i < n; ++i) {
+    const T si = s[i], di = d[i];
+    probe += (si - si) + (di - di);
+    s[i] = (si - di) * T(0.5);
+    d[i] = (si + di) * T(0.5);
+  }
+  return probe == 0;
+}
+
 template <typename T>
 void sum_difference_cpu(const T* a, const T* b, T* s, T* d, int64_t n) {
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      s[i] = a[i] + b[i];
-      d[i] = b[i] - a[i];
-    }
+  at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
+    sum_difference_span(a + begin, b + begin, s + begin, d + begin, end - begin);
   });
 }
 
 template <typename T>
 bool halve_sum_difference_cpu(T* s, T* d, int64_t n) {
   std::atomic<bool> finite{true};
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-    // v - v is 0 for a finite v and NaN for inf or NaN: the probe stays 0 iff all are finite
-    T probe = 0;
-#pragma omp simd reduction(+ : probe)
-    for (int64_t i = begin; i < end; ++i) {
-      const T si = s[i], di = d[i];
-      probe += (si - si) + (di - di);
-      s[i] = (si - di) * T(0.5);
-      d[i] = (si + di) * T(0.5);
+  at::parallel_for(0, n, kGrain, [=, &finite](int64_t begin, int64_t end) {
+    if (!halve_sum_difference_span(s + begin, d + begin, end - begin)) {
+      finite.store(false, std::memory_order_relaxed);
     }
-    if (!(probe == 0)) finite.store(false, std::memory_order_relaxed);
   });
   return finite.load();
 }
