@@ -65,6 +65,8 @@ def _check_report(out, task):
             assert image.format == "PNG" and min(image.size) > 100
         assert f"]({name})" in report
     assert s["task"] == task
+    # the MC-dropout rate and T are stated in the text, not only in the settings table
+    assert "**MC dropout as run.**" in report and f"T = {s['mc_passes']} stochastic" in report
     return metrics
 
 
@@ -116,6 +118,7 @@ def test_seeds_repeat_the_study_and_report_across_them(tmp_path):
     assert across["sd"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
     report = (out / "report.md").read_text()
     assert "2 seeds" in report and "(seed-3/report.md)" in report and "± " in report
+    assert "**MC dropout as run.**" in report
 
 
 @pytest.mark.parametrize("argv, message", [

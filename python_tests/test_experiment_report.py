@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from inn_cuda.experiment import report
+from inn_cuda.experiment import make_settings, report
 
 CASES = {"clean": {"kind": "clean", "images": 4},
          "noise 0.01": {"kind": "noise", "images": 4, "level": 0.01},
@@ -99,3 +99,28 @@ def test_write_report_writes_strict_json_and_markdown(tmp_path):
     text = (tmp_path / report.REPORT_FILE).read_text()
     assert "![cases.png](cases.png)" in text and "## Settings" in text
     assert "## Summary" in text and "## Paired comparisons" in text
+
+
+def test_report_states_the_mc_dropout_rate_and_passes(tmp_path):
+    """The report's head says what MC dropout ran with (rate, placement, T) next to the paper's,
+    and plainly where the rate is not the paper's."""
+    cases = {"clean": {"kind": "clean", "images": 3}}
+    results = {"INN": {"clean": {"rmse": 0.1, "per_image": {}}}}
+    s = make_settings("ct", "default").as_dict()
+    report.write_report(tmp_path, _metrics(results, settings=s, cases=cases), [])
+    text = (tmp_path / report.REPORT_FILE).read_text()
+    sentence = report.mc_dropout_sentence(s)
+    assert sentence in text and "**MC dropout as run.**" in sentence
+    assert "T = 16 stochastic passes" in sentence and "rate p = 0.2" in sentence
+    assert "not the paper's 0.7" in sentence and "RMSE" in sentence  # deviation and why
+    assert "--set dropout=0.7 --set upsampling=paper" in sentence
+
+    paper = report.mc_dropout_sentence(make_settings("ct", "paper").as_dict())
+    assert "T = 16" in paper and "p = 0.7 on the decoder's concatenations" in paper
+    assert "not the paper's" not in paper
+    half = report.mc_dropout_sentence(make_settings("ct", "default", dropout=0.7).as_dict())
+    assert "The rate is the paper's; the placement is not" in half
+    deconv = report.mc_dropout_sentence(make_settings("deconv1d", "default").as_dict())
+    assert "T = 50" in deconv and "rates 0.2, 0.5, 0.5" in deconv
+    assert "not the paper's" not in deconv and "differs" not in deconv
+    assert report.mc_dropout_sentence({"task": "ct"}) == ""  # settings that do not say

@@ -15,7 +15,10 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..baselines import PAPER_PASSES
+from ..tasks.models import PAPER_CONV1D_DROPOUT
 from . import statistics as S
+from .presets import CT_DEFAULT_DROPOUT_NOTE, PAPER_DROPOUT
 from .verdict import analyse, cases_of, controls_of, methods_of
 
 REPORT_FILE = "report.md"
@@ -208,6 +211,42 @@ def _inn_sentences(metrics: dict) -> List[str]:
     return out
 
 
+def mc_dropout_sentence(s: dict) -> str:
+    """What MC dropout ran with (rate, where the dropout sits, T) next to the paper's, and
+    plainly where the rate deviates from it; "" when the settings do not say."""
+    task, rate, passes = s.get("task"), s.get("dropout"), s.get("mc_passes")
+    if task not in PAPER_DROPOUT or not _is_number(rate) or not _is_number(passes):
+        return ""
+    paper_rate, paper_passes = PAPER_DROPOUT[task], PAPER_PASSES[task]
+    if task == "ct":
+        layout = s.get("upsampling", "transpose")
+        where = ("on the decoder's concatenations (the paper's layout)" if layout == "paper"
+                 else "after every down- and upsampling of the U-Net")
+        ran = f"rate p = {rate:g} {where}"
+        paper = (f"The paper (CT): p = {paper_rate:g} on the decoder's concatenations, "
+                 f"T = {paper_passes}.")
+    else:
+        layers = ", ".join(str(k) for k in PAPER_CONV1D_DROPOUT)
+        ran = (f"rates {', '.join(f'{rate * r:g}' for r in PAPER_CONV1D_DROPOUT.values())} "
+               f"after hidden layers {layers} (the paper's rates x {rate:g})")
+        paper = (f"The paper (1D): rates "
+                 f"{', '.join(f'{r:g}' for r in PAPER_CONV1D_DROPOUT.values())}, "
+                 f"T = {paper_passes}.")
+    text = (f"**MC dropout as run.** MCDROP: T = {passes} stochastic passes of the point "
+            f"network with its training dropout, {ran}. {paper}")
+    if rate != paper_rate:
+        named = f"rate is not the paper's {paper_rate:g}" if task == "ct" else \
+            "rates are not the paper's"
+        text += f" This run's {named}" + (
+            f": {CT_DEFAULT_DROPOUT_NOTE}." if task == "ct" and s.get("preset") == "default"
+            and rate == 0.2 else f" (`--set dropout={paper_rate:g}`).")
+    elif task == "ct" and s.get("upsampling") != "paper":
+        text += (" The rate is the paper's; the placement is not (`--set upsampling=paper`).")
+    if passes != paper_passes:
+        text += f" T differs from the paper's {paper_passes}."
+    return text
+
+
 def _speed_sentence(metrics: dict) -> str:
     timing = metrics.get("inference_time", {})
     per_image = {m: t["per_image_s"] for m, t in timing.items()
@@ -398,6 +437,7 @@ def render(metrics: dict, figure_files: List[str], *, noise_label: str = "noise"
         f"{env.get('load_average_start')} at the start). All numbers below are measured in "
         f"this run; the findings are generated from them by the verdict rule.",
         "",
+        *([mc_dropout_sentence(s), ""] if mc_dropout_sentence(s) else []),
         "Pixel-level numbers are computed on the object support "
         f"({'the body: target > 0.01, dilated by 3 pixels' if s['task'] == 'ct' else 'every sample'})"
         " and averaged over images; values in brackets are bootstrap 95 % intervals over images "

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Dict, List
 
 from .presets import Settings
-from .report import METRICS_FILE, MODE_TITLES, REPORT_FILE, _fmt, _table, dumps, verdict_of
+from .report import (METRICS_FILE, MODE_TITLES, REPORT_FILE, _fmt, _table, dumps,
+                     mc_dropout_sentence, verdict_of)
 from .study import StudyResult, run_study
 
 
@@ -107,6 +108,7 @@ def render(summary: dict) -> str:
         "",
         "Reports per seed: " + ", ".join(f"[seed {k}](seed-{k}/report.md)" for k in seeds) + ".",
         "",
+        *([mc_dropout_sentence(s), ""] if mc_dropout_sentence(s) else []),
         "## Across seeds",
         "",
         "Mean ± sd over seeds of each seed's mean over images; beside it each seed's mean with "
