@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(emulated_ops.compiler() is None,
                                        "host compiler")
 
 # (op, x shape, w shape, config after the bias). Shapes cross the 64 x 64 output tile and the
-# 16-deep depth step, and leave partial tiles.
+# 16-deep depth step, and leave partial tiles. These run in the tile configuration the launch plan
+# chooses; test_cuda_emulated_tiles.py runs every configuration.
 LINEAR = [  # x, w
     ((1, 1), (1, 1)),
     ((3, 17), (5, 17)),
@@ -315,18 +316,25 @@ sys.path.insert(0, {tests!r})
 from cuda_emulation import emulated_ops
 from helpers import random_interval
 kernels = emulated_ops.EmulatedKernels(emulated_ops.build({sanitize!r})).with_plan(64, 16)
-for nonneg in (False, True):
-    x_lo, x_hi = random_interval((7, 100), nonneg=nonneg, dtype=torch.float32)
-    w_lo, w_hi = random_interval((5, 100), dtype=torch.float32)
-    y = kernels.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=nonneg)  # depth split
-    g = [torch.randn_like(y[0]) for _ in range(2)]
-    kernels.interval_linear_backward_weight(*g, x_lo, x_hi, w_lo, w_hi, nonneg)
-    x_lo, x_hi = random_interval((2, 4, 9, 7), nonneg=nonneg, dtype=torch.float32)
-    w_lo, w_hi = random_interval((6, 2, 3, 3), dtype=torch.float32)
-    y = kernels.interval_conv2d(x_lo, x_hi, w_lo, w_hi, None, None, (2, 1), (1, 1), (1, 2), 2,
-                                nonneg)
-    g = [torch.randn_like(y[0]) for _ in range(2)]
-    kernels.interval_conv2d_backward_input(*g, x_lo, x_hi, w_lo, w_hi, (2, 1), (1, 1), (1, 2), 2,
+conv = ((2, 1), (1, 1), (1, 2), 2)
+transposed = ((2, 2), (0, 1), (1, 0), 1, (1, 1))
+for tile in [None, *range(len(kernels.tile_configs()))]:  # the chosen one, then every one
+    emulated = kernels.with_tile(tile)
+    for nonneg in (False, True):
+        x_lo, x_hi = random_interval((7, 100), nonneg=nonneg, dtype=torch.float32)
+        w_lo, w_hi = random_interval((5, 100), dtype=torch.float32)
+        y = emulated.interval_linear(x_lo, x_hi, w_lo, w_hi, input_nonneg=nonneg)  # depth split
+        g = [torch.randn_like(y[0]) for _ in range(2)]
+        emulated.interval_linear_backward_weight(*g, x_lo, x_hi, w_lo, w_hi, nonneg)
+        x_lo, x_hi = random_interval((2, 4, 9, 7), nonneg=nonneg, dtype=torch.float32)
+        w_lo, w_hi = random_interval((6, 2, 3, 3), dtype=torch.float32)
+        y = emulated.interval_conv2d(x_lo, x_hi, w_lo, w_hi, None, None, *conv, nonneg)
+        g = [torch.randn_like(y[0]) for _ in range(2)]
+        emulated.interval_conv2d_backward_input(*g, x_lo, x_hi, w_lo, w_hi, *conv, nonneg)
+        emulated.interval_conv2d_backward_weight(*g, x_lo, x_hi, w_lo, w_hi, *conv, nonneg)
+        x_lo, x_hi = random_interval((2, 3, 4, 5), nonneg=nonneg, dtype=torch.float32)
+        w_lo, w_hi = random_interval((3, 2, 2, 3), dtype=torch.float32)
+        emulated.interval_conv_transpose2d(x_lo, x_hi, w_lo, w_hi, None, None, *transposed,
                                            nonneg)
 print("done")
 """
@@ -336,9 +344,10 @@ print("done")
 @pytest.mark.parametrize("sanitize", ["address", "thread"])
 def test_emulation_under_sanitizer(sanitize):
     """The kernels' emulation (threads of a block as host threads, shared memory, barriers)
-    built with -fsanitize=address / thread, on cases that split the depth: no out-of-bounds
-    access, no data race between the emulated threads. Only the emulation is instrumented
-    (TSan ignores the uninstrumented Python and torch)."""
+    built with -fsanitize=address / thread, in every tile configuration (tile_config.cuh), on
+    cases that split the depth and read the conv problems' depth tables (all three conv index
+    maps): no out-of-bounds access, no data race between the emulated threads. Only the
+    emulation is instrumented (TSan ignores the uninstrumented Python and torch)."""
     import os
     import subprocess
     import sys

@@ -40,9 +40,9 @@ class TileRuntime {
 
   int sm_count() const { return gpu::sm_count(like_.device().index()); }
 
-  template <typename Problem, bool kNonneg>
+  template <typename Problem, typename Config, bool kNonneg>
   void launch_tile(index_t blocks, int splits, const Problem& p) {
-    kernels::interval_tile_kernel<Problem, kNonneg>
+    kernels::interval_tile_kernel<Problem, Config, kNonneg>
         <<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(splits)),
            kernels::kTileThreads, 0, stream_.stream()>>>(p);
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -19,6 +19,10 @@
 //                 A = small image, B = big image gathered im2col-style.
 //                 conv2d weight grad (A = grad y, B = x), conv_transpose2d weight grad
 //                 (A = x, B = grad y).
+// Each problem decodes a depth index (a (channel, tap) pair or a (batch, pixel) position: integer
+// divisions) once per block and step into a DepthIndex table (interval_tile_kernel.cuh): the
+// entry holds the offsets and tap displacements, and a row's (column's) cursor the rest, so a
+// load in the depth loop only adds and compares.
 // Where an im2col gather meets padding, the term is zero-valued (as in the reference's explicitly
 // padded formulation: a NaN or infinite weight there still makes NaN). A big-image output has no
 // term at all where no small pixel maps (padding, or between strided pixels): for the conv2d input
@@ -87,33 +91,47 @@ struct ConvSmallOut : TileProblem<Elem> {
   ConvGeometry geo;
   IntervalPointer<T> weight, big, own;
 
+  // Depth index t = (big channel in group, kh, kw).
+  struct DepthIndex {
+    int t;           // A: the offset in a weight row
+    int dh, dw;      // B: the tap's displacement, kh * dil_h and kw * dil_w
+    index_t offset;  // B: channel * big_pixels + dh * big_w + dw
+  };
+  static constexpr bool kDepthTable = true;
+  INN_HD DepthIndex depth_index(int, index_t t) const {
+    const ChannelTap ct = channel_tap(geo, t);
+    const int dh = ct.kh * geo.dil_h, dw = ct.kw * geo.dil_w;
+    return {static_cast<int>(t), dh, dw,
+            ct.channel * geo.big_pixels() + static_cast<index_t>(dh) * geo.big_w + dw};
+  }
+
   // A: the weights of small channel s: contiguous over (big channel in group, tap).
   using ACursor = index_t;
   INN_HD ACursor a_cursor(int g, index_t s) const {
     return (static_cast<index_t>(g) * geo.small_per_group() + s) * this->shape.depth;
   }
-  INN_HD void load_a(int, ACursor row, index_t t, Acc& v0, Acc& v1) const {
-    weight.load(row + t, v0, v1);
+  INN_HD void load_a(int, ACursor row, const DepthIndex& d, Acc& v0, Acc& v1) const {
+    weight.load(row + d.t, v0, v1);
   }
 
-  // B: the big image around small pixel p (its group's first channel, top-left tap position).
+  // B: the big image around small pixel p: the top-left tap position (h0, w0) of its group's
+  // first channel, and its offset (outside the image when padded).
   struct BCursor {
-    index_t image;
+    index_t origin;
     int h0, w0;
   };
   INN_HD BCursor b_cursor(int g, index_t p) const {
     const Pixel px = pixel_of(p, geo.small_pixels(), geo.small_w);
+    const int h0 = px.h * geo.stride_h - geo.pad_h, w0 = px.w * geo.stride_w - geo.pad_w;
     return {(px.batch * geo.big_c + static_cast<index_t>(g) * geo.big_per_group()) *
-                geo.big_pixels(),
-            px.h * geo.stride_h - geo.pad_h, px.w * geo.stride_w - geo.pad_w};
+                    geo.big_pixels() +
+                static_cast<index_t>(h0) * geo.big_w + w0,
+            h0, w0};
   }
-  INN_HD void load_b(int, const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
-    const ChannelTap ct = channel_tap(geo, t);
-    const int h = at.h0 + ct.kh * geo.dil_h;
-    const int w = at.w0 + ct.kw * geo.dil_w;
+  INN_HD void load_b(int, const BCursor& at, const DepthIndex& d, Acc& v0, Acc& v1) const {
+    const int h = at.h0 + d.dh, w = at.w0 + d.dw;
     if (h < 0 || h >= geo.big_h || w < 0 || w >= geo.big_w) return;  // zero padding
-    big.load(at.image + ct.channel * geo.big_pixels() + static_cast<index_t>(h) * geo.big_w + w,
-             v0, v1);
+    big.load(at.origin + d.offset, v0, v1);
   }
 
   INN_HD index_t out_index(int g, index_t s, index_t p) const {
@@ -144,14 +162,16 @@ INN_HD TapRange taps_of_phase(int phase, int kernel, int stride, int dilation) {
 }
 
 // The big pixels of one stride phase along one dim: b = first + i * stride, (b + pad) % stride =
-// phase, i < count.
+// phase, i < count. Through a tap k with k * dilation = phase + q * stride, big pixel i of the
+// phase meets small pixel (b + pad - k * dilation) / stride = origin + i - q.
 struct PhaseLine {
-  int first, count;
+  int first, count, origin;
 };
 
 INN_HD PhaseLine pixels_of_phase(int phase, int size, int stride, int pad) {
   const int first = ((phase - pad) % stride + stride) % stride;
-  return {first, first < size ? (size - first + stride - 1) / stride : 0};
+  return {first, first < size ? (size - first + stride - 1) / stride : 0,
+          (first + pad - phase) / stride};
 }
 
 // A big image's pixels split by stride phase: within a phase every pixel meets the small image
@@ -170,7 +190,7 @@ struct ConvBigOut : TileProblem<Elem> {
 
   // Block group index = group * phases + phase_h * stride_w + phase_w.
   struct Context {
-    int group;
+    int group, phase_h, phase_w;
     TapRange taps_h, taps_w;
     PhaseLine rows, cols;
   };
@@ -178,7 +198,8 @@ struct ConvBigOut : TileProblem<Elem> {
     const int phases = geo.stride_h * geo.stride_w;
     const int phase = gp % phases;
     const int phase_h = phase / geo.stride_w, phase_w = phase % geo.stride_w;
-    return {gp / phases, taps_of_phase(phase_h, geo.kernel_h, geo.stride_h, geo.dil_h),
+    return {gp / phases, phase_h, phase_w,
+            taps_of_phase(phase_h, geo.kernel_h, geo.stride_h, geo.dil_h),
             taps_of_phase(phase_w, geo.kernel_w, geo.stride_w, geo.dil_w),
             pixels_of_phase(phase_h, geo.big_h, geo.stride_h, geo.pad_h),
             pixels_of_phase(phase_w, geo.big_w, geo.stride_w, geo.pad_w)};
@@ -190,18 +211,27 @@ struct ConvBigOut : TileProblem<Elem> {
     return static_cast<index_t>(geo.small_per_group()) * c.taps_h.count * c.taps_w.count;
   }
 
-  // Depth index t = (small channel in group, tap row i, tap column j) of the phase's taps.
-  struct PhaseTap {
-    int channel, kh, kw;
+  // Depth index t = (small channel in group, tap row i, tap column j) of the phase's taps: tap
+  // (kh, kw) with kh * dil_h = phase_h + qh * stride_h, kw * dil_w = phase_w + qw * stride_w.
+  struct DepthIndex {
+    index_t weight;  // A: channel * big_per_group * taps + kh * kernel_w + kw
+    index_t small;   // B: channel * small_pixels - qh * small_w - qw
+    int qh, qw;      // B: the small-pixel shift of the tap (PhaseLine)
   };
-  INN_HD PhaseTap phase_tap(const Context& c, index_t t) const {
+  static constexpr bool kDepthTable = true;
+  INN_HD DepthIndex depth_index(const Context& c, index_t t) const {
     const int ti = static_cast<int>(t);
     const int taps = c.taps_h.count * c.taps_w.count;
     const int channel = ti / taps;
     const int tap = ti - channel * taps;
     const int i = tap / c.taps_w.count;
-    return {channel, c.taps_h.first + i * c.taps_h.step,
-            c.taps_w.first + (tap - i * c.taps_w.count) * c.taps_w.step};
+    const int kh = c.taps_h.first + i * c.taps_h.step;
+    const int kw = c.taps_w.first + (tap - i * c.taps_w.count) * c.taps_w.step;
+    const int qh = (kh * geo.dil_h - c.phase_h) / geo.stride_h;
+    const int qw = (kw * geo.dil_w - c.phase_w) / geo.stride_w;
+    return {static_cast<index_t>(channel) * geo.big_per_group() * geo.taps() + kh * geo.kernel_w +
+                kw,
+            channel * geo.small_pixels() - static_cast<index_t>(qh) * geo.small_w - qw, qh, qw};
   }
 
   // A: the weights of big channel bc: weight[group * Sg + s][bc][kh][kw].
@@ -210,18 +240,17 @@ struct ConvBigOut : TileProblem<Elem> {
     return (static_cast<index_t>(c.group) * geo.small_per_group() * geo.big_per_group() + bc) *
            geo.taps();
   }
-  INN_HD void load_a(const Context& c, ACursor column, index_t t, Acc& v0, Acc& v1) const {
-    const PhaseTap pt = phase_tap(c, t);
-    weight.load(column + static_cast<index_t>(pt.channel) * geo.big_per_group() * geo.taps() +
-                    pt.kh * geo.kernel_w + pt.kw,
-                v0, v1);
+  INN_HD void load_a(const Context&, ACursor column, const DepthIndex& d, Acc& v0,
+                     Acc& v1) const {
+    weight.load(column + d.weight, v0, v1);
   }
 
-  // B: the small image seen from big pixel q of the phase: small = (big + pad - tap * dil) /
-  // stride, exact within the phase.
+  // B: the small image seen from big pixel q of the phase: the small pixel (h0, w0) it meets
+  // through a tap with q = 0 (PhaseLine::origin; outside the image when none does), and its
+  // offset in the group's first channel.
   struct BCursor {
-    index_t image;
-    int h0, w0;  // big + pad, per dim
+    index_t origin;
+    int h0, w0;
   };
   INN_HD BCursor b_cursor(const Context& c, index_t q) const {
     // A phase can have no pixels; its cursors are then never read, but must not divide by zero.
@@ -229,23 +258,19 @@ struct ConvBigOut : TileProblem<Elem> {
     index_t batch, rest;
     divmod(q, static_cast<index_t>(c.rows.count > 0 ? c.rows.count : 1) * per_row, batch, rest);
     const int i = static_cast<int>(rest) / per_row;
-    const int j = static_cast<int>(rest) - i * per_row;
+    const int h0 = c.rows.origin + i, w0 = c.cols.origin + static_cast<int>(rest) - i * per_row;
     return {(batch * geo.small_c + static_cast<index_t>(c.group) * geo.small_per_group()) *
-                geo.small_pixels(),
-            c.rows.first + i * geo.stride_h + geo.pad_h,
-            c.cols.first + j * geo.stride_w + geo.pad_w};
+                    geo.small_pixels() +
+                static_cast<index_t>(h0) * geo.small_w + w0,
+            h0, w0};
   }
-  INN_HD void load_b(const Context& c, const BCursor& at, index_t t, Acc& v0, Acc& v1) const {
-    const PhaseTap pt = phase_tap(c, t);
-    const int h = (at.h0 - pt.kh * geo.dil_h) / geo.stride_h;  // exact: same phase
-    const int w = (at.w0 - pt.kw * geo.dil_w) / geo.stride_w;
-    if (at.h0 < pt.kh * geo.dil_h || at.w0 < pt.kw * geo.dil_w || h >= geo.small_h ||
-        w >= geo.small_w) {
+  INN_HD void load_b(const Context&, const BCursor& at, const DepthIndex& d, Acc& v0,
+                     Acc& v1) const {
+    const int h = at.h0 - d.qh, w = at.w0 - d.qw;
+    if (h < 0 || h >= geo.small_h || w < 0 || w >= geo.small_w) {
       return;  // no small pixel maps here through this tap
     }
-    small.load(at.image + pt.channel * geo.small_pixels() + static_cast<index_t>(h) * geo.small_w +
-                   w,
-               v0, v1);
+    small.load(at.origin + d.small, v0, v1);
   }
 
   INN_HD index_t out_index(const Context& c, index_t bc, index_t q) const {
@@ -274,35 +299,49 @@ struct ConvWeightOut : TileProblem<Elem> {
   ConvGeometry geo;
   IntervalPointer<T> small, big, own;
 
+  // Depth index p = (batch, small pixel (h, w)).
+  struct DepthIndex {
+    index_t small;  // A: batch * small_c * small_pixels + h * small_w + w
+    index_t big;    // B: batch * big_c * big_pixels + hs * big_w + ws
+    int hs, ws;     // B: h * stride_h, w * stride_w
+  };
+  static constexpr bool kDepthTable = true;
+  INN_HD DepthIndex depth_index(int, index_t p) const {
+    const Pixel px = pixel_of(p, geo.small_pixels(), geo.small_w);
+    const int hs = px.h * geo.stride_h, ws = px.w * geo.stride_w;
+    return {px.batch * geo.small_c * geo.small_pixels() +
+                static_cast<index_t>(px.h) * geo.small_w + px.w,
+            px.batch * geo.big_c * geo.big_pixels() + static_cast<index_t>(hs) * geo.big_w + ws,
+            hs, ws};
+  }
+
   // A: small channel s of the small image, walked over batch x pixels.
   using ACursor = index_t;
   INN_HD ACursor a_cursor(int g, index_t s) const {
     return (static_cast<index_t>(g) * geo.small_per_group() + s) * geo.small_pixels();
   }
-  INN_HD void load_a(int, ACursor channel, index_t p, Acc& v0, Acc& v1) const {
-    index_t batch, pixel;
-    divmod(p, geo.small_pixels(), batch, pixel);
-    small.load(batch * geo.small_c * geo.small_pixels() + channel + pixel, v0, v1);
+  INN_HD void load_a(int, ACursor channel, const DepthIndex& d, Acc& v0, Acc& v1) const {
+    small.load(channel + d.small, v0, v1);
   }
 
-  // B: big channel and tap of weight column `col`, walked over the small pixels it meets.
+  // B: big channel and tap of weight column `col`, walked over the small pixels it meets: the
+  // tap's displacement (kh * dil_h - pad_h, kw * dil_w - pad_w) and the channel's offset
+  // displaced by it.
   struct BCursor {
-    index_t channel;
+    index_t origin;
     int h_offset, w_offset;
   };
   INN_HD BCursor b_cursor(int g, index_t col) const {
     const ChannelTap ct = channel_tap(geo, col);
-    return {(static_cast<index_t>(g) * geo.big_per_group() + ct.channel) * geo.big_pixels(),
-            ct.kh * geo.dil_h - geo.pad_h, ct.kw * geo.dil_w - geo.pad_w};
+    const int h_offset = ct.kh * geo.dil_h - geo.pad_h, w_offset = ct.kw * geo.dil_w - geo.pad_w;
+    return {(static_cast<index_t>(g) * geo.big_per_group() + ct.channel) * geo.big_pixels() +
+                static_cast<index_t>(h_offset) * geo.big_w + w_offset,
+            h_offset, w_offset};
   }
-  INN_HD void load_b(int, const BCursor& at, index_t p, Acc& v0, Acc& v1) const {
-    const Pixel px = pixel_of(p, geo.small_pixels(), geo.small_w);
-    const int h = px.h * geo.stride_h + at.h_offset;
-    const int w = px.w * geo.stride_w + at.w_offset;
+  INN_HD void load_b(int, const BCursor& at, const DepthIndex& d, Acc& v0, Acc& v1) const {
+    const int h = d.hs + at.h_offset, w = d.ws + at.w_offset;
     if (h < 0 || h >= geo.big_h || w < 0 || w >= geo.big_w) return;  // zero padding
-    big.load(px.batch * geo.big_c * geo.big_pixels() + at.channel +
-                 static_cast<index_t>(h) * geo.big_w + w,
-             v0, v1);
+    big.load(at.origin + d.big, v0, v1);
   }
 
   INN_HD index_t out_index(int g, index_t s, index_t col) const {

@@ -9,6 +9,7 @@
 #include "cuda_emulation.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "kernels/conv_problems.cuh"
@@ -19,13 +20,19 @@ namespace {
 
 using namespace inn::kernels;
 
+// The tile configuration of the last launch: {rows, cols, depth} (lets tests see the choice).
+int g_last_tile[3] = {0, 0, 0};
+
 struct EmulatedRuntime {
   std::vector<std::vector<double>> buffers;
 
-  template <typename Problem, bool kNonneg>
+  template <typename Problem, typename Config, bool kNonneg>
   void launch_tile(index_t blocks, int splits, const Problem& p) {
+    g_last_tile[0] = Config::kRows;
+    g_last_tile[1] = Config::kCols;
+    g_last_tile[2] = Config::kDepth;
     emu::launch(dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(splits)),
-                dim3(kTileThreads), [&] { interval_tile_kernel<Problem, kNonneg>(p); });
+                dim3(kTileThreads), [&] { interval_tile_kernel<Problem, Config, kNonneg>(p); });
   }
   template <typename T>
   void launch_reduce(index_t blocks, const TileOutput<T>& out, int splits) {
@@ -71,10 +78,16 @@ IntervalPointer<T> in_pair(const void* const* in, int i) {
 bool g_guard_value = false;
 const bool* g_guard = nullptr;
 
+// A tile configuration number (0 .. kTileCount - 1, Tile's order), or -1: choose_tile's.
+std::optional<Tile> tile_of(int tile) {
+  if (tile < 0) return std::nullopt;
+  return static_cast<Tile>(tile);
+}
+
 // strides = {g row, g col, x row, x col, w row, w col}.
 template <typename Runtime>
 int linear_ops(Runtime& rt, int op, int dtype, int nonneg, int sm_count,
-               long long min_split_depth, long long M, long long N, long long K,
+               long long min_split_depth, int tile, long long M, long long N, long long K,
                const void* const* in, const long long* strides, void* out_lo, void* out_hi) {
   return dispatch(dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -86,21 +99,21 @@ int linear_ops(Runtime& rt, int op, int dtype, int nonneg, int sm_count,
     if (op == kForward) {
       run_tile_problem(rt, linear_forward_problem<T>(M, N, K, x, w, in_ptr<T>(in, 6),
                                                      in_ptr<T>(in, 7), lo, hi),
-                       nonneg, sm_count, min_split_depth, g_guard);
+                       nonneg, sm_count, min_split_depth, g_guard, tile_of(tile));
     } else if (op == kInputGrad) {
       run_tile_problem(rt, linear_input_grad_problem<T>(M, N, K, g, x, w, lo, hi), nonneg,
-                       sm_count, min_split_depth, g_guard);
+                       sm_count, min_split_depth, g_guard, tile_of(tile));
     } else {
       run_tile_problem(rt, linear_weight_grad_problem<T>(M, N, K, g, x, w, lo, hi), nonneg,
-                       sm_count, min_split_depth, g_guard);
+                       sm_count, min_split_depth, g_guard, tile_of(tile));
     }
   });
 }
 
 template <typename Runtime>
 int conv_ops(Runtime& rt, int transposed, int op, int dtype, int nonneg, int sm_count,
-             long long min_split_depth, const long long* geometry, const void* const* in,
-             void* out_lo, void* out_hi) {
+             long long min_split_depth, int tile, const long long* geometry,
+             const void* const* in, void* out_lo, void* out_hi) {
   ConvGeometry geo;
   geo.batch = geometry[0];
   int* fields[] = {&geo.groups,   &geo.big_c,    &geo.big_h,    &geo.big_w,   &geo.small_c,
@@ -115,7 +128,8 @@ int conv_ops(Runtime& rt, int transposed, int op, int dtype, int nonneg, int sm_
     T* lo = static_cast<T*>(out_lo);
     T* hi = static_cast<T*>(out_hi);
     const auto run = [&](const auto& problem) {
-      run_tile_problem(rt, problem, nonneg, sm_count, min_split_depth, g_guard);
+      run_tile_problem(rt, problem, nonneg, sm_count, min_split_depth, g_guard,
+                       tile_of(tile));
     };
     if (!transposed) {
       if (op == kForward) run(conv2d_forward_problem<T>(geo, x, w, b_lo, b_hi, lo, hi));
@@ -149,23 +163,47 @@ int emu_has_half_types() {
 #endif
 }
 
-// The depth slices plan_tiles chooses for a problem of this size (lets tests confirm they split).
+int emu_tile_count() { return kTileCount; }
+
+// dims = {rows, cols, depth} of tile configuration `tile`.
+void emu_tile_dims(int tile, int* dims) {
+  with_tile(static_cast<Tile>(tile), [&](auto config) {
+    using Config = decltype(config);
+    dims[0] = Config::kRows;
+    dims[1] = Config::kCols;
+    dims[2] = Config::kDepth;
+  });
+}
+
+// The tile configuration (its number) choose_tile picks for rows x cols outputs of depth terms.
+int emu_choose_tile(long long rows, long long cols, long long depth) {
+  return static_cast<int>(choose_tile(rows, cols, depth));
+}
+
+// dims = {rows, cols, depth} of the tile configuration the last launch ran.
+void emu_last_tile(int* dims) { std::copy(g_last_tile, g_last_tile + 3, dims); }
+
+// The depth slices plan_tiles chooses for a problem of this size in tile configuration `tile`
+// (-1: choose_tile's), so tests can confirm they split.
 int emu_plan_splits(long long rows, long long cols, long long depth, int groups, int sm_count,
-                    long long min_split_depth) {
+                    long long min_split_depth, int tile) {
   TileShape shape;
   shape.rows = rows;
   shape.cols = cols;
   shape.depth = depth;
   shape.groups = groups;
-  plan_tiles(shape, sm_count, min_split_depth);
+  with_tile(tile_of(tile).value_or(choose_tile(rows, cols, depth)), [&](auto config) {
+    plan_tiles<decltype(config)>(shape, sm_count, min_split_depth);
+  });
   return shape.splits;
 }
 
-int emu_linear(int op, int dtype, int nonneg, int sm_count, long long min_split_depth,
+// tile: a tile configuration number, or -1 for choose_tile's (as the CUDA launchers).
+int emu_linear(int op, int dtype, int nonneg, int sm_count, long long min_split_depth, int tile,
                long long M, long long N, long long K, const void* const* in,
                const long long* strides, void* out_lo, void* out_hi) {
   EmulatedRuntime rt;
-  return linear_ops(rt, op, dtype, nonneg, sm_count, min_split_depth, M, N, K, in, strides,
+  return linear_ops(rt, op, dtype, nonneg, sm_count, min_split_depth, tile, M, N, K, in, strides,
                     out_lo, out_hi);
 }
 
@@ -199,13 +237,14 @@ int emu_conv_geometry(int transposed, const long long* x, const long long* w,
   return 0;
 }
 
-// geometry: as emu_conv_geometry returns it; transposed = 1 runs the conv_transpose2d ops.
+// geometry: as emu_conv_geometry returns it; transposed = 1 runs the conv_transpose2d ops; tile:
+// as emu_linear's.
 int emu_conv(int transposed, int op, int dtype, int nonneg, int sm_count,
-             long long min_split_depth, const long long* geometry, const void* const* in,
-             void* out_lo, void* out_hi) {
+             long long min_split_depth, int tile, const long long* geometry,
+             const void* const* in, void* out_lo, void* out_hi) {
   EmulatedRuntime rt;
-  return conv_ops(rt, transposed, op, dtype, nonneg, sm_count, min_split_depth, geometry, in,
-                  out_lo, out_hi);
+  return conv_ops(rt, transposed, op, dtype, nonneg, sm_count, min_split_depth, tile, geometry,
+                  in, out_lo, out_hi);
 }
 
 }  // extern "C"

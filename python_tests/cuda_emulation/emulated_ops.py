@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -44,14 +44,16 @@ def cuda_include() -> Optional[Path]:
 def build(sanitize: Optional[str] = None) -> Path:
     """Compiles the emulation into a shared library, cached in the temp folder by source hash;
     ``sanitize``: "address" or "thread" builds it under that GCC sanitizer (the process must
-    preload the sanitizer's runtime, see test_cuda_emulated.py)."""
+    preload the sanitizer's runtime, see test_cuda_emulated.py). Sanitized builds leave out the
+    half types: their kernels index memory exactly as the float ones do, and every instantiation
+    adds to a build that already takes minutes under a sanitizer."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler (g++) found")
     include = cuda_include()
     command = [cxx, "-O1", "-std=c++20", "-pthread", "-shared", "-fPIC", "-Wall", "-Wextra",
                "-Werror", "-Wno-unknown-pragmas", f"-I{CSRC}", f"-I{HERE}"]
-    if include is not None:
+    if include is not None and not sanitize:
         command += [f"-I{include}", "-DINN_KERNELS_HALF_TYPES"]
     if sanitize:
         command += [f"-fsanitize={sanitize}", "-g", "-fno-omit-frame-pointer"]
@@ -92,25 +94,58 @@ def _as_matrix(t: torch.Tensor, cols: int) -> torch.Tensor:
 
 class EmulatedKernels:
     """The CUDA kernels, run on the CPU. ``sm_count`` and ``min_split_depth`` feed the launch plan
-    (small values force depth splits on tiny shapes)."""
+    (small values force depth splits on tiny shapes); ``with_tile`` forces a tile configuration
+    (its number in tile_config.cuh's ``Tile`` order; None: the launchers' choice, choose_tile)."""
 
     def __init__(self, library: Path, sm_count: int = 132, min_split_depth: int = 512):
         self.lib = ctypes.CDLL(str(library))
         self.lib.emu_last_error.restype = ctypes.c_char_p
         self.sm_count = sm_count
         self.min_split_depth = min_split_depth
+        self.tile: Optional[int] = None
         self.has_half_types = bool(self.lib.emu_has_half_types())
 
     def with_plan(self, sm_count: int, min_split_depth: int) -> "EmulatedKernels":
+        return self._with(sm_count=sm_count, min_split_depth=min_split_depth)
+
+    def with_tile(self, tile: Optional[int]) -> "EmulatedKernels":
+        return self._with(tile=tile)
+
+    def _with(self, **settings) -> "EmulatedKernels":
         other = object.__new__(EmulatedKernels)
-        other.__dict__.update(self.__dict__, sm_count=sm_count, min_split_depth=min_split_depth)
+        other.__dict__.update(self.__dict__, **settings)
         return other
 
+    @property
+    def _tile_arg(self) -> int:
+        return -1 if self.tile is None else self.tile
+
+    def tile_configs(self) -> List[Tuple[int, int, int]]:
+        """(rows, cols, depth) of every tile configuration, by number (tile_config.cuh)."""
+        configs = []
+        for tile in range(self.lib.emu_tile_count()):
+            dims = (ctypes.c_int * 3)()
+            self.lib.emu_tile_dims(tile, dims)
+            configs.append(tuple(dims))
+        return configs
+
+    def chosen_tile(self, rows: int, cols: int, depth: int) -> Tuple[int, int, int]:
+        """(rows, cols, depth) of the configuration choose_tile picks for a problem this size."""
+        tile = self.lib.emu_choose_tile(ctypes.c_longlong(rows), ctypes.c_longlong(cols),
+                                        ctypes.c_longlong(depth))
+        return self.tile_configs()[tile]
+
+    def last_tile(self) -> Tuple[int, int, int]:
+        """(rows, cols, depth) of the tile configuration the last kernel launch ran."""
+        dims = (ctypes.c_int * 3)()
+        self.lib.emu_last_tile(dims)
+        return tuple(dims)
+
     def plan_splits(self, rows: int, cols: int, depth: int, groups: int = 1) -> int:
-        """Depth slices of a tile problem under this plan (tile_runner.cuh: plan_tiles)."""
+        """Depth slices of a tile problem under this plan and tile (tile_runner.cuh: plan_tiles)."""
         return self.lib.emu_plan_splits(ctypes.c_longlong(rows), ctypes.c_longlong(cols),
                                         ctypes.c_longlong(depth), groups, self.sm_count,
-                                        ctypes.c_longlong(self.min_split_depth))
+                                        ctypes.c_longlong(self.min_split_depth), self._tile_arg)
 
     def _check(self, status: int) -> None:
         if status != 0:
@@ -138,9 +173,9 @@ class EmulatedKernels:
         out_hi = torch.empty(out_shape, dtype=x_lo.dtype)
         self._check(self.lib.emu_linear(
             op, DTYPE_CODES[x_lo.dtype], int(nonneg), self.sm_count,
-            ctypes.c_longlong(self.min_split_depth), ctypes.c_longlong(m), ctypes.c_longlong(n),
-            ctypes.c_longlong(k), _pointers(ins), strides, ctypes.c_void_p(out_lo.data_ptr()),
-            ctypes.c_void_p(out_hi.data_ptr())))
+            ctypes.c_longlong(self.min_split_depth), self._tile_arg, ctypes.c_longlong(m),
+            ctypes.c_longlong(n), ctypes.c_longlong(k), _pointers(ins), strides,
+            ctypes.c_void_p(out_lo.data_ptr()), ctypes.c_void_p(out_hi.data_ptr())))
         return out_lo, out_hi
 
     def interval_linear(self, x_lo, x_hi, w_lo, w_hi, b_lo=None, b_hi=None, input_nonneg=False):
@@ -164,9 +199,9 @@ class EmulatedKernels:
         out_hi = torch.empty(out_shape, dtype=dtype)
         self._check(self.lib.emu_conv(
             int(transposed), op, DTYPE_CODES[dtype], int(nonneg), self.sm_count,
-            ctypes.c_longlong(self.min_split_depth), (ctypes.c_longlong * 16)(*geometry),
-            _pointers(ins), ctypes.c_void_p(out_lo.data_ptr()),
-            ctypes.c_void_p(out_hi.data_ptr())))
+            ctypes.c_longlong(self.min_split_depth), self._tile_arg,
+            (ctypes.c_longlong * 16)(*geometry), _pointers(ins),
+            ctypes.c_void_p(out_lo.data_ptr()), ctypes.c_void_p(out_hi.data_ptr())))
         return out_lo, out_hi
 
     def _geometry(self, transposed, x_shape, w_shape, config, groups):
