@@ -105,6 +105,20 @@ std::vector<int64_t> linear_output_shape(const at::Tensor& x, int64_t N) {
   return shape;
 }
 
+// What conv2d and conv_transpose2d check before their geometry, in this order: the four operands,
+// the ranks (with the layouts named in the errors), the pairs' shapes, the lengths of the
+// per-dimension lists.
+void check_conv_operands(const char* op, const at::Tensor& x_lo, const at::Tensor& x_hi,
+                         const at::Tensor& w_lo, const at::Tensor& w_hi, const char* x_layout,
+                         const char* w_layout,
+                         std::initializer_list<std::pair<const char*, at::IntArrayRef>> lists) {
+  check_tensors(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
+  check_rank(op, "x_lo", x_lo, 4, x_layout);
+  check_rank(op, "w_lo", w_lo, 4, w_layout);
+  check_pair_shapes(op, x_lo, x_hi, w_lo, w_hi);
+  for (const auto& [name, values] : lists) check_list(op, name, values, 2);
+}
+
 }  // namespace
 
 at::Tensor as_matrix(const at::Tensor& t, int64_t cols) {
@@ -164,13 +178,8 @@ ConvGeometry check_conv2d(const char* op, const at::Tensor& x_lo, const at::Tens
                           const std::optional<at::Tensor>& b_lo,
                           const std::optional<at::Tensor>& b_hi, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  check_tensors(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  check_rank(op, "x_lo", x_lo, 4, "(N, C, H, W)");
-  check_rank(op, "w_lo", w_lo, 4, "(C_out, C_in / groups, kH, kW)");
-  check_pair_shapes(op, x_lo, x_hi, w_lo, w_hi);
-  check_list(op, "stride", stride, 2);
-  check_list(op, "padding", padding, 2);
-  check_list(op, "dilation", dilation, 2);
+  check_conv_operands(op, x_lo, x_hi, w_lo, w_hi, "(N, C, H, W)", "(C_out, C_in / groups, kH, kW)",
+                      {{"stride", stride}, {"padding", padding}, {"dilation", dilation}});
   const ConvGeometry geo = geometry([&] {
     return conv2d_geometry(op, x_lo.sizes().data(), w_lo.sizes().data(), stride.data(),
                            padding.data(), dilation.data(), groups);
@@ -200,14 +209,12 @@ ConvGeometry check_conv_transpose2d(const char* op, const at::Tensor& x_lo,
                                     const std::optional<at::Tensor>& b_hi, at::IntArrayRef stride,
                                     at::IntArrayRef padding, at::IntArrayRef output_padding,
                                     int64_t groups, at::IntArrayRef dilation) {
-  check_tensors(op, {{"x_lo", &x_lo}, {"x_hi", &x_hi}, {"w_lo", &w_lo}, {"w_hi", &w_hi}});
-  check_rank(op, "x_lo", x_lo, 4, "(N, C_in, H, W)");
-  check_rank(op, "w_lo", w_lo, 4, "(C_in, C_out / groups, kH, kW)");
-  check_pair_shapes(op, x_lo, x_hi, w_lo, w_hi);
-  check_list(op, "stride", stride, 2);
-  check_list(op, "padding", padding, 2);
-  check_list(op, "output_padding", output_padding, 2);
-  check_list(op, "dilation", dilation, 2);
+  check_conv_operands(op, x_lo, x_hi, w_lo, w_hi, "(N, C_in, H, W)",
+                      "(C_in, C_out / groups, kH, kW)",
+                      {{"stride", stride},
+                       {"padding", padding},
+                       {"output_padding", output_padding},
+                       {"dilation", dilation}});
   const ConvGeometry geo = geometry([&] {
     return conv_transpose2d_geometry(op, x_lo.sizes().data(), w_lo.sizes().data(),
                                      stride.data(), padding.data(), output_padding.data(), groups,
