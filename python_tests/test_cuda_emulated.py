@@ -15,9 +15,14 @@ from bound_oracle import check, conv_terms, linear_terms, with_infinities
 from cuda_emulation import emulated_ops
 from helpers import assert_close_scaled, random_interval
 
-pytestmark = pytest.mark.skipif(emulated_ops.compiler() is None,
-                                reason="g++ not found: the CUDA kernel emulation needs a C++20 "
-                                       "host compiler")
+# One xdist group: every test here loads the same emulation build (built once, minutes), so
+# `pytest -n N --dist loadgroup` runs them on one worker while the others take the rest.
+pytestmark = [
+    pytest.mark.skipif(emulated_ops.compiler() is None,
+                       reason="g++ not found: the CUDA kernel emulation needs a C++20 "
+                               "host compiler"),
+    pytest.mark.xdist_group("cuda_emulation"),
+]
 
 # (op, x shape, w shape, config after the bias). Shapes cross the 64 x 64 output tile and the
 # 16-deep depth step, and leave partial tiles. These run in the tile configuration the launch plan
@@ -341,7 +346,10 @@ print("done")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sanitize", ["address", "thread"])
+# Each sanitized build (minutes) in its own xdist group, so workers build them side by side.
+@pytest.mark.parametrize("sanitize", [
+    pytest.param(s, marks=pytest.mark.xdist_group(f"cuda_emulation_{s}"))
+    for s in ("address", "thread")])
 def test_emulation_under_sanitizer(sanitize):
     """The kernels' emulation (threads of a block as host threads, shared memory, barriers)
     built with -fsanitize=address / thread, in every tile configuration (tile_config.cuh), on

@@ -11,9 +11,14 @@ import torch
 from bound_oracle import check, conv_terms, linear_terms, with_infinities
 from cuda_emulation import emulated_ops
 
-pytestmark = pytest.mark.skipif(emulated_ops.compiler() is None,
-                                reason="g++ not found: the CUDA kernel emulation needs a C++20 "
-                                       "host compiler")
+# One xdist group: every test here loads the same emulation build (built once, minutes), so
+# `pytest -n N --dist loadgroup` runs them on one worker while the others take the rest.
+pytestmark = [
+    pytest.mark.skipif(emulated_ops.compiler() is None,
+                       reason="g++ not found: the CUDA kernel emulation needs a C++20 "
+                               "host compiler"),
+    pytest.mark.xdist_group("cuda_emulation"),
+]
 
 # tile_config.cuh's configurations in Tile order: (rows, cols, depth step).
 SQUARE, FEW_ROWS, FEW_COLS, SHALLOW = (64, 64, 16), (16, 128, 16), (128, 16, 16), (16, 128, 8)

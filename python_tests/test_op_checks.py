@@ -270,6 +270,7 @@ def test_an_invalid_backend_choice_names_the_variable():
 
 
 @pytest.mark.skipif(emulated_ops.compiler() is None, reason="g++ not found")
+@pytest.mark.xdist_group("cuda_emulation")  # the emulation build test_cuda_emulated.py loads
 def test_cuda_kernel_geometry_refuses_what_32_bit_indices_cannot_hold():
     """conv_geometry.h's kernel_geometry, as the CUDA launchers call it (here through the CPU
     emulation, which compiles the same header)."""

@@ -10,6 +10,7 @@ builders, launch plan and kernel code that a GPU build runs.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import os
 import shutil
@@ -62,14 +63,20 @@ def build(sanitize: Optional[str] = None) -> Path:
         digest.update(source.read_bytes())
     folder = Path(tempfile.gettempdir()) / "inn_cuda_emulation"
     library = folder / f"emulated_ops_{digest.hexdigest()[:16]}.so"
-    if not library.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = library.with_suffix(f".{os.getpid()}.tmp")
-        result = subprocess.run(command + [str(HERE / "emulated_ops.cpp"), "-o", str(partial)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"compiling the CUDA emulation failed:\n{result.stderr}")
-        os.replace(partial, library)
+    if library.exists():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    # One compiler run per library: a second process (a pytest-xdist worker, another session)
+    # waits for the first instead of compiling the same minutes-long build beside it.
+    with open(library.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not library.exists():
+            partial = library.with_suffix(f".{os.getpid()}.tmp")
+            result = subprocess.run(command + [str(HERE / "emulated_ops.cpp"), "-o", str(partial)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"compiling the CUDA emulation failed:\n{result.stderr}")
+            os.replace(partial, library)
     return library
 
 
