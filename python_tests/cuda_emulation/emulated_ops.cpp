@@ -56,7 +56,9 @@ int dispatch(int dtype, const F& f) {
   emu::launch_error.clear();
   switch (dtype) {
     case kFloat32: f(static_cast<float*>(nullptr)); break;
+#ifndef INN_EMULATION_FLOAT32_ONLY
     case kFloat64: f(static_cast<double*>(nullptr)); break;
+#endif
 #ifdef INN_KERNELS_HAVE_HALF
     case kFloat16: f(static_cast<__half*>(nullptr)); break;
     case kBFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;

@@ -45,9 +45,9 @@ def cuda_include() -> Optional[Path]:
 def build(sanitize: Optional[str] = None) -> Path:
     """Compiles the emulation into a shared library, cached in the temp folder by source hash;
     ``sanitize``: "address" or "thread" builds it under that GCC sanitizer (the process must
-    preload the sanitizer's runtime, see test_cuda_emulated.py). Sanitized builds leave out the
-    half types: their kernels index memory exactly as the float ones do, and every instantiation
-    adds to a build that already takes minutes under a sanitizer."""
+    preload the sanitizer's runtime, see test_cuda_emulated.py). Sanitized builds hold float32
+    only: the other dtypes' kernels index memory and synchronise exactly as the float32 ones do,
+    and every instantiation adds to a build that takes minutes under a sanitizer."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler (g++) found")
@@ -57,7 +57,8 @@ def build(sanitize: Optional[str] = None) -> Path:
     if include is not None and not sanitize:
         command += [f"-I{include}", "-DINN_KERNELS_HALF_TYPES"]
     if sanitize:
-        command += [f"-fsanitize={sanitize}", "-g", "-fno-omit-frame-pointer"]
+        command += [f"-fsanitize={sanitize}", "-g", "-fno-omit-frame-pointer",
+                    "-DINN_EMULATION_FLOAT32_ONLY"]
     digest = hashlib.sha256(" ".join(command).encode())
     for source in SOURCES:
         digest.update(source.read_bytes())
