@@ -108,7 +108,7 @@ bool choose_library(bool point, bool nonneg, const Tensor& x_lo, const Tensor& x
 // check of the results replaces one of the operands (and an overflowing sum only sends a finite
 // call to the fused kernel too). On the CPU a host check: false sends the call to the fused
 // kernel. On CUDA always true, with `nonfinite` a device flag for the launcher's guarded rerun.
-bool results_finite(std::initializer_list<Tensor> ts, Tensor& nonfinite) {
+bool results_finite(const std::vector<Tensor>& ts, Tensor& nonfinite) {
   Tensor total;
   for (const Tensor& t : ts) {
     const auto acc = t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -224,23 +224,34 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
   return {dx_lo, dx_hi};
 }
 
+// The products of the upstream gradients [g_lo g_hi] with input parts xs, all in one call on
+// stacked operands: d(bound, i) is bound's (0: lo, 1: hi) gradient times part i, reduced over the
+// batch into a weight-shaped tensor; `all` the stacked result.
+struct StackedWeightProducts {
+  Tensor all;
+  int64_t k, in, out, in_groups, out_groups;
+  Tensor operator()(int64_t bound, int64_t i) const {
+    return part(part(all, out, out_groups, 2, bound), in, in_groups, k, i);
+  }
+};
+
+StackedWeightProducts weight_products(const Map& m, const Tensor& g_lo, const Tensor& g_hi,
+                                      const std::vector<Tensor>& xs, at::IntArrayRef w_sizes) {
+  const int64_t in = w_in_dim(m), out = w_out_dim(m);
+  const int64_t k = static_cast<int64_t>(xs.size());
+  const Tensor g = stack_parts({g_lo, g_hi}, 1, m.groups);
+  return {adjoint_w(m, g, stack_parts(xs, 1, m.groups), scaled(scaled(w_sizes, in, k), out, 2)),
+          k, in, out, dim_groups(m, in), dim_groups(m, out)};
+}
+
 // dw: sums over the batch of the upstream gradient times the input bound each weight bound
 // selected, all products in one call on stacked operands.
 std::pair<Tensor, Tensor> weight_grad(const Map& m, bool nonneg, const Tensor& g_lo,
                                       const Tensor& g_hi, const Tensor& l, const Tensor& h,
                                       const Tensor& a, const Tensor& b, Tensor& nonfinite,
                                       bool& ok) {
-  const int64_t in = w_in_dim(m), out = w_out_dim(m);
-  const int64_t in_groups = dim_groups(m, in), out_groups = dim_groups(m, out);
-  const Tensor g = stack_parts({g_lo, g_hi}, 1, m.groups);
   const auto product = [&](const std::vector<Tensor>& xs) {
-    const int64_t k = static_cast<int64_t>(xs.size());
-    const Tensor d = adjoint_w(m, g, stack_parts(xs, 1, m.groups),
-                               scaled(scaled(a.sizes(), in, k), out, 2));
-    // d(bound, i): the upstream gradient of bound (0: lo, 1: hi) times input part i
-    return [d, k, in, out, in_groups, out_groups](int64_t bound, int64_t i) {
-      return part(part(d, out, out_groups, 2, bound), in, in_groups, k, i);
-    };
+    return weight_products(m, g_lo, g_hi, xs, a.sizes());
   };
   if (nonneg) {
     // lo = a·(a >= 0 ? l : h), hi = b·(b >= 0 ? h : l)
@@ -294,6 +305,55 @@ std::optional<Routed> backward(const char* op, const Map& m, bool weight, const 
     hi = hi.view(x_lo_.sizes());
   }
   return done(op, lo, hi, nonfinite);
+}
+
+std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
+                                             const Tensor& grad_lo, const Tensor& grad_hi,
+                                             const Tensor& x_lo_, const Tensor& x_hi_,
+                                             const Tensor& w, bool input_nonneg) {
+  if (any_empty({&x_lo_, &w, &grad_lo}) || !choose_library(true, input_nonneg, x_lo_, x_hi_)) {
+    record(op, false);
+    return std::nullopt;
+  }
+  const int64_t K = w.size(w_in_dim(m)), N = w.size(w_out_dim(m));
+  const Tensor l = as_operand(m, x_lo_, K), h = as_operand(m, x_hi_, K);
+  const Tensor g_lo = as_operand(m, grad_lo, N), g_hi = as_operand(m, grad_hi, N);
+  // Where the selection rule differs between modes: at w == 0 nonneg mode takes the w >= 0 form,
+  // general mode the tie (l for both bounds). Only the latter needs a third product.
+  const Tensor w_pos = input_nonneg ? at::ge(w, 0) : at::gt(w, 0);
+  const bool zeros = !input_nonneg && (w.is_cuda() || at::eq(w, 0).any().item<bool>());
+  Tensor nonfinite, total;
+  // The selection is the kernels' only for a finite weight (an infinite one makes candidates
+  // infinite, a NaN one is selected by neither rule), so `w` joins every finiteness check.
+  std::vector<Tensor> checked{w};
+  if (midpoint_form(l)) {
+    // plus = (S·c2 + D·r2) / 2 (w > 0), minus = (S·c2 - D·r2) / 2 (w < 0), in one pass
+    const auto [s, d] = sum_difference(g_lo, g_hi);
+    const auto [c2, r2] = sum_difference(l, h);
+    Tensor minus = adjoint_w(m, s, c2, w.sizes()), plus = adjoint_w(m, d, r2, w.sizes());
+    if (!halve_sum_difference_(minus, plus, nonfinite)) return record(op, false), std::nullopt;
+    total = at::where(w_pos, plus, minus);
+    if (zeros) {
+      const Tensor tie = adjoint_w(m, s, l, w.sizes());
+      total = at::where(at::eq(w, 0), tie, total);
+      checked.push_back(tie);
+    }
+  } else {
+    // Narrow dtypes: the four products g_lo·l, g_lo·h, g_hi·l, g_hi·h in one stacked call.
+    const StackedWeightProducts d = weight_products(m, g_lo, g_hi, {l, h}, w.sizes());
+    total = at::where(w_pos, d(0, 0) + d(1, 1), d(0, 1) + d(1, 0));
+    if (zeros) total = at::where(at::eq(w, 0), d(0, 0) + d(1, 0), total);
+    checked.push_back(d.all);
+  }
+  Tensor more_nonfinite;
+  if (!results_finite(checked, more_nonfinite)) {
+    return record(op, false), std::nullopt;
+  }
+  if (more_nonfinite.defined()) {
+    nonfinite = nonfinite.defined() ? at::logical_or(nonfinite, more_nonfinite) : more_nonfinite;
+  }
+  record(op, true);
+  return RoutedTotal{total.contiguous(), nonfinite};
 }
 
 }  // namespace inn::library
