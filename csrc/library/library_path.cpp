@@ -108,7 +108,7 @@ bool choose_library(bool point, bool nonneg, const Tensor& x_lo, const Tensor& x
 // check of the results replaces one of the operands (and an overflowing sum only sends a finite
 // call to the fused kernel too). On the CPU a host check: false sends the call to the fused
 // kernel. On CUDA always true, with `nonfinite` a device flag for the launcher's guarded rerun.
-bool results_finite(const std::vector<Tensor>& ts, Tensor& nonfinite) {
+bool results_finite(std::initializer_list<Tensor> ts, Tensor& nonfinite) {
   Tensor total;
   for (const Tensor& t : ts) {
     const auto acc = t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -198,13 +198,9 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
     const auto [gs, gd] = sum_difference(g_lo, g_hi);
     dx_lo = adjoint_x(m, gs, a, l.sizes());
     dx_hi = adjoint_x(m, gd, at::abs(a), l.sizes());
-    ok = halve_sum_difference_(dx_lo, dx_hi, nonfinite);
+    ok = nonneg ? halve_sum_difference_(dx_lo, dx_hi, nonfinite)
+                : halve_sum_difference_tie_(dx_lo, dx_hi, l, h, nonfinite);
     if (!ok) return {};
-    if (!nonneg) {
-      const Tensor tie_to_l = at::logical_not(at::lt(l, h));
-      dx_lo = at::where(tie_to_l, at::add(dx_lo, dx_hi), dx_lo);
-      dx_hi = at::where(tie_to_l, at::zeros({}, dx_hi.options()), dx_hi);
-    }
     return {dx_lo, dx_hi};
   }
   // dx_lo = [g_lo g_hi]·[a⁺; b⁻], dx_hi = [g_lo g_hi]·[a⁻; b⁺]
@@ -318,40 +314,36 @@ std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
   const int64_t K = w.size(w_in_dim(m)), N = w.size(w_out_dim(m));
   const Tensor l = as_operand(m, x_lo_, K), h = as_operand(m, x_hi_, K);
   const Tensor g_lo = as_operand(m, grad_lo, N), g_hi = as_operand(m, grad_hi, N);
-  // Where the selection rule differs between modes: at w == 0 nonneg mode takes the w >= 0 form,
-  // general mode the tie (l for both bounds). Only the latter needs a third product.
-  const Tensor w_pos = input_nonneg ? at::ge(w, 0) : at::gt(w, 0);
-  const bool zeros = !input_nonneg && (w.is_cuda() || at::eq(w, 0).any().item<bool>());
-  Tensor nonfinite, total;
-  // The selection is the kernels' only for a finite weight (an infinite one makes candidates
-  // infinite, a NaN one is selected by neither rule), so `w` joins every finiteness check.
-  std::vector<Tensor> checked{w};
+  Tensor nonfinite;
   if (midpoint_form(l)) {
-    // plus = (S·c2 + D·r2) / 2 (w > 0), minus = (S·c2 - D·r2) / 2 (w < 0), in one pass
+    // The selection is the kernels' only for a finite weight (an infinite one makes candidates
+    // infinite, a NaN one is selected by neither sign rule): on the CPU such calls are routed
+    // before any product, on CUDA w joins the device flag. At w == 0 nonneg mode takes the
+    // w >= 0 form, general mode the tie: the third product, skipped on the CPU without zeros.
+    bool zeros = !input_nonneg;
+    if (!w.is_cuda()) {
+      const WeightScan scan = scan_weight(w);
+      if (!scan.finite) return record(op, false), std::nullopt;
+      zeros = zeros && scan.any_zero;
+    }
     const auto [s, d] = sum_difference(g_lo, g_hi);
     const auto [c2, r2] = sum_difference(l, h);
-    Tensor minus = adjoint_w(m, s, c2, w.sizes()), plus = adjoint_w(m, d, r2, w.sizes());
-    if (!halve_sum_difference_(minus, plus, nonfinite)) return record(op, false), std::nullopt;
-    total = at::where(w_pos, plus, minus);
-    if (zeros) {
-      const Tensor tie = adjoint_w(m, s, l, w.sizes());
-      total = at::where(at::eq(w, 0), tie, total);
-      checked.push_back(tie);
+    Tensor total = adjoint_w(m, s, c2, w.sizes());
+    const Tensor q = adjoint_w(m, d, r2, w.sizes());
+    const Tensor tie = zeros ? adjoint_w(m, s, l, w.sizes()) : Tensor();
+    if (!select_point_weight_grad_(total, q, tie, w, input_nonneg, nonfinite)) {
+      return record(op, false), std::nullopt;
     }
-  } else {
-    // Narrow dtypes: the four products g_lo·l, g_lo·h, g_hi·l, g_hi·h in one stacked call.
-    const StackedWeightProducts d = weight_products(m, g_lo, g_hi, {l, h}, w.sizes());
-    total = at::where(w_pos, d(0, 0) + d(1, 1), d(0, 1) + d(1, 0));
-    if (zeros) total = at::where(at::eq(w, 0), d(0, 0) + d(1, 0), total);
-    checked.push_back(d.all);
+    record(op, true);
+    return RoutedTotal{total.contiguous(), nonfinite};
   }
-  Tensor more_nonfinite;
-  if (!results_finite(checked, more_nonfinite)) {
-    return record(op, false), std::nullopt;
-  }
-  if (more_nonfinite.defined()) {
-    nonfinite = nonfinite.defined() ? at::logical_or(nonfinite, more_nonfinite) : more_nonfinite;
-  }
+  // Narrow dtypes: the four products g_lo·l, g_lo·h, g_hi·l, g_hi·h in one stacked call (no
+  // host check: these dtypes run on CUDA only).
+  const StackedWeightProducts d = weight_products(m, g_lo, g_hi, {l, h}, w.sizes());
+  Tensor total = at::where(input_nonneg ? at::ge(w, 0) : at::gt(w, 0), d(0, 0) + d(1, 1),
+                           d(0, 1) + d(1, 0));
+  if (!input_nonneg) total = at::where(at::eq(w, 0), d(0, 0) + d(1, 0), total);
+  if (!results_finite({d.all, w}, nonfinite)) return record(op, false), std::nullopt;
   record(op, true);
   return RoutedTotal{total.contiguous(), nonfinite};
 }
