@@ -265,3 +265,27 @@ def test_compile_point_weight_layer():
     assert sum(path_counts()["interval_conv2d_backward_weight_point"].values()) >= 1
     (want,) = torch.autograd.grad(ibp(x_lo, x_hi, w), w)
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("nonneg", MODES)
+def test_any_layout(nonneg):
+    """The CPU passes read the products, the weight and the input bounds as flat arrays laid out
+    alike: channels_last and transposed operands give the fused sum (integer operands: exact)."""
+    gen = torch.Generator().manual_seed(4)
+    (g_lo, g_hi, x_lo, x_hi, w), config = point_operands("conv2d", nonneg, torch.float64, "cpu",
+                                                         gen)
+    last = dict(memory_format=torch.channels_last)
+    for args in ((g_lo, g_hi.contiguous(**last), x_lo.contiguous(**last), x_hi, w),
+                 (g_lo, g_hi, x_lo, x_hi, w.contiguous(**last))):
+        got, served = run("library", lambda: ops.interval_conv2d_backward_weight_point(
+            *args, *config, nonneg))
+        assert served == {"library"} and got.is_contiguous()
+        torch.testing.assert_close(got, fused_sum("conv2d", *args, config, nonneg), rtol=0,
+                                   atol=0)
+    (g_lo, g_hi, x_lo, x_hi, w), _ = point_operands("linear", nonneg, torch.float64, "cpu", gen)
+    wt = w.T.contiguous().T  # a transposed layout
+    got, served = run("library", lambda: ops.interval_linear_backward_weight_point(
+        g_lo, g_hi, x_lo, x_hi, wt, nonneg))
+    assert served == {"library"}
+    torch.testing.assert_close(got, fused_sum("linear", g_lo, g_hi, x_lo, x_hi, w, [], nonneg),
+                               rtol=0, atol=0)
