@@ -289,3 +289,26 @@ def test_any_layout(nonneg):
     assert served == {"library"}
     torch.testing.assert_close(got, fused_sum("linear", g_lo, g_hi, x_lo, x_hi, w, [], nonneg),
                                rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible")
+@pytest.mark.parametrize("nonneg", MODES)
+def test_cuda_point_op_never_synchronises(nonneg):
+    """On CUDA the zero-weight product is always computed and non-finite operands are handled
+    by a device flag: the op makes no host synchronisation, finite or not."""
+    gen = torch.Generator().manual_seed(6)
+    (g_lo, g_hi, x_lo, x_hi, w), config = point_operands("conv2d", nonneg, torch.float32, "cuda",
+                                                        gen)
+    bad = x_hi.clone()
+    bad.view(-1)[0] = float("inf")
+    for hi in (x_hi, bad):
+        args = (g_lo, g_hi, x_lo, hi, w, *config, nonneg)
+        ops.interval_conv2d_backward_weight_point(*args)  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = ops.interval_conv2d_backward_weight_point(*args)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        want = fused_sum("conv2d", *args[:5], config, nonneg)
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
