@@ -97,6 +97,7 @@ step tests 60 200 python3 -m pytest -q -p no:cacheprovider -m "not slow" "${plug
   --maxfail=25 --durations=15 \
   python_tests/test_interval_linear.py python_tests/test_interval_conv.py \
   python_tests/test_library_path.py python_tests/test_host_syncs.py \
+  python_tests/test_point_weight_grad.py \
   -k "cuda or capture or synchronises"
 sanitizer=$(find_sanitizer)
 if [ -z "$sanitizer" ]; then

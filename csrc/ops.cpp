@@ -81,6 +81,17 @@ constexpr const char* kConvTranspose2dBackward =
     "int[2] stride, int[2] padding, int[2] output_padding, int groups, int[2] dilation, "
     "bool input_nonneg)";
 
+// The `*_backward_weight_point` ops: the total weight gradient of a point weight w (w_lo and w_hi
+// one tensor), returned as one tensor (csrc/library/library_path.h, weight_grad_point).
+constexpr const char* kLinearBackwardPoint =
+    "(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w, bool input_nonneg)";
+constexpr const char* kConv2dBackwardPoint =
+    "(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w, int[2] stride, "
+    "int[2] padding, int[2] dilation, int groups, bool input_nonneg)";
+constexpr const char* kConvTranspose2dBackwardPoint =
+    "(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w, int[2] stride, "
+    "int[2] padding, int[2] output_padding, int groups, int[2] dilation, bool input_nonneg)";
+
 using T = const at::Tensor&;
 using OptT = const std::optional<at::Tensor>&;
 using Ints = at::IntArrayRef;
@@ -127,10 +138,30 @@ void check_conv_transpose2d_backward_op(T g_lo, T g_hi, T x_lo, T x_hi, T w_lo, 
                                   output_padding, groups, dilation);
 }
 
-// Declares `name` and `_check_name` with the argument list `args`.
+// The point ops check what the backward ops check, with w as both weight bounds.
+void check_linear_backward_point_op(T g_lo, T g_hi, T x_lo, T x_hi, T w, bool) {
+  check_linear_backward("interval_linear_backward_weight_point", g_lo, g_hi, x_lo, x_hi, w, w);
+}
+
+void check_conv2d_backward_point_op(T g_lo, T g_hi, T x_lo, T x_hi, T w, Ints stride,
+                                    Ints padding, Ints dilation, int64_t groups, bool) {
+  check_conv2d_backward("interval_conv2d_backward_weight_point", g_lo, g_hi, x_lo, x_hi, w, w,
+                        stride, padding, dilation, groups);
+}
+
+void check_conv_transpose2d_backward_point_op(T g_lo, T g_hi, T x_lo, T x_hi, T w, Ints stride,
+                                              Ints padding, Ints output_padding, int64_t groups,
+                                              Ints dilation, bool) {
+  check_conv_transpose2d_backward("interval_conv_transpose2d_backward_weight_point", g_lo, g_hi,
+                                  x_lo, x_hi, w, w, stride, padding, output_padding, groups,
+                                  dilation);
+}
+
+// Declares `name` (returning `returns`) and `_check_name` with the argument list `args`.
 template <typename Check>
-void define(torch::Library& m, const std::string& name, const char* args, Check check) {
-  m.def((name + args + " -> (Tensor, Tensor)").c_str());
+void define(torch::Library& m, const std::string& name, const char* args, Check check,
+            const char* returns = "(Tensor, Tensor)") {
+  m.def((name + args + " -> " + returns).c_str());
   m.def(("_check_" + name + args + " -> ()").c_str(), check);
 }
 
@@ -144,14 +175,20 @@ TORCH_LIBRARY(inn_cuda, m) {
          &check_linear_backward_op<false>);
   define(m, "interval_linear_backward_weight", kLinearBackward,
          &check_linear_backward_op<true>);
+  define(m, "interval_linear_backward_weight_point", kLinearBackwardPoint,
+         &check_linear_backward_point_op, "Tensor");
   define(m, "interval_conv2d", kConv2d, &check_conv2d_op);
   define(m, "interval_conv2d_backward_input", kConv2dBackward, &check_conv2d_backward_op<false>);
   define(m, "interval_conv2d_backward_weight", kConv2dBackward, &check_conv2d_backward_op<true>);
+  define(m, "interval_conv2d_backward_weight_point", kConv2dBackwardPoint,
+         &check_conv2d_backward_point_op, "Tensor");
   define(m, "interval_conv_transpose2d", kConvTranspose2d, &check_conv_transpose2d_op);
   define(m, "interval_conv_transpose2d_backward_input", kConvTranspose2dBackward,
          &check_conv_transpose2d_backward_op<false>);
   define(m, "interval_conv_transpose2d_backward_weight", kConvTranspose2dBackward,
          &check_conv_transpose2d_backward_op<true>);
+  define(m, "interval_conv_transpose2d_backward_weight_point", kConvTranspose2dBackwardPoint,
+         &check_conv_transpose2d_backward_point_op, "Tensor");
   m.def("build_info() -> str", &inn::build_info);
   // Private: routes the CPU kernels to an instruction set (see csrc/cpu/cpu_isa.h), returns its
   // name. Used through inn_cuda._backend.set_cpu_isa by the tests.

@@ -51,6 +51,10 @@ def _schemas() -> Dict[str, str]:
             schemas[f"{op}_backward_{part}"] = (
                 f"(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w_lo, "
                 f"Tensor w_hi, {config}) -> (Tensor, Tensor)")
+        # the total weight gradient of a point weight w (w_lo and w_hi one tensor)
+        schemas[f"{op}_backward_weight_point"] = (
+            f"(Tensor grad_lo, Tensor grad_hi, Tensor x_lo, Tensor x_hi, Tensor w, {config}) "
+            f"-> Tensor")
     return schemas
 
 
@@ -130,7 +134,10 @@ def _fallback(op: str, device: str, why: str) -> Callable:
                           f"({why}); expect it to be slow.", RuntimeWarning, stacklevel=2)
         # Contiguous like the compiled kernels (and the fake functions): the reference may
         # return transposed views.
-        return tuple(t.contiguous() for t in impl(*args))
+        out = impl(*args)
+        if isinstance(out, torch.Tensor):
+            return out.contiguous()
+        return tuple(t.contiguous() for t in out)
 
     return run_reference
 

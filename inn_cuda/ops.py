@@ -212,22 +212,36 @@ def _backward_weight_fake(grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config):
     return torch.empty_like(w_lo), torch.empty_like(w_lo)
 
 
+def _backward_weight_point_fake(grad_lo, grad_hi, x_lo, x_hi, w, *config):
+    return w.new_empty(w.shape)  # contiguous, like the kernels' result
+
+
 # --------------------------------------------------------------------------------------- autograd
 
 def _register_autograd(op: str, channel_dim: int) -> None:
     """Forward op inputs: (x_lo, x_hi, w_lo, w_hi, b_lo, b_hi, *config); its backward ops take
     (grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config). Bias gradients are the upstream
-    gradients summed over every dim but the channel dim."""
+    gradients summed over every dim but the channel dim.
+
+    Point weights (w_lo and w_hi the same tensor, IBP-style use): autograd would add the two
+    bounds' weight gradients into that tensor; ``*_backward_weight_point`` computes the sum
+    directly (two or three products instead of up to eight, csrc/library/library_path.h) and
+    it goes to the w_lo slot alone."""
     backward_input = getattr(_ops, op + "_backward_input")
     backward_weight = getattr(_ops, op + "_backward_weight")
+    backward_weight_point = getattr(_ops, op + "_backward_weight_point")
     torch.library.register_fake(f"inn_cuda::{op}_backward_input")(_backward_input_fake)
     torch.library.register_fake(f"inn_cuda::{op}_backward_weight")(_backward_weight_fake)
+    torch.library.register_fake(f"inn_cuda::{op}_backward_weight_point")(
+        _backward_weight_point_fake)
 
     def setup_context(ctx, inputs, output):
         x_lo, x_hi, w_lo, w_hi, b_lo, _b_hi, *config = inputs
         ctx.save_for_backward(x_lo, x_hi, w_lo, w_hi)
         ctx.config = config
         ctx.has_bias = b_lo is not None
+        # identity, not equal values: a copy of w is an interval weight that happens to be a point
+        ctx.point_weight = w_lo is w_hi
 
     def backward(ctx, grad_lo, grad_hi):
         saved = ctx.saved_tensors
@@ -235,7 +249,10 @@ def _register_autograd(op: str, channel_dim: int) -> None:
         grads = [None] * (6 + len(ctx.config))
         if needs[0] or needs[1]:
             grads[0:2] = backward_input(grad_lo, grad_hi, *saved, *ctx.config)
-        if needs[2] or needs[3]:
+        if ctx.point_weight and needs[2]:
+            x_lo, x_hi, w, _ = saved
+            grads[2] = backward_weight_point(grad_lo, grad_hi, x_lo, x_hi, w, *ctx.config)
+        elif needs[2] or needs[3]:
             grads[2:4] = backward_weight(grad_lo, grad_hi, *saved, *ctx.config)
         if ctx.has_bias and (needs[4] or needs[5]):
             dims = [d for d in range(grad_lo.dim()) if d != channel_dim % grad_lo.dim()]

@@ -394,14 +394,21 @@ def _conv_transpose2d_backward(g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, stride, paddi
 
 def _backward_ops(name: str, backward: Callable[..., Tuple[Tensor, ...]]) -> dict:
     """The ``*_backward_input`` and ``*_backward_weight`` ops, arguments
-    ``(grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config)``."""
+    ``(grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, *config)``, and ``*_backward_weight_point``,
+    arguments ``(grad_lo, grad_hi, x_lo, x_hi, w, *config)``: dw_lo + dw_hi for w_lo = w_hi = w."""
     def backward_input(*args):
         return backward(*args)[:2]
 
     def backward_weight(*args):
         return backward(*args)[2:]
 
-    return {name + "_backward_input": backward_input, name + "_backward_weight": backward_weight}
+    def backward_weight_point(grad_lo, grad_hi, x_lo, x_hi, w, *config):
+        # the total gradient of a point weight: both bounds' gradients, summed as autograd would
+        dw_lo, dw_hi = backward(grad_lo, grad_hi, x_lo, x_hi, w, w, *config)[2:]
+        return dw_lo + dw_hi
+
+    return {name + "_backward_input": backward_input, name + "_backward_weight": backward_weight,
+            name + "_backward_weight_point": backward_weight_point}
 
 
 #: Every op of the ``torch.ops.inn_cuda`` namespace (by name, in schema argument order).

@@ -1,6 +1,6 @@
 """Runs malformed calls of the raw ``torch.ops.inn_cuda`` ops of one family (linear, conv2d or
-conv_transpose2d; forward and both backward ops) in this process, for test_op_fuzz.py, which runs
-it in a subprocess so that a crash (a signal) is seen as such.
+conv_transpose2d; forward, both backward ops and the point-weight gradient) in this process, for
+test_op_fuzz.py, which runs it in a subprocess so that a crash (a signal) is seen as such.
 
 Usage: python op_fuzz_worker.py SEED ROUNDS DEVICE FAMILY...
 
@@ -61,10 +61,13 @@ def base_case(family: str, rng: random.Random, device: str):
 
 
 def call(family: str, kind: str, tensors, config, nonneg=False):
-    """Calls the op `kind` (forward, backward_input, backward_weight) of `family`."""
+    """Calls the op `kind` (forward, backward_input, backward_weight, backward_weight_point) of
+    `family`."""
     name = "interval_" + family + ("" if kind == "forward" else "_" + kind)
     op = getattr(ops, name)
     operands = [tensors[n] for n in ("x_lo", "x_hi", "w_lo", "w_hi")]
+    if kind == "backward_weight_point":  # one weight w, passed as w_lo here
+        operands = operands[:3]
     if kind == "forward":
         operands += [tensors.get("b_lo"), tensors.get("b_hi")]
     else:
@@ -74,7 +77,7 @@ def call(family: str, kind: str, tensors, config, nonneg=False):
 
 def malformed(family: str, tensors, config, rng: random.Random, device: str):
     """(description, kind, tensors, config) of calls every backend must refuse."""
-    kinds = ["forward", "backward_input", "backward_weight"]
+    kinds = ["forward", "backward_input", "backward_weight", "backward_weight_point"]
     cases = []
 
     def add(desc, kinds_, **changes):
@@ -86,7 +89,8 @@ def malformed(family: str, tensors, config, rng: random.Random, device: str):
 
     used = {"forward": ["x_lo", "x_hi", "w_lo", "w_hi"],
             "backward_input": ["grad_lo", "grad_hi", "x_lo", "x_hi", "w_lo", "w_hi"],
-            "backward_weight": ["grad_lo", "grad_hi", "x_lo", "x_hi", "w_lo", "w_hi"]}
+            "backward_weight": ["grad_lo", "grad_hi", "x_lo", "x_hi", "w_lo", "w_hi"],
+            "backward_weight_point": ["grad_lo", "grad_hi", "x_lo", "x_hi", "w_lo"]}
     for kind in kinds:
         for name in used[kind]:
             t = tensors[name]
@@ -94,6 +98,10 @@ def malformed(family: str, tensors, config, rng: random.Random, device: str):
                       t.shape + (1,)]
             if t.dim() > 1:
                 shapes += [t.shape[1:], (max(t.shape[0] - 1, 0),) + t.shape[1:]]
+            if kind == "backward_weight_point" and name == "w_lo" and family != "linear":
+                # the one weight a kernel column wider can give the same output width with a
+                # stride: a valid call (the other ops see it against an unchanged w_hi)
+                shapes = shapes[1:]
             for shape in shapes:
                 add(f"{name} shape {tuple(shape)}", [kind], **{name: torch.zeros(shape,
                                                                                  dtype=t.dtype,

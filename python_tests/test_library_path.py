@@ -226,8 +226,9 @@ def test_dispatch_rule():
 
 
 def test_public_api_point_weights_autograd():
-    """IBP-style use through the public API and autograd: both backward ops take the library
-    path (the saved w_lo / w_hi are still one tensor) and match the reference gradients."""
+    """IBP-style use through the public API and autograd: the input gradient and the point
+    weight's total gradient take the library path (the saved w_lo / w_hi are still one tensor)
+    and match the reference gradients."""
     x_lo, x_hi = random_interval((3, 4, 6, 6), dtype=torch.float64)
     w = torch.randn(5, 4, 3, 3, dtype=torch.float64, requires_grad=True)
     x_lo.requires_grad_(True)
@@ -237,8 +238,9 @@ def test_public_api_point_weights_autograd():
     (y_lo.sum() * 2 + y_hi.sum()).backward()
     counts = path_counts()
     for op in ("interval_conv2d", "interval_conv2d_backward_input",
-               "interval_conv2d_backward_weight"):
+               "interval_conv2d_backward_weight_point"):
         assert counts[op] == {"fused": 0, "library": 1}, counts
+    assert "interval_conv2d_backward_weight" not in counts
     grads = [t.grad.clone() for t in (x_lo, x_hi, w)]
     for t in (x_lo, x_hi, w):
         t.grad = None

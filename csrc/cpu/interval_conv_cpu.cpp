@@ -104,22 +104,14 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   return {y_lo, y_hi};
 }
 
-// interval_conv2d_backward_input (kWeight false) and interval_conv2d_backward_weight (true).
+// The fused kernels of interval_conv2d_backward_input (kWeight false) and _backward_weight
+// (true), on checked operands.
 template <bool kWeight>
-Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                     const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::Tensor& w_lo_,
-                     const at::Tensor& w_hi_, at::IntArrayRef stride, at::IntArrayRef padding,
-                     at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
-  const ConvGeometry g = check_conv2d_backward(
-      kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input", grad_lo,
-      grad_hi, x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, dilation, groups);
+Pair conv2d_backward_fused(const ConvGeometry& g, const at::Tensor& grad_lo,
+                           const at::Tensor& grad_hi, const at::Tensor& x_lo_,
+                           const at::Tensor& x_hi_, const at::Tensor& w_lo_,
+                           const at::Tensor& w_hi_, int64_t groups, bool input_nonneg) {
   const int64_t batch = x_lo_.size(0), out_channels = w_lo_.size(0);
-  if (auto r = library::backward(
-          kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input",
-          library::Map::conv2d(stride, padding, dilation, groups), kWeight, grad_lo, grad_hi,
-          x_lo_, x_hi_, w_lo_, w_hi_, input_nonneg)) {
-    return {r->lo, r->hi};
-  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
   auto [out_lo, out_hi] = zeros_pair(kWeight ? w_lo : x_lo);
@@ -140,6 +132,45 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
         }
       });
   return {out_lo, out_hi};
+}
+
+// interval_conv2d_backward_input (kWeight false) and interval_conv2d_backward_weight (true).
+template <bool kWeight>
+Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                     const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Tensor& w_lo,
+                     const at::Tensor& w_hi, at::IntArrayRef stride, at::IntArrayRef padding,
+                     at::IntArrayRef dilation, int64_t groups, bool input_nonneg) {
+  const ConvGeometry g = check_conv2d_backward(
+      kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input", grad_lo,
+      grad_hi, x_lo, x_hi, w_lo, w_hi, stride, padding, dilation, groups);
+  if (auto r = library::backward(
+          kWeight ? "interval_conv2d_backward_weight" : "interval_conv2d_backward_input",
+          library::Map::conv2d(stride, padding, dilation, groups), kWeight, grad_lo, grad_hi,
+          x_lo, x_hi, w_lo, w_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
+  return conv2d_backward_fused<kWeight>(g, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, groups,
+                                        input_nonneg);
+}
+
+// interval_conv2d_backward_weight_point: dw_lo + dw_hi of the point weight w (library_path.h),
+// else the fused kernel's two bounds summed.
+at::Tensor conv2d_backward_weight_point(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                                        const at::Tensor& x_lo, const at::Tensor& x_hi,
+                                        const at::Tensor& w, at::IntArrayRef stride,
+                                        at::IntArrayRef padding, at::IntArrayRef dilation,
+                                        int64_t groups, bool input_nonneg) {
+  constexpr const char* op = "interval_conv2d_backward_weight_point";
+  const ConvGeometry g = check_conv2d_backward(op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride,
+                                               padding, dilation, groups);
+  if (auto r = library::weight_grad_point(op, library::Map::conv2d(stride, padding, dilation,
+                                                                   groups),
+                                          grad_lo, grad_hi, x_lo, x_hi, w, input_nonneg)) {
+    return r->total;
+  }
+  auto [lo, hi] =
+      conv2d_backward_fused<true>(g, grad_lo, grad_hi, x_lo, x_hi, w, w, groups, input_nonneg);
+  return lo.add_(hi);
 }
 
 Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
@@ -171,28 +202,15 @@ Pair conv_transpose2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_,
   return {y_lo, y_hi};
 }
 
-// interval_conv_transpose2d_backward_input (kWeight false) and _backward_weight (true). The weight
-// gradient is computed transposed like the kernels' weight, then put back in the weight's layout.
+// The fused kernels of interval_conv_transpose2d_backward_input (kWeight false) and
+// _backward_weight (true), on checked operands. The weight gradient is computed transposed like
+// the kernels' weight, then put back in the weight's layout.
 template <bool kWeight>
-Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
-                               const at::Tensor& x_lo_, const at::Tensor& x_hi_,
-                               const at::Tensor& w_lo_, const at::Tensor& w_hi_,
-                               at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef output_padding, int64_t groups,
-                               at::IntArrayRef dilation, bool input_nonneg) {
-  const ConvGeometry g = check_conv_transpose2d_backward(
-      kWeight ? "interval_conv_transpose2d_backward_weight"
-              : "interval_conv_transpose2d_backward_input",
-      grad_lo, grad_hi, x_lo_, x_hi_, w_lo_, w_hi_, stride, padding, output_padding, groups,
-      dilation);
+Pair conv_transpose2d_backward_fused(const ConvGeometry& g, const at::Tensor& grad_lo,
+                                     const at::Tensor& grad_hi, const at::Tensor& x_lo_,
+                                     const at::Tensor& x_hi_, const at::Tensor& w_lo_,
+                                     const at::Tensor& w_hi_, int64_t groups, bool input_nonneg) {
   const int64_t batch = x_lo_.size(0), in_channels = x_lo_.size(1);
-  if (auto r = library::backward(
-          kWeight ? "interval_conv_transpose2d_backward_weight"
-                  : "interval_conv_transpose2d_backward_input",
-          library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation),
-          kWeight, grad_lo, grad_hi, x_lo_, x_hi_, w_lo_, w_hi_, input_nonneg)) {
-    return {r->lo, r->hi};
-  }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_);
   const at::Tensor w_lo = transpose_weight(w_lo_, groups), w_hi = transpose_weight(w_hi_, groups);
   const at::Tensor g_lo = nchw(grad_lo), g_hi = nchw(grad_hi);
@@ -218,10 +236,54 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
   return {untranspose_weight(out_lo, w_lo_.sizes()), untranspose_weight(out_hi, w_lo_.sizes())};
 }
 
+// interval_conv_transpose2d_backward_input (kWeight false) and _backward_weight (true).
+template <bool kWeight>
+Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                               const at::Tensor& x_lo, const at::Tensor& x_hi,
+                               const at::Tensor& w_lo, const at::Tensor& w_hi,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef output_padding, int64_t groups,
+                               at::IntArrayRef dilation, bool input_nonneg) {
+  const ConvGeometry g = check_conv_transpose2d_backward(
+      kWeight ? "interval_conv_transpose2d_backward_weight"
+              : "interval_conv_transpose2d_backward_input",
+      grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, stride, padding, output_padding, groups,
+      dilation);
+  if (auto r = library::backward(
+          kWeight ? "interval_conv_transpose2d_backward_weight"
+                  : "interval_conv_transpose2d_backward_input",
+          library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation),
+          kWeight, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
+  return conv_transpose2d_backward_fused<kWeight>(g, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi,
+                                                  groups, input_nonneg);
+}
+
+// interval_conv_transpose2d_backward_weight_point: dw_lo + dw_hi of the point weight w
+// (library_path.h), else the fused kernel's two bounds summed.
+at::Tensor conv_transpose2d_backward_weight_point(
+    const at::Tensor& grad_lo, const at::Tensor& grad_hi, const at::Tensor& x_lo,
+    const at::Tensor& x_hi, const at::Tensor& w, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef output_padding, int64_t groups, at::IntArrayRef dilation, bool input_nonneg) {
+  constexpr const char* op = "interval_conv_transpose2d_backward_weight_point";
+  const ConvGeometry g = check_conv_transpose2d_backward(
+      op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride, padding, output_padding, groups, dilation);
+  if (auto r = library::weight_grad_point(
+          op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation),
+          grad_lo, grad_hi, x_lo, x_hi, w, input_nonneg)) {
+    return r->total;
+  }
+  auto [lo, hi] = conv_transpose2d_backward_fused<true>(g, grad_lo, grad_hi, x_lo, x_hi, w, w,
+                                                        groups, input_nonneg);
+  return lo.add_(hi);
+}
+
 const BackendOps registered(
     "cpu", {"interval_conv2d", "interval_conv2d_backward_input", "interval_conv2d_backward_weight",
-            "interval_conv_transpose2d", "interval_conv_transpose2d_backward_input",
-            "interval_conv_transpose2d_backward_weight"});
+            "interval_conv2d_backward_weight_point", "interval_conv_transpose2d",
+            "interval_conv_transpose2d_backward_input", "interval_conv_transpose2d_backward_weight",
+            "interval_conv_transpose2d_backward_weight_point"});
 
 }  // namespace
 }  // namespace inn::cpu::conv
@@ -230,9 +292,12 @@ TORCH_LIBRARY_IMPL(inn_cuda, CPU, m) {
   m.impl("interval_conv2d", &inn::cpu::conv::conv2d_forward);
   m.impl("interval_conv2d_backward_input", &inn::cpu::conv::conv2d_backward<false>);
   m.impl("interval_conv2d_backward_weight", &inn::cpu::conv::conv2d_backward<true>);
+  m.impl("interval_conv2d_backward_weight_point", &inn::cpu::conv::conv2d_backward_weight_point);
   m.impl("interval_conv_transpose2d", &inn::cpu::conv::conv_transpose2d_forward);
   m.impl("interval_conv_transpose2d_backward_input",
          &inn::cpu::conv::conv_transpose2d_backward<false>);
   m.impl("interval_conv_transpose2d_backward_weight",
          &inn::cpu::conv::conv_transpose2d_backward<true>);
+  m.impl("interval_conv_transpose2d_backward_weight_point",
+         &inn::cpu::conv::conv_transpose2d_backward_weight_point);
 }

@@ -56,19 +56,14 @@ Pair linear_forward(const at::Tensor& x_lo, const at::Tensor& x_hi, const at::Te
   return {y_lo.view(out_shape), y_hi.view(out_shape)};
 }
 
-// interval_linear_backward_input (kWeight false) and interval_linear_backward_weight (true).
+// The fused kernels of interval_linear_backward_input (kWeight false) and _backward_weight
+// (true), on checked operands.
 template <bool kWeight>
-Pair linear_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi, const at::Tensor& x_lo,
-                     const at::Tensor& x_hi, const at::Tensor& w_lo, const at::Tensor& w_hi,
-                     bool input_nonneg) {
-  const auto [M, N, K] = check_linear_backward(
-      kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input", grad_lo,
-      grad_hi, x_lo, x_hi, w_lo, w_hi);
-  if (auto r = library::backward(
-          kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input",
-          library::Map::linear(), kWeight, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg)) {
-    return {r->lo, r->hi};
-  }
+Pair linear_backward_fused(const LinearShape& shape, const at::Tensor& grad_lo,
+                           const at::Tensor& grad_hi, const at::Tensor& x_lo,
+                           const at::Tensor& x_hi, const at::Tensor& w_lo, const at::Tensor& w_hi,
+                           bool input_nonneg) {
+  const auto [M, N, K] = shape;
   const at::Tensor gl = matrix(grad_lo, N), gh = matrix(grad_hi, N);
   const at::Tensor xl = matrix(x_lo, K), xh = matrix(x_hi, K);
   const at::Tensor wl = unit_columns(w_lo), wh = unit_columns(w_hi);
@@ -85,8 +80,42 @@ Pair linear_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi, const
   return {out_lo.view(x_lo.sizes()), out_hi.view(x_lo.sizes())};
 }
 
+// interval_linear_backward_input (kWeight false) and interval_linear_backward_weight (true).
+template <bool kWeight>
+Pair linear_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi, const at::Tensor& x_lo,
+                     const at::Tensor& x_hi, const at::Tensor& w_lo, const at::Tensor& w_hi,
+                     bool input_nonneg) {
+  const LinearShape shape = check_linear_backward(
+      kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input", grad_lo,
+      grad_hi, x_lo, x_hi, w_lo, w_hi);
+  if (auto r = library::backward(
+          kWeight ? "interval_linear_backward_weight" : "interval_linear_backward_input",
+          library::Map::linear(), kWeight, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg)) {
+    return {r->lo, r->hi};
+  }
+  return linear_backward_fused<kWeight>(shape, grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi,
+                                        input_nonneg);
+}
+
+// interval_linear_backward_weight_point: dw_lo + dw_hi of the point weight w (library_path.h),
+// else the fused kernel's two bounds summed.
+at::Tensor linear_backward_weight_point(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                                        const at::Tensor& x_lo, const at::Tensor& x_hi,
+                                        const at::Tensor& w, bool input_nonneg) {
+  constexpr const char* op = "interval_linear_backward_weight_point";
+  const LinearShape shape = check_linear_backward(op, grad_lo, grad_hi, x_lo, x_hi, w, w);
+  if (auto r = library::weight_grad_point(op, library::Map::linear(), grad_lo, grad_hi, x_lo,
+                                          x_hi, w, input_nonneg)) {
+    return r->total;
+  }
+  auto [lo, hi] =
+      linear_backward_fused<true>(shape, grad_lo, grad_hi, x_lo, x_hi, w, w, input_nonneg);
+  return lo.add_(hi);
+}
+
 const BackendOps registered("cpu", {"interval_linear", "interval_linear_backward_input",
-                                    "interval_linear_backward_weight"});
+                                    "interval_linear_backward_weight",
+                                    "interval_linear_backward_weight_point"});
 
 }  // namespace
 }  // namespace inn::cpu
@@ -95,4 +124,5 @@ TORCH_LIBRARY_IMPL(inn_cuda, CPU, m) {
   m.impl("interval_linear", &inn::cpu::linear_forward);
   m.impl("interval_linear_backward_input", &inn::cpu::linear_backward<false>);
   m.impl("interval_linear_backward_weight", &inn::cpu::linear_backward<true>);
+  m.impl("interval_linear_backward_weight_point", &inn::cpu::linear_backward_weight_point);
 }

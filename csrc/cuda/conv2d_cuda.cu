@@ -46,8 +46,24 @@ Pair conv2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
       x_lo, x_hi, w_lo, w_hi, input_nonneg);
 }
 
+// interval_conv2d_backward_weight_point: dw_lo + dw_hi of the point weight w.
+at::Tensor conv2d_backward_weight_point(const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                                        const at::Tensor& x_lo, const at::Tensor& x_hi,
+                                        const at::Tensor& w, at::IntArrayRef stride,
+                                        at::IntArrayRef padding, at::IntArrayRef dilation,
+                                        int64_t groups, bool input_nonneg) {
+  constexpr const char* op = "interval_conv2d_backward_weight_point";
+  const ConvGeometry geo = check_conv2d_backward(op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride,
+                                                 padding, dilation, groups);
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  return conv_backward_weight_point<Conv2dProblems>(
+      op, library::Map::conv2d(stride, padding, dilation, groups), geo, grad_lo, grad_hi, x_lo,
+      x_hi, w, input_nonneg);
+}
+
 const BackendOps registered("cuda", {"interval_conv2d", "interval_conv2d_backward_input",
-                                     "interval_conv2d_backward_weight"});
+                                     "interval_conv2d_backward_weight",
+                                     "interval_conv2d_backward_weight_point"});
 
 }  // namespace
 }  // namespace inn::gpu
@@ -56,4 +72,5 @@ TORCH_LIBRARY_IMPL(inn_cuda, CUDA, m) {
   m.impl("interval_conv2d", &inn::gpu::conv2d_forward);
   m.impl("interval_conv2d_backward_input", &inn::gpu::conv2d_backward<false>);
   m.impl("interval_conv2d_backward_weight", &inn::gpu::conv2d_backward<true>);
+  m.impl("interval_conv2d_backward_weight_point", &inn::gpu::conv2d_backward_weight_point);
 }

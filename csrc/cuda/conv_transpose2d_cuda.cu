@@ -51,9 +51,24 @@ Pair conv_transpose2d_backward(const at::Tensor& grad_lo, const at::Tensor& grad
       grad_lo, grad_hi, x_lo, x_hi, w_lo, w_hi, input_nonneg);
 }
 
+// interval_conv_transpose2d_backward_weight_point: dw_lo + dw_hi of the point weight w.
+at::Tensor conv_transpose2d_backward_weight_point(
+    const at::Tensor& grad_lo, const at::Tensor& grad_hi, const at::Tensor& x_lo,
+    const at::Tensor& x_hi, const at::Tensor& w, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef output_padding, int64_t groups, at::IntArrayRef dilation, bool input_nonneg) {
+  constexpr const char* op = "interval_conv_transpose2d_backward_weight_point";
+  const ConvGeometry geo = check_conv_transpose2d_backward(
+      op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride, padding, output_padding, groups, dilation);
+  const c10::cuda::CUDAGuard guard(x_lo.device());
+  return conv_backward_weight_point<ConvTranspose2dProblems>(
+      op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), geo,
+      grad_lo, grad_hi, x_lo, x_hi, w, input_nonneg);
+}
+
 const BackendOps registered("cuda", {"interval_conv_transpose2d",
                                      "interval_conv_transpose2d_backward_input",
-                                     "interval_conv_transpose2d_backward_weight"});
+                                     "interval_conv_transpose2d_backward_weight",
+                                     "interval_conv_transpose2d_backward_weight_point"});
 
 }  // namespace
 }  // namespace inn::gpu
@@ -63,4 +78,6 @@ TORCH_LIBRARY_IMPL(inn_cuda, CUDA, m) {
   m.impl("interval_conv_transpose2d_backward_input",
          &inn::gpu::conv_transpose2d_backward<false>);
   m.impl("interval_conv_transpose2d_backward_weight", &inn::gpu::conv_transpose2d_backward<true>);
+  m.impl("interval_conv_transpose2d_backward_weight_point",
+         &inn::gpu::conv_transpose2d_backward_weight_point);
 }

@@ -198,13 +198,9 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
     const auto [gs, gd] = sum_difference(g_lo, g_hi);
     dx_lo = adjoint_x(m, gs, a, l.sizes());
     dx_hi = adjoint_x(m, gd, at::abs(a), l.sizes());
-    ok = halve_sum_difference_(dx_lo, dx_hi, nonfinite);
+    ok = nonneg ? halve_sum_difference_(dx_lo, dx_hi, nonfinite)
+                : halve_sum_difference_tie_(dx_lo, dx_hi, l, h, nonfinite);
     if (!ok) return {};
-    if (!nonneg) {
-      const Tensor tie_to_l = at::logical_not(at::lt(l, h));
-      dx_lo = at::where(tie_to_l, at::add(dx_lo, dx_hi), dx_lo);
-      dx_hi = at::where(tie_to_l, at::zeros({}, dx_hi.options()), dx_hi);
-    }
     return {dx_lo, dx_hi};
   }
   // dx_lo = [g_lo g_hi]·[a⁺; b⁻], dx_hi = [g_lo g_hi]·[a⁻; b⁺]
@@ -224,23 +220,34 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
   return {dx_lo, dx_hi};
 }
 
+// The products of the upstream gradients [g_lo g_hi] with input parts xs, all in one call on
+// stacked operands: d(bound, i) is bound's (0: lo, 1: hi) gradient times part i, reduced over the
+// batch into a weight-shaped tensor; `all` the stacked result.
+struct StackedWeightProducts {
+  Tensor all;
+  int64_t k, in, out, in_groups, out_groups;
+  Tensor operator()(int64_t bound, int64_t i) const {
+    return part(part(all, out, out_groups, 2, bound), in, in_groups, k, i);
+  }
+};
+
+StackedWeightProducts weight_products(const Map& m, const Tensor& g_lo, const Tensor& g_hi,
+                                      const std::vector<Tensor>& xs, at::IntArrayRef w_sizes) {
+  const int64_t in = w_in_dim(m), out = w_out_dim(m);
+  const int64_t k = static_cast<int64_t>(xs.size());
+  const Tensor g = stack_parts({g_lo, g_hi}, 1, m.groups);
+  return {adjoint_w(m, g, stack_parts(xs, 1, m.groups), scaled(scaled(w_sizes, in, k), out, 2)),
+          k, in, out, dim_groups(m, in), dim_groups(m, out)};
+}
+
 // dw: sums over the batch of the upstream gradient times the input bound each weight bound
 // selected, all products in one call on stacked operands.
 std::pair<Tensor, Tensor> weight_grad(const Map& m, bool nonneg, const Tensor& g_lo,
                                       const Tensor& g_hi, const Tensor& l, const Tensor& h,
                                       const Tensor& a, const Tensor& b, Tensor& nonfinite,
                                       bool& ok) {
-  const int64_t in = w_in_dim(m), out = w_out_dim(m);
-  const int64_t in_groups = dim_groups(m, in), out_groups = dim_groups(m, out);
-  const Tensor g = stack_parts({g_lo, g_hi}, 1, m.groups);
   const auto product = [&](const std::vector<Tensor>& xs) {
-    const int64_t k = static_cast<int64_t>(xs.size());
-    const Tensor d = adjoint_w(m, g, stack_parts(xs, 1, m.groups),
-                               scaled(scaled(a.sizes(), in, k), out, 2));
-    // d(bound, i): the upstream gradient of bound (0: lo, 1: hi) times input part i
-    return [d, k, in, out, in_groups, out_groups](int64_t bound, int64_t i) {
-      return part(part(d, out, out_groups, 2, bound), in, in_groups, k, i);
-    };
+    return weight_products(m, g_lo, g_hi, xs, a.sizes());
   };
   if (nonneg) {
     // lo = a·(a >= 0 ? l : h), hi = b·(b >= 0 ? h : l)
@@ -294,6 +301,51 @@ std::optional<Routed> backward(const char* op, const Map& m, bool weight, const 
     hi = hi.view(x_lo_.sizes());
   }
   return done(op, lo, hi, nonfinite);
+}
+
+std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
+                                             const Tensor& grad_lo, const Tensor& grad_hi,
+                                             const Tensor& x_lo_, const Tensor& x_hi_,
+                                             const Tensor& w, bool input_nonneg) {
+  if (any_empty({&x_lo_, &w, &grad_lo}) || !choose_library(true, input_nonneg, x_lo_, x_hi_)) {
+    record(op, false);
+    return std::nullopt;
+  }
+  const int64_t K = w.size(w_in_dim(m)), N = w.size(w_out_dim(m));
+  const Tensor l = as_operand(m, x_lo_, K), h = as_operand(m, x_hi_, K);
+  const Tensor g_lo = as_operand(m, grad_lo, N), g_hi = as_operand(m, grad_hi, N);
+  Tensor nonfinite;
+  if (midpoint_form(l)) {
+    // The selection is the kernels' only for a finite weight (an infinite one makes candidates
+    // infinite, a NaN one is selected by neither sign rule): on the CPU such calls are routed
+    // before any product, on CUDA w joins the device flag. At w == 0 nonneg mode takes the
+    // w >= 0 form, general mode the tie: the third product, skipped on the CPU without zeros.
+    bool zeros = !input_nonneg;
+    if (!w.is_cuda()) {
+      const WeightScan scan = scan_weight(w);
+      if (!scan.finite) return record(op, false), std::nullopt;
+      zeros = zeros && scan.any_zero;
+    }
+    const auto [s, d] = sum_difference(g_lo, g_hi);
+    const auto [c2, r2] = sum_difference(l, h);
+    Tensor total = adjoint_w(m, s, c2, w.sizes());
+    const Tensor q = adjoint_w(m, d, r2, w.sizes());
+    const Tensor tie = zeros ? adjoint_w(m, s, l, w.sizes()) : Tensor();
+    if (!select_point_weight_grad_(total, q, tie, w, input_nonneg, nonfinite)) {
+      return record(op, false), std::nullopt;
+    }
+    record(op, true);
+    return RoutedTotal{total.contiguous(), nonfinite};
+  }
+  // Narrow dtypes: the four products g_lo·l, g_lo·h, g_hi·l, g_hi·h in one stacked call (no
+  // host check: these dtypes run on CUDA only).
+  const StackedWeightProducts d = weight_products(m, g_lo, g_hi, {l, h}, w.sizes());
+  Tensor total = at::where(input_nonneg ? at::ge(w, 0) : at::gt(w, 0), d(0, 0) + d(1, 1),
+                           d(0, 1) + d(1, 0));
+  if (!input_nonneg) total = at::where(at::eq(w, 0), d(0, 0) + d(1, 0), total);
+  if (!results_finite({d.all, w}, nonfinite)) return record(op, false), std::nullopt;
+  record(op, true);
+  return RoutedTotal{total.contiguous(), nonfinite};
 }
 
 }  // namespace inn::library

@@ -63,4 +63,24 @@ std::optional<Routed> backward(const char* op, const Map& map, bool weight,
                                const at::Tensor& x_lo, const at::Tensor& x_hi,
                                const at::Tensor& w_lo, const at::Tensor& w_hi, bool input_nonneg);
 
+// A library result of one tensor, with Routed's `nonfinite` flag (CUDA only).
+struct RoutedTotal {
+  at::Tensor total;
+  at::Tensor nonfinite;
+};
+
+// The total weight gradient dw_lo + dw_hi of a point weight w (w_lo and w_hi the same tensor:
+// the `*_backward_weight_point` ops), which autograd would otherwise form from the two bounds'
+// gradients. With S = g_lo + g_hi, D = g_hi - g_lo, c2 = l + h, r2 = h - l (reduced over the
+// batch by the weight adjoint):
+//   w > 0 (nonneg mode: w >= 0):  g_lo·l + g_hi·h = (S·c2 + D·r2) / 2
+//   w < 0:                        g_lo·h + g_hi·l = (S·c2 - D·r2) / 2
+//   w == 0, general mode:         (g_lo + g_hi)·l = S·l      (both bounds' ties select l)
+// Two products, a third (S·l) only where some weight is 0 in general mode (on the CPU a host
+// check skips it; on CUDA it is always computed: no data-dependent synchronisation).
+std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& map,
+                                             const at::Tensor& grad_lo, const at::Tensor& grad_hi,
+                                             const at::Tensor& x_lo, const at::Tensor& x_hi,
+                                             const at::Tensor& w, bool input_nonneg);
+
 }  // namespace inn::library

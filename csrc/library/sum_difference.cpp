@@ -46,6 +46,67 @@ bool halve_sum_difference_span(T* __restrict s, T* __restrict d, int64_t n) {
   return probe == 0;
 }
 
+// halve_sum_difference_span with the tie rule of the general-mode input gradient.
+template <typename T>
+bool halve_tie_span(T* __restrict s, T* __restrict d, const T* __restrict l,
+                    const T* __restrict h, int64_t n) {
+  T probe = 0;
+#pragma omp simd reduction(+ : probe)
+  for (int64_t i = 0; i < n; ++i) {
+    const T si = s[i], di = d[i];
+    probe += (si - si) + (di - di);
+    const T lo = (si - di) * T(0.5), hi = (si + di) * T(0.5);
+    const bool tie = !(l[i] < h[i]);
+    s[i] = tie ? lo + hi : lo;
+    d[i] = tie ? T(0) : hi;
+  }
+  return probe == 0;
+}
+
+// The weight gradient's select by sign; kTie: general mode with a tie product t (w == 0).
+template <typename T, bool kTie>
+bool select_span(T* __restrict p, const T* __restrict q, const T* __restrict t,
+                 const T* __restrict w, bool nonneg, int64_t n) {
+  T probe = 0;
+#pragma omp simd reduction(+ : probe)
+  for (int64_t i = 0; i < n; ++i) {
+    const T pi = p[i], qi = q[i], wi = w[i];
+    probe += (pi - pi) + (qi - qi);
+    const T plus = (pi + qi) * T(0.5), minus = (pi - qi) * T(0.5);
+    T out = (nonneg ? wi >= T(0) : wi > T(0)) ? plus : minus;
+    if constexpr (kTie) {
+      const T ti = t[i];
+      probe += ti - ti;
+      out = wi == T(0) ? ti : out;
+    }
+    p[i] = out;
+  }
+  return probe == 0;
+}
+
+template <typename T>
+void scan_span(const T* __restrict w, int64_t n, bool& finite, bool& zero) {
+  T probe = 0;
+  int zeros = 0;
+#pragma omp simd reduction(+ : probe, zeros)
+  for (int64_t i = 0; i < n; ++i) {
+    probe += w[i] - w[i];
+    zeros += w[i] == T(0);
+  }
+  finite = probe == 0;
+  zero = zeros > 0;
+}
+
+// Runs span(begin, n) -> bool (finite) over [0, n) in parallel tasks; true iff every task was.
+template <typename Span>
+bool parallel_finite(int64_t n, const Span& span) {
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    if (!span(begin, end - begin)) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
 template <typename T>
 void sum_difference_cpu(const T* a, const T* b, T* s, T* d, int64_t n) {
   at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
@@ -55,13 +116,9 @@ void sum_difference_cpu(const T* a, const T* b, T* s, T* d, int64_t n) {
 
 template <typename T>
 bool halve_sum_difference_cpu(T* s, T* d, int64_t n) {
-  std::atomic<bool> finite{true};
-  at::parallel_for(0, n, kGrain, [=, &finite](int64_t begin, int64_t end) {
-    if (!halve_sum_difference_span(s + begin, d + begin, end - begin)) {
-      finite.store(false, std::memory_order_relaxed);
-    }
+  return parallel_finite(n, [=](int64_t begin, int64_t count) {
+    return halve_sum_difference_span(s + begin, d + begin, count);
   });
-  return finite.load();
 }
 
 }  // namespace
@@ -91,6 +148,71 @@ bool halve_sum_difference_(Tensor& s, Tensor& d, Tensor& nonfinite_flag) {
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "halve_sum_difference", [&] {
     finite = halve_sum_difference_cpu(s.mutable_data_ptr<scalar_t>(),
                                       d.mutable_data_ptr<scalar_t>(), s.numel());
+  });
+  return finite;
+}
+
+bool halve_sum_difference_tie_(Tensor& s, Tensor& d, const Tensor& l_, const Tensor& h_,
+                               Tensor& nonfinite_flag) {
+  if (!s.device().is_cpu()) {
+    halve_sum_difference_(s, d, nonfinite_flag);
+    const Tensor tie = at::logical_not(at::lt(l_, h_));
+    s = at::where(tie, at::add(s, d), s);
+    d = at::where(tie, at::zeros({}, d.options()), d);
+    return true;
+  }
+  s = dense(s);
+  d = laid_out_like(d, s);
+  const Tensor l = laid_out_like(l_, s), h = laid_out_like(h_, s);
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "halve_sum_difference_tie", [&] {
+    scalar_t* sp = s.mutable_data_ptr<scalar_t>();
+    scalar_t* dp = d.mutable_data_ptr<scalar_t>();
+    const scalar_t* lp = l.const_data_ptr<scalar_t>();
+    const scalar_t* hp = h.const_data_ptr<scalar_t>();
+    finite = parallel_finite(s.numel(), [=](int64_t b, int64_t n) {
+      return halve_tie_span(sp + b, dp + b, lp + b, hp + b, n);
+    });
+  });
+  return finite;
+}
+
+WeightScan scan_weight(const Tensor& w_) {
+  const Tensor w = dense(w_);
+  bool finite = true, zero = false;
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "scan_weight", [&] {
+    scan_span(w.const_data_ptr<scalar_t>(), w.numel(), finite, zero);
+  });
+  return {finite, zero};
+}
+
+bool select_point_weight_grad_(Tensor& p, const Tensor& q_, const Tensor& tie_, const Tensor& w_,
+                               bool input_nonneg, Tensor& nonfinite_flag) {
+  if (!p.device().is_cpu()) {
+    const Tensor plus = at::add(p, q_).mul_(0.5), minus = at::sub(p, q_).mul_(0.5);
+    Tensor out = at::where(input_nonneg ? at::ge(w_, 0) : at::gt(w_, 0), plus, minus);
+    Tensor total = at::sum(p) + at::sum(q_) + at::sum(w_);
+    if (tie_.defined()) {
+      out = at::where(at::eq(w_, 0), tie_, out);
+      total = total + at::sum(tie_);
+    }
+    nonfinite_flag = at::logical_not(at::isfinite(total));
+    p = out;
+    return true;
+  }
+  p = dense(p);
+  const Tensor q = laid_out_like(q_, p), w = laid_out_like(w_, p);
+  const Tensor tie = tie_.defined() ? laid_out_like(tie_, p) : tie_;
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "select_point_weight_grad", [&] {
+    scalar_t* pp = p.mutable_data_ptr<scalar_t>();
+    const scalar_t* qp = q.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    const scalar_t* tp = tie.defined() ? tie.const_data_ptr<scalar_t>() : nullptr;
+    finite = parallel_finite(p.numel(), [=](int64_t b, int64_t n) {
+      return tp ? select_span<scalar_t, true>(pp + b, qp + b, tp + b, wp + b, input_nonneg, n)
+                : select_span<scalar_t, false>(pp + b, qp + b, nullptr, wp + b, input_nonneg, n);
+    });
   });
   return finite;
 }

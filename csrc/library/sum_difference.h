@@ -1,7 +1,8 @@
-// The two elementwise passes around the products of the point-weight form (library_path.cpp):
+// The elementwise passes around the products of the point-weight form (library_path.cpp):
 //
 //   before:  (a, b) -> (a + b, b - a)                   [bounds -> twice midpoint and radius]
 //   after:   (s, d) -> ((s - d) / 2, (s + d) / 2)       [products -> the two bounds]
+//   (the input gradient's tie rule and the weight gradient's select by sign folded into `after`)
 //
 // On the CPU each is one parallel pass over memory (the unfused ATen composition made five
 // passes around the two products, which cost a point-weight layer about 40 % on top of its two
@@ -22,5 +23,26 @@ std::pair<at::Tensor, at::Tensor> sum_difference(const at::Tensor& a, const at::
 // Returns whether all of s and d were finite. On CUDA that is left to the device: the return
 // value is true and `nonfinite_flag` a device bool (library_path.h, Routed::nonfinite).
 bool halve_sum_difference_(at::Tensor& s, at::Tensor& d, at::Tensor& nonfinite_flag);
+
+// The same for the input gradient of general-mode point weights, with its tie rule in the same
+// pass: where !(l < h) (a point input, or NaN) the lower bound's candidate built from l is
+// selected by both bounds, so s <- s + d (the whole gradient) and d <- 0. l and h have x's sizes.
+bool halve_sum_difference_tie_(at::Tensor& s, at::Tensor& d, const at::Tensor& l,
+                               const at::Tensor& h, at::Tensor& nonfinite_flag);
+
+// One pass over a point weight on the CPU: whether every element is finite, whether one is 0.
+struct WeightScan {
+  bool finite, any_zero;
+};
+WeightScan scan_weight(const at::Tensor& w);
+
+// The total weight gradient of a point weight from its products (library_path.h,
+// weight_grad_point), P = S·c2, Q = D·r2 and, where `tie` is defined, T = S·l:
+//   w > 0 (nonneg mode: w >= 0): (P + Q) / 2,   w < 0: (P - Q) / 2,   w == 0: T
+// into p in place (made dense; q, tie and w read in its layout). Returns whether P, Q and T were
+// finite; on CUDA as halve_sum_difference_ (w's finiteness joins the flag there).
+bool select_point_weight_grad_(at::Tensor& p, const at::Tensor& q, const at::Tensor& tie,
+                               const at::Tensor& w, bool input_nonneg,
+                               at::Tensor& nonfinite_flag);
 
 }  // namespace inn::library
