@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
+
 #include "algorithm.h"
 #include "sum_difference.h"
 
@@ -135,6 +137,14 @@ Tensor as_operand(const Map& m, const Tensor& t, int64_t cols) {
 // combining them: used where the products are computed in at least float32.
 bool midpoint_form(const Tensor& t) {
   return t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
+}
+
+// The operands of a backward call as the map takes them: (g_lo, g_hi, l, h).
+std::array<Tensor, 4> backward_operands(const Map& m, const Tensor& grad_lo, const Tensor& grad_hi,
+                                        const Tensor& x_lo, const Tensor& x_hi, const Tensor& w) {
+  const int64_t K = w.size(w_in_dim(m)), N = w.size(w_out_dim(m));
+  return {as_operand(m, grad_lo, N), as_operand(m, grad_hi, N), as_operand(m, x_lo, K),
+          as_operand(m, x_hi, K)};
 }
 
 Routed done(const char* op, Tensor lo, Tensor hi, Tensor nonfinite) {
@@ -284,9 +294,7 @@ std::optional<Routed> backward(const char* op, const Map& m, bool weight, const 
     record(op, false);
     return std::nullopt;
   }
-  const int64_t K = w_lo.size(w_in_dim(m)), N = w_lo.size(w_out_dim(m));
-  const Tensor l = as_operand(m, x_lo_, K), h = as_operand(m, x_hi_, K);
-  const Tensor g_lo = as_operand(m, grad_lo, N), g_hi = as_operand(m, grad_hi, N);
+  const auto [g_lo, g_hi, l, h] = backward_operands(m, grad_lo, grad_hi, x_lo_, x_hi_, w_lo);
   Tensor nonfinite;
   bool ok = false;
   auto [lo, hi] = weight ? weight_grad(m, input_nonneg, g_lo, g_hi, l, h, w_lo, w_hi, nonfinite, ok)
@@ -311,9 +319,7 @@ std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
     record(op, false);
     return std::nullopt;
   }
-  const int64_t K = w.size(w_in_dim(m)), N = w.size(w_out_dim(m));
-  const Tensor l = as_operand(m, x_lo_, K), h = as_operand(m, x_hi_, K);
-  const Tensor g_lo = as_operand(m, grad_lo, N), g_hi = as_operand(m, grad_hi, N);
+  const auto [g_lo, g_hi, l, h] = backward_operands(m, grad_lo, grad_hi, x_lo_, x_hi_, w);
   Tensor nonfinite;
   if (midpoint_form(l)) {
     // The selection is the kernels' only for a finite weight (an infinite one makes candidates
