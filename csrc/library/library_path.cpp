@@ -323,21 +323,17 @@ std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
   Tensor nonfinite;
   if (midpoint_form(l)) {
     // The selection is the kernels' only for a finite weight (an infinite one makes candidates
-    // infinite, a NaN one is selected by neither sign rule): on the CPU such calls are routed
-    // before any product, on CUDA w joins the device flag. At w == 0 nonneg mode takes the
-    // w >= 0 form, general mode the tie: the third product, skipped on the CPU without zeros.
-    bool zeros = !input_nonneg;
-    if (!w.is_cuda()) {
-      const WeightScan scan = scan_weight(w);
-      if (!scan.finite) return record(op, false), std::nullopt;
-      zeros = zeros && scan.any_zero;
-    }
+    // infinite, a NaN one is selected by neither sign rule): such calls are routed (the CPU
+    // checks w in the select pass, on CUDA w joins the device flag). At w == 0 nonneg mode takes
+    // the w >= 0 form, general mode the tie: a third product, on the CPU only when some w is 0.
     const auto [s, d] = sum_difference(g_lo, g_hi);
     const auto [c2, r2] = sum_difference(l, h);
     Tensor total = adjoint_w(m, s, c2, w.sizes());
     const Tensor q = adjoint_w(m, d, r2, w.sizes());
-    const Tensor tie = zeros ? adjoint_w(m, s, l, w.sizes()) : Tensor();
-    if (!select_point_weight_grad_(total, q, tie, w, input_nonneg, nonfinite)) {
+    bool any_zero = false;
+    if (!select_point_weight_grad_(total, q, w, input_nonneg, nonfinite, any_zero) ||
+        (!input_nonneg && any_zero &&
+         !take_tie_where_zero_(total, adjoint_w(m, s, l, w.sizes()), w, nonfinite))) {
       return record(op, false), std::nullopt;
     }
     record(op, true);

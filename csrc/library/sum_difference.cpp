@@ -63,38 +63,37 @@ bool halve_tie_span(T* __restrict s, T* __restrict d, const T* __restrict l,
   return probe == 0;
 }
 
-// The weight gradient's select by sign; kTie: general mode with a tie product t (w == 0).
-template <typename T, bool kTie>
-bool select_span(T* __restrict p, const T* __restrict q, const T* __restrict t,
-                 const T* __restrict w, bool nonneg, int64_t n) {
+// The weight gradient's select by sign, with the weight's own checks in the same pass: `probe`
+// stays 0 iff p, q and w are all finite; `zeros` counts the zero weights.
+template <typename T>
+bool select_span(T* __restrict p, const T* __restrict q, const T* __restrict w, bool nonneg,
+                 int64_t n, bool& any_zero) {
   T probe = 0;
-#pragma omp simd reduction(+ : probe)
+  int64_t zeros = 0;
+#pragma omp simd reduction(+ : probe, zeros)
   for (int64_t i = 0; i < n; ++i) {
     const T pi = p[i], qi = q[i], wi = w[i];
-    probe += (pi - pi) + (qi - qi);
+    probe += (pi - pi) + (qi - qi) + (wi - wi);
+    zeros += wi == T(0);
     const T plus = (pi + qi) * T(0.5), minus = (pi - qi) * T(0.5);
-    T out = (nonneg ? wi >= T(0) : wi > T(0)) ? plus : minus;
-    if constexpr (kTie) {
-      const T ti = t[i];
-      probe += ti - ti;
-      out = wi == T(0) ? ti : out;
-    }
-    p[i] = out;
+    p[i] = (nonneg ? wi >= T(0) : wi > T(0)) ? plus : minus;
   }
+  any_zero = zeros > 0;
   return probe == 0;
 }
 
+// p <- t where w == 0; whether t was finite there.
 template <typename T>
-void scan_span(const T* __restrict w, int64_t n, bool& finite, bool& zero) {
+bool tie_span(T* __restrict p, const T* __restrict t, const T* __restrict w, int64_t n) {
   T probe = 0;
-  int zeros = 0;
-#pragma omp simd reduction(+ : probe, zeros)
+#pragma omp simd reduction(+ : probe)
   for (int64_t i = 0; i < n; ++i) {
-    probe += w[i] - w[i];
-    zeros += w[i] == T(0);
+    const bool tie = w[i] == T(0);
+    const T ti = tie ? t[i] : T(0);
+    probe += ti - ti;
+    p[i] = tie ? ti : p[i];
   }
-  finite = probe == 0;
-  zero = zeros > 0;
+  return probe == 0;
 }
 
 // Runs span(begin, n) -> bool (finite) over [0, n) in parallel tasks; true iff every task was.
@@ -177,41 +176,51 @@ bool halve_sum_difference_tie_(Tensor& s, Tensor& d, const Tensor& l_, const Ten
   return finite;
 }
 
-WeightScan scan_weight(const Tensor& w_) {
-  const Tensor w = dense(w_);
-  bool finite = true, zero = false;
-  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "scan_weight", [&] {
-    scan_span(w.const_data_ptr<scalar_t>(), w.numel(), finite, zero);
-  });
-  return {finite, zero};
-}
-
-bool select_point_weight_grad_(Tensor& p, const Tensor& q_, const Tensor& tie_, const Tensor& w_,
-                               bool input_nonneg, Tensor& nonfinite_flag) {
+bool select_point_weight_grad_(Tensor& p, const Tensor& q_, const Tensor& w_, bool input_nonneg,
+                               Tensor& nonfinite_flag, bool& any_zero) {
   if (!p.device().is_cpu()) {
     const Tensor plus = at::add(p, q_).mul_(0.5), minus = at::sub(p, q_).mul_(0.5);
-    Tensor out = at::where(input_nonneg ? at::ge(w_, 0) : at::gt(w_, 0), plus, minus);
-    Tensor total = at::sum(p) + at::sum(q_) + at::sum(w_);
-    if (tie_.defined()) {
-      out = at::where(at::eq(w_, 0), tie_, out);
-      total = total + at::sum(tie_);
-    }
-    nonfinite_flag = at::logical_not(at::isfinite(total));
+    const Tensor out = at::where(input_nonneg ? at::ge(w_, 0) : at::gt(w_, 0), plus, minus);
+    nonfinite_flag = at::logical_not(at::isfinite(at::sum(p) + at::sum(q_) + at::sum(w_)));
     p = out;
+    any_zero = !input_nonneg;  // not looked at: that would synchronise with the host
     return true;
   }
   p = dense(p);
   const Tensor q = laid_out_like(q_, p), w = laid_out_like(w_, p);
-  const Tensor tie = tie_.defined() ? laid_out_like(tie_, p) : tie_;
   bool finite = true;
+  std::atomic<bool> zero{false};
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "select_point_weight_grad", [&] {
     scalar_t* pp = p.mutable_data_ptr<scalar_t>();
     const scalar_t* qp = q.const_data_ptr<scalar_t>();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
-    const scalar_t* tp = tie.defined() ? tie.const_data_ptr<scalar_t>() : nullptr;
+    finite = parallel_finite(p.numel(), [=, &zero](int64_t b, int64_t n) {
+      bool span_zero = false;
+      const bool ok = select_span(pp + b, qp + b, wp + b, input_nonneg, n, span_zero);
+      if (span_zero) zero.store(true, std::memory_order_relaxed);
+      return ok;
+    });
+  });
+  any_zero = zero.load();
+  return finite;
+}
+
+bool take_tie_where_zero_(Tensor& p, const Tensor& tie_, const Tensor& w_,
+                          Tensor& nonfinite_flag) {
+  if (!p.device().is_cpu()) {
+    p = at::where(at::eq(w_, 0), tie_, p);
+    nonfinite_flag = at::logical_or(nonfinite_flag, at::logical_not(at::isfinite(at::sum(tie_))));
+    return true;
+  }
+  p = dense(p);
+  const Tensor tie = laid_out_like(tie_, p), w = laid_out_like(w_, p);
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "take_tie_where_zero", [&] {
+    scalar_t* pp = p.mutable_data_ptr<scalar_t>();
+    const scalar_t* tp = tie.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
     finite = parallel_finite(p.numel(), [=](int64_t b, int64_t n) {
-      return tp ? select_span<scalar_t, true>(pp + b, qp + b, tp + b, wp + b, input_nonneg, n)
-                : select_span<scalar_t, false>(pp + b, qp + b, nullptr, wp + b, input_nonneg, n);
+      return tie_span(pp + b, tp + b, wp + b, n);
     });
   });
   return finite;

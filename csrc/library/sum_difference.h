@@ -30,19 +30,18 @@ bool halve_sum_difference_(at::Tensor& s, at::Tensor& d, at::Tensor& nonfinite_f
 bool halve_sum_difference_tie_(at::Tensor& s, at::Tensor& d, const at::Tensor& l,
                                const at::Tensor& h, at::Tensor& nonfinite_flag);
 
-// One pass over a point weight on the CPU: whether every element is finite, whether one is 0.
-struct WeightScan {
-  bool finite, any_zero;
-};
-WeightScan scan_weight(const at::Tensor& w);
-
 // The total weight gradient of a point weight from its products (library_path.h,
-// weight_grad_point), P = S·c2, Q = D·r2 and, where `tie` is defined, T = S·l:
-//   w > 0 (nonneg mode: w >= 0): (P + Q) / 2,   w < 0: (P - Q) / 2,   w == 0: T
-// into p in place (made dense; q, tie and w read in its layout). Returns whether P, Q and T were
-// finite; on CUDA as halve_sum_difference_ (w's finiteness joins the flag there).
-bool select_point_weight_grad_(at::Tensor& p, const at::Tensor& q, const at::Tensor& tie,
-                               const at::Tensor& w, bool input_nonneg,
-                               at::Tensor& nonfinite_flag);
+// weight_grad_point), P = S·c2 and Q = D·r2:
+//   w > 0 (nonneg mode: w >= 0): (P + Q) / 2,   w < 0 (and general mode's w == 0): (P - Q) / 2
+// into p in place (made dense; q and w read in its layout). Returns whether P, Q and w were all
+// finite and sets `any_zero` (whether some w is 0), both from the same pass on the CPU; on CUDA
+// as halve_sum_difference_, with any_zero true in general mode (no host look at w).
+bool select_point_weight_grad_(at::Tensor& p, const at::Tensor& q, const at::Tensor& w,
+                               bool input_nonneg, at::Tensor& nonfinite_flag, bool& any_zero);
+
+// General mode's tie at w == 0 (both bounds select l): p <- T = S·l where w == 0, in place.
+// Returns whether T was finite there (CUDA: T joins the device flag).
+bool take_tie_where_zero_(at::Tensor& p, const at::Tensor& tie, const at::Tensor& w,
+                          at::Tensor& nonfinite_flag);
 
 }  // namespace inn::library
