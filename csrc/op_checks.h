@@ -19,6 +19,15 @@
 
 namespace inn {
 
+// The names the point ops (`*_backward_weight_point`) check under: they check their one weight w
+// as both bounds, so their messages say that "w_lo" / "w_hi" there is w.
+constexpr const char* kLinearPointChecks =
+    "interval_linear_backward_weight_point (w checked as w_lo and w_hi)";
+constexpr const char* kConv2dPointChecks =
+    "interval_conv2d_backward_weight_point (w checked as w_lo and w_hi)";
+constexpr const char* kConvTranspose2dPointChecks =
+    "interval_conv_transpose2d_backward_weight_point (w checked as w_lo and w_hi)";
+
 // x (*, K) as M rows, w (N, K).
 struct LinearShape {
   int64_t M, N, K;

@@ -140,19 +140,19 @@ void check_conv_transpose2d_backward_op(T g_lo, T g_hi, T x_lo, T x_hi, T w_lo, 
 
 // The point ops check what the backward ops check, with w as both weight bounds.
 void check_linear_backward_point_op(T g_lo, T g_hi, T x_lo, T x_hi, T w, bool) {
-  check_linear_backward("interval_linear_backward_weight_point", g_lo, g_hi, x_lo, x_hi, w, w);
+  check_linear_backward(kLinearPointChecks, g_lo, g_hi, x_lo, x_hi, w, w);
 }
 
 void check_conv2d_backward_point_op(T g_lo, T g_hi, T x_lo, T x_hi, T w, Ints stride,
                                     Ints padding, Ints dilation, int64_t groups, bool) {
-  check_conv2d_backward("interval_conv2d_backward_weight_point", g_lo, g_hi, x_lo, x_hi, w, w,
+  check_conv2d_backward(kConv2dPointChecks, g_lo, g_hi, x_lo, x_hi, w, w,
                         stride, padding, dilation, groups);
 }
 
 void check_conv_transpose2d_backward_point_op(T g_lo, T g_hi, T x_lo, T x_hi, T w, Ints stride,
                                               Ints padding, Ints output_padding, int64_t groups,
                                               Ints dilation, bool) {
-  check_conv_transpose2d_backward("interval_conv_transpose2d_backward_weight_point", g_lo, g_hi,
+  check_conv_transpose2d_backward(kConvTranspose2dPointChecks, g_lo, g_hi,
                                   x_lo, x_hi, w, w, stride, padding, output_padding, groups,
                                   dilation);
 }

@@ -291,6 +291,21 @@ def test_any_layout(nonneg):
                                rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("device", ALL_DEVICES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_wrong_weight_is_named_as_the_point_ops_w(case, device):
+    """The point ops check their one weight w as both bounds: their messages say so, so that a
+    "w_lo" in them points at w."""
+    family, x_shape, w_shape, config = CASES[case]
+    x = torch.rand(x_shape, device=device)
+    g = torch.rand(y_shape(family, x_shape, w_shape, config), device=device)
+    w = torch.rand(w_shape[0] + 1, *w_shape[1:], device=device)  # one too many in dim 0
+    op = getattr(ops, f"interval_{family}_backward_weight_point")
+    with pytest.raises(ValueError, match=rf"interval_{family}_backward_weight_point \(w checked "
+                                         r"as w_lo and w_hi\): "):
+        op(g, g, x, x, w, *config, False)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible")
 @pytest.mark.parametrize("nonneg", MODES)
 def test_cuda_point_op_never_synchronises(nonneg):

@@ -161,8 +161,8 @@ at::Tensor conv2d_backward_weight_point(const at::Tensor& grad_lo, const at::Ten
                                         at::IntArrayRef padding, at::IntArrayRef dilation,
                                         int64_t groups, bool input_nonneg) {
   constexpr const char* op = "interval_conv2d_backward_weight_point";
-  const ConvGeometry g = check_conv2d_backward(op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride,
-                                               padding, dilation, groups);
+  const ConvGeometry g = check_conv2d_backward(kConv2dPointChecks, grad_lo, grad_hi, x_lo, x_hi,
+                                               w, w, stride, padding, dilation, groups);
   if (auto r = library::weight_grad_point(op, library::Map::conv2d(stride, padding, dilation,
                                                                    groups),
                                           grad_lo, grad_hi, x_lo, x_hi, w, input_nonneg)) {
@@ -268,7 +268,8 @@ at::Tensor conv_transpose2d_backward_weight_point(
     at::IntArrayRef output_padding, int64_t groups, at::IntArrayRef dilation, bool input_nonneg) {
   constexpr const char* op = "interval_conv_transpose2d_backward_weight_point";
   const ConvGeometry g = check_conv_transpose2d_backward(
-      op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride, padding, output_padding, groups, dilation);
+      kConvTranspose2dPointChecks, grad_lo, grad_hi, x_lo, x_hi, w, w, stride, padding,
+      output_padding, groups, dilation);
   if (auto r = library::weight_grad_point(
           op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation),
           grad_lo, grad_hi, x_lo, x_hi, w, input_nonneg)) {

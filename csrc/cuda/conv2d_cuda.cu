@@ -53,8 +53,8 @@ at::Tensor conv2d_backward_weight_point(const at::Tensor& grad_lo, const at::Ten
                                         at::IntArrayRef padding, at::IntArrayRef dilation,
                                         int64_t groups, bool input_nonneg) {
   constexpr const char* op = "interval_conv2d_backward_weight_point";
-  const ConvGeometry geo = check_conv2d_backward(op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride,
-                                                 padding, dilation, groups);
+  const ConvGeometry geo = check_conv2d_backward(kConv2dPointChecks, grad_lo, grad_hi, x_lo,
+                                                 x_hi, w, w, stride, padding, dilation, groups);
   const c10::cuda::CUDAGuard guard(x_lo.device());
   return conv_backward_weight_point<Conv2dProblems>(
       op, library::Map::conv2d(stride, padding, dilation, groups), geo, grad_lo, grad_hi, x_lo,

@@ -58,7 +58,8 @@ at::Tensor conv_transpose2d_backward_weight_point(
     at::IntArrayRef output_padding, int64_t groups, at::IntArrayRef dilation, bool input_nonneg) {
   constexpr const char* op = "interval_conv_transpose2d_backward_weight_point";
   const ConvGeometry geo = check_conv_transpose2d_backward(
-      op, grad_lo, grad_hi, x_lo, x_hi, w, w, stride, padding, output_padding, groups, dilation);
+      kConvTranspose2dPointChecks, grad_lo, grad_hi, x_lo, x_hi, w, w, stride, padding,
+      output_padding, groups, dilation);
   const c10::cuda::CUDAGuard guard(x_lo.device());
   return conv_backward_weight_point<ConvTranspose2dProblems>(
       op, library::Map::conv_transpose2d(stride, padding, output_padding, groups, dilation), geo,

@@ -134,7 +134,8 @@ at::Tensor linear_backward_weight_point(const at::Tensor& grad_lo, const at::Ten
                                         const at::Tensor& x_lo, const at::Tensor& x_hi,
                                         const at::Tensor& w, bool input_nonneg) {
   constexpr const char* op = "interval_linear_backward_weight_point";
-  const LinearShape shape = check_linear_backward(op, grad_lo, grad_hi, x_lo, x_hi, w, w);
+  const LinearShape shape =
+      check_linear_backward(kLinearPointChecks, grad_lo, grad_hi, x_lo, x_hi, w, w);
   const c10::cuda::CUDAGuard guard(x_lo.device());
   const LinearOperands o = linear_operands(shape, x_lo, x_hi, w, w);
   const std::optional<library::RoutedTotal> routed = library::weight_grad_point(
