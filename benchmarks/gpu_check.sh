@@ -90,7 +90,7 @@ step info 10 60 python3 -m inn_cuda info
 # parallel workers and a per-test timeout when pytest-xdist / pytest-timeout are installed (the
 # `test` extra); without them the step says so in its log and runs serially, untimed per test
 plugins=()
-python3 -c "import xdist" 2>/dev/null && plugins+=(-n 8) || echo "no pytest-xdist" >>"$work/summary.txt"
+python3 -c "import xdist" 2>/dev/null && plugins+=(-n 8 --dist loadgroup) || echo "no pytest-xdist" >>"$work/summary.txt"
 python3 -c "import pytest_timeout" 2>/dev/null && plugins+=(--timeout 90) \
   || echo "no pytest-timeout" >>"$work/summary.txt"
 step tests 60 200 python3 -m pytest -q -p no:cacheprovider -m "not slow" "${plugins[@]}" \
