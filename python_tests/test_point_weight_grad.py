@@ -37,6 +37,15 @@ def y_shape(family, x_shape, w_shape, config):
     return conv_terms(family, x_shape, w_shape, config)[3]
 
 
+def random_operands(x_shape, w_shape, nonneg, seed):
+    """(generator, x_lo, x_hi, w): random float64 bounds (x_lo >= 0 in nonneg mode), and w."""
+    gen = torch.Generator().manual_seed(seed)
+    x_lo = torch.randn(x_shape, generator=gen, dtype=torch.float64)
+    x_lo = x_lo.abs() if nonneg else x_lo
+    x_hi = x_lo + torch.rand(x_shape, generator=gen, dtype=torch.float64)
+    return gen, x_lo, x_hi, torch.randn(w_shape, generator=gen, dtype=torch.float64)
+
+
 def point_operands(case, nonneg, dtype, device, gen):
     """Integer operands (exact sums), exact zero weights and point inputs (ties)."""
     family, xs, ws, config = CASES[case]
@@ -125,11 +134,7 @@ def test_random_float32_within_rounding(case, nonneg, device):
     """Random float32 operands (no exact zeros: two products): the library form within the
     rounding error of a sum in another order, against the float64 reference."""
     family, xs, ws, config = CASES[case]
-    gen = torch.Generator().manual_seed(7)
-    x_lo = torch.randn(xs, generator=gen, dtype=torch.float64)
-    x_lo = x_lo.abs() if nonneg else x_lo
-    x_hi = x_lo + torch.rand(xs, generator=gen, dtype=torch.float64)
-    w = torch.randn(ws, generator=gen, dtype=torch.float64)
+    gen, x_lo, x_hi, w = random_operands(xs, ws, nonneg, seed=7)
     shape = y_shape(family, xs, ws, config)
     g_lo, g_hi = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2))
     args64 = (g_lo, g_hi, x_lo, x_hi, w, *config, nonneg)
@@ -195,11 +200,7 @@ def test_autograd_point_weight_equals_the_sum_path(case, nonneg, device):
     """interval_*(x_lo, x_hi, w, w, b, b): the gradient of w comes from the point op alone and
     equals the interval-weight path (a copy of w: two bounds' gradients added by autograd)."""
     family, xs, ws, config = CASES[case]
-    gen = torch.Generator().manual_seed(5)
-    x_lo = torch.randn(xs, generator=gen, dtype=torch.float64)
-    x_lo = x_lo.abs() if nonneg else x_lo
-    x_hi = x_lo + torch.rand(xs, generator=gen, dtype=torch.float64)
-    w = torch.randn(ws, generator=gen, dtype=torch.float64)
+    gen, x_lo, x_hi, w = random_operands(xs, ws, nonneg, seed=5)
     w[0] = 0.0  # exact zeros: the general-mode tie rule
     channels = ws[0] if family != "conv_transpose2d" else ws[1] * config[3]
     b = torch.randn(channels, generator=gen, dtype=torch.float64)
