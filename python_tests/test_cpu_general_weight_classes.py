@@ -37,6 +37,9 @@ SHAPES = [
     ("conv2d", (2, 6, 9, 8), (10, 3, 3, 2), dict(stride=(2, 1), padding=(1, 0), groups=2)),
     ("conv_transpose2d", (2, 20, 5, 6), (20, 3, 2, 2), dict(stride=(2, 2))),
     ("conv_transpose2d", (1, 18, 6, 5), (18, 2, 3, 3), dict(padding=(1, 1))),   # overlapping
+    # 64 output channels: pixel lanes with few straddling taps, the GEMM with many
+    # (forward_on_gemm, csrc/cpu/conv_cpu.h)
+    ("conv2d", (1, 3, 6, 7), (64, 3, 3, 3), dict(padding=(1, 1))),
 ]
 
 
@@ -58,7 +61,7 @@ def run(op, x_lo, x_hi, w_lo, w_hi, cfg):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("share", [0.0, 0.5])
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-{s[2]}")
 def test_mixed_weight_classes_equal_the_oracle(shape, share, dtype):
     op, x_shape, w_shape, c = shape

@@ -128,7 +128,7 @@ struct ClassifiedWeights {
           kind[k] = 0;
           for (int64_t i = 0; i < mr && tile * mr + i < rows && kind[k] < kinds - 1; ++i) {
             const auto [a, b] = weight(grp, tile * mr + i, k);
-            if (a < T(0) && b > T(0)) {
+            if (straddles_zero(a, b)) {
               kind[k] = kinds - 1;
             } else if (a < T(0)) {
               kind[k] |= int64_t(1) << i;
