@@ -118,11 +118,11 @@ template <typename T>
 void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
                   const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
                   const T* src, T* out, int64_t ld_out, int64_t width);
+// general_tiles: the layout of ClassifiedWeights without its runs (each tile's taps in its own
+// order, offsets at x_off + tile * taps): every term takes both candidates and the choice.
 template <typename T>
 void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                    const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width);
-// (general_tiles: each tile's taps in its own order, offsets x_off + tile * taps; every term
-// takes both candidates and the choice, whatever its weight's class.)
 template <typename T>
 void dot_tiles(int64_t dc, int64_t dk, int64_t c_tiles, int64_t k_tiles, const T* g,
                const int64_t* x_off, const int64_t* y_off, const uint16_t* sign, const T* src,
