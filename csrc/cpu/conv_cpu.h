@@ -28,22 +28,64 @@ namespace inn::cpu::conv {
 // its setup, small enough to stay in the shared L3 cache.
 constexpr int64_t kBufferBudgetBytes = int64_t(16) << 20;
 
-// Output channels per group from which the general-mode conv2d forward runs on the GEMM kernel:
-// there the GEMM's lanes over channels are full, and its weight selection by pointer beats the
-// pixel tiles' blends (measured at 64 channels).
+// Output channels per group from which a conv2d forward may run on the GEMM kernel, where its
+// lanes over channels are full.
 constexpr int64_t kGemmGeneralChannels = 64;
 
-// Whether a conv2d forward runs on the GEMM family. General mode: from kGemmGeneralChannels
-// output channels per group. Non-negative mode also needs few output pixels per image against
-// the reduction (out_pixels * 8 <= C_in/groups * kh * kw: e.g. 3x3 kernels at 256 channels up
-// to 16x16 images, at 64 channels up to 8x8): there the pixel lanes are mostly padding and each
-// chunk re-packs all the weights for a few pixels. Measured (AVX-512, one thread, fused /
-// plain conv2d): 256->256 on 4x4 13.6x on pixel lanes, 5.1x on the GEMM; 512->512 on 2x2 20.5x
-// vs 6.5x; 256->256 on 16x16 5.9x vs 4.8x; 128->128 on 16x16 4.4x vs 4.8x (stays on lanes).
-// Both compute the same exact products; only the summation order differs.
-inline bool forward_on_gemm(const ConvGeometry& g, int64_t out_channels_per_group, bool nonneg) {
+// Whether a weight interval [a, b] straddles zero (a < 0 < b): the only weights whose general-
+// mode terms need both candidates and a choice (see general_tiles, pixel_simd_kernels.h).
+template <typename T>
+inline bool straddles_zero(T a, T b) {
+  return a < T(0) && b > T(0);
+}
+
+// The share of (tile of `mr` output channels of a group, tap) pairs of a conv2d weight
+// (groups x out_g, kg) that hold a straddling weight: the general pixel-lane forward's
+// two-candidate taps.
+template <typename T>
+double straddling_tap_share(const T* w_lo, const T* w_hi, int64_t groups, int64_t out_g,
+                            int64_t kg, int64_t mr) {
+  int64_t straddling = 0, pairs = 0;
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t c0 = grp * out_g; c0 < (grp + 1) * out_g; c0 += mr) {
+      const int64_t c1 = std::min(c0 + mr, (grp + 1) * out_g);
+      for (int64_t k = 0; k < kg; ++k, ++pairs) {
+        for (int64_t c = c0; c < c1; ++c) {
+          if (straddles_zero(w_lo[c * kg + k], w_hi[c * kg + k])) {
+            ++straddling;
+            break;
+          }
+        }
+      }
+    }
+  }
+  return pairs ? double(straddling) / double(pairs) : 0.0;
+}
+
+// Above this share of straddling taps a general-mode forward with kGemmGeneralChannels or more
+// output channels runs on the GEMM. Measured (2 threads, general forward, pixel lanes / GEMM):
+// with no straddling weights 0.32x (AVX-512) / 0.56x (AVX2) at 64->64 on 8x32^2, 0.58x / 0.85x
+// at 128->128 on 4x32^2; with half of them straddling (94 % / 75 % of the taps) 1.08x / 1.28x
+// and 1.52x / 1.61x. The pixel lanes win up to about 40 % straddling taps on AVX-512 and 15 %
+// on AVX2 at 128 channels (more at 64); trained networks' weights rarely straddle.
+constexpr double kGemmStraddlingShare = 0.125;
+
+// Whether a conv2d forward runs on the GEMM family: from kGemmGeneralChannels output channels
+// per group, where the output has few pixels per image against the reduction (out_pixels * 8
+// <= C_in/groups * kh * kw: e.g. 3x3 kernels at 256 channels up to 16x16 images, at 64 channels
+// up to 8x8): there the pixel lanes are mostly padding and each chunk re-packs all the weights
+// for a few pixels. Measured (AVX-512, one thread, non-negative, fused / plain conv2d): 256->256
+// on 4x4 13.6x on pixel lanes, 5.1x on the GEMM; 512->512 on 2x2 20.5x vs 6.5x; 256->256 on
+// 16x16 5.9x vs 4.8x; 128->128 on 16x16 4.4x vs 4.8x (stays on lanes). General mode also where
+// more than kGemmStraddlingShare of the pixel tiles' taps straddle (`straddling_share()`, only
+// evaluated when it decides). Both compute the same exact products; only the summation order
+// differs.
+template <typename F>
+bool forward_on_gemm(const ConvGeometry& g, int64_t out_channels_per_group, bool nonneg,
+                     F&& straddling_share) {
   if (out_channels_per_group < kGemmGeneralChannels) return false;
-  return !nonneg || g.small_pixels() * 8 <= g.big_depth();  // out pixels vs C_in/groups * kh * kw
+  if (g.small_pixels() * 8 <= g.big_depth()) return true;  // out pixels vs C_in/groups * kh * kw
+  return !nonneg && straddling_share() > kGemmStraddlingShare;
 }
 
 // How `batch` images of `pixels` column-side pixels are cut into chunks, given the buffer bytes

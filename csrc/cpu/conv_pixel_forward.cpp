@@ -60,10 +60,16 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
                    2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.big_per_group() : kg)));
   const int64_t ld = direct ? direct->ld(chunks) : chunk_ld(chunks, tile);
   const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
-  // Weights and signs per group, tile and tap (output channels as rows).
-  const PackedWeights<T> packed(c.groups, out_g, kg, mr, [&](int64_t grp, int64_t co, int64_t k) {
-    return weight_at(c, grp, co, k);
-  });
+  // Weights per group, tile and tap (output channels as rows): with their signs (non-negative
+  // mode), or classified (general mode).
+  const auto weight = [&](int64_t grp, int64_t co, int64_t k) { return weight_at(c, grp, co, k); };
+  const std::optional<PackedWeights<T>> packed =
+      c.nonneg ? std::optional<PackedWeights<T>>(std::in_place, c.groups, out_g, kg, mr, weight)
+               : std::nullopt;
+  const std::optional<ClassifiedWeights<T>> classified =
+      c.nonneg ? std::nullopt
+               : std::optional<ClassifiedWeights<T>>(std::in_place, c.groups, out_g, kg, mr,
+                                                     offsets, weight);
   for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
     T* src = static_cast<T*>(buffer);
@@ -78,11 +84,12 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
       }
       if (c.nonneg) {
-        select_tiles<T>(tiles, kg, packed.values_of(grp), packed.signs_of(grp), nullptr,
+        select_tiles<T>(tiles, kg, packed->values_of(grp), packed->signs_of(grp), nullptr,
                         offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
       } else {
-        general_tiles<T>(tiles, kg, packed.values_of(grp), offsets.data(),
-                         offsets.data() + kg, src, out, ld, layout.width);
+        general_tiles<T>(tiles, kg, classified->values_of(grp), classified->runs_of(grp),
+                         classified->x_off_of(grp), classified->y_off_of(grp), src, out, ld,
+                         layout.width);
       }
       add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.small_pixels(), chunk);
     }
@@ -111,10 +118,17 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
     offsets[ci] = 2 * ci * ld;
     offsets[in_g + ci] = (2 * ci + 1) * ld;
   }
-  const PackedWeights<T> packed(c.groups, ncol, in_g, mr, [&](int64_t grp, int64_t r, int64_t ci) {
+  const auto weight = [&](int64_t grp, int64_t r, int64_t ci) {
     const int64_t w = (grp * ncol + r) * in_g + ci;
     return std::pair<T, T>(c.o.w_lo[w], c.o.w_hi[w]);
-  });
+  };
+  const std::optional<PackedWeights<T>> packed =
+      c.nonneg ? std::optional<PackedWeights<T>>(std::in_place, c.groups, ncol, in_g, mr, weight)
+               : std::nullopt;
+  const std::optional<ClassifiedWeights<T>> classified =
+      c.nonneg ? std::nullopt
+               : std::optional<ClassifiedWeights<T>>(std::in_place, c.groups, ncol, in_g, mr,
+                                                     offsets, weight);
   const int64_t out_channels = g.big_per_group() * c.groups, plane = g.big_pixels();
   for_each_chunk(chunks, 2 * (in_g + tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
@@ -124,11 +138,12 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
       if (c.nonneg) {
-        select_tiles<T>(tiles, in_g, packed.values_of(grp), packed.signs_of(grp), nullptr,
+        select_tiles<T>(tiles, in_g, packed->values_of(grp), packed->signs_of(grp), nullptr,
                         offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
       } else {
-        general_tiles<T>(tiles, in_g, packed.values_of(grp), offsets.data(),
-                         offsets.data() + in_g, xs, out, ld, layout.width);
+        general_tiles<T>(tiles, in_g, classified->values_of(grp), classified->runs_of(grp),
+                         classified->x_off_of(grp), classified->y_off_of(grp), xs, out, ld,
+                         layout.width);
       }
       for (int64_t r = 0; r < ncol; ++r) {
         const int64_t co = grp * g.big_per_group() + r / taps;

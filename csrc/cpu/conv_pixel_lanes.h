@@ -9,7 +9,8 @@
 // (interval_gemm.h) take it as a precomputed sign word per weight, and a register tile of several
 // output channels x a few pixel vectors shares each loaded input vector between its channels (a
 // blend picks l or h).
-//  * forward (select_tiles; general mode general_tiles): output channels x input taps;
+//  * forward (select_tiles; general mode general_tiles, on weights classified per call by sign
+//    with each tile's taps regrouped by kind: ClassifiedWeights): output channels x input taps;
 //  * input gradient (select_tiles with gates, rare straddling weights in term lists for
 //    combine_rows; general mode general_grad_tiles, which also reads the input at the result's
 //    pixels): input channels x output-gradient taps of the flipped kernel;
@@ -93,6 +94,70 @@ struct PackedWeights {
 
   const T* values_of(int64_t grp) const { return &values[grp * per_group]; }
   const uint16_t* signs_of(int64_t grp) const { return &signs[grp * per_group]; }
+};
+
+// The weights of PackedWeights' shape classified for the general forward (general_tiles): a
+// weight [a, b] is of one sign (a >= 0, or b <= 0) or straddles zero (a < 0 < b; rare in a
+// trained network: only where |w| is below the interval's width). A tile's tap has kind
+// sum_i 2^i [channel i's b <= 0 and a < 0] when no channel's weight straddles, else 2^mr (rows
+// past `rows` are zero: a >= 0). Per (group, tile) the taps are reordered by kind (stable), with
+// the weights in that order, the input rows' offsets in that order (`offsets`: depth x offsets,
+// then depth y offsets, as general_tiles takes them unclassified) and the count per kind.
+template <typename T>
+struct ClassifiedWeights {
+  int64_t mr, tiles, depth, kinds;
+  std::vector<T> values;
+  std::vector<int64_t> runs, x_off, y_off;
+
+  template <typename F>
+  ClassifiedWeights(int64_t groups, int64_t rows, int64_t depth, int64_t mr,
+                    const std::vector<int64_t>& offsets, F&& weight)
+      : mr(mr),
+        tiles(ceil_div(rows, mr)),
+        depth(depth),
+        kinds((int64_t(1) << mr) + 1),
+        values(groups * tiles * depth * 2 * mr, T(0)),
+        runs(groups * tiles * kinds, 0),
+        x_off(groups * tiles * depth),
+        y_off(groups * tiles * depth) {
+    std::vector<int64_t> kind(depth), order(depth);
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t gt = grp * tiles + tile;
+        for (int64_t k = 0; k < depth; ++k) {
+          kind[k] = 0;
+          for (int64_t i = 0; i < mr && tile * mr + i < rows && kind[k] < kinds - 1; ++i) {
+            const auto [a, b] = weight(grp, tile * mr + i, k);
+            if (straddles_zero(a, b)) {
+              kind[k] = kinds - 1;
+            } else if (a < T(0)) {
+              kind[k] |= int64_t(1) << i;
+            }
+          }
+          ++runs[gt * kinds + kind[k]];
+        }
+        for (int64_t k = 0; k < depth; ++k) order[k] = k;
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t p, int64_t q) { return kind[p] < kind[q]; });
+        for (int64_t t = 0; t < depth; ++t) {
+          const int64_t k = order[t];
+          x_off[gt * depth + t] = offsets[k];
+          y_off[gt * depth + t] = offsets[depth + k];
+          T* at = &values[(gt * depth + t) * 2 * mr];
+          for (int64_t i = 0; i < mr && tile * mr + i < rows; ++i) {
+            const auto [a, b] = weight(grp, tile * mr + i, k);
+            at[i] = a;
+            at[mr + i] = b;
+          }
+        }
+      }
+    }
+  }
+
+  const T* values_of(int64_t grp) const { return &values[grp * tiles * depth * 2 * mr]; }
+  const int64_t* runs_of(int64_t grp) const { return &runs[grp * tiles * kinds]; }
+  const int64_t* x_off_of(int64_t grp) const { return &x_off[grp * tiles * depth]; }
+  const int64_t* y_off_of(int64_t grp) const { return &y_off[grp * tiles * depth]; }
 };
 
 // The batch's `pixels` per image, grid_w per row, in chunks: whole images when images are small,

@@ -66,9 +66,9 @@ using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const ui
                                int64_t width);
 
 template <typename T>
-using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
-                                const int64_t* y_off, const T* src, T* out, int64_t ld_out,
-                                int64_t width);
+using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
+                                const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
+                                int64_t ld_out, int64_t width);
 
 template <typename T>
 using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
@@ -118,6 +118,8 @@ template <typename T>
 void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
                   const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
                   const T* src, T* out, int64_t ld_out, int64_t width);
+// general_tiles: the layout of ClassifiedWeights without its runs (each tile's taps in its own
+// order, offsets at x_off + tile * taps): every term takes both candidates and the choice.
 template <typename T>
 void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                    const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width);

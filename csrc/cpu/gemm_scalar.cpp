@@ -146,7 +146,7 @@ void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const in
       T lo = T(0), hi = T(0);
       for (int64_t t = 0; t < taps; ++t) {
         const int64_t at = (tile * taps + t) * 2 * mr + i;
-        const T l = src[x_off[t] + p], h = src[y_off[t] + p];
+        const T l = src[x_off[tile * taps + t] + p], h = src[y_off[tile * taps + t] + p];
         lo += general_lo(w[at], w[at + mr], l, h).value;
         hi += general_hi(w[at], w[at + mr], l, h).value;
       }
@@ -247,10 +247,39 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
                              width);
 }
 
+// Finite operands only (the dispatcher routes the others to scalar_pixel::general_tiles): per
+// tile (one channel) its taps in runs of kinds 0 (a >= 0), 1 (b <= 0), 2 (straddling), as
+// pixel_simd_kernels.h's general_tiles; a one-sign weight takes the candidate the choice takes.
 template <typename T>
-void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
-                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width) {
-  scalar_pixel::general_tiles(1, tiles, taps, w, x_off, y_off, src, out, ld_out, width);
+void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
+                   const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
+                   int64_t ld_out, int64_t width) {
+  for (int64_t c = 0; c < tiles; ++c) {
+    const int64_t* r = runs + 3 * c;
+    const T* wc = w + c * taps * 2;
+    const int64_t *xc = x_off + c * taps, *yc = y_off + c * taps;
+    for (int64_t p = 0; p < width; ++p) {
+      T lo = T(0), hi = T(0);
+      int64_t t = 0;
+      for (; t < r[0]; ++t) {  // a >= 0: lo from l, hi from h
+        const T a = wc[2 * t], b = wc[2 * t + 1], l = src[xc[t] + p], h = src[yc[t] + p];
+        lo += l * (l >= T(0) ? a : b);
+        hi += h * (h >= T(0) ? b : a);
+      }
+      for (; t < r[0] + r[1]; ++t) {  // b <= 0: lo from h, hi from l
+        const T a = wc[2 * t], b = wc[2 * t + 1], l = src[xc[t] + p], h = src[yc[t] + p];
+        lo += h * (h >= T(0) ? a : b);
+        hi += l * (l >= T(0) ? b : a);
+      }
+      for (; t < taps; ++t) {
+        const T a = wc[2 * t], b = wc[2 * t + 1], l = src[xc[t] + p], h = src[yc[t] + p];
+        lo += general_lo(a, b, l, h).value;
+        hi += general_hi(a, b, l, h).value;
+      }
+      out[2 * c * ld_out + p] = lo;
+      out[(2 * c + 1) * ld_out + p] = hi;
+    }
+  }
 }
 
 template <typename T>

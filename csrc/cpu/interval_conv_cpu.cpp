@@ -6,8 +6,8 @@
 //    conv_pixel_weight_grad.cpp): every forward, every gradient but the one below;
 //  * the fused interval GEMMs around im2col / col2im (conv_gemm.cpp): a conv2d input gradient
 //    that has no direct pixel-lane form (stride > 1, or padding beyond the kernel's reach), and
-//    the conv2d forward with many output channels per group (general mode; non-negative mode on
-//    small images: forward_on_gemm, conv_cpu.h).
+//    the conv2d forward with many output channels per group on small images, or in general mode
+//    where many weights straddle zero (forward_on_gemm, conv_cpu.h).
 //
 // Inputs of any layout (channels_last included) are made contiguous NCHW first; outputs and
 // gradients are contiguous NCHW.
@@ -93,9 +93,13 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   auto [y_lo, y_hi] = init_output(conv2d_output_shape(g), x_lo.options(), b_lo, b_hi);
   if (x_lo.numel() == 0) return {y_lo, y_hi};  // no terms (no batch or no input channels)
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_cpu", [&] {
-    // Many output channels: the GEMM family in general mode, and in nonneg mode on small images
-    // (see forward_on_gemm).
-    const bool gemm = forward_on_gemm(g, out_channels / groups, input_nonneg);
+    // Many output channels: the GEMM family on small images, and in general mode where many
+    // weights straddle zero (see forward_on_gemm).
+    const bool gemm = forward_on_gemm(g, out_channels / groups, input_nonneg, [&] {
+      return straddling_tap_share(w_lo.const_data_ptr<scalar_t>(), w_hi.const_data_ptr<scalar_t>(),
+                                  groups, out_channels / groups, g.big_depth(),
+                                  select_tile_channels<scalar_t>());
+    });
     (gemm ? conv2d_forward_gemm<scalar_t> : conv2d_forward_pixels<scalar_t>)(
         {g, batch, groups, out_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
