@@ -147,6 +147,21 @@ void select_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const 
                                                           y_off, src, out, ld_out, width);
 }
 
+// NV vectors of a tap's two rows x, y and their lanes' signs (x >= 0, y >= 0), for the general
+// kernels below.
+template <class S, int NV>
+inline __attribute__((always_inline)) void load_signed_rows(
+    const typename S::T* x, const typename S::T* y, typename S::V (&l)[NV],
+    typename S::V (&h)[NV], typename S::M (&ml)[NV], typename S::M (&mh)[NV]) {
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    l[v] = S::load(x + v * S::L);
+    h[v] = S::load(y + v * S::L);
+    ml[v] = S::ge0(l[v]);
+    mh[v] = S::ge0(h[v]);
+  }
+}
+
 // The general (signed input) forward, on weights classified and grouped per tile by the caller
 // (ClassifiedWeights, conv_pixel_lanes.h): the taps of a tile come in runs of one kind each,
 // runs[kind] taps per kind, kinds 0 .. 2^kPixMR - 1 first, then kind 2^kPixMR; per tap the
@@ -170,17 +185,11 @@ inline __attribute__((always_inline)) void one_sign_run(
     typename S::V (&hi)[S::kPixMR][NV]) {
   using V = typename S::V;
   using M = typename S::M;
-  constexpr int L = S::L, MR = S::kPixMR;
+  constexpr int MR = S::kPixMR;
   for (int64_t t = 0; t < n; ++t, wt += 2 * MR) {
     V l[NV], h[NV];
     M ml[NV], mh[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      l[v] = S::load(src + x_off[t] + v * L);
-      h[v] = S::load(src + y_off[t] + v * L);
-      ml[v] = S::ge0(l[v]);
-      mh[v] = S::ge0(h[v]);
-    }
+    load_signed_rows<S, NV>(src + x_off[t], src + y_off[t], l, h, ml, mh);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
@@ -233,13 +242,7 @@ inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
   for (int64_t t = 0; t < straddling; ++t, wt += 2 * MR) {
     V l[NV], h[NV];
     M ml[NV], mh[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      l[v] = S::load(src + x_off[t] + v * L);
-      h[v] = S::load(src + y_off[t] + v * L);
-      ml[v] = S::ge0(l[v]);
-      mh[v] = S::ge0(h[v]);
-    }
+    load_signed_rows<S, NV>(src + x_off[t], src + y_off[t], l, h, ml, mh);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
