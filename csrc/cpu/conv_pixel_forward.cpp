@@ -43,6 +43,44 @@ std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Dire
   return offsets;
 }
 
+// A forward's weights, packed once per call the way its mode's tiles read them: with their signs
+// (non-negative mode, select_tiles) or classified into runs of one kind (general mode,
+// general_tiles); `tiles_into` runs the group's tiles over a chunk's source rows.
+template <typename T>
+class ForwardWeights {
+ public:
+  // weight(grp, row, k) -> (a, b); offsets: the source rows of each depth index k, lo then hi
+  // (kept by reference: the caller's, which outlive the call's chunks).
+  template <typename F>
+  ForwardWeights(bool nonneg, int64_t groups, int64_t rows, int64_t depth, int64_t mr,
+                 const std::vector<int64_t>& offsets, F&& weight)
+      : depth_(depth), offsets_(offsets) {
+    if (nonneg) {
+      packed_.emplace(groups, rows, depth, mr, weight);
+    } else {
+      classified_.emplace(groups, rows, depth, mr, offsets, weight);
+    }
+  }
+
+  void tiles_into(int64_t grp, int64_t tiles, const T* src, T* out, int64_t ld,
+                  int64_t width) const {
+    if (packed_) {
+      select_tiles<T>(tiles, depth_, packed_->values_of(grp), packed_->signs_of(grp), nullptr,
+                      offsets_.data(), offsets_.data() + depth_, src, out, ld, width);
+    } else {
+      general_tiles<T>(tiles, depth_, classified_->values_of(grp), classified_->runs_of(grp),
+                       classified_->x_off_of(grp), classified_->y_off_of(grp), src, out, ld,
+                       width);
+    }
+  }
+
+ private:
+  int64_t depth_;
+  const std::vector<int64_t>& offsets_;
+  std::optional<PackedWeights<T>> packed_;
+  std::optional<ClassifiedWeights<T>> classified_;
+};
+
 }  // namespace
 
 // conv2d y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l) (general mode:
@@ -60,16 +98,10 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
                    2 * int64_t(sizeof(T)) * (tiles * mr + (direct ? g.big_per_group() : kg)));
   const int64_t ld = direct ? direct->ld(chunks) : chunk_ld(chunks, tile);
   const std::vector<int64_t> offsets = tap_offsets(g, direct, ld);
-  // Weights per group, tile and tap (output channels as rows): with their signs (non-negative
-  // mode), or classified (general mode).
-  const auto weight = [&](int64_t grp, int64_t co, int64_t k) { return weight_at(c, grp, co, k); };
-  const std::optional<PackedWeights<T>> packed =
-      c.nonneg ? std::optional<PackedWeights<T>>(std::in_place, c.groups, out_g, kg, mr, weight)
-               : std::nullopt;
-  const std::optional<ClassifiedWeights<T>> classified =
-      c.nonneg ? std::nullopt
-               : std::optional<ClassifiedWeights<T>>(std::in_place, c.groups, out_g, kg, mr,
-                                                     offsets, weight);
+  // Weights per group, tile and tap (output channels as rows).
+  const ForwardWeights<T> weights(
+      c.nonneg, c.groups, out_g, kg, mr, offsets,
+      [&](int64_t grp, int64_t co, int64_t k) { return weight_at(c, grp, co, k); });
   for_each_chunk(chunks, (source_rows + 2 * tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
     T* src = static_cast<T*>(buffer);
@@ -83,14 +115,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
       } else {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
       }
-      if (c.nonneg) {
-        select_tiles<T>(tiles, kg, packed->values_of(grp), packed->signs_of(grp), nullptr,
-                        offsets.data(), offsets.data() + kg, src, out, ld, layout.width);
-      } else {
-        general_tiles<T>(tiles, kg, classified->values_of(grp), classified->runs_of(grp),
-                         classified->x_off_of(grp), classified->y_off_of(grp), src, out, ld,
-                         layout.width);
-      }
+      weights.tiles_into(grp, tiles, src, out, ld, layout.width);
       add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.small_pixels(), chunk);
     }
   });
@@ -122,13 +147,7 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
     const int64_t w = (grp * ncol + r) * in_g + ci;
     return std::pair<T, T>(c.o.w_lo[w], c.o.w_hi[w]);
   };
-  const std::optional<PackedWeights<T>> packed =
-      c.nonneg ? std::optional<PackedWeights<T>>(std::in_place, c.groups, ncol, in_g, mr, weight)
-               : std::nullopt;
-  const std::optional<ClassifiedWeights<T>> classified =
-      c.nonneg ? std::nullopt
-               : std::optional<ClassifiedWeights<T>>(std::in_place, c.groups, ncol, in_g, mr,
-                                                     offsets, weight);
+  const ForwardWeights<T> weights(c.nonneg, c.groups, ncol, in_g, mr, offsets, weight);
   const int64_t out_channels = g.big_per_group() * c.groups, plane = g.big_pixels();
   for_each_chunk(chunks, 2 * (in_g + tiles * mr) * ld * sizeof(T),
                  [&](const Chunk& chunk, void* buffer) {
@@ -137,14 +156,7 @@ void conv_transpose2d_forward_pixels(const KernelCall<T>& c) {
     const ChunkLayout layout = gathered_layout<T>(g, chunk, ld);
     for (int64_t grp = 0; grp < c.groups; ++grp) {
       pixel_rows(c, c.o.x_lo, c.o.x_hi, c.channels, grp * in_g, in_g, chunk, ld, xs);
-      if (c.nonneg) {
-        select_tiles<T>(tiles, in_g, packed->values_of(grp), packed->signs_of(grp), nullptr,
-                        offsets.data(), offsets.data() + in_g, xs, out, ld, layout.width);
-      } else {
-        general_tiles<T>(tiles, in_g, classified->values_of(grp), classified->runs_of(grp),
-                         classified->x_off_of(grp), classified->y_off_of(grp), xs, out, ld,
-                         layout.width);
-      }
+      weights.tiles_into(grp, tiles, xs, out, ld, layout.width);
       for (int64_t r = 0; r < ncol; ++r) {
         const int64_t co = grp * g.big_per_group() + r / taps;
         const int64_t i = r % taps / g.kernel_w, j = r % g.kernel_w;

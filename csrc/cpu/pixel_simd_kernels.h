@@ -179,13 +179,14 @@ inline __attribute__((always_inline)) void load_signed_rows(
 // each term is the same product; the fused add rounds once where the straddling kind rounds the
 // product and the sum separately. Finite operands only (the dispatcher's contract).
 template <class S, int NV, int KIND>
-inline __attribute__((always_inline)) void one_sign_run(
+inline __attribute__((always_inline)) void tap_run(
     int64_t n, const typename S::T*& wt, const int64_t*& x_off, const int64_t*& y_off,
     const typename S::T* src, typename S::V (&lo)[S::kPixMR][NV],
     typename S::V (&hi)[S::kPixMR][NV]) {
   using V = typename S::V;
   using M = typename S::M;
   constexpr int MR = S::kPixMR;
+  constexpr bool kStraddling = KIND == (1 << MR);
   for (int64_t t = 0; t < n; ++t, wt += 2 * MR) {
     V l[NV], h[NV];
     M ml[NV], mh[NV];
@@ -195,7 +196,9 @@ inline __attribute__((always_inline)) void one_sign_run(
       const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        if ((KIND >> i) & 1) {  // b <= 0 (i is a constant of the unrolled loop)
+        if constexpr (kStraddling) {
+          add_general_term<S>(l[v], h[v], ml[v], mh[v], a, b, lo[i][v], hi[i][v]);
+        } else if ((KIND >> i) & 1) {  // b <= 0 (i is a constant of the unrolled loop)
           lo[i][v] = S::fma(h[v], S::select(mh[v], a, b), lo[i][v]);
           hi[i][v] = S::fma(l[v], S::select(ml[v], b, a), hi[i][v]);
         } else {  // a >= 0
@@ -209,15 +212,15 @@ inline __attribute__((always_inline)) void one_sign_run(
   y_off += n;
 }
 
-// The one-sign runs of kinds KIND .. 2^kPixMR - 1, in order.
+// The runs of kinds KIND .. 2^kPixMR (the straddling kind last), in order.
 template <class S, int NV, int KIND>
-inline __attribute__((always_inline)) void one_sign_runs(
+inline __attribute__((always_inline)) void tap_runs(
     const int64_t* runs, const typename S::T*& wt, const int64_t*& x_off, const int64_t*& y_off,
     const typename S::T* src, typename S::V (&lo)[S::kPixMR][NV],
     typename S::V (&hi)[S::kPixMR][NV]) {
-  if constexpr (KIND < (1 << S::kPixMR)) {
-    one_sign_run<S, NV, KIND>(runs[KIND], wt, x_off, y_off, src, lo, hi);
-    one_sign_runs<S, NV, KIND + 1>(runs, wt, x_off, y_off, src, lo, hi);
+  if constexpr (KIND <= (1 << S::kPixMR)) {
+    tap_run<S, NV, KIND>(runs[KIND], wt, x_off, y_off, src, lo, hi);
+    tap_runs<S, NV, KIND + 1>(runs, wt, x_off, y_off, src, lo, hi);
   }
 }
 
@@ -229,7 +232,6 @@ inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
                                                         const typename S::T* src,
                                                         typename S::T* o, int64_t ld_out) {
   using V = typename S::V;
-  using M = typename S::M;
   constexpr int L = S::L, MR = S::kPixMR;
   V lo[MR][NV], hi[MR][NV];
 #pragma GCC unroll 8
@@ -237,21 +239,7 @@ inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
   }
-  one_sign_runs<S, NV, 0>(runs, wt, x_off, y_off, src, lo, hi);
-  const int64_t straddling = runs[1 << MR];
-  for (int64_t t = 0; t < straddling; ++t, wt += 2 * MR) {
-    V l[NV], h[NV];
-    M ml[NV], mh[NV];
-    load_signed_rows<S, NV>(src + x_off[t], src + y_off[t], l, h, ml, mh);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        add_general_term<S>(l[v], h[v], ml[v], mh[v], a, b, lo[i][v], hi[i][v]);
-      }
-    }
-  }
+  tap_runs<S, NV, 0>(runs, wt, x_off, y_off, src, lo, hi);
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
