@@ -2,10 +2,11 @@
 with weights of realistic width (w +- 5 % |w|, none straddling zero) and with a share of them
 straddling zero (only those need the two-candidate product: see csrc/cpu/pixel_simd_kernels.h).
 Interleaved repeats (plain, interval, plain, ...) so that a busy machine slows both alike; prints
-the median of the per-repeat time ratios and the load average.
+the median of the per-repeat time ratios and the load average. --backward times forward and
+backward (autograd: every input and weight bound's gradient) against the plain layer's.
 
     python benchmarks/general_weights_cpu.py [--repeats 15] [--threads 2] [--isa avx2]
-        [--straddling 0 0.1 0.5]
+        [--straddling 0 0.1 0.5] [--backward]
 """
 
 import argparse
@@ -38,6 +39,18 @@ def operands(x_shape, w_shape, straddling, gen):
     return x, w, (x - x_r, x + x_r), (w - r, w + r)
 
 
+def with_backward(run, tensors):
+    """run() and the backward of its outputs (ones as their gradient) into every tensor."""
+    for t in tensors:
+        t.requires_grad_(True)
+
+    def forward_backward():
+        out = run()
+        outs = out if isinstance(out, tuple) else (out,)
+        torch.autograd.grad(outs, tensors, [torch.ones_like(o) for o in outs])
+    return forward_backward
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -45,12 +58,14 @@ def main():
     parser.add_argument("--isa", default=None, help="CPU kernels to use (default: the best)")
     parser.add_argument("--straddling", type=float, nargs="+", default=[0.0, 0.1, 0.5],
                         help="shares of the weights whose interval straddles zero")
+    parser.add_argument("--backward", action="store_true",
+                        help="time forward + backward (all gradients) instead of the forward")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.isa:
         inn_cuda._backend.set_cpu_isa(args.isa)
     print(f"load average at start: {os.getloadavg()[0]:.2f}, {torch.get_num_threads()} threads, "
-          f"CPU kernels: {args.isa or 'best'}")
+          f"CPU kernels: {args.isa or 'best'}, {'forward + backward' if args.backward else 'forward'}")
     print("| layer | straddling weights | plain ms | general ms | general ÷ plain |")
     print("|---|---|---|---|---|")
     for share in args.straddling:
@@ -61,6 +76,9 @@ def main():
             interval = getattr(inn_cuda, "interval_" + op)
             runs = (lambda: plain(x, w, stride=stride, padding=padding),
                     lambda: interval(x_lo, x_hi, w_lo, w_hi, stride=stride, padding=padding))
+            if args.backward:
+                runs = tuple(with_backward(run, tensors) for run, tensors in
+                             zip(runs, ((x, w), (x_lo, x_hi, w_lo, w_hi))))
             for run in runs:
                 run()
             times = [[], []]

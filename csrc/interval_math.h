@@ -84,4 +84,49 @@ INN_HD TermChoice<T> general_hi(T a, T b, T l, T h) {
   return take_l ? TermChoice<T>{pl, wl, true, !(l >= T(0))} : TermChoice<T>{ph, wh, false, !(h >= T(0))};
 }
 
+// When the general product's choice follows from signs alone (the CPU pixel-lane kernels'
+// classified terms). For a weight of one sign (a and b both >= 0, or both <= 0, in either order)
+// each candidate is monotonic in the input bound it multiplies, so one candidate of each bound is
+// never beaten (rounding is monotonic too):
+//   a, b >= 0: lo takes l's candidate, hi takes h's unless the two tie;
+//   a, b <= 0: hi takes l's candidate, lo takes h's unless the two tie.
+// The forward needs nothing more (a tie is one value). The gradients do: at a tie the
+// l-candidate wins, so the gradient goes to l (and the weight's gradient through l). A tie of
+// two candidates cannot happen, except at l == h, where the weight and the input are
+// sign-routed:
+//   * weight: a and b nonzero, of one sign, magnitudes in [2^-60, 2^60] (a zero bound makes
+//     both candidates zero on some lanes; an extreme one lets products underflow or overflow);
+//   * input: each bound zero or of magnitude in [2^-60, 2^60], and l == h (the candidates are
+//     one product: every term's gradient goes to l), or l < h with h - l at least
+//     2^-19 max(|l|, |h|) (the products more than their rounding apart) and not l < 0 == h
+//     (the h-candidate then is zero, as the l-candidate is for a zero l).
+template <typename T>
+INN_HD bool one_sign(T a, T b) {
+  return (a >= T(0) && b >= T(0)) || (a <= T(0) && b <= T(0));
+}
+
+// Nonzero, of magnitude in [2^-60, 2^60]. (The input tests return int and combine with & and
+// |: no branches and no bool, so that a loop of them vectorises.)
+template <typename T>
+INN_HD int routable_magnitude(T v) {
+  const T m = v < T(0) ? -v : v;
+  return (m >= T(0x1p-60)) & (m <= T(0x1p60));
+}
+
+template <typename T>
+INN_HD bool sign_routed_weight(T a, T b) {
+  return ((a > T(0) && b > T(0)) || (a < T(0) && b < T(0))) && routable_magnitude(a) &&
+         routable_magnitude(b);
+}
+
+template <typename T>
+INN_HD int sign_routed_input(T l, T h) {
+  const T ml = l < T(0) ? -l : l, mh = h < T(0) ? -h : h;
+  const T larger = ml > mh ? ml : mh;
+  const int ordered = (l < h) & ((l == T(0)) | routable_magnitude(l)) &
+                      ((h == T(0)) | routable_magnitude(h)) & (1 - ((l < T(0)) & (h == T(0)))) &
+                      (h - l >= T(0x1p-19) * larger);
+  return (l == h) | ordered;
+}
+
 }  // namespace inn

@@ -28,6 +28,9 @@ ops = torch.ops.inn_cuda
 ONE_SIGN = [(1.0, 3.0), (0.0, 2.0), (-0.0, 1.0), (2.0, 2.0), (0.0, 0.0), (-0.0, -0.0),
             (-3.0, -1.0), (-2.0, 0.0), (-1.0, -0.0), (-2.0, -2.0)]
 STRADDLING = [(-1.0, 2.0), (-3.0, 1.0)]
+# Invalid intervals (a > b; the ops' value checks are off or bypassed): of one sign, or of both
+# signs, which must take both candidates like straddling ones.
+INVALID = [(3.0, 1.0), (-1.0, -3.0), (0.0, -2.0), (2.0, -0.0), (1.0, -1.0), (2.0, -3.0)]
 
 # (op, x shape, w shape, config): out channels below the GEMM's general-mode threshold, several
 # register tiles with a partial last one (every ISA's tile width), taps per tile above 16 so
@@ -110,3 +113,22 @@ def test_random_float_weights_agree_with_the_reference(shape, share):
     for g, w_ in zip(got, want):
         err = (g.double() - w_).abs()
         assert (err <= 1e-5 * mag + 1e-30).all(), float((err / mag).max())
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-{s[2]}")
+def test_invalid_weight_intervals_equal_the_oracle(shape):
+    """Weights with a > b mixed with valid ones: the semantics' formula, not a wrong candidate."""
+    op, x_shape, w_shape, c = shape
+    cfg = config(op, c)
+    gen = torch.Generator().manual_seed(17)
+    x_lo, x_hi = integer_interval(x_shape, nonneg=False, gen=gen, dtype=torch.float64)
+    classes = torch.tensor(ONE_SIGN + INVALID, dtype=torch.float64)
+    pairs = classes[torch.randint(0, len(classes), w_shape, generator=gen)]
+    w_lo, w_hi = pairs[..., 0].contiguous(), pairs[..., 1].contiguous()
+    got = run(op, x_lo, x_hi, w_lo, w_hi, cfg)
+    terms = conv_terms(op, x_shape, w_shape, cfg)
+    zeros = np.zeros(terms[3])
+    want = oracle(terms, *(t.numpy() for t in (x_lo, x_hi, w_lo, w_hi)), zeros, zeros, False)[:2]
+    for name, g, w in zip(("y_lo", "y_hi"), got, want):
+        torch.testing.assert_close(g, torch.from_numpy(w), rtol=0, atol=0,
+                                   msg=lambda m: f"{op} {name}: {m}")

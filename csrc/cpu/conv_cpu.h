@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "../interval_math.h"
 #include "im2col.h"
 #include "interval_gemm.h"
 
@@ -32,16 +33,9 @@ constexpr int64_t kBufferBudgetBytes = int64_t(16) << 20;
 // lanes over channels are full.
 constexpr int64_t kGemmGeneralChannels = 64;
 
-// Whether a weight interval [a, b] straddles zero (a < 0 < b): the only weights whose general-
-// mode terms need both candidates and a choice (see general_tiles, pixel_simd_kernels.h).
-template <typename T>
-inline bool straddles_zero(T a, T b) {
-  return a < T(0) && b > T(0);
-}
-
 // The share of (tile of `mr` output channels of a group, tap) pairs of a conv2d weight
-// (groups x out_g, kg) that hold a straddling weight: the general pixel-lane forward's
-// two-candidate taps.
+// (groups x out_g, kg) that hold a weight not of one sign (one_sign, interval_math.h: a weight
+// straddling zero, or an invalid interval): the general pixel-lane forward's two-candidate taps.
 template <typename T>
 double straddling_tap_share(const T* w_lo, const T* w_hi, int64_t groups, int64_t out_g,
                             int64_t kg, int64_t mr) {
@@ -51,7 +45,7 @@ double straddling_tap_share(const T* w_lo, const T* w_hi, int64_t groups, int64_
       const int64_t c1 = std::min(c0 + mr, (grp + 1) * out_g);
       for (int64_t k = 0; k < kg; ++k, ++pairs) {
         for (int64_t c = c0; c < c1; ++c) {
-          if (straddles_zero(w_lo[c * kg + k], w_hi[c * kg + k])) {
+          if (!one_sign(w_lo[c * kg + k], w_hi[c * kg + k])) {
             ++straddling;
             break;
           }

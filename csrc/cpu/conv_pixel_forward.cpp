@@ -58,7 +58,7 @@ class ForwardWeights {
     if (nonneg) {
       packed_.emplace(groups, rows, depth, mr, weight);
     } else {
-      classified_.emplace(groups, rows, depth, mr, offsets, weight);
+      classified_.emplace(groups, rows, depth, mr, offsets, false, weight);
     }
   }
 

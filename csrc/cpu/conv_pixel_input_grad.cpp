@@ -84,9 +84,9 @@ std::optional<Direct> input_grad_direct(const ConvGeometry& g, int64_t tile) {
 // with a >= 0 > b (b NaN, or an invalid a > b) would need two products in dl: then every term
 // goes through term lists.
 //
-// General mode: general_grad_tiles, with the weights packed as for select_tiles and, per chunk,
-// the input's rows at the result rows' positions (zero rows for the channels that pad the last
-// tile).
+// General mode: general_grad_tiles, with the weights classified for the gradient
+// (ClassifiedWeights) and, per chunk, the input's rows at the result rows' positions (zero rows
+// for the channels that pad the last tile).
 template <typename T>
 struct InputGradient {
   const KernelCall<T>& c;
@@ -173,17 +173,14 @@ struct InputGradient {
   void run() const { c.nonneg ? run_nonneg() : run_general(); }
 
   void run_general() const {
-    std::vector<T> packed(c.groups * tiles * taps * 2 * mr, T(0));
-    for (int64_t grp = 0; grp < c.groups; ++grp) {
-      for (int64_t ci = 0; ci < rows; ++ci) {
-        for (int64_t s = 0; s < taps; ++s) {
-          packed[packed_at(grp, ci, s)] = w_lo[weight(grp, ci, s)];
-          packed[packed_at(grp, ci, s) + mr] = w_hi[weight(grp, ci, s)];
-        }
-      }
-    }
-    const bool finite = all_finite(packed.data(), packed.data(), int64_t(packed.size())) &&
-                        all_finite(c.o.x_lo, c.o.x_hi, c.batch * rows * c.groups * plane());
+    const ClassifiedWeights<T> classified(
+        c.groups, rows, taps, mr, offsets, true, [&](int64_t grp, int64_t ci, int64_t s) {
+          return std::pair<T, T>{w_lo[weight(grp, ci, s)], w_hi[weight(grp, ci, s)]};
+        });
+    const int64_t x_elements = c.batch * rows * c.groups * plane();
+    const bool finite = all_finite(w_lo.data(), w_hi.data(), int64_t(w_lo.size())) &&
+                        all_finite(c.o.x_lo, c.o.x_hi, x_elements);
+    const bool routed = finite && sign_routed_span(c.o.x_lo, c.o.x_hi, x_elements);
     const int64_t sources = source_rows();
     for_each_chunk(chunks, (sources + 4 * tiles * mr) * ld * sizeof(T),
                    [&](const Chunk& chunk, void* buffer) {
@@ -194,8 +191,9 @@ struct InputGradient {
       for (int64_t grp = 0; grp < c.groups; ++grp) {
         const ChunkLayout layout = fill_sources(chunk, grp, src);
         fill_inputs(chunk, grp, xs);
-        general_grad_tiles<T>(tiles, taps, &packed[packed_at(grp, 0, 0)], offsets.data(),
-                              offsets.data() + taps, src, xs, out, ld, layout.width, finite);
+        general_grad_tiles<T>(tiles, taps, classified.values_of(grp), classified.runs_of(grp),
+                              classified.x_off_of(grp), classified.y_off_of(grp), src, xs, out,
+                              ld, layout.width, finite, routed);
         add_result(out, layout, grp, chunk);
       }
     });

@@ -96,22 +96,26 @@ struct PackedWeights {
   const uint16_t* signs_of(int64_t grp) const { return &signs[grp * per_group]; }
 };
 
-// The weights of PackedWeights' shape classified for the general forward (general_tiles): a
-// weight [a, b] is of one sign (a >= 0, or b <= 0) or straddles zero (a < 0 < b; rare in a
-// trained network: only where |w| is below the interval's width). A tile's tap has kind
-// sum_i 2^i [channel i's b <= 0 and a < 0] when no channel's weight straddles, else 2^mr (rows
-// past `rows` are zero: a >= 0). Per (group, tile) the taps are reordered by kind (stable), with
-// the weights in that order, the input rows' offsets in that order (`offsets`: depth x offsets,
-// then depth y offsets, as general_tiles takes them unclassified) and the count per kind.
+// The weights of PackedWeights' shape classified for the general-mode tiles (general_tiles,
+// general_grad_tiles): a weight [a, b] of one sign (both bounds >= 0, or both <= 0; for the
+// gradients also sign-routed: sign_routed_weight, interval_math.h) takes known candidates; the
+// others (straddling zero, a < 0 < b: rare in a trained network, only where |w| is below the
+// interval's width; invalid or out-of-range intervals) take both candidates and the choice. A
+// tile's tap has kind sum_i 2^i [channel i's bounds are not both >= 0] when every channel's
+// weight is classified, else 2^mr (rows past `rows` are zero: both >= 0). Per (group, tile) the
+// taps are reordered by kind (stable), with the weights in that order, the source rows' offsets
+// in that order (`offsets`: depth x offsets, then depth y offsets, as the unclassified tiles
+// take them) and the count per kind.
 template <typename T>
 struct ClassifiedWeights {
   int64_t mr, tiles, depth, kinds;
   std::vector<T> values;
   std::vector<int64_t> runs, x_off, y_off;
 
+  // for_gradient: classify by sign_routed_weight (else one_sign).
   template <typename F>
   ClassifiedWeights(int64_t groups, int64_t rows, int64_t depth, int64_t mr,
-                    const std::vector<int64_t>& offsets, F&& weight)
+                    const std::vector<int64_t>& offsets, bool for_gradient, F&& weight)
       : mr(mr),
         tiles(ceil_div(rows, mr)),
         depth(depth),
@@ -128,9 +132,9 @@ struct ClassifiedWeights {
           kind[k] = 0;
           for (int64_t i = 0; i < mr && tile * mr + i < rows && kind[k] < kinds - 1; ++i) {
             const auto [a, b] = weight(grp, tile * mr + i, k);
-            if (straddles_zero(a, b)) {
+            if (!(for_gradient ? sign_routed_weight(a, b) : one_sign(a, b))) {
               kind[k] = kinds - 1;
-            } else if (a < T(0)) {
+            } else if (!(a >= T(0) && b >= T(0))) {
               kind[k] |= int64_t(1) << i;
             }
           }
@@ -341,6 +345,22 @@ bool all_finite(const T* lo, const T* hi, int64_t n) {
               (std::abs(hi[i]) <= std::numeric_limits<T>::max());
   }
   return finite;
+}
+
+// Whether the n lanes [lo[i], hi[i]] are sign-routed (sign_routed_input, interval_math.h): the
+// general gradient kernels then take one-sign weights' terms by signs alone. One check per call
+// (a chunk's rows are copies of these lanes, or zeros, which are sign-routed); in blocks the
+// compiler vectorises, stopping at the first block with a lane that is not.
+template <typename T>
+bool sign_routed_span(const T* lo, const T* hi, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t e = std::min(n, i + kBlock);
+    int routed = 1;
+    for (int64_t j = i; j < e; ++j) routed &= sign_routed_input(lo[j], hi[j]);
+    if (!routed) return false;
+  }
+  return true;
 }
 
 // The rows of the column-side pair (lo, hi) of the chunk (channels first.. first + count of an

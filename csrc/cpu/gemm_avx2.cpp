@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../interval_math.h"
 #include "gemm_isa.h"
 
 #pragma GCC push_options

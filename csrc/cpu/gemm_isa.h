@@ -71,14 +71,15 @@ using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const i
                                 int64_t ld_out, int64_t width);
 
 template <typename T>
-using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
-                                    const int64_t* y_off, const T* src, const T* xs, T* out,
-                                    int64_t ld, int64_t width, bool finite);
+using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
+                                    const int64_t* x_off, const int64_t* y_off, const T* src,
+                                    const T* xs, T* out, int64_t ld, int64_t width, bool finite,
+                                    bool routed);
 template <typename T>
 using GeneralDotTilesFn = void (*)(int64_t c_tiles, int64_t k_tiles, const T* g,
                                    const int64_t* x_off, const int64_t* y_off, const T* w,
                                    const T* src, int64_t ld, int64_t width, T* out,
-                                   bool finite);
+                                   bool finite, bool routed);
 
 template <typename T>
 struct PixelKernels {
@@ -118,8 +119,9 @@ template <typename T>
 void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
                   const uint16_t* enable, const int64_t* x_off, const int64_t* y_off,
                   const T* src, T* out, int64_t ld_out, int64_t width);
-// general_tiles: the layout of ClassifiedWeights without its runs (each tile's taps in its own
-// order, offsets at x_off + tile * taps): every term takes both candidates and the choice.
+// general_tiles, general_grad_tiles: the layout of ClassifiedWeights without its runs (each
+// tile's taps in its own order, offsets at x_off + tile * taps): every term takes both
+// candidates and the choice.
 template <typename T>
 void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                    const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width);

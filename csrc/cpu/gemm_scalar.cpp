@@ -185,8 +185,8 @@ void general_grad_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w,
         const int64_t at = (tile * taps + t) * 2 * mr + i;
         const TermChoice<T> tl = general_lo(w[at], w[at + mr], l, h);
         const TermChoice<T> th = general_hi(w[at], w[at + mr], l, h);
-        (tl.use_l ? dl : dh) += mul_bound(src[x_off[t] + p], tl.weight);
-        (th.use_l ? dl : dh) += mul_bound(src[y_off[t] + p], th.weight);
+        (tl.use_l ? dl : dh) += mul_bound(src[x_off[tile * taps + t] + p], tl.weight);
+        (th.use_l ? dl : dh) += mul_bound(src[y_off[tile * taps + t] + p], th.weight);
       }
       out[2 * c * ld + p] = dl;
       out[(2 * c + 1) * ld + p] = dh;
@@ -290,16 +290,16 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
 }
 
 template <typename T>
-void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
-                        const int64_t* y_off, const T* src, const T* xs, T* out, int64_t ld,
-                        int64_t width, bool /*finite*/) {
+void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* /*runs*/,
+                        const int64_t* x_off, const int64_t* y_off, const T* src, const T* xs,
+                        T* out, int64_t ld, int64_t width, bool /*finite*/, bool /*routed*/) {
   scalar_pixel::general_grad_tiles(1, tiles, taps, w, x_off, y_off, src, xs, out, ld, width);
 }
 
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out, bool /*finite*/) {
+                       T* out, bool /*finite*/, bool /*routed*/) {
   scalar_pixel::general_dot_tiles(1, 1, c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width,
                                   out);
 }

@@ -15,6 +15,7 @@
 #include <new>
 #include <type_traits>
 
+#include "../interval_math.h"
 #include "cpu_isa.h"
 #include "gemm_isa.h"
 
@@ -318,14 +319,15 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
 }
 
 template <typename T>
-void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
-                        const int64_t* y_off, const T* src, const T* xs, T* out, int64_t ld,
-                        int64_t width, bool finite) {
+void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
+                        const int64_t* x_off, const int64_t* y_off, const T* src, const T* xs,
+                        T* out, int64_t ld, int64_t width, bool finite, bool routed) {
   const PixelKernels<T>& k = active_pixel_kernels<T>();
+  // Tile 0's taps are every tap (each tile orders the same taps): its rows are all the rows.
   if (finite_span(w, tiles * taps * 2 * k.tile_channels) &&
       finite_rows(src, x_off, taps, width) && finite_rows(src, y_off, taps, width) &&
       finite_strided(xs, 2 * tiles * k.tile_channels, ld, width)) {
-    k.general_grad(tiles, taps, w, x_off, y_off, src, xs, out, ld, width, finite);
+    k.general_grad(tiles, taps, w, runs, x_off, y_off, src, xs, out, ld, width, finite, routed);
   } else {
     scalar_pixel::general_grad_tiles(k.tile_channels, tiles, taps, w, x_off, y_off, src, xs, out,
                                      ld, width);
@@ -335,13 +337,13 @@ void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* 
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out, bool finite) {
+                       T* out, bool finite, bool routed) {
   const PixelKernels<T>& k = active_pixel_kernels<T>();
   const int64_t k_pad = k_tiles * k.dot_taps;
   if (finite_strided(g, 2 * c_tiles * k.dot_channels, ld, width) &&
       finite_rows(src, x_off, k_pad, width) && finite_rows(src, y_off, k_pad, width) &&
       finite_span(w, 2 * c_tiles * k.dot_channels * k_pad)) {
-    k.general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out, finite);
+    k.general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out, finite, routed);
   } else {
     scalar_pixel::general_dot_tiles(k.dot_channels, k.dot_taps, c_tiles, k_tiles, g, x_off, y_off,
                                     w, src, ld, width, out);
@@ -372,10 +374,10 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64
   template void dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,        \
                              const uint16_t*, const T*, int64_t, int64_t, T*);           \
   template void general_grad_tiles<T>(int64_t, int64_t, const T*, const int64_t*,              \
-                                      const int64_t*, const T*, const T*, T*, int64_t, int64_t, \
-                                      bool);                                                   \
+                                      const int64_t*, const int64_t*, const T*, const T*, T*,   \
+                                      int64_t, int64_t, bool, bool);                           \
   template void general_dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*, \
-                                     const T*, const T*, int64_t, int64_t, T*, bool);
+                                     const T*, const T*, int64_t, int64_t, T*, bool, bool);
 INN_INSTANTIATE(float)
 INN_INSTANTIATE(double)
 #undef INN_INSTANTIATE

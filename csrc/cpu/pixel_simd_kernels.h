@@ -1,6 +1,7 @@
 // The pixel-lane kernels of the CPU interval convolutions (conv_pixel_*.cpp), written once
 // over the vector traits `S` of gemm_simd_kernels.h and included, like it, INSIDE the namespace of
-// each SIMD translation unit after its target pragma (so it includes nothing itself).
+// each SIMD translation unit after its target pragma (so it includes nothing itself; the TU
+// provides csrc/interval_math.h).
 //
 // Lanes run over pixels (rows of a chunk buffer), weights are broadcast scalars. In non-negative
 // mode every term of an interval convolution is a weight bound times ONE row of pixels, chosen by
@@ -16,6 +17,12 @@
 // input's sign) and one FMA per bound, against two products, four blends, a min/max and an add.
 // Measured on this AVX-512 machine, 2 threads: about 2.4x faster with no straddling weights,
 // 1.5x with 10 %, the same with 50 % (README, Performance).
+// The general gradients route each term's gradient through the candidate the forward picks,
+// ties included (the l-candidate wins). Known candidates hold for them too wherever a tie
+// between two different products cannot happen: on sign-routed weights and chunks whose input
+// lanes are all sign-routed (interval_math.h; the dispatcher checks the lanes per chunk), where
+// the only ties left are l == h. There a one-sign term's gradient costs what a non-negative
+// term's does (general_grad_tiles, general_dot_tiles).
 // Semantics, ties and NaN routing are those of csrc/interval_math.h.
 
 // out[r * ld_out + p] (+)= sum over t in [begin[r], end[r]) of coef[t] * src[offset[t] + p], for
@@ -167,11 +174,11 @@ inline __attribute__((always_inline)) void load_signed_rows(
 // runs[kind] taps per kind, kinds 0 .. 2^kPixMR - 1 first, then kind 2^kPixMR; per tap the
 // weights [a x kPixMR, b x kPixMR] and its own rows x = src + x_off[t], y = src + y_off[t] (the
 // tile's taps in its order). Kind bit i says how channel i's weight [a, b] lies:
-//   bit clear, a >= 0:  lo += x * (x >= 0 ? a : b),  hi += y * (y >= 0 ? b : a);
-//   bit set,   b <= 0:  lo += y * (y >= 0 ? a : b),  hi += x * (x >= 0 ? b : a);
+//   bit clear, a, b >= 0:  lo += x * (x >= 0 ? a : b),  hi += y * (y >= 0 ? b : a);
+//   bit set,   a, b <= 0:  lo += y * (y >= 0 ? a : b),  hi += x * (x >= 0 ? b : a);
 // (for a weight of one sign the lower bound's minimum is always its x (resp. y) candidate, the
 // upper's maximum its y (resp. x) one), one blend and one FMA per bound; kind 2^kPixMR (some
-// channel's weight straddles zero, a < 0 < b): both candidates and the choice,
+// channel's weight is not of one sign, e.g. a < 0 < b): both candidates and the choice,
 //   lo += min(x * (x >= 0 ? a : b), y * (y >= 0 ? a : b)),
 //   hi += max(x * (x >= 0 ? b : a), y * (y >= 0 ? b : a)).
 // A run's kind is a template argument: no per-tap branch, no per-channel blend of the rows.
@@ -198,10 +205,10 @@ inline __attribute__((always_inline)) void tap_run(
       for (int v = 0; v < NV; ++v) {
         if constexpr (kStraddling) {
           add_general_term<S>(l[v], h[v], ml[v], mh[v], a, b, lo[i][v], hi[i][v]);
-        } else if ((KIND >> i) & 1) {  // b <= 0 (i is a constant of the unrolled loop)
+        } else if ((KIND >> i) & 1) {  // a, b <= 0 (i is a constant of the unrolled loop)
           lo[i][v] = S::fma(h[v], S::select(mh[v], a, b), lo[i][v]);
           hi[i][v] = S::fma(l[v], S::select(ml[v], b, a), hi[i][v]);
-        } else {  // a >= 0
+        } else {  // a, b >= 0
           lo[i][v] = S::fma(l[v], S::select(ml[v], a, b), lo[i][v]);
           hi[i][v] = S::fma(h[v], S::select(mh[v], b, a), hi[i][v]);
         }
@@ -290,33 +297,32 @@ inline __attribute__((always_inline)) typename S::M hi_takes_h(typename S::V p, 
   }
 }
 
-// General-mode input gradient in select_tiles' layout (weights [a x kPixMR, b x kPixMR] per tile
-// and tap), for output rows (channels c) at the positions of their input rows: l at
-// xs + 2c * ld, h at xs + (2c + 1) * ld. Per tap t the gradient rows gl = src + x_off[t],
-// gh = src + y_off[t]: each bound's selected candidate (as the forward picks it, per lane)
-// routes g * (its weight) to dl or dh (masked FMAs: the other row is untouched), exactly as
-// the GEMM's BackwardInput::micro_general. One vector per tile: the tile's l, h stay in
+// General-mode input gradient, on weights classified as for general_tiles (ClassifiedWeights
+// for the gradient: its one-sign weights are also sign-routed, interval_math.h), for result rows
+// (channels c) at the positions of their input rows: l at xs + 2c * ld, h at xs + (2c + 1) * ld.
+// Per tap t the gradient rows gl = src + x_off[t], gh = src + y_off[t]. Each bound's selected
+// candidate (as the forward picks it, per lane) routes g * (its weight) to dl or dh, as the
+// GEMM's BackwardInput::micro_general. One vector per tile: the tile's input signs stay in
 // registers for all taps, the gradient vectors are shared by its kPixMR channels.
+//   ROUTED (every lane of the tile's input rows is sign-routed): a one-sign term is one blend
+// and one FMA per bound. The bound whose candidate never loses (lo of a, b >= 0, hi of
+// a, b <= 0: l's candidate) adds to dl; the other bound takes h's candidate except at a tie,
+// which in a sign-routed lane means l == h, where it takes l's: it adds to e, which goes to dl
+// where l == h and to dh elsewhere. (For one-sign weights the term costs what a non-negative
+// mode term does, against two products, two compares and four masked FMAs.)
+//   The taps of the two-candidate kind, and every tap without ROUTED, compare the candidates
+// per lane and route with masked FMAs (FINITE: one ordered compare, no NaN candidate).
 template <class S, bool FINITE>
-inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const typename S::T* wt,
-                                                             const int64_t* x_off,
-                                                             const int64_t* y_off,
-                                                             const typename S::T* src,
-                                                             const typename S::T* xs,
-                                                             typename S::T* o, int64_t ld) {
+inline __attribute__((always_inline)) void compared_grad_terms(
+    int64_t n, const typename S::T*& wt, const int64_t*& x_off, const int64_t*& y_off,
+    const typename S::T* src, const typename S::V (&l)[S::kPixMR],
+    const typename S::V (&h)[S::kPixMR], const typename S::V (&ml)[S::kPixMR],
+    const typename S::V (&mh)[S::kPixMR], typename S::V (&dl)[S::kPixMR],
+    typename S::V (&dh)[S::kPixMR]) {
   using V = typename S::V;
   using M = typename S::M;
   constexpr int MR = S::kPixMR;
-  V dl[MR], dh[MR], l[MR], h[MR], ml[MR], mh[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    dl[i] = dh[i] = S::zero();
-    l[i] = S::load(xs + 2 * i * ld);
-    h[i] = S::load(xs + (2 * i + 1) * ld);
-    ml[i] = S::vmask_ge0(l[i]);  // the input signs, fixed for all taps: vector masks, no
-    mh[i] = S::vmask_ge0(h[i]);  // compares into mask registers per term
-  }
-  for (int64_t t = 0; t < taps; ++t, wt += 2 * MR) {
+  for (int64_t t = 0; t < n; ++t, wt += 2 * MR) {
     const V gl = S::load(src + x_off[t]), gh = S::load(src + y_off[t]);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
@@ -333,6 +339,71 @@ inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const
       dh[i] = S::mask_fma(hi_h, gh, w_hi, dh[i]);
     }
   }
+  x_off += n;
+  y_off += n;
+}
+
+// The one-sign runs of kinds KIND .. 2^kPixMR - 1 of a ROUTED tile, in order (see above).
+template <class S, int KIND>
+inline __attribute__((always_inline)) void routed_grad_runs(
+    const int64_t* runs, const typename S::T*& wt, const int64_t*& x_off, const int64_t*& y_off,
+    const typename S::T* src, const typename S::V (&ml)[S::kPixMR],
+    const typename S::V (&mh)[S::kPixMR], typename S::V (&dl)[S::kPixMR],
+    typename S::V (&e)[S::kPixMR]) {
+  using V = typename S::V;
+  constexpr int MR = S::kPixMR;
+  if constexpr (KIND < (1 << MR)) {
+    for (int64_t t = 0; t < runs[KIND]; ++t, wt += 2 * MR) {
+      const V gl = S::load(src + x_off[t]), gh = S::load(src + y_off[t]);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
+        if ((KIND >> i) & 1) {  // a, b <= 0: hi takes l's candidate, lo h's (or l's at a tie)
+          dl[i] = S::fma(gh, S::vselect(ml[i], b, a), dl[i]);
+          e[i] = S::fma(gl, S::vselect(mh[i], a, b), e[i]);
+        } else {  // a, b >= 0: lo takes l's candidate, hi h's (or l's at a tie)
+          dl[i] = S::fma(gl, S::vselect(ml[i], a, b), dl[i]);
+          e[i] = S::fma(gh, S::vselect(mh[i], b, a), e[i]);
+        }
+      }
+    }
+    x_off += runs[KIND];
+    y_off += runs[KIND];
+    routed_grad_runs<S, KIND + 1>(runs, wt, x_off, y_off, src, ml, mh, dl, e);
+  }
+}
+
+template <class S, bool FINITE, bool ROUTED>
+inline __attribute__((always_inline)) void general_grad_tile(
+    const int64_t* runs, int64_t taps, const typename S::T* wt, const int64_t* x_off,
+    const int64_t* y_off, const typename S::T* src, const typename S::T* xs, typename S::T* o,
+    int64_t ld) {
+  using V = typename S::V;
+  constexpr int MR = S::kPixMR;
+  V dl[MR], dh[MR], l[MR], h[MR], ml[MR], mh[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    dl[i] = dh[i] = S::zero();
+    l[i] = S::load(xs + 2 * i * ld);
+    h[i] = S::load(xs + (2 * i + 1) * ld);
+    ml[i] = S::vmask_ge0(l[i]);  // the input signs, fixed for all taps: vector masks, no
+    mh[i] = S::vmask_ge0(h[i]);  // compares into mask registers per term
+  }
+  if constexpr (ROUTED) {
+    V e[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) e[i] = S::zero();
+    routed_grad_runs<S, 0>(runs, wt, x_off, y_off, src, ml, mh, dl, e);
+    compared_grad_terms<S, FINITE>(runs[1 << MR], wt, x_off, y_off, src, l, h, ml, mh, dl, dh);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {  // l <= h in a sign-routed lane: a tie is l == h
+      const typename S::M tie = S::mnot(S::gt(h[i], l[i]));
+      dl[i] = S::select(tie, S::add(dl[i], e[i]), dl[i]);
+      dh[i] = S::select(tie, dh[i], S::add(dh[i], e[i]));
+    }
+  } else {
+    compared_grad_terms<S, FINITE>(taps, wt, x_off, y_off, src, l, h, ml, mh, dl, dh);
+  }
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     S::store(o + 2 * i * ld, dl[i]);
@@ -340,26 +411,35 @@ inline __attribute__((always_inline)) void general_grad_tile(int64_t taps, const
   }
 }
 
-template <class S, bool FINITE>
+// Tile ct's runs at runs + ct * (2^kPixMR + 1), its weights at w + ct * taps * 2 * kPixMR, its
+// rows' offsets at x_off + ct * taps, y_off + ct * taps (ClassifiedWeights' layout).
+template <class S, bool FINITE, bool ROUTED>
 void general_grad_tiles_(int64_t co_tiles, int64_t taps, const typename S::T* w,
-                         const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
-                         const typename S::T* xs, typename S::T* out, int64_t ld, int64_t width) {
+                         const int64_t* runs, const int64_t* x_off, const int64_t* y_off,
+                         const typename S::T* src, const typename S::T* xs, typename S::T* out,
+                         int64_t ld, int64_t width) {
   constexpr int L = S::L, MR = S::kPixMR;
   for (int64_t ct = 0; ct < co_tiles; ++ct) {
     for (int64_t p = 0; p < width; p += L) {
-      general_grad_tile<S, FINITE>(taps, w + ct * taps * 2 * MR, x_off, y_off, src + p,
-                                   xs + 2 * ct * MR * ld + p, out + 2 * ct * MR * ld + p, ld);
+      general_grad_tile<S, FINITE, ROUTED>(runs + ct * ((1 << MR) + 1), taps,
+                                           w + ct * taps * 2 * MR, x_off + ct * taps,
+                                           y_off + ct * taps, src + p,
+                                           xs + 2 * ct * MR * ld + p,
+                                           out + 2 * ct * MR * ld + p, ld);
     }
   }
 }
 
+// routed: the caller guarantees finite operands and sign-routed input lanes.
 template <class S>
 void general_grad_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w,
-                        const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
-                        const typename S::T* xs, typename S::T* out, int64_t ld, int64_t width,
-                        bool finite) {
-  (finite ? general_grad_tiles_<S, true> : general_grad_tiles_<S, false>)(
-      co_tiles, taps, w, x_off, y_off, src, xs, out, ld, width);
+                        const int64_t* runs, const int64_t* x_off, const int64_t* y_off,
+                        const typename S::T* src, const typename S::T* xs, typename S::T* out,
+                        int64_t ld, int64_t width, bool finite, bool routed) {
+  (routed   ? general_grad_tiles_<S, true, true>
+   : finite ? general_grad_tiles_<S, true, false>
+            : general_grad_tiles_<S, false, false>)(co_tiles, taps, w, runs, x_off, y_off, src,
+                                                    xs, out, ld, width);
 }
 
 // Selected dot products over p < width, in tiles of kGradMR channels c x kGradNK taps k:
@@ -436,7 +516,58 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
 // x is >= 0 for the lower bound, < 0 for the upper), as BackwardWeight::micro_general. FINITE
 // (inputs, weights and gradients finite): g * max(x, 0) and g * min(x, 0) route it without
 // masks (the other bound gets g * 0 = 0).
-template <class S, bool FINITE>
+//   ROUTED (every lane of the chunk's input rows is sign-routed, interval_math.h): a tile whose
+// weights are all sign-routed takes known candidates. For a, b >= 0 the lower bound takes l
+// and the upper h (at a tie l == h: the same value), so
+//   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0),
+// and for a, b <= 0 the same with l and h swapped: four blends and four FMAs per weight and
+// vector, the blends' inputs shared by the tile's channels, against four products, two compares
+// and the choice.
+template <class S>
+inline __attribute__((always_inline)) void routed_dot_tile(
+    int64_t ct, const typename S::T* g, const typename S::T* const (&x)[S::kGradNK],
+    const typename S::T* const (&y)[S::kGradNK], const typename S::T (&a)[S::kGradMR][S::kGradNK],
+    const typename S::T (&b)[S::kGradMR][S::kGradNK], int64_t ld, int64_t width,
+    typename S::V (&da)[S::kGradMR][S::kGradNK], typename S::V (&db)[S::kGradMR][S::kGradNK]) {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
+  M swap[MR][NK];  // a, b <= 0: l and h swap roles
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NK; ++j) {
+      swap[i][j] = word_mask<S>(uint16_t(-int(!(a[i][j] >= T(0) && b[i][j] >= T(0)))));
+    }
+  }
+  for (int64_t p = 0; p < width; p += L) {
+    V pl[NK], nl[NK], ph[NK], nh[NK];
+#pragma GCC unroll 4
+    for (int j = 0; j < NK; ++j) {
+      const V l = S::load(x[j] + p), h = S::load(y[j] + p);
+      pl[j] = S::max0(l);
+      nl[j] = S::min0(l);
+      ph[j] = S::max0(h);
+      nh[j] = S::min0(h);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
+      const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
+#pragma GCC unroll 4
+      for (int j = 0; j < NK; ++j) {
+        const M sw = swap[i][j];
+        da[i][j] = S::fma(gl, S::select(sw, ph[j], pl[j]),
+                          S::fma(gh, S::select(sw, nl[j], nh[j]), da[i][j]));
+        db[i][j] = S::fma(gl, S::select(sw, nh[j], nl[j]),
+                          S::fma(gh, S::select(sw, pl[j], ph[j]), db[i][j]));
+      }
+    }
+  }
+}
+
+template <class S, bool FINITE, bool ROUTED>
 void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
                         const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
                         const typename S::T* src, int64_t ld, int64_t width, typename S::T* out) {
@@ -451,6 +582,7 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
       T a[MR][NK], b[MR][NK];
       const T* x[NK];
       const T* y[NK];
+      bool routed = ROUTED;
 #pragma GCC unroll 4
       for (int j = 0; j < NK; ++j) {
         x[j] = src + x_off[kt * NK + j];
@@ -464,40 +596,45 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
           da[i][j] = db[i][j] = S::zero();
           a[i][j] = wi[0];
           b[i][j] = wi[k_pad];
+          routed &= sign_routed_weight(a[i][j], b[i][j]);
         }
       }
-      for (int64_t p = 0; p < width; p += L) {
-        V l[NK], h[NK];
-        M ml[NK], mh[NK];
-#pragma GCC unroll 4
-        for (int j = 0; j < NK; ++j) {
-          l[j] = S::load(x[j] + p);
-          h[j] = S::load(y[j] + p);
-          ml[j] = S::ge0(l[j]);
-          mh[j] = S::ge0(h[j]);
-        }
-#pragma GCC unroll 4
-        for (int i = 0; i < MR; ++i) {
-          const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
-          const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
+      if (routed) {
+        routed_dot_tile<S>(ct, g, x, y, a, b, ld, width, da, db);
+      } else {
+        for (int64_t p = 0; p < width; p += L) {
+          V l[NK], h[NK];
+          M ml[NK], mh[NK];
 #pragma GCC unroll 4
           for (int j = 0; j < NK; ++j) {
-            const V va = S::set1(a[i][j]), vb = S::set1(b[i][j]);
-            const V pl = S::mul(l[j], S::select(ml[j], va, vb));
-            const V ph = S::mul(h[j], S::select(mh[j], va, vb));
-            const V x_lo = S::select(lo_takes_h<S, FINITE>(pl, ph), h[j], l[j]);
-            const V ql = S::mul(l[j], S::select(ml[j], vb, va));
-            const V qh = S::mul(h[j], S::select(mh[j], vb, va));
-            const V x_hi = S::select(hi_takes_h<S, FINITE>(ql, qh), h[j], l[j]);
-            if constexpr (FINITE) {  // x >= 0 to one bound, x < 0 to the other: split by sign
-              da[i][j] = S::fma(gl, S::max0(x_lo), S::fma(gh, S::min0(x_hi), da[i][j]));
-              db[i][j] = S::fma(gl, S::min0(x_lo), S::fma(gh, S::max0(x_hi), db[i][j]));
-            } else {
-              const M to_a = S::ge0(x_lo), to_b = S::ge0(x_hi);
-              da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
-              db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
-              db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
-              da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
+            l[j] = S::load(x[j] + p);
+            h[j] = S::load(y[j] + p);
+            ml[j] = S::ge0(l[j]);
+            mh[j] = S::ge0(h[j]);
+          }
+#pragma GCC unroll 4
+          for (int i = 0; i < MR; ++i) {
+            const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
+            const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
+#pragma GCC unroll 4
+            for (int j = 0; j < NK; ++j) {
+              const V va = S::set1(a[i][j]), vb = S::set1(b[i][j]);
+              const V pl = S::mul(l[j], S::select(ml[j], va, vb));
+              const V ph = S::mul(h[j], S::select(mh[j], va, vb));
+              const V x_lo = S::select(lo_takes_h<S, FINITE>(pl, ph), h[j], l[j]);
+              const V ql = S::mul(l[j], S::select(ml[j], vb, va));
+              const V qh = S::mul(h[j], S::select(mh[j], vb, va));
+              const V x_hi = S::select(hi_takes_h<S, FINITE>(ql, qh), h[j], l[j]);
+              if constexpr (FINITE) {  // x >= 0 to one bound, x < 0 to the other: split by sign
+                da[i][j] = S::fma(gl, S::max0(x_lo), S::fma(gh, S::min0(x_hi), da[i][j]));
+                db[i][j] = S::fma(gl, S::min0(x_lo), S::fma(gh, S::max0(x_hi), db[i][j]));
+              } else {
+                const M to_a = S::ge0(x_lo), to_b = S::ge0(x_hi);
+                da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
+                db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
+                db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
+                da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
+              }
             }
           }
         }
@@ -515,13 +652,16 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
   }
 }
 
+// routed: the caller guarantees finite operands and sign-routed input lanes.
 template <class S>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
                        const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
                        const typename S::T* src, int64_t ld, int64_t width, typename S::T* out,
-                       bool finite) {
-  (finite ? general_dot_tiles_<S, true> : general_dot_tiles_<S, false>)(
-      c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out);
+                       bool finite, bool routed) {
+  (routed   ? general_dot_tiles_<S, true, true>
+   : finite ? general_dot_tiles_<S, true, false>
+            : general_dot_tiles_<S, false, false>)(c_tiles, k_tiles, g, x_off, y_off, w, src, ld,
+                                                   width, out);
 }
 
 template <class S>
