@@ -516,12 +516,14 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
 // x is >= 0 for the lower bound, < 0 for the upper), as BackwardWeight::micro_general. FINITE
 // (inputs, weights and gradients finite): g * max(x, 0) and g * min(x, 0) route it without
 // masks (the other bound gets g * 0 = 0).
-//   ROUTED (every lane of the chunk's input rows is sign-routed, interval_math.h): a tile whose
-// weights are all sign-routed takes known candidates. For a, b >= 0 the lower bound takes l
-// and the upper h (at a tie l == h: the same value), so
-//   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0),
-// and for a, b <= 0 the same with l and h swapped: four blends and four FMAs per weight and
-// vector, the blends' inputs shared by the tile's channels, against four products, two compares
+//   ROUTED (every input lane sign-routed, interval_math.h): a tile whose weights are all
+// sign-routed takes known candidates. For a, b >= 0 the lower bound takes l and the upper h (at
+// a tie l == h: the same value), so
+//   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0);
+// for a, b <= 0 (the lower bound takes h, the upper l) these two sums with gl and gh swapped
+// are db and da. So each weight's tile blends its two gradient vectors (swapped for a, b <= 0)
+// and accumulates the two sums, assigned at the end: two blends and four FMAs per weight and
+// vector, the clamped inputs shared by the tile's channels, against four products, two compares
 // and the choice.
 template <class S>
 inline __attribute__((always_inline)) void routed_dot_tile(
@@ -533,7 +535,7 @@ inline __attribute__((always_inline)) void routed_dot_tile(
   using V = typename S::V;
   using M = typename S::M;
   constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
-  M swap[MR][NK];  // a, b <= 0: l and h swap roles
+  M swap[MR][NK];  // a, b <= 0: gl and gh swap roles, and so do the two sums
 #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
@@ -557,12 +559,19 @@ inline __attribute__((always_inline)) void routed_dot_tile(
       const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
 #pragma GCC unroll 4
       for (int j = 0; j < NK; ++j) {
-        const M sw = swap[i][j];
-        da[i][j] = S::fma(gl, S::select(sw, ph[j], pl[j]),
-                          S::fma(gh, S::select(sw, nl[j], nh[j]), da[i][j]));
-        db[i][j] = S::fma(gl, S::select(sw, nh[j], nl[j]),
-                          S::fma(gh, S::select(sw, pl[j], ph[j]), db[i][j]));
+        const V u = S::select(swap[i][j], gh, gl), v = S::select(swap[i][j], gl, gh);
+        da[i][j] = S::fma(u, pl[j], S::fma(v, nh[j], da[i][j]));
+        db[i][j] = S::fma(u, nl[j], S::fma(v, ph[j], db[i][j]));
       }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NK; ++j) {
+      const V first = da[i][j];
+      da[i][j] = S::select(swap[i][j], db[i][j], first);
+      db[i][j] = S::select(swap[i][j], first, db[i][j]);
     }
   }
 }
