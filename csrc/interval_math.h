@@ -105,8 +105,8 @@ INN_HD bool one_sign(T a, T b) {
   return (a >= T(0) && b >= T(0)) || (a <= T(0) && b <= T(0));
 }
 
-// Nonzero, of magnitude in [2^-60, 2^60]. (The input tests return int and combine with & and
-// |: no branches and no bool, so that a loop of them vectorises.)
+// Nonzero, of magnitude in [2^-60, 2^60]. (These tests return int and combine with & and |: no
+// branches and no bool, so that a loop of them vectorises.)
 template <typename T>
 INN_HD int routable_magnitude(T v) {
   const T m = v < T(0) ? -v : v;
@@ -114,8 +114,8 @@ INN_HD int routable_magnitude(T v) {
 }
 
 template <typename T>
-INN_HD bool sign_routed_weight(T a, T b) {
-  return ((a > T(0) && b > T(0)) || (a < T(0) && b < T(0))) && routable_magnitude(a) &&
+INN_HD int sign_routed_weight(T a, T b) {
+  return (((a > T(0)) & (b > T(0))) | ((a < T(0)) & (b < T(0)))) & routable_magnitude(a) &
          routable_magnitude(b);
 }
 

@@ -4,7 +4,8 @@ chunk are sign-routed (csrc/interval_math.h), a one-sign weight's terms take kno
 without comparing them; elsewhere every term compares its candidates. Both must route each
 gradient exactly as the forward's choice does, ties included (the l-candidate wins).
 
-* Routed chunks: small-integer operands without the lanes that are not sign-routed (l < 0 == h),
+* Routed chunks (and routed calls of the GEMM family: linear layers, and conv2d input gradients
+  without a direct form): small-integer operands without the lanes that are not sign-routed (l < 0 == h),
   ties (l == h) kept, weights of every class mixed within register tiles: every product and sum
   is exact, so the kernels must equal the brute-force float64 oracle (bound_oracle.py) exactly.
 * Hazards, each on an input channel of its own beside routed channels (a 1x1 convolution keeps a
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from bound_oracle import conv_terms, oracle
+from bound_oracle import conv_terms, linear_terms, oracle
 from conv_cases import config
 from helpers import integer_interval
 from test_cpu_general_weight_classes import INVALID, SHAPES, mixed_weights
@@ -136,3 +137,59 @@ def test_hazard_lanes_route_like_the_reference(hazard):
             torch.testing.assert_close(g.double()[:, channel], w_c, rtol=1e-4,
                                        atol=1e-4 * float(w_c.abs().max()),
                                        msg=lambda m: f"{hazard} {name} channel {channel}: {m}")
+
+
+# (M, K, N): partial register tiles; N above the input gradient's reduction block (128) and M
+# above the weight gradient's, so that tiles accumulate across blocks.
+LINEAR = [(5, 7, 3), (37, 45, 29), (150, 70, 150)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("weights", ["nonzero", "mixed-straddling", "invalid"])
+@pytest.mark.parametrize("mkn", LINEAR, ids=str)
+def test_routed_linear_gradients_equal_the_oracle(mkn, weights, dtype):
+    m, k, n = mkn
+    gen = torch.Generator().manual_seed(m + k + n)
+    x_lo, x_hi = routed_interval((m, k), dtype, gen)
+    if weights == "nonzero":
+        w_lo, w_hi = nonzero_weights((n, k), dtype, gen)
+    elif weights == "invalid":
+        classes = torch.tensor(NONZERO + INVALID, dtype=dtype)
+        pairs = classes[torch.randint(0, len(classes), (n, k), generator=gen)]
+        w_lo, w_hi = pairs[..., 0].contiguous(), pairs[..., 1].contiguous()
+    else:  # straddling weights in a few columns only: most tiles stay routed
+        w_lo, w_hi = mixed_weights((n, k, 1, 1), dtype, gen, 0.5)
+        w_lo, w_hi = w_lo[..., 0, 0].contiguous(), w_hi[..., 0, 0].contiguous()
+    g_lo, g_hi = integer_interval((m, n), nonneg=False, gen=gen, dtype=dtype)
+    args = (g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, False)
+    got = (*ops.interval_linear_backward_input(*args), *ops.interval_linear_backward_weight(*args))
+    arrays = [t.double().numpy() for t in (x_lo, x_hi, w_lo, w_hi, g_lo, g_hi)]
+    want = oracle(linear_terms(m, n, k), *arrays, False)[2:]
+    for name, g, w in zip(NAMES, got, want):
+        torch.testing.assert_close(g.double(), torch.from_numpy(w), rtol=0, atol=0,
+                                   msg=lambda msg: f"linear {name}: {msg}")
+
+
+@pytest.mark.parametrize("hazard", HAZARDS, ids=str)
+def test_hazard_lanes_route_like_the_reference_in_linear_layers(hazard):
+    """The hazard lanes in one input column of a linear layer (its weights' gradients see only
+    that column), routed integer columns beside it."""
+    (l, h), (a, b) = HAZARDS[hazard]
+    gen = torch.Generator().manual_seed(5)
+    m, k, n = 40, 33, 20
+    x_lo, x_hi = routed_interval((m, k), torch.float32, gen)
+    x_lo[:, 0], x_hi[:, 0] = l, h
+    w_lo, w_hi = nonzero_weights((n, k), torch.float32, gen)
+    w_lo[:, 0] = torch.tensor([a, -b] * (n // 2))
+    w_hi[:, 0] = torch.tensor([b, -a] * (n // 2))
+    g_lo, g_hi = integer_interval((m, n), nonneg=False, gen=gen, dtype=torch.float32)
+    args = (g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, False)
+    got = (*ops.interval_linear_backward_input(*args), *ops.interval_linear_backward_weight(*args))
+    arrays = [t.double().numpy() for t in (x_lo, x_hi, w_lo, w_hi, g_lo, g_hi)]
+    want = oracle(linear_terms(m, n, k), *arrays, False, mul=mul_float32)[2:]
+    for name, g, w in zip(NAMES, got, want):
+        for cols in (slice(0, 1), slice(1, None)):  # the hazard column at its own scale
+            w_c = torch.from_numpy(w)[:, cols]
+            torch.testing.assert_close(g.double()[:, cols], w_c, rtol=1e-4,
+                                       atol=1e-4 * float(w_c.abs().max()),
+                                       msg=lambda msg: f"{hazard} {name}: {msg}")

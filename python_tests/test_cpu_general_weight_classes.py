@@ -17,7 +17,7 @@ import torch
 
 from inn_cuda import reference
 
-from bound_oracle import conv_terms, oracle
+from bound_oracle import conv_terms, linear_terms, oracle
 from conv_cases import config
 from helpers import integer_interval
 
@@ -132,3 +132,32 @@ def test_invalid_weight_intervals_equal_the_oracle(shape):
     for name, g, w in zip(("y_lo", "y_hi"), got, want):
         torch.testing.assert_close(g, torch.from_numpy(w), rtol=0, atol=0,
                                    msg=lambda m: f"{op} {name}: {m}")
+
+
+# (M, K, N) above the small-batch rows (8): the GEMM family's forward, whose micro-panels of
+# one-sign weights are split by kind; K above its reduction block (256) in the last one.
+LINEAR = [(9, 7, 5), (37, 45, 70), (20, 300, 33)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("classes", ["one-sign", "one-sign-invalid", "mixed"])
+@pytest.mark.parametrize("mkn", LINEAR, ids=str)
+def test_linear_weight_classes_equal_the_oracle(mkn, classes, dtype):
+    """One-sign weights only (every micro-panel split), with invalid one-sign intervals too, and
+    with straddling ones in some columns (their panels compare candidates)."""
+    m, k, n = mkn
+    gen = torch.Generator().manual_seed(m * k + n)
+    x_lo, x_hi = integer_interval((m, k), nonneg=False, gen=gen, dtype=dtype)
+    pool = ONE_SIGN + ([(3.0, 1.0), (-1.0, -3.0), (0.0, -2.0), (2.0, -0.0)]
+                       if classes == "one-sign-invalid" else [])
+    pairs = torch.tensor(pool, dtype=dtype)[torch.randint(0, len(pool), (n, k), generator=gen)]
+    w_lo, w_hi = pairs[..., 0].contiguous(), pairs[..., 1].contiguous()
+    if classes == "mixed":
+        w_lo[::7, :3], w_hi[::7, :3] = -1.0, 2.0
+    got = ops.interval_linear(x_lo, x_hi, w_lo, w_hi, None, None, False)
+    zeros = np.zeros((m, n))
+    want = oracle(linear_terms(m, n, k), *(t.double().numpy() for t in (x_lo, x_hi, w_lo, w_hi)),
+                  zeros, zeros, False)[:2]
+    for name, g, w in zip(("y_lo", "y_hi"), got, want):
+        torch.testing.assert_close(g.double(), torch.from_numpy(w), rtol=0, atol=0,
+                                   msg=lambda msg: f"linear {name}: {msg}")

@@ -347,22 +347,6 @@ bool all_finite(const T* lo, const T* hi, int64_t n) {
   return finite;
 }
 
-// Whether the n lanes [lo[i], hi[i]] are sign-routed (sign_routed_input, interval_math.h): the
-// general gradient kernels then take one-sign weights' terms by signs alone. One check per call
-// (a chunk's rows are copies of these lanes, or zeros, which are sign-routed); in blocks the
-// compiler vectorises, stopping at the first block with a lane that is not.
-template <typename T>
-bool sign_routed_span(const T* lo, const T* hi, int64_t n) {
-  constexpr int64_t kBlock = 4096;
-  for (int64_t i = 0; i < n; i += kBlock) {
-    const int64_t e = std::min(n, i + kBlock);
-    int routed = 1;
-    for (int64_t j = i; j < e; ++j) routed &= sign_routed_input(lo[j], hi[j]);
-    if (!routed) return false;
-  }
-  return true;
-}
-
 // The rows of the column-side pair (lo, hi) of the chunk (channels first.. first + count of an
 // NCHW pair with `channels` channels), as gathered rows 2 * ch + bound, zero padded.
 template <typename T>

@@ -25,6 +25,9 @@ struct GemmArgs {
   View<T> y_lo, y_hi;
   bool input_nonneg;
   bool accumulate;  // add to y instead of overwriting it
+  // General-mode backward: every input lane is sign-routed (sign_routed_input, interval_math.h)
+  // and every operand finite, so tiles of sign-routed weights may take known candidates.
+  bool routed = false;
 };
 
 // One block of output rows [r0, r1) x cols [c0, c1), over the whole reduction.

@@ -2,7 +2,7 @@
 // instruction set: gemm_avx512.cpp and gemm_avx2.cpp include this file INSIDE their own
 // namespace, after `#pragma GCC target(...)`, so every function here gets that TU's ISA and its
 // own symbol. It therefore includes nothing itself (the including TU provides <algorithm>,
-// <cstdint>, <cstring> and gemm_isa.h before the pragma).
+// <cstdint>, <cstring>, <vector>, csrc/interval_math.h and gemm_isa.h before the pragma).
 //
 // `S` provides: T (scalar), V (vector of L lanes), M (lane mask), L, the tile constants, and
 //   load/store/set1/zero/add/mul/fma, load_partial (first n lanes, zeros after), hsum,
@@ -43,7 +43,9 @@
 //    gradient multiplies is fixed per weight element, so its masks live in registers for the
 //    whole reduction: two FMAs per term.
 //  * general-mode backward: the candidate choice is per term (compares), the selected product's
-//    gradient is routed with masked FMAs.
+//    gradient is routed with masked FMAs; on calls whose input lanes are all sign-routed
+//    (interval_math.h), tiles of sign-routed weights take known candidates instead (blends and
+//    FMAs only: micro_routed).
 
 template <typename I>
 constexpr I ceil_div(I a, I b) {
@@ -64,6 +66,18 @@ inline void add_general_term(typename S::V l, typename S::V h, typename S::M ml,
 template <typename T>
 const T* row_ptr(const ConstView<T>& v, int64_t r, int64_t c) {
   return v.data + r * v.row_stride + c * v.col_stride;
+}
+
+// Whether the n weights [a[i * a_step], b[i * b_step]] are all sign-routed (interval_math.h).
+template <typename T>
+bool weights_routed(const T* a, int64_t a_step, const T* b, int64_t b_step, int64_t n) {
+  int routed = 1;
+  if (a_step == 1 && b_step == 1) {
+    for (int64_t i = 0; i < n; ++i) routed &= sign_routed_weight(a[i], b[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) routed &= sign_routed_weight(a[i * a_step], b[i * b_step]);
+  }
+  return routed;
 }
 
 // dst[i * dst_step] = src[i * src_step] for i < n; zeros for i in [n, total).
@@ -341,6 +355,64 @@ struct Forward {
     store_acc<S>(lo, hi, c);
   }
 
+  // General mode on a micro-panel whose weights are all of one sign (one_sign, interval_math.h:
+  // a, b both >= 0, or both <= 0): a, b >= 0 take l's candidate for the lower bound and h's for
+  // the upper, a, b <= 0 the other way round, whatever the values (the forward needs no tie
+  // rule). Packed split (split_panel): per k-row [a0, b0, a1, b1] x NR, a0, b0 the weights of
+  // the first kind and zero elsewhere, a1, b1 those of the second; then
+  //   lo += l * (l >= 0 ? a0 : b0) + h * (h >= 0 ? a1 : b1),
+  //   hi += h * (h >= 0 ? b0 : a0) + l * (l >= 0 ? b1 : a1),
+  // the weight vectors addressed through the same packed offsets (the other kind's term is an
+  // exact zero): four FMAs per term, against four products, two min/max and two adds.
+  template <int MR>
+  static void micro_split(int64_t kc, const T* __restrict xp, const int32_t* __restrict op,
+                          const T* __restrict wp, const OutTile<T>& c, bool first) {
+    V lo[MR][NV], hi[MR][NV];
+    load_acc<S>(lo, hi, c, first);
+    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, op += 2 * MR, wp += 4 * NR) {
+      const char* w0 = reinterpret_cast<const char*>(wp);
+      const char* w1 = w0 + 2 * kB;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const V l = S::set1(xp[i]), h = S::set1(xp[MR + i]);
+        const int32_t ol = op[i], oh = op[MR + i];
+        const T* lo_l = reinterpret_cast<const T*>(w0 + ol);
+        const T* lo_h = reinterpret_cast<const T*>(w1 + oh);
+        const T* hi_h = reinterpret_cast<const T*>(w0 + (kB - oh));
+        const T* hi_l = reinterpret_cast<const T*>(w1 + (kB - ol));
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          lo[i][v] = S::fma(h, S::load(lo_h + v * L), S::fma(l, S::load(lo_l + v * L), lo[i][v]));
+          hi[i][v] = S::fma(l, S::load(hi_l + v * L), S::fma(h, S::load(hi_h + v * L), hi[i][v]));
+        }
+      }
+    }
+    store_acc<S>(lo, hi, c);
+  }
+
+  // A packed micro-panel (kc rows of [a x NR, b x NR]) split by kind into `out` (kc rows of
+  // [a0, b0, a1, b1] x NR), if every weight in its first `cols` columns is of one sign; returns
+  // whether it was.
+  static bool split_panel(int64_t kc, int cols, const T* panel, T* out) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* a = panel + k * 2 * NR;
+      for (int q = 0; q < cols; ++q) {
+        if (!one_sign(a[q], a[NR + q])) return false;
+      }
+    }
+    for (int64_t k = 0; k < kc; ++k, panel += 2 * NR, out += 4 * NR) {
+      for (int q = 0; q < NR; ++q) {
+        const T a = panel[q], b = panel[NR + q];
+        const bool first_kind = a >= T(0) && b >= T(0);  // zero padding: the first kind
+        out[q] = first_kind ? a : T(0);
+        out[NR + q] = first_kind ? b : T(0);
+        out[2 * NR + q] = first_kind ? T(0) : a;
+        out[3 * NR + q] = first_kind ? T(0) : b;
+      }
+    }
+    return true;
+  }
+
   // Loop order per reduction block: W block packed once (it stays in L2), then per row tile the
   // x rows (in L1) meet every W micro-panel (streamed from L2) of the block.
   template <int MR, bool NONNEG>
@@ -350,19 +422,27 @@ struct Forward {
     const int64_t ld = (kcmax + L - 1) / L * L + L;  // x row copies: padded stride
     const size_t wsize = ntiles * NR * 2 * kcmax, xsize = MR * 2 * ld;
     const size_t msize = S::kStoredMasks ? wsize / L : 0;
+    const size_t ssize = NONNEG ? 0 : 2 * wsize;  // general mode: the split micro-panels
     Carver ws{static_cast<char*>(thread_workspace(
         carve_size<T>(wsize) + carve_size<T>(xsize) + carve_size<T>(2 * MR * NR) +
-        carve_size<typename S::MaskBits>(msize) + (NONNEG ? 0 : carve_size<int32_t>(xsize))))};
+        carve_size<typename S::MaskBits>(msize) + carve_size<T>(ssize) +
+        (NONNEG ? 0 : carve_size<int32_t>(xsize))))};
     T* wbuf = ws.take<T>(wsize);
     typename S::MaskBits* mbuf = ws.take<typename S::MaskBits>(msize);
     T* xbuf = ws.take<T>(xsize);
     T* cbuf = ws.take<T>(2 * MR * NR);
+    T* sbuf = ws.take<T>(ssize);
     int32_t* obuf = NONNEG ? nullptr : ws.take<int32_t>(xsize);
+    std::vector<uint8_t> split(NONNEG ? 0 : ntiles);
 
     for (int64_t k0 = 0; k0 < p.K; k0 += KC) {
       const int64_t kc = std::min<int64_t>(KC, p.K - k0);
       const bool first = k0 == 0 && !p.accumulate;
       pack_w(p, n0, n1, k0, kc, wbuf, NONNEG ? mbuf : nullptr);
+      for (int64_t j = 0; j < int64_t(split.size()); ++j) {
+        const int cols = static_cast<int>(std::min<int64_t>(NR, n1 - (n0 + j * NR)));
+        split[j] = split_panel(kc, cols, wbuf + j * kc * 2 * NR, sbuf + j * kc * 4 * NR);
+      }
       for (int64_t m = m0; m < m1; m += MR) {
         const int tr = static_cast<int>(std::min<int64_t>(MR, m1 - m));
         if constexpr (NONNEG) {
@@ -378,6 +458,8 @@ struct Forward {
           const OutTile<T> c = open_tile<T, MR, NR>(p.y_lo, p.y_hi, m, n, tr, cols, first, cbuf);
           if constexpr (NONNEG) {
             micro_nonneg<MR>(kc, xbuf, ld, xbuf + MR * ld, ld, wp, mp, c, first);
+          } else if (split[j]) {
+            micro_split<MR>(kc, xbuf, obuf, sbuf + j * kc * 4 * NR, c, first);
           } else {
             micro_general<MR>(kc, xbuf, obuf, wp, c, first);
           }
@@ -687,6 +769,54 @@ struct BackwardInput {
     store_acc<S>(dl, dh, c);
   }
 
+  // General mode on a routed call (GemmArgs::routed) and a panel of sign-routed weights: known
+  // candidates (as general_grad_tiles, pixel_simd_kernels.h). For a, b >= 0 the lower bound
+  // takes l's candidate, dl += gl (l >= 0 ? a : b), and the upper h's, e += gh (h >= 0 ? b : a);
+  // for a, b <= 0 the same with gl, gh swapped and a, b swapped. e goes to dh, or to dl where
+  // l == h (the only ties left). Four blends and two FMAs per term, against two products, two
+  // compares and four masked FMAs.
+  template <int MR>
+  static void micro_routed(int64_t nc, const T* __restrict gp, const T* __restrict wp,
+                           const T* __restrict xt, const OutTile<T>& c, bool first) {
+    constexpr int GV = S::kBiGenKV;
+    V dl[MR][GV], dh[MR][GV], e[MR][GV], ml[MR][GV], mh[MR][GV];
+    load_acc<S>(dl, dh, c, first);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        ml[i][v] = S::vmask_ge0(S::load(xt + i * 2 * KR + v * L));
+        mh[i][v] = S::vmask_ge0(S::load(xt + i * 2 * KR + KR + v * L));
+        e[i][v] = S::zero();
+      }
+    }
+    for (int64_t n = 0; n < nc; ++n, gp += 2 * MR, wp += 2 * KR) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        const V a = S::load(wp + v * L), b = S::load(wp + KR + v * L);
+        const M swap = S::mnot(S::ge0(a));  // sign-routed: a < 0 means a, b < 0
+        const V wa = S::select(swap, b, a), wb = S::select(swap, a, b);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) {
+          const V gl = S::set1(gp[i]), gh = S::set1(gp[MR + i]);
+          dl[i][v] = S::fma(S::select(swap, gh, gl), S::vselect(ml[i][v], wa, wb), dl[i][v]);
+          e[i][v] = S::fma(S::select(swap, gl, gh), S::vselect(mh[i][v], wb, wa), e[i][v]);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {  // l <= h in a sign-routed lane: a tie is l == h
+        const M tie = S::mnot(S::gt(S::load(xt + i * 2 * KR + KR + v * L),
+                                    S::load(xt + i * 2 * KR + v * L)));
+        dl[i][v] = S::select(tie, S::add(dl[i][v], e[i][v]), dl[i][v]);
+        dh[i][v] = S::select(tie, dh[i][v], S::add(dh[i][v], e[i][v]));
+      }
+    }
+    store_acc<S>(dl, dh, c);
+  }
+
   template <int MR, int TV, bool NONNEG>
   static void run(const GemmArgs<T>& p, int64_t m0, int64_t m1, int64_t c0, int64_t c1) {
     static_assert(MC % MR == 0, "MC must be a multiple of the row tile");
@@ -704,11 +834,23 @@ struct BackwardInput {
     T* gbuf = ws.take<T>(gsize);
     T* cbuf = ws.take<T>(2 * MR * TC);
     T* xt = ws.take<T>(2 * MR * KR);
+    // Routed calls: per register tile's columns (j, s) of this block, whether its panel's
+    // weights are all sign-routed.
+    std::vector<uint8_t> routed(!NONNEG && p.routed ? ktiles * (KR / TC) : 0);
 
     for (int64_t r0 = 0; r0 < p.N; r0 += NC) {
       const int64_t nc = std::min<int64_t>(NC, p.N - r0);
       const bool first = r0 == 0 && !p.accumulate;
       const bool a_only = pack_w(p, r0, nc, c0, c1, wbuf, mbuf);
+      for (size_t t = 0; t < routed.size(); ++t) {
+        const int64_t j = t / (KR / TC), s = t % (KR / TC) * TC;
+        const int64_t cols = std::clamp<int64_t>(c1 - (c0 + j * KR + s), 0, TC);
+        const T* wp = wbuf + j * nc * 2 * KR + s;
+        routed[t] = 1;
+        for (int64_t n = 0; n < nc && routed[t]; ++n) {
+          routed[t] = weights_routed(wp + n * 2 * KR, 1, wp + n * 2 * KR + KR, 1, cols);
+        }
+      }
       for (int64_t mc0 = m0; mc0 < m1; mc0 += MC) {
         const int64_t rows = std::min<int64_t>(MC, m1 - mc0);
         pack_g<MR>(p, mc0, rows, r0, nc, gbuf);
@@ -737,7 +879,11 @@ struct BackwardInput {
                   gather(xt + r * 2 * KR + KR, 1, in ? row_ptr(p.x_hi, mc0 + i + r, k) : nullptr,
                          p.x_hi.col_stride, in ? cols : 0, KR);
                 }
-                micro_general<MR>(nc, gbuf + i * nc * 2, wp + s, xt, c, first);
+                if (!routed.empty() && routed[j * (KR / TC) + s / TC]) {
+                  micro_routed<MR>(nc, gbuf + i * nc * 2, wp + s, xt, c, first);
+                } else {
+                  micro_general<MR>(nc, gbuf + i * nc * 2, wp + s, xt, c, first);
+                }
               }
               close_tile<T, MR, TC>(p.y_lo, p.y_hi, mc0 + i, k, tr, cols, c, cbuf);
             }
@@ -903,6 +1049,61 @@ struct BackwardWeight {
     store_acc<S>(da, db, c);
   }
 
+  // General mode on a routed call (GemmArgs::routed) and a tile of sign-routed weights: known
+  // candidates (as general_dot_tiles, pixel_simd_kernels.h): for a, b >= 0
+  //   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0),
+  // and for a, b <= 0 these sums with gl, gh swapped are db and da (so the accumulators swap
+  // roles for the reduction). Two blends and four FMAs per term.
+  template <int NR>
+  static void micro_routed(int64_t mc, const T* __restrict xp, const T* __restrict gp,
+                           const WeightRows& w, const OutTile<T>& c, bool first) {
+    constexpr int GV = S::kBwGenKV;
+    V da[NR][GV], db[NR][GV];
+    M swap[NR][GV];
+    load_acc<S>(da, db, c, first);
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {  // sign-routed: a < 0 means a, b < 0
+        swap[r][v] = S::mnot(S::ge0(S::load(w.a + r * w.lda + v * L)));
+        const V first_sum = da[r][v];
+        da[r][v] = S::select(swap[r][v], db[r][v], first_sum);
+        db[r][v] = S::select(swap[r][v], first_sum, db[r][v]);
+      }
+    }
+    for (int64_t m = 0; m < mc; ++m, xp += 2 * KR, gp += 2 * NR) {
+      V pl[GV], nl[GV], ph[GV], nh[GV];
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        const V l = S::load(xp + v * L), h = S::load(xp + KR + v * L);
+        pl[v] = S::max0(l);
+        nl[v] = S::min0(l);
+        ph[v] = S::max0(h);
+        nh[v] = S::min0(h);
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) {
+        const V gl = S::set1(gp[r]), gh = S::set1(gp[NR + r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < GV; ++v) {
+          const V u = S::select(swap[r][v], gh, gl), t = S::select(swap[r][v], gl, gh);
+          da[r][v] = S::fma(u, pl[v], S::fma(t, nh[v], da[r][v]));
+          db[r][v] = S::fma(u, nl[v], S::fma(t, ph[v], db[r][v]));
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < GV; ++v) {
+        const V first_sum = da[r][v];
+        da[r][v] = S::select(swap[r][v], db[r][v], first_sum);
+        db[r][v] = S::select(swap[r][v], first_sum, db[r][v]);
+      }
+    }
+    store_acc<S>(da, db, c);
+  }
+
   template <int NR, int TV, bool NONNEG>
   static void run(const GemmArgs<T>& p, int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
     constexpr int TC = TV * L;
@@ -917,6 +1118,20 @@ struct BackwardWeight {
     T* gbuf = ws.take<T>(gsize);
     T* wbuf = ws.take<T>(2 * NR * KR);
     T* cbuf = ws.take<T>(2 * NR * TC);
+    // Routed calls: per register tile (t, j, s) of this block, whether its weights are all
+    // sign-routed (read once, not per reduction block).
+    const int64_t splits = KR / TC;
+    std::vector<uint8_t> routed(!NONNEG && p.routed ? ntiles * ktiles * splits : 0);
+    for (size_t at = 0; at < routed.size(); ++at) {
+      const int64_t t = at / (ktiles * splits), j = at / splits % ktiles, s = at % splits * TC;
+      const int64_t n = n0 + t * NR, k = c0 + j * KR + s;
+      const int64_t rows = std::min<int64_t>(NR, n1 - n), cols = std::clamp<int64_t>(c1 - k, 0, TC);
+      routed[at] = 1;
+      for (int64_t r = 0; r < rows && routed[at]; ++r) {
+        routed[at] = weights_routed(row_ptr(p.w_lo, n + r, k), p.w_lo.col_stride,
+                                    row_ptr(p.w_hi, n + r, k), p.w_hi.col_stride, cols);
+      }
+    }
 
     for (int64_t m0 = 0; m0 < p.M; m0 += MC) {
       const int64_t mc = std::min<int64_t>(MC, p.M - m0);
@@ -937,6 +1152,8 @@ struct BackwardWeight {
             const OutTile<T> c = open_tile<T, NR, TC>(p.y_lo, p.y_hi, n, k, tr, cols, first, cbuf);
             if constexpr (NONNEG) {
               micro_nonneg<NR>(mc, xp, gp, w, c, first);
+            } else if (!routed.empty() && routed[(t * ktiles + j) * splits + s / TC]) {
+              micro_routed<NR>(mc, xp, gp, w, c, first);
             } else {
               micro_general<NR>(mc, xp, gp, w, c, first);
             }

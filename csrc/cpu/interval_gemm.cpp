@@ -106,6 +106,41 @@ bool finite_strided(const T* base, int64_t n, int64_t ld, int64_t width) {
   return true;
 }
 
+}  // namespace
+
+// In blocks the compiler vectorises, stopping at the first block with a lane that is not.
+template <typename T>
+bool sign_routed_span(const T* lo, const T* hi, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t e = std::min(n, i + kBlock);
+    int routed = 1;
+    for (int64_t j = i; j < e; ++j) routed &= sign_routed_input(lo[j], hi[j]);
+    if (!routed) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Whether every lane of the rows x cols pair of views is sign-routed.
+template <typename T>
+bool sign_routed_view(const ConstView<T>& lo, const ConstView<T>& hi, int64_t rows,
+                      int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    if (lo.col_stride == 1 && hi.col_stride == 1) {
+      if (!sign_routed_span(lo.data + r * lo.row_stride, hi.data + r * hi.row_stride, cols)) {
+        return false;
+      }
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        if (!sign_routed_input(lo(r, c), hi(r, c))) return false;
+      }
+    }
+  }
+  return true;
+}
+
 // The kernels of a GEMM call: the active path's, or the scalar ones when an operand it
 // multiplies is not finite.
 template <typename T>
@@ -216,12 +251,13 @@ void interval_gemm_backward_input(int64_t M, int64_t N, int64_t K, ConstView<T> 
     }
     return;
   }
-  const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dx_lo, dx_hi, input_nonneg,
-                         accumulate};
   // nonneg mode multiplies g by w only; general mode also compares x * w candidates
   const bool finite = finite_view(g_lo, M, N) && finite_view(g_hi, M, N) &&
                       finite_view(w_lo, N, K) && finite_view(w_hi, N, K) &&
                       (input_nonneg || (finite_view(x_lo, M, K) && finite_view(x_hi, M, K)));
+  const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dx_lo, dx_hi, input_nonneg,
+                         accumulate,
+                         !input_nonneg && finite && sign_routed_view(x_lo, x_hi, M, K)};
   run_blocks(kernels_for<T>(finite).backward_input, args, M, K, N);
 }
 
@@ -237,12 +273,13 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
     }
     return;
   }
-  const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dw_lo, dw_hi, input_nonneg,
-                         accumulate};
   // nonneg mode multiplies g by x only (w's sign selects); general mode also compares x * w
   const bool finite = finite_view(g_lo, M, N) && finite_view(g_hi, M, N) &&
                       finite_view(x_lo, M, K) && finite_view(x_hi, M, K) &&
                       (input_nonneg || (finite_view(w_lo, N, K) && finite_view(w_hi, N, K)));
+  const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dw_lo, dw_hi, input_nonneg,
+                         accumulate,
+                         !input_nonneg && finite && sign_routed_view(x_lo, x_hi, M, K)};
   run_blocks(kernels_for<T>(finite).backward_weight, args, N, K, M);
 }
 
@@ -362,6 +399,7 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64
                                                  ConstView<T>, ConstView<T>, ConstView<T>,     \
                                                  ConstView<T>, ConstView<T>, View<T>, View<T>, \
                                                  bool, bool);                  \
+  template bool sign_routed_span<T>(const T*, const T*, int64_t);                              \
   template int64_t pixel_tile<T>();                                                            \
   template void combine_rows<T>(int64_t, const int64_t*, const int64_t*, const T*,             \
                                 const int64_t*, const T*, T*, int64_t, int64_t, bool);         \

@@ -111,6 +111,12 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
                const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
                int64_t width, T* out);
 
+// Whether the n lanes [lo[i], hi[i]] are sign-routed (sign_routed_input, csrc/interval_math.h):
+// the general-mode gradients then take one-sign weights' terms by signs alone. One check per call
+// of the input (a chunk's rows are copies of its lanes, or zeros, which are sign-routed).
+template <typename T>
+bool sign_routed_span(const T* lo, const T* hi, int64_t n);
+
 // General-mode input gradient on weights classified for the gradient (ClassifiedWeights,
 // conv_pixel_lanes.h: per tile its runs, its taps' weights [a x C, b x C] and their rows' offsets
 // in its order), per tap t with output-gradient rows gl = src + x_off[t], gh = src + y_off[t]
