@@ -27,10 +27,15 @@ pytestmark = pytest.mark.usefixtures("cpu_isa")
 ops = torch.ops.inn_cuda
 
 
-def routed_interval(shape, dtype, gen):
-    """Small-integer [l, h] with ties (l == h) but no lane l < 0 == h (not sign-routed)."""
+def routed_interval(shape, dtype, gen, sprinkled=False):
+    """Small-integer [l, h] with ties (l == h) but no lane l < 0 == h (not sign-routed), or
+    (sprinkled) with such lanes at 3 %: their pixel vectors compare, the others route."""
     lo, hi = integer_interval(shape, nonneg=False, gen=gen, dtype=dtype)
-    return lo, torch.where((lo < 0) & (hi == 0), torch.ones_like(hi), hi)
+    hi = torch.where((lo < 0) & (hi == 0), torch.ones_like(hi), hi)
+    if sprinkled:
+        hazard = torch.rand(shape, generator=gen) < 0.03
+        lo, hi = torch.where(hazard, -torch.ones_like(lo), lo), torch.where(hazard, 0 * hi, hi)
+    return lo, hi
 
 
 def gradients(op, g_lo, g_hi, x_lo, x_hi, w_lo, w_hi, cfg):
@@ -60,10 +65,11 @@ def nonzero_weights(w_shape, dtype, gen):
     return pairs[..., 0].contiguous(), pairs[..., 1].contiguous()
 
 
+@pytest.mark.parametrize("lanes", ["routed", "sprinkled"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("weights", ["nonzero", "mixed", "mixed-straddling", "invalid"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-{s[2]}")
-def test_routed_chunks_equal_the_oracle(shape, weights, dtype):
+def test_routed_chunks_equal_the_oracle(shape, weights, dtype, lanes):
     """Weights: sign-routed only; every class (zero bounds: compared); half of input channel
     0's straddling; sign-routed and invalid (a > b) ones."""
     op, x_shape, w_shape, c = shape
@@ -71,7 +77,7 @@ def test_routed_chunks_equal_the_oracle(shape, weights, dtype):
         w_shape = (w_shape[1], w_shape[0], *w_shape[2:])
     cfg = config(op, c)
     gen = torch.Generator().manual_seed(23 + len(x_shape) + w_shape[0])
-    x_lo, x_hi = routed_interval(x_shape, dtype, gen)
+    x_lo, x_hi = routed_interval(x_shape, dtype, gen, lanes == "sprinkled")
     if weights == "nonzero":
         w_lo, w_hi = nonzero_weights(w_shape, dtype, gen)
     elif weights == "invalid":
@@ -144,13 +150,14 @@ def test_hazard_lanes_route_like_the_reference(hazard):
 LINEAR = [(5, 7, 3), (37, 45, 29), (150, 70, 150)]
 
 
+@pytest.mark.parametrize("lanes", ["routed", "sprinkled"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("weights", ["nonzero", "mixed-straddling", "invalid"])
 @pytest.mark.parametrize("mkn", LINEAR, ids=str)
-def test_routed_linear_gradients_equal_the_oracle(mkn, weights, dtype):
+def test_routed_linear_gradients_equal_the_oracle(mkn, weights, dtype, lanes):
     m, k, n = mkn
     gen = torch.Generator().manual_seed(m + k + n)
-    x_lo, x_hi = routed_interval((m, k), dtype, gen)
+    x_lo, x_hi = routed_interval((m, k), dtype, gen, lanes == "sprinkled")
     if weights == "nonzero":
         w_lo, w_hi = nonzero_weights((n, k), dtype, gen)
     elif weights == "invalid":

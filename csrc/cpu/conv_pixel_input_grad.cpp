@@ -180,7 +180,6 @@ struct InputGradient {
     const int64_t x_elements = c.batch * rows * c.groups * plane();
     const bool finite = all_finite(w_lo.data(), w_hi.data(), int64_t(w_lo.size())) &&
                         all_finite(c.o.x_lo, c.o.x_hi, x_elements);
-    const bool routed = finite && sign_routed_span(c.o.x_lo, c.o.x_hi, x_elements);
     const int64_t sources = source_rows();
     for_each_chunk(chunks, (sources + 4 * tiles * mr) * ld * sizeof(T),
                    [&](const Chunk& chunk, void* buffer) {
@@ -193,7 +192,7 @@ struct InputGradient {
         fill_inputs(chunk, grp, xs);
         general_grad_tiles<T>(tiles, taps, classified.values_of(grp), classified.runs_of(grp),
                               classified.x_off_of(grp), classified.y_off_of(grp), src, xs, out,
-                              ld, layout.width, finite, routed);
+                              ld, layout.width, finite);
         add_result(out, layout, grp, chunk);
       }
     });

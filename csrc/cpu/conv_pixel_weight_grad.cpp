@@ -53,7 +53,6 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t
                       all_finite(bounds.data(), bounds.data(), int64_t(bounds.size())) &&
                       all_finite(c.o.x_lo, c.o.x_hi, x_elements) &&
                       all_finite(c.o.g_lo, c.o.g_hi, g_elements);
-  const bool routed = finite && sign_routed_span(c.o.x_lo, c.o.x_hi, x_elements);
   const int64_t threads = at::get_num_threads();
   at::Tensor partial = at::zeros({threads, c.groups * per_group}, c.options);
   T* parts = partial.mutable_data_ptr<T>();
@@ -72,7 +71,7 @@ void weight_gradient(const KernelCall<T>& c, int64_t rows, int64_t taps, int64_t
       } else {
         general_dot_tiles<T>(r_tiles, k_tiles, grads, offsets.data(), offsets.data() + k_pad,
                              &bounds[grp * per_group], inputs, ld, width, part + grp * per_group,
-                             finite, routed);
+                             finite);
       }
     }
   });

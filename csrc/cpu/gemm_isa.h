@@ -25,9 +25,6 @@ struct GemmArgs {
   View<T> y_lo, y_hi;
   bool input_nonneg;
   bool accumulate;  // add to y instead of overwriting it
-  // General-mode backward: every input lane is sign-routed (sign_routed_input, interval_math.h)
-  // and every operand finite, so tiles of sign-routed weights may take known candidates.
-  bool routed = false;
 };
 
 // One block of output rows [r0, r1) x cols [c0, c1), over the whole reduction.
@@ -76,13 +73,12 @@ using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const i
 template <typename T>
 using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                                     const int64_t* x_off, const int64_t* y_off, const T* src,
-                                    const T* xs, T* out, int64_t ld, int64_t width, bool finite,
-                                    bool routed);
+                                    const T* xs, T* out, int64_t ld, int64_t width, bool finite);
 template <typename T>
 using GeneralDotTilesFn = void (*)(int64_t c_tiles, int64_t k_tiles, const T* g,
                                    const int64_t* x_off, const int64_t* y_off, const T* w,
                                    const T* src, int64_t ld, int64_t width, T* out,
-                                   bool finite, bool routed);
+                                   bool finite);
 
 template <typename T>
 struct PixelKernels {

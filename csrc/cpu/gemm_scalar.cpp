@@ -292,14 +292,14 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
 template <typename T>
 void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* /*runs*/,
                         const int64_t* x_off, const int64_t* y_off, const T* src, const T* xs,
-                        T* out, int64_t ld, int64_t width, bool /*finite*/, bool /*routed*/) {
+                        T* out, int64_t ld, int64_t width, bool /*finite*/) {
   scalar_pixel::general_grad_tiles(1, tiles, taps, w, x_off, y_off, src, xs, out, ld, width);
 }
 
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out, bool /*finite*/, bool /*routed*/) {
+                       T* out, bool /*finite*/) {
   scalar_pixel::general_dot_tiles(1, 1, c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width,
                                   out);
 }

@@ -43,9 +43,9 @@
 //    gradient multiplies is fixed per weight element, so its masks live in registers for the
 //    whole reduction: two FMAs per term.
 //  * general-mode backward: the candidate choice is per term (compares), the selected product's
-//    gradient is routed with masked FMAs; on calls whose input lanes are all sign-routed
-//    (interval_math.h), tiles of sign-routed weights take known candidates instead (blends and
-//    FMAs only: micro_routed).
+//    gradient is routed with masked FMAs; tiles whose input lanes and weights are all
+//    sign-routed (interval_math.h) take known candidates instead (blends and FMAs only:
+//    micro_routed).
 
 template <typename I>
 constexpr I ceil_div(I a, I b) {
@@ -77,6 +77,15 @@ bool weights_routed(const T* a, int64_t a_step, const T* b, int64_t b_step, int6
   } else {
     for (int64_t i = 0; i < n; ++i) routed &= sign_routed_weight(a[i * a_step], b[i * b_step]);
   }
+  return routed;
+}
+
+// Whether the n lanes [lo[i], hi[i]] are all sign-routed (interval_math.h; a loop the compiler
+// vectorises).
+template <typename T>
+bool lanes_routed(const T* lo, const T* hi, int64_t n) {
+  int routed = 1;
+  for (int64_t i = 0; i < n; ++i) routed &= sign_routed_input(lo[i], hi[i]);
   return routed;
 }
 
@@ -769,7 +778,7 @@ struct BackwardInput {
     store_acc<S>(dl, dh, c);
   }
 
-  // General mode on a routed call (GemmArgs::routed) and a panel of sign-routed weights: known
+  // General mode on a tile whose input lanes and panel weights are all sign-routed: known
   // candidates (as general_grad_tiles, pixel_simd_kernels.h). For a, b >= 0 the lower bound
   // takes l's candidate, dl += gl (l >= 0 ? a : b), and the upper h's, e += gh (h >= 0 ? b : a);
   // for a, b <= 0 the same with gl, gh swapped and a, b swapped. e goes to dh, or to dl where
@@ -834,9 +843,9 @@ struct BackwardInput {
     T* gbuf = ws.take<T>(gsize);
     T* cbuf = ws.take<T>(2 * MR * TC);
     T* xt = ws.take<T>(2 * MR * KR);
-    // Routed calls: per register tile's columns (j, s) of this block, whether its panel's
-    // weights are all sign-routed.
-    std::vector<uint8_t> routed(!NONNEG && p.routed ? ktiles * (KR / TC) : 0);
+    // General mode: per register tile's columns (j, s) of this block, whether its panel's
+    // weights are all sign-routed (micro_routed where the tile's inputs are too).
+    std::vector<uint8_t> routed(NONNEG ? 0 : ktiles * (KR / TC));
 
     for (int64_t r0 = 0; r0 < p.N; r0 += NC) {
       const int64_t nc = std::min<int64_t>(NC, p.N - r0);
@@ -879,7 +888,11 @@ struct BackwardInput {
                   gather(xt + r * 2 * KR + KR, 1, in ? row_ptr(p.x_hi, mc0 + i + r, k) : nullptr,
                          p.x_hi.col_stride, in ? cols : 0, KR);
                 }
-                if (!routed.empty() && routed[j * (KR / TC) + s / TC]) {
+                bool tile_routed = routed[j * (KR / TC) + s / TC];
+                for (int r = 0; r < MR && tile_routed; ++r) {
+                  tile_routed = lanes_routed(xt + r * 2 * KR, xt + r * 2 * KR + KR, KR);
+                }
+                if (tile_routed) {
                   micro_routed<MR>(nc, gbuf + i * nc * 2, wp + s, xt, c, first);
                 } else {
                   micro_general<MR>(nc, gbuf + i * nc * 2, wp + s, xt, c, first);
@@ -1049,7 +1062,7 @@ struct BackwardWeight {
     store_acc<S>(da, db, c);
   }
 
-  // General mode on a routed call (GemmArgs::routed) and a tile of sign-routed weights: known
+  // General mode on a tile whose input lanes and weights are all sign-routed: known
   // candidates (as general_dot_tiles, pixel_simd_kernels.h): for a, b >= 0
   //   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0),
   // and for a, b <= 0 these sums with gl, gh swapped are db and da (so the accumulators swap
@@ -1118,10 +1131,12 @@ struct BackwardWeight {
     T* gbuf = ws.take<T>(gsize);
     T* wbuf = ws.take<T>(2 * NR * KR);
     T* cbuf = ws.take<T>(2 * NR * TC);
-    // Routed calls: per register tile (t, j, s) of this block, whether its weights are all
-    // sign-routed (read once, not per reduction block).
+    // General mode: per register tile (t, j, s) of this block, whether its weights are all
+    // sign-routed (read once, not per reduction block), and per columns (j, s) of a reduction
+    // block whether its inputs are (micro_routed where both are).
     const int64_t splits = KR / TC;
-    std::vector<uint8_t> routed(!NONNEG && p.routed ? ntiles * ktiles * splits : 0);
+    std::vector<uint8_t> routed(NONNEG ? 0 : ntiles * ktiles * splits);
+    std::vector<uint8_t> inputs_routed(NONNEG ? 0 : ktiles * splits);
     for (size_t at = 0; at < routed.size(); ++at) {
       const int64_t t = at / (ktiles * splits), j = at / splits % ktiles, s = at % splits * TC;
       const int64_t n = n0 + t * NR, k = c0 + j * KR + s;
@@ -1138,6 +1153,13 @@ struct BackwardWeight {
       const bool first = m0 == 0 && !p.accumulate;
       pack_x(p, m0, mc, c0, c1, xbuf);
       pack_g<NR>(p, m0, mc, n0, n1 - n0, gbuf);
+      for (size_t at = 0; at < inputs_routed.size(); ++at) {
+        const T* xp = xbuf + at / splits * mc * 2 * KR + at % splits * TC;
+        inputs_routed[at] = 1;
+        for (int64_t m = 0; m < mc && inputs_routed[at]; ++m) {
+          inputs_routed[at] = lanes_routed(xp + m * 2 * KR, xp + m * 2 * KR + KR, TC);
+        }
+      }
       for (int64_t j = 0; j < ktiles; ++j) {  // x micro-panel stays in L1 over the n tiles
         for (int s = 0; s < KR; s += TC) {
           const int64_t k = c0 + j * KR + s;
@@ -1152,7 +1174,8 @@ struct BackwardWeight {
             const OutTile<T> c = open_tile<T, NR, TC>(p.y_lo, p.y_hi, n, k, tr, cols, first, cbuf);
             if constexpr (NONNEG) {
               micro_nonneg<NR>(mc, xp, gp, w, c, first);
-            } else if (!routed.empty() && routed[(t * ktiles + j) * splits + s / TC]) {
+            } else if (inputs_routed[j * splits + s / TC] &&
+                       routed[(t * ktiles + j) * splits + s / TC]) {
               micro_routed<NR>(mc, xp, gp, w, c, first);
             } else {
               micro_general<NR>(mc, xp, gp, w, c, first);

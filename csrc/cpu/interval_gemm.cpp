@@ -106,41 +106,6 @@ bool finite_strided(const T* base, int64_t n, int64_t ld, int64_t width) {
   return true;
 }
 
-}  // namespace
-
-// In blocks the compiler vectorises, stopping at the first block with a lane that is not.
-template <typename T>
-bool sign_routed_span(const T* lo, const T* hi, int64_t n) {
-  constexpr int64_t kBlock = 4096;
-  for (int64_t i = 0; i < n; i += kBlock) {
-    const int64_t e = std::min(n, i + kBlock);
-    int routed = 1;
-    for (int64_t j = i; j < e; ++j) routed &= sign_routed_input(lo[j], hi[j]);
-    if (!routed) return false;
-  }
-  return true;
-}
-
-namespace {
-
-// Whether every lane of the rows x cols pair of views is sign-routed.
-template <typename T>
-bool sign_routed_view(const ConstView<T>& lo, const ConstView<T>& hi, int64_t rows,
-                      int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) {
-    if (lo.col_stride == 1 && hi.col_stride == 1) {
-      if (!sign_routed_span(lo.data + r * lo.row_stride, hi.data + r * hi.row_stride, cols)) {
-        return false;
-      }
-    } else {
-      for (int64_t c = 0; c < cols; ++c) {
-        if (!sign_routed_input(lo(r, c), hi(r, c))) return false;
-      }
-    }
-  }
-  return true;
-}
-
 // The kernels of a GEMM call: the active path's, or the scalar ones when an operand it
 // multiplies is not finite.
 template <typename T>
@@ -256,8 +221,7 @@ void interval_gemm_backward_input(int64_t M, int64_t N, int64_t K, ConstView<T> 
                       finite_view(w_lo, N, K) && finite_view(w_hi, N, K) &&
                       (input_nonneg || (finite_view(x_lo, M, K) && finite_view(x_hi, M, K)));
   const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dx_lo, dx_hi, input_nonneg,
-                         accumulate,
-                         !input_nonneg && finite && sign_routed_view(x_lo, x_hi, M, K)};
+                         accumulate};
   run_blocks(kernels_for<T>(finite).backward_input, args, M, K, N);
 }
 
@@ -278,8 +242,7 @@ void interval_gemm_backward_weight(int64_t M, int64_t N, int64_t K, ConstView<T>
                       finite_view(x_lo, M, K) && finite_view(x_hi, M, K) &&
                       (input_nonneg || (finite_view(w_lo, N, K) && finite_view(w_hi, N, K)));
   const GemmArgs<T> args{M, N, K, x_lo, x_hi, w_lo, w_hi, g_lo, g_hi, dw_lo, dw_hi, input_nonneg,
-                         accumulate,
-                         !input_nonneg && finite && sign_routed_view(x_lo, x_hi, M, K)};
+                         accumulate};
   run_blocks(kernels_for<T>(finite).backward_weight, args, N, K, M);
 }
 
@@ -358,13 +321,13 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
 template <typename T>
 void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                         const int64_t* x_off, const int64_t* y_off, const T* src, const T* xs,
-                        T* out, int64_t ld, int64_t width, bool finite, bool routed) {
+                        T* out, int64_t ld, int64_t width, bool finite) {
   const PixelKernels<T>& k = active_pixel_kernels<T>();
   // Tile 0's taps are every tap (each tile orders the same taps): its rows are all the rows.
   if (finite_span(w, tiles * taps * 2 * k.tile_channels) &&
       finite_rows(src, x_off, taps, width) && finite_rows(src, y_off, taps, width) &&
       finite_strided(xs, 2 * tiles * k.tile_channels, ld, width)) {
-    k.general_grad(tiles, taps, w, runs, x_off, y_off, src, xs, out, ld, width, finite, routed);
+    k.general_grad(tiles, taps, w, runs, x_off, y_off, src, xs, out, ld, width, finite);
   } else {
     scalar_pixel::general_grad_tiles(k.tile_channels, tiles, taps, w, x_off, y_off, src, xs, out,
                                      ld, width);
@@ -374,13 +337,13 @@ void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* 
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out, bool finite, bool routed) {
+                       T* out, bool finite) {
   const PixelKernels<T>& k = active_pixel_kernels<T>();
   const int64_t k_pad = k_tiles * k.dot_taps;
   if (finite_strided(g, 2 * c_tiles * k.dot_channels, ld, width) &&
       finite_rows(src, x_off, k_pad, width) && finite_rows(src, y_off, k_pad, width) &&
       finite_span(w, 2 * c_tiles * k.dot_channels * k_pad)) {
-    k.general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out, finite, routed);
+    k.general_dot(c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out, finite);
   } else {
     scalar_pixel::general_dot_tiles(k.dot_channels, k.dot_taps, c_tiles, k_tiles, g, x_off, y_off,
                                     w, src, ld, width, out);
@@ -399,7 +362,6 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64
                                                  ConstView<T>, ConstView<T>, ConstView<T>,     \
                                                  ConstView<T>, ConstView<T>, View<T>, View<T>, \
                                                  bool, bool);                  \
-  template bool sign_routed_span<T>(const T*, const T*, int64_t);                              \
   template int64_t pixel_tile<T>();                                                            \
   template void combine_rows<T>(int64_t, const int64_t*, const int64_t*, const T*,             \
                                 const int64_t*, const T*, T*, int64_t, int64_t, bool);         \
@@ -413,9 +375,9 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64
                              const uint16_t*, const T*, int64_t, int64_t, T*);           \
   template void general_grad_tiles<T>(int64_t, int64_t, const T*, const int64_t*,              \
                                       const int64_t*, const int64_t*, const T*, const T*, T*,   \
-                                      int64_t, int64_t, bool, bool);                           \
+                                      int64_t, int64_t, bool);                                 \
   template void general_dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*, \
-                                     const T*, const T*, int64_t, int64_t, T*, bool, bool);
+                                     const T*, const T*, int64_t, int64_t, T*, bool);
 INN_INSTANTIATE(float)
 INN_INSTANTIATE(double)
 #undef INN_INSTANTIATE

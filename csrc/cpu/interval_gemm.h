@@ -111,12 +111,6 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_of
                const int64_t* y_off, const uint16_t* sign, const T* src, int64_t ld,
                int64_t width, T* out);
 
-// Whether the n lanes [lo[i], hi[i]] are sign-routed (sign_routed_input, csrc/interval_math.h):
-// the general-mode gradients then take one-sign weights' terms by signs alone. One check per call
-// of the input (a chunk's rows are copies of its lanes, or zeros, which are sign-routed).
-template <typename T>
-bool sign_routed_span(const T* lo, const T* hi, int64_t n);
-
 // General-mode input gradient on weights classified for the gradient (ClassifiedWeights,
 // conv_pixel_lanes.h: per tile its runs, its taps' weights [a x C, b x C] and their rows' offsets
 // in its order), per tap t with output-gradient rows gl = src + x_off[t], gh = src + y_off[t]
@@ -125,22 +119,22 @@ bool sign_routed_span(const T* lo, const T* hi, int64_t n);
 //   out rows 2c, 2c + 1 (dl, dh) = sum_t of each bound's selected candidate's g * weight, routed
 //   to the input bound it multiplies (choice, ties and NaN of csrc/interval_math.h).
 // `finite`: the caller guarantees finite inputs and weights (no NaN candidate: cheaper choice);
-// `routed`: that too, and every input lane sign-routed (sign_routed_input, interval_math.h):
-// one-sign weights' terms then take known candidates.
+// then one-sign weights' terms take known candidates on the pixel tiles whose input lanes are all
+// sign-routed (sign_routed_input, interval_math.h).
 template <typename T>
 void general_grad_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                         const int64_t* x_off, const int64_t* y_off, const T* src, const T* xs,
-                        T* out, int64_t ld, int64_t width, bool finite, bool routed);
+                        T* out, int64_t ld, int64_t width, bool finite);
 
 // General-mode weight gradient in dot_tiles' layout, the weights a = w[(2c) * k_pad + k],
 // b = w[(2c + 1) * k_pad + k] in place of the sign words (x_k = l, y_k = h):
 //   out[(2c) * k_pad + k] (da), out[(2c + 1) * k_pad + k] (db) += sum_p of each bound's selected
 //   candidate's g * (input bound), to the weight bound it multiplies. `finite`: as above, and
-//   the gradient rows g finite too; `routed`: as above (tiles of sign-routed weights then take
-//   known candidates).
+//   the gradient rows g finite too (tiles of sign-routed weights then take known candidates on
+//   the pixel vectors whose input lanes are all sign-routed).
 template <typename T>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64_t* x_off,
                        const int64_t* y_off, const T* w, const T* src, int64_t ld, int64_t width,
-                       T* out, bool finite, bool routed);
+                       T* out, bool finite);
 
 }  // namespace inn::cpu

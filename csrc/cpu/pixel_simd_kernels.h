@@ -304,7 +304,7 @@ inline __attribute__((always_inline)) typename S::M hi_takes_h(typename S::V p, 
 // candidate (as the forward picks it, per lane) routes g * (its weight) to dl or dh, as the
 // GEMM's BackwardInput::micro_general. One vector per tile: the tile's input signs stay in
 // registers for all taps, the gradient vectors are shared by its kPixMR channels.
-//   ROUTED (every lane of the tile's input rows is sign-routed): a one-sign term is one blend
+//   ROUTED (every lane of the tile's input rows sign-routed): a one-sign term is one blend
 // and one FMA per bound. The bound whose candidate never loses (lo of a, b >= 0, hi of
 // a, b <= 0: l's candidate) adds to dl; the other bound takes h's candidate except at a tie,
 // which in a sign-routed lane means l == h, where it takes l's: it adds to e, which goes to dl
@@ -412,8 +412,10 @@ inline __attribute__((always_inline)) void general_grad_tile(
 }
 
 // Tile ct's runs at runs + ct * (2^kPixMR + 1), its weights at w + ct * taps * 2 * kPixMR, its
-// rows' offsets at x_off + ct * taps, y_off + ct * taps (ClassifiedWeights' layout).
-template <class S, bool FINITE, bool ROUTED>
+// rows' offsets at x_off + ct * taps, y_off + ct * taps (ClassifiedWeights' layout). With FINITE
+// operands each pixel tile whose input lanes are all sign-routed is ROUTED (checked per tile: a
+// few input lanes that are not cost only their own tiles the comparisons).
+template <class S, bool FINITE>
 void general_grad_tiles_(int64_t co_tiles, int64_t taps, const typename S::T* w,
                          const int64_t* runs, const int64_t* x_off, const int64_t* y_off,
                          const typename S::T* src, const typename S::T* xs, typename S::T* out,
@@ -421,25 +423,25 @@ void general_grad_tiles_(int64_t co_tiles, int64_t taps, const typename S::T* w,
   constexpr int L = S::L, MR = S::kPixMR;
   for (int64_t ct = 0; ct < co_tiles; ++ct) {
     for (int64_t p = 0; p < width; p += L) {
-      general_grad_tile<S, FINITE, ROUTED>(runs + ct * ((1 << MR) + 1), taps,
-                                           w + ct * taps * 2 * MR, x_off + ct * taps,
-                                           y_off + ct * taps, src + p,
-                                           xs + 2 * ct * MR * ld + p,
-                                           out + 2 * ct * MR * ld + p, ld);
+      const typename S::T* xt = xs + 2 * ct * MR * ld + p;
+      bool routed = FINITE;
+      for (int i = 0; i < MR && routed; ++i) {
+        routed = lanes_routed(xt + 2 * i * ld, xt + (2 * i + 1) * ld, L);
+      }
+      (routed ? general_grad_tile<S, FINITE, FINITE> : general_grad_tile<S, FINITE, false>)(
+          runs + ct * ((1 << MR) + 1), taps, w + ct * taps * 2 * MR, x_off + ct * taps,
+          y_off + ct * taps, src + p, xt, out + 2 * ct * MR * ld + p, ld);
     }
   }
 }
 
-// routed: the caller guarantees finite operands and sign-routed input lanes.
 template <class S>
 void general_grad_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w,
                         const int64_t* runs, const int64_t* x_off, const int64_t* y_off,
                         const typename S::T* src, const typename S::T* xs, typename S::T* out,
-                        int64_t ld, int64_t width, bool finite, bool routed) {
-  (routed   ? general_grad_tiles_<S, true, true>
-   : finite ? general_grad_tiles_<S, true, false>
-            : general_grad_tiles_<S, false, false>)(co_tiles, taps, w, runs, x_off, y_off, src,
-                                                    xs, out, ld, width);
+                        int64_t ld, int64_t width, bool finite) {
+  (finite ? general_grad_tiles_<S, true> : general_grad_tiles_<S, false>)(
+      co_tiles, taps, w, runs, x_off, y_off, src, xs, out, ld, width);
 }
 
 // Selected dot products over p < width, in tiles of kGradMR channels c x kGradNK taps k:
@@ -516,26 +518,76 @@ void dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g, const i
 // x is >= 0 for the lower bound, < 0 for the upper), as BackwardWeight::micro_general. FINITE
 // (inputs, weights and gradients finite): g * max(x, 0) and g * min(x, 0) route it without
 // masks (the other bound gets g * 0 = 0).
-//   ROUTED (every input lane sign-routed, interval_math.h): a tile whose weights are all
-// sign-routed takes known candidates. For a, b >= 0 the lower bound takes l and the upper h (at
-// a tie l == h: the same value), so
+// Tiles of sign-routed weights take known candidates where they can (routed_dot_tile).
+//
+// One vector of the compared weight gradient: per lane the candidate choice, the selected
+// product's g * x to the weight bound it multiplies; g at the tile's first row, p the vector.
+template <class S, bool FINITE>
+inline __attribute__((always_inline)) void compared_dot_step(
+    const typename S::T* g, int64_t ld, int64_t p, const typename S::T* const (&x)[S::kGradNK],
+    const typename S::T* const (&y)[S::kGradNK], const typename S::T (&a)[S::kGradMR][S::kGradNK],
+    const typename S::T (&b)[S::kGradMR][S::kGradNK], typename S::V (&da)[S::kGradMR][S::kGradNK],
+    typename S::V (&db)[S::kGradMR][S::kGradNK]) {
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int MR = S::kGradMR, NK = S::kGradNK;
+  V l[NK], h[NK];
+  M ml[NK], mh[NK];
+#pragma GCC unroll 4
+  for (int j = 0; j < NK; ++j) {
+    l[j] = S::load(x[j] + p);
+    h[j] = S::load(y[j] + p);
+    ml[j] = S::ge0(l[j]);
+    mh[j] = S::ge0(h[j]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+    const V gl = S::load(g + 2 * i * ld + p), gh = S::load(g + (2 * i + 1) * ld + p);
+#pragma GCC unroll 4
+    for (int j = 0; j < NK; ++j) {
+      const V va = S::set1(a[i][j]), vb = S::set1(b[i][j]);
+      const V pl = S::mul(l[j], S::select(ml[j], va, vb));
+      const V ph = S::mul(h[j], S::select(mh[j], va, vb));
+      const V x_lo = S::select(lo_takes_h<S, FINITE>(pl, ph), h[j], l[j]);
+      const V ql = S::mul(l[j], S::select(ml[j], vb, va));
+      const V qh = S::mul(h[j], S::select(mh[j], vb, va));
+      const V x_hi = S::select(hi_takes_h<S, FINITE>(ql, qh), h[j], l[j]);
+      if constexpr (FINITE) {  // x >= 0 to one bound, x < 0 to the other: split by sign
+        da[i][j] = S::fma(gl, S::max0(x_lo), S::fma(gh, S::min0(x_hi), da[i][j]));
+        db[i][j] = S::fma(gl, S::min0(x_lo), S::fma(gh, S::max0(x_hi), db[i][j]));
+      } else {
+        const M to_a = S::ge0(x_lo), to_b = S::ge0(x_hi);
+        da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
+        db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
+        db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
+        da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
+      }
+    }
+  }
+}
+
+//   Routed (finite operands, every weight of the tile sign-routed; per pixel vector, every input
+// lane of its taps sign-routed, interval_math.h): known candidates. For a, b >= 0 the lower bound
+// takes l and the upper h (at a tie l == h: the same value), so
 //   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0);
 // for a, b <= 0 (the lower bound takes h, the upper l) these two sums with gl and gh swapped
-// are db and da. So each weight's tile blends its two gradient vectors (swapped for a, b <= 0)
-// and accumulates the two sums, assigned at the end: two blends and four FMAs per weight and
-// vector, the clamped inputs shared by the tile's channels, against four products, two compares
-// and the choice.
+// are db and da. So each weight's accumulators swap roles for the tile (`swap`), and per vector
+// it blends its two gradient vectors and adds the two sums: two blends and four FMAs per weight
+// and vector, the clamped inputs shared by the tile's channels, against four products, two
+// compares and the choice. A vector with an input lane that is not sign-routed compares (its
+// sums added to the swapped accumulators).
 template <class S>
 inline __attribute__((always_inline)) void routed_dot_tile(
-    int64_t ct, const typename S::T* g, const typename S::T* const (&x)[S::kGradNK],
-    const typename S::T* const (&y)[S::kGradNK], const typename S::T (&a)[S::kGradMR][S::kGradNK],
-    const typename S::T (&b)[S::kGradMR][S::kGradNK], int64_t ld, int64_t width,
-    typename S::V (&da)[S::kGradMR][S::kGradNK], typename S::V (&db)[S::kGradMR][S::kGradNK]) {
+    const typename S::T* g, int64_t ld, int64_t width, const uint8_t* routed_vectors,
+    const typename S::T* const (&x)[S::kGradNK], const typename S::T* const (&y)[S::kGradNK],
+    const typename S::T (&a)[S::kGradMR][S::kGradNK],
+    const typename S::T (&b)[S::kGradMR][S::kGradNK], typename S::V (&da)[S::kGradMR][S::kGradNK],
+    typename S::V (&db)[S::kGradMR][S::kGradNK]) {
   using T = typename S::T;
   using V = typename S::V;
   using M = typename S::M;
   constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
-  M swap[MR][NK];  // a, b <= 0: gl and gh swap roles, and so do the two sums
+  M swap[MR][NK];  // a, b <= 0: gl and gh swap roles, and so do the two sums (da, db start at 0)
 #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
@@ -544,6 +596,24 @@ inline __attribute__((always_inline)) void routed_dot_tile(
     }
   }
   for (int64_t p = 0; p < width; p += L) {
+    if (!routed_vectors[p / L]) {
+      V ta[MR][NK], tb[MR][NK];
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) ta[i][j] = tb[i][j] = S::zero();
+      }
+      compared_dot_step<S, true>(g, ld, p, x, y, a, b, ta, tb);
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NK; ++j) {
+          da[i][j] = S::add(da[i][j], S::select(swap[i][j], tb[i][j], ta[i][j]));
+          db[i][j] = S::add(db[i][j], S::select(swap[i][j], ta[i][j], tb[i][j]));
+        }
+      }
+      continue;
+    }
     V pl[NK], nl[NK], ph[NK], nh[NK];
 #pragma GCC unroll 4
     for (int j = 0; j < NK; ++j) {
@@ -555,8 +625,7 @@ inline __attribute__((always_inline)) void routed_dot_tile(
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
-      const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
-      const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
+      const V gl = S::load(g + 2 * i * ld + p), gh = S::load(g + (2 * i + 1) * ld + p);
 #pragma GCC unroll 4
       for (int j = 0; j < NK; ++j) {
         const V u = S::select(swap[i][j], gh, gl), v = S::select(swap[i][j], gl, gh);
@@ -576,22 +645,33 @@ inline __attribute__((always_inline)) void routed_dot_tile(
   }
 }
 
-template <class S, bool FINITE, bool ROUTED>
+template <class S, bool FINITE>
 void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
                         const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
                         const typename S::T* src, int64_t ld, int64_t width, typename S::T* out) {
   using T = typename S::T;
   using V = typename S::V;
-  using M = typename S::M;
   constexpr int L = S::L, MR = S::kGradMR, NK = S::kGradNK;
-  const int64_t k_pad = k_tiles * NK;
+  const int64_t k_pad = k_tiles * NK, vectors = width / L;
+  // Per (k tile, pixel vector): whether every input lane of its taps is sign-routed.
+  std::vector<uint8_t> routed(FINITE ? k_tiles * vectors : 0);
+  for (int64_t kt = 0; kt < int64_t(routed.size()) / std::max<int64_t>(vectors, 1); ++kt) {
+    for (int64_t v = 0; v < vectors; ++v) {
+      bool all = true;
+      for (int j = 0; j < NK && all; ++j) {
+        all = lanes_routed(src + x_off[kt * NK + j] + v * L, src + y_off[kt * NK + j] + v * L, L);
+      }
+      routed[kt * vectors + v] = all;
+    }
+  }
   for (int64_t ct = 0; ct < c_tiles; ++ct) {
+    const T* gt = g + 2 * ct * MR * ld;
     for (int64_t kt = 0; kt < k_tiles; ++kt) {
       V da[MR][NK], db[MR][NK];
       T a[MR][NK], b[MR][NK];
       const T* x[NK];
       const T* y[NK];
-      bool routed = ROUTED;
+      bool weights_routed = FINITE;
 #pragma GCC unroll 4
       for (int j = 0; j < NK; ++j) {
         x[j] = src + x_off[kt * NK + j];
@@ -605,47 +685,14 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
           da[i][j] = db[i][j] = S::zero();
           a[i][j] = wi[0];
           b[i][j] = wi[k_pad];
-          routed &= sign_routed_weight(a[i][j], b[i][j]);
+          weights_routed &= bool(sign_routed_weight(a[i][j], b[i][j]));
         }
       }
-      if (routed) {
-        routed_dot_tile<S>(ct, g, x, y, a, b, ld, width, da, db);
+      if (weights_routed) {
+        routed_dot_tile<S>(gt, ld, width, &routed[kt * vectors], x, y, a, b, da, db);
       } else {
         for (int64_t p = 0; p < width; p += L) {
-          V l[NK], h[NK];
-          M ml[NK], mh[NK];
-#pragma GCC unroll 4
-          for (int j = 0; j < NK; ++j) {
-            l[j] = S::load(x[j] + p);
-            h[j] = S::load(y[j] + p);
-            ml[j] = S::ge0(l[j]);
-            mh[j] = S::ge0(h[j]);
-          }
-#pragma GCC unroll 4
-          for (int i = 0; i < MR; ++i) {
-            const V gl = S::load(g + 2 * (ct * MR + i) * ld + p);
-            const V gh = S::load(g + (2 * (ct * MR + i) + 1) * ld + p);
-#pragma GCC unroll 4
-            for (int j = 0; j < NK; ++j) {
-              const V va = S::set1(a[i][j]), vb = S::set1(b[i][j]);
-              const V pl = S::mul(l[j], S::select(ml[j], va, vb));
-              const V ph = S::mul(h[j], S::select(mh[j], va, vb));
-              const V x_lo = S::select(lo_takes_h<S, FINITE>(pl, ph), h[j], l[j]);
-              const V ql = S::mul(l[j], S::select(ml[j], vb, va));
-              const V qh = S::mul(h[j], S::select(mh[j], vb, va));
-              const V x_hi = S::select(hi_takes_h<S, FINITE>(ql, qh), h[j], l[j]);
-              if constexpr (FINITE) {  // x >= 0 to one bound, x < 0 to the other: split by sign
-                da[i][j] = S::fma(gl, S::max0(x_lo), S::fma(gh, S::min0(x_hi), da[i][j]));
-                db[i][j] = S::fma(gl, S::min0(x_lo), S::fma(gh, S::max0(x_hi), db[i][j]));
-              } else {
-                const M to_a = S::ge0(x_lo), to_b = S::ge0(x_hi);
-                da[i][j] = S::mask_fma(to_a, gl, x_lo, da[i][j]);
-                db[i][j] = S::mask_fma(S::mnot(to_a), gl, x_lo, db[i][j]);
-                db[i][j] = S::mask_fma(to_b, gh, x_hi, db[i][j]);
-                da[i][j] = S::mask_fma(S::mnot(to_b), gh, x_hi, da[i][j]);
-              }
-            }
-          }
+          compared_dot_step<S, FINITE>(gt, ld, p, x, y, a, b, da, db);
         }
       }
 #pragma GCC unroll 4
@@ -661,16 +708,13 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
   }
 }
 
-// routed: the caller guarantees finite operands and sign-routed input lanes.
 template <class S>
 void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const typename S::T* g,
                        const int64_t* x_off, const int64_t* y_off, const typename S::T* w,
                        const typename S::T* src, int64_t ld, int64_t width, typename S::T* out,
-                       bool finite, bool routed) {
-  (routed   ? general_dot_tiles_<S, true, true>
-   : finite ? general_dot_tiles_<S, true, false>
-            : general_dot_tiles_<S, false, false>)(c_tiles, k_tiles, g, x_off, y_off, w, src, ld,
-                                                   width, out);
+                       bool finite) {
+  (finite ? general_dot_tiles_<S, true> : general_dot_tiles_<S, false>)(
+      c_tiles, k_tiles, g, x_off, y_off, w, src, ld, width, out);
 }
 
 template <class S>
