@@ -1,6 +1,7 @@
-"""The general-mode (signed input) interval convolution forward on the CPU against the plain layer,
-with weights of realistic width (w +- 5 % |w|, none straddling zero) and with a share of them
-straddling zero (only those need the two-candidate product: see csrc/cpu/pixel_simd_kernels.h).
+"""The general-mode (signed input) interval convolutions and linear layers on the CPU against the
+plain layer, with weights of realistic width (w +- 5 % |w|, none straddling zero) and with a
+share of them straddling zero (only those need the two-candidate product: see
+csrc/cpu/pixel_simd_kernels.h and gemm_simd_kernels.h).
 Interleaved repeats (plain, interval, plain, ...) so that a busy machine slows both alike; prints
 the median of the per-repeat time ratios and the load average. --backward times forward and
 backward (autograd: every input and weight bound's gradient) against the plain layer's.
@@ -10,6 +11,7 @@ backward (autograd: every input and weight bound's gradient) against the plain l
 """
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 
 import inn_cuda
 
-LAYERS = [  # (name, op, x shape, w shape, stride, padding)
+LAYERS = [  # (name, op, x shape, w shape, stride, padding; linear layers: unused)
     ("conv 8->8 3x3, 16x64²", "conv2d", (16, 8, 64, 64), (8, 8, 3, 3), 1, 1),
     ("conv 16->16 3x3, 16x32²", "conv2d", (16, 16, 32, 32), (16, 16, 3, 3), 1, 1),
     ("conv 32->32 3x3, 8x64²", "conv2d", (8, 32, 64, 64), (32, 32, 3, 3), 1, 1),
@@ -27,13 +29,15 @@ LAYERS = [  # (name, op, x shape, w shape, stride, padding)
     ("conv 64->32 3x3, 16x16²", "conv2d", (16, 64, 16, 16), (32, 64, 3, 3), 1, 1),
     ("conv 128->128 3x3, 4x32²", "conv2d", (4, 128, 32, 32), (128, 128, 3, 3), 1, 1),
     ("convT 128->64 2x2 s2, 1x64²", "conv_transpose2d", (1, 128, 64, 64), (128, 64, 2, 2), 2, 0),
+    ("linear 512x512 -> 512", "linear", (512, 512), (512, 512), None, None),
+    ("linear 1024x1024 -> 1024", "linear", (1024, 1024), (1024, 1024), None, None),
 ]
 
 
 def operands(x_shape, w_shape, straddling, gen):
     x = torch.randn(x_shape, generator=gen)
     x_r = 0.1 * x.abs() + 0.01
-    w = torch.randn(w_shape, generator=gen) * (w_shape[1] * w_shape[2] * w_shape[3]) ** -0.5
+    w = torch.randn(w_shape, generator=gen) * math.prod(w_shape[1:]) ** -0.5
     r = 0.05 * w.abs()
     r = torch.where(torch.rand(w_shape, generator=gen) < straddling, 1.5 * w.abs() + 1e-3, r)
     return x, w, (x - x_r, x + x_r), (w - r, w + r)
@@ -74,8 +78,9 @@ def main():
                                                         torch.Generator().manual_seed(0))
             plain = getattr(F, op)
             interval = getattr(inn_cuda, "interval_" + op)
-            runs = (lambda: plain(x, w, stride=stride, padding=padding),
-                    lambda: interval(x_lo, x_hi, w_lo, w_hi, stride=stride, padding=padding))
+            geometry = {} if op == "linear" else dict(stride=stride, padding=padding)
+            runs = (lambda: plain(x, w, **geometry),
+                    lambda: interval(x_lo, x_hi, w_lo, w_hi, **geometry))
             if args.backward:
                 runs = tuple(with_backward(run, tensors) for run, tensors in
                              zip(runs, ((x, w), (x_lo, x_hi, w_lo, w_hi))))

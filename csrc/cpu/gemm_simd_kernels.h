@@ -63,6 +63,44 @@ inline void add_general_term(typename S::V l, typename S::V h, typename S::M ml,
   hi = S::add(hi, S::max_nan(S::mul(l, S::select(ml, b, a)), S::mul(h, S::select(mh, b, a))));
 }
 
+// An input interval's bounds split by sign: max(l, 0), min(l, 0), max(h, 0), min(h, 0).
+template <class S>
+struct SignedParts {
+  typename S::V pl, nl, ph, nh;
+};
+
+template <class S>
+inline __attribute__((always_inline)) SignedParts<S> signed_parts(const typename S::T* l,
+                                                                  const typename S::T* h) {
+  const typename S::V vl = S::load(l), vh = S::load(h);
+  return {S::max0(vl), S::min0(vl), S::max0(vh), S::min0(vh)};
+}
+
+// The routed weight-gradient term (sign-routed weight and input lane, interval_math.h): a weight
+// with a, b >= 0 takes l for the lower bound and h for the upper (at a tie l == h: the same
+// value), so
+//   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0);
+// one with a, b <= 0 (`swap`) takes h and l, whose sums are these with gl and gh exchanged, in
+// the other order: its accumulators (first, second) hold (db, da) through the reduction
+// (swap_where before and after). Two blends and four FMAs.
+template <class S>
+inline __attribute__((always_inline)) void add_routed_weight_term(
+    typename S::M swap, typename S::V gl, typename S::V gh, const SignedParts<S>& x,
+    typename S::V& first, typename S::V& second) {
+  const typename S::V u = S::select(swap, gh, gl), v = S::select(swap, gl, gh);
+  first = S::fma(u, x.pl, S::fma(v, x.nh, first));
+  second = S::fma(u, x.nl, S::fma(v, x.ph, second));
+}
+
+// (a, b) = (b, a) in the lanes of `m`.
+template <class S>
+inline __attribute__((always_inline)) void swap_where(typename S::M m, typename S::V& a,
+                                                      typename S::V& b) {
+  const typename S::V t = a;
+  a = S::select(m, b, t);
+  b = S::select(m, t, b);
+}
+
 template <typename T>
 const T* row_ptr(const ConstView<T>& v, int64_t r, int64_t c) {
   return v.data + r * v.row_stride + c * v.col_stride;
@@ -337,50 +375,23 @@ struct Forward {
   // lo += min(l * (l >= 0 ? a : b), h * (h >= 0 ? a : b)),
   // hi += max(l * (l >= 0 ? b : a), h * (h >= 0 ? b : a)): the weight vectors of each candidate
   // are addressed through the packed offsets (input sign, one per broadcast scalar).
-  template <int MR>
-  static void micro_general(int64_t kc, const T* __restrict xp, const int32_t* __restrict op,
-                            const T* __restrict wp, const OutTile<T>& c, bool first) {
-    V lo[MR][NV], hi[MR][NV];
-    load_acc<S>(lo, hi, c, first);
-    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, op += 2 * MR, wp += 2 * NR) {
-      const char* w = reinterpret_cast<const char*>(wp);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const V l = S::set1(xp[i]), h = S::set1(xp[MR + i]);
-        const int32_t ol = op[i], oh = op[MR + i];
-        const T* lo_l = reinterpret_cast<const T*>(w + ol);
-        const T* lo_h = reinterpret_cast<const T*>(w + oh);
-        const T* hi_l = reinterpret_cast<const T*>(w + (kB - ol));
-        const T* hi_h = reinterpret_cast<const T*>(w + (kB - oh));
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          const V pl = S::mul(l, S::load(lo_l + v * L)), ph = S::mul(h, S::load(lo_h + v * L));
-          lo[i][v] = S::add(lo[i][v], S::min_nan(pl, ph));
-          const V ql = S::mul(l, S::load(hi_l + v * L)), qh = S::mul(h, S::load(hi_h + v * L));
-          hi[i][v] = S::add(hi[i][v], S::max_nan(ql, qh));
-        }
-      }
-    }
-    store_acc<S>(lo, hi, c);
-  }
-
-  // General mode on a micro-panel whose weights are all of one sign (one_sign, interval_math.h:
-  // a, b both >= 0, or both <= 0): a, b >= 0 take l's candidate for the lower bound and h's for
+  //   SPLIT: a micro-panel whose weights are all of one sign (one_sign, interval_math.h: a, b
+  // both >= 0, or both <= 0), where a, b >= 0 take l's candidate for the lower bound and h's for
   // the upper, a, b <= 0 the other way round, whatever the values (the forward needs no tie
   // rule). Packed split (split_panel): per k-row [a0, b0, a1, b1] x NR, a0, b0 the weights of
   // the first kind and zero elsewhere, a1, b1 those of the second; then
   //   lo += l * (l >= 0 ? a0 : b0) + h * (h >= 0 ? a1 : b1),
-  //   hi += h * (h >= 0 ? b0 : a0) + l * (l >= 0 ? b1 : a1),
-  // the weight vectors addressed through the same packed offsets (the other kind's term is an
-  // exact zero): four FMAs per term, against four products, two min/max and two adds.
-  template <int MR>
-  static void micro_split(int64_t kc, const T* __restrict xp, const int32_t* __restrict op,
-                          const T* __restrict wp, const OutTile<T>& c, bool first) {
+  //   hi += h * (h >= 0 ? b0 : a0) + l * (l >= 0 ? b1 : a1)
+  // through the same offsets (the other kind's term is an exact zero): four FMAs per term,
+  // against four products, two min/max and two adds.
+  template <int MR, bool SPLIT>
+  static void micro_general(int64_t kc, const T* __restrict xp, const int32_t* __restrict op,
+                            const T* __restrict wp, const OutTile<T>& c, bool first) {
     V lo[MR][NV], hi[MR][NV];
     load_acc<S>(lo, hi, c, first);
-    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, op += 2 * MR, wp += 4 * NR) {
-      const char* w0 = reinterpret_cast<const char*>(wp);
-      const char* w1 = w0 + 2 * kB;
+    for (int64_t k = 0; k < kc; ++k, xp += 2 * MR, op += 2 * MR, wp += (SPLIT ? 4 : 2) * NR) {
+      const char* w0 = reinterpret_cast<const char*>(wp);  // l's lower, h's upper candidates
+      const char* w1 = SPLIT ? w0 + 2 * kB : w0;            // h's lower, l's upper candidates
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const V l = S::set1(xp[i]), h = S::set1(xp[MR + i]);
@@ -391,8 +402,15 @@ struct Forward {
         const T* hi_l = reinterpret_cast<const T*>(w1 + (kB - ol));
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
-          lo[i][v] = S::fma(h, S::load(lo_h + v * L), S::fma(l, S::load(lo_l + v * L), lo[i][v]));
-          hi[i][v] = S::fma(l, S::load(hi_l + v * L), S::fma(h, S::load(hi_h + v * L), hi[i][v]));
+          const V wll = S::load(lo_l + v * L), wlh = S::load(lo_h + v * L);
+          const V whl = S::load(hi_l + v * L), whh = S::load(hi_h + v * L);
+          if constexpr (SPLIT) {
+            lo[i][v] = S::fma(h, wlh, S::fma(l, wll, lo[i][v]));
+            hi[i][v] = S::fma(l, whl, S::fma(h, whh, hi[i][v]));
+          } else {
+            lo[i][v] = S::add(lo[i][v], S::min_nan(S::mul(l, wll), S::mul(h, wlh)));
+            hi[i][v] = S::add(hi[i][v], S::max_nan(S::mul(l, whl), S::mul(h, whh)));
+          }
         }
       }
     }
@@ -468,9 +486,9 @@ struct Forward {
           if constexpr (NONNEG) {
             micro_nonneg<MR>(kc, xbuf, ld, xbuf + MR * ld, ld, wp, mp, c, first);
           } else if (split[j]) {
-            micro_split<MR>(kc, xbuf, obuf, sbuf + j * kc * 4 * NR, c, first);
+            micro_general<MR, true>(kc, xbuf, obuf, sbuf + j * kc * 4 * NR, c, first);
           } else {
-            micro_general<MR>(kc, xbuf, obuf, wp, c, first);
+            micro_general<MR, false>(kc, xbuf, obuf, wp, c, first);
           }
           close_tile<T, MR, NR>(p.y_lo, p.y_hi, m, n, tr, cols, c, cbuf);
         }
@@ -1062,11 +1080,8 @@ struct BackwardWeight {
     store_acc<S>(da, db, c);
   }
 
-  // General mode on a tile whose input lanes and weights are all sign-routed: known
-  // candidates (as general_dot_tiles, pixel_simd_kernels.h): for a, b >= 0
-  //   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0),
-  // and for a, b <= 0 these sums with gl, gh swapped are db and da (so the accumulators swap
-  // roles for the reduction). Two blends and four FMAs per term.
+  // General mode on a tile whose input lanes and weights are all sign-routed: known candidates
+  // (add_routed_weight_term), two blends and four FMAs per term.
   template <int NR>
   static void micro_routed(int64_t mc, const T* __restrict xp, const T* __restrict gp,
                            const WeightRows& w, const OutTile<T>& c, bool first) {
@@ -1079,40 +1094,26 @@ struct BackwardWeight {
 #pragma GCC unroll 4
       for (int v = 0; v < GV; ++v) {  // sign-routed: a < 0 means a, b < 0
         swap[r][v] = S::mnot(S::ge0(S::load(w.a + r * w.lda + v * L)));
-        const V first_sum = da[r][v];
-        da[r][v] = S::select(swap[r][v], db[r][v], first_sum);
-        db[r][v] = S::select(swap[r][v], first_sum, db[r][v]);
+        swap_where<S>(swap[r][v], da[r][v], db[r][v]);
       }
     }
     for (int64_t m = 0; m < mc; ++m, xp += 2 * KR, gp += 2 * NR) {
-      V pl[GV], nl[GV], ph[GV], nh[GV];
+      SignedParts<S> x[GV];
 #pragma GCC unroll 4
-      for (int v = 0; v < GV; ++v) {
-        const V l = S::load(xp + v * L), h = S::load(xp + KR + v * L);
-        pl[v] = S::max0(l);
-        nl[v] = S::min0(l);
-        ph[v] = S::max0(h);
-        nh[v] = S::min0(h);
-      }
+      for (int v = 0; v < GV; ++v) x[v] = signed_parts<S>(xp + v * L, xp + KR + v * L);
 #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) {
         const V gl = S::set1(gp[r]), gh = S::set1(gp[NR + r]);
 #pragma GCC unroll 4
         for (int v = 0; v < GV; ++v) {
-          const V u = S::select(swap[r][v], gh, gl), t = S::select(swap[r][v], gl, gh);
-          da[r][v] = S::fma(u, pl[v], S::fma(t, nh[v], da[r][v]));
-          db[r][v] = S::fma(u, nl[v], S::fma(t, ph[v], db[r][v]));
+          add_routed_weight_term<S>(swap[r][v], gl, gh, x[v], da[r][v], db[r][v]);
         }
       }
     }
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
 #pragma GCC unroll 4
-      for (int v = 0; v < GV; ++v) {
-        const V first_sum = da[r][v];
-        da[r][v] = S::select(swap[r][v], db[r][v], first_sum);
-        db[r][v] = S::select(swap[r][v], first_sum, db[r][v]);
-      }
+      for (int v = 0; v < GV; ++v) swap_where<S>(swap[r][v], da[r][v], db[r][v]);
     }
     store_acc<S>(da, db, c);
   }

@@ -567,15 +567,11 @@ inline __attribute__((always_inline)) void compared_dot_step(
 }
 
 //   Routed (finite operands, every weight of the tile sign-routed; per pixel vector, every input
-// lane of its taps sign-routed, interval_math.h): known candidates. For a, b >= 0 the lower bound
-// takes l and the upper h (at a tie l == h: the same value), so
-//   da += gl max(l, 0) + gh min(h, 0),  db += gl min(l, 0) + gh max(h, 0);
-// for a, b <= 0 (the lower bound takes h, the upper l) these two sums with gl and gh swapped
-// are db and da. So each weight's accumulators swap roles for the tile (`swap`), and per vector
-// it blends its two gradient vectors and adds the two sums: two blends and four FMAs per weight
-// and vector, the clamped inputs shared by the tile's channels, against four products, two
-// compares and the choice. A vector with an input lane that is not sign-routed compares (its
-// sums added to the swapped accumulators).
+// lane of its taps sign-routed, interval_math.h): known candidates (add_routed_weight_term: the
+// accumulators of a, b <= 0 hold (db, da), which start at zero), two blends and four FMAs per
+// weight and vector, the clamped inputs shared by the tile's channels, against four products,
+// two compares and the choice. A vector with an input lane that is not sign-routed compares
+// (its sums added to the exchanged accumulators).
 template <class S>
 inline __attribute__((always_inline)) void routed_dot_tile(
     const typename S::T* g, int64_t ld, int64_t width, const uint8_t* routed_vectors,
@@ -608,40 +604,29 @@ inline __attribute__((always_inline)) void routed_dot_tile(
       for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
         for (int j = 0; j < NK; ++j) {
-          da[i][j] = S::add(da[i][j], S::select(swap[i][j], tb[i][j], ta[i][j]));
-          db[i][j] = S::add(db[i][j], S::select(swap[i][j], ta[i][j], tb[i][j]));
+          swap_where<S>(swap[i][j], ta[i][j], tb[i][j]);
+          da[i][j] = S::add(da[i][j], ta[i][j]);
+          db[i][j] = S::add(db[i][j], tb[i][j]);
         }
       }
       continue;
     }
-    V pl[NK], nl[NK], ph[NK], nh[NK];
+    SignedParts<S> parts[NK];
 #pragma GCC unroll 4
-    for (int j = 0; j < NK; ++j) {
-      const V l = S::load(x[j] + p), h = S::load(y[j] + p);
-      pl[j] = S::max0(l);
-      nl[j] = S::min0(l);
-      ph[j] = S::max0(h);
-      nh[j] = S::min0(h);
-    }
+    for (int j = 0; j < NK; ++j) parts[j] = signed_parts<S>(x[j] + p, y[j] + p);
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
       const V gl = S::load(g + 2 * i * ld + p), gh = S::load(g + (2 * i + 1) * ld + p);
 #pragma GCC unroll 4
       for (int j = 0; j < NK; ++j) {
-        const V u = S::select(swap[i][j], gh, gl), v = S::select(swap[i][j], gl, gh);
-        da[i][j] = S::fma(u, pl[j], S::fma(v, nh[j], da[i][j]));
-        db[i][j] = S::fma(u, nl[j], S::fma(v, ph[j], db[i][j]));
+        add_routed_weight_term<S>(swap[i][j], gl, gh, parts[j], da[i][j], db[i][j]);
       }
     }
   }
 #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
-    for (int j = 0; j < NK; ++j) {
-      const V first = da[i][j];
-      da[i][j] = S::select(swap[i][j], db[i][j], first);
-      db[i][j] = S::select(swap[i][j], first, db[i][j]);
-    }
+    for (int j = 0; j < NK; ++j) swap_where<S>(swap[i][j], da[i][j], db[i][j]);
   }
 }
 
