@@ -12,10 +12,11 @@
 //  * forward (select_tiles; general mode general_tiles, on weights classified per call by sign
 //    with each tile's taps regrouped by kind: ClassifiedWeights): output channels x input taps;
 //  * input gradient (select_tiles with gates, rare straddling weights in term lists for
-//    combine_rows; general mode general_grad_tiles, which also reads the input at the result's
-//    pixels): input channels x output-gradient taps of the flipped kernel;
-//  * weight gradient (dot_tiles; general mode general_dot_tiles): dot products over the chunk's
-//    pixels, per thread partials.
+//    combine_rows; general mode general_grad_tiles on weights classified for the gradient, which
+//    also reads the input at the result's pixels): input channels x output-gradient taps of the
+//    flipped kernel;
+//  * weight gradient (dot_tiles; general mode general_dot_tiles, known candidates on tiles of
+//    sign-routed weights): dot products over the chunk's pixels, per thread partials.
 //
 // Stride-1 conv2d reads no im2col ("direct"): a chunk's source planes are copied once, zero
 // padded, into rows `padded_w` wide; output pixel (y, x) is position y * padded_w + x, and tap

@@ -12,9 +12,10 @@ namespace {
 
 // Weight gradients, non-negative mode: da = sum gl * (a >= 0 ? l : h), db = sum gh * (b >= 0 ?
 // h : l) over batch and pixels, as dot_tiles of gradient rows (rows, 2 per row r) against input
-// rows (taps, 2 per tap k) on gathered chunks; general mode: general_dot_tiles (the candidate
-// choice per lane, so the weights instead of their signs); fill(chunk, grp, inputs, grads) fills a chunk's
-// rows (zero padded to its width). weight(grp, r, k) indexes w and dw. Each thread sums its
+// rows (taps, 2 per tap k) on gathered chunks; general mode: general_dot_tiles (the weights
+// instead of their signs: the candidate choice per lane, or known candidates where weights and
+// input lanes are sign-routed); fill(chunk, grp, inputs, grads) fills a chunk's rows (zero
+// padded to its width). weight(grp, r, k) indexes w and dw. Each thread sums its
 // chunks into its own partial gradient (rows and taps padded to whole tiles), added up at the
 // end. (A direct layout measured slower here: dot tiles stream whole rows, mostly unaligned.)
 template <typename T, typename Weight, typename Fill>
