@@ -4,10 +4,12 @@ share of them straddling zero (only those need the two-candidate product: see
 csrc/cpu/pixel_simd_kernels.h and gemm_simd_kernels.h).
 Interleaved repeats (plain, interval, plain, ...) so that a busy machine slows both alike; prints
 the median of the per-repeat time ratios and the load average. --backward times forward and
-backward (autograd: every input and weight bound's gradient) against the plain layer's.
+backward (autograd: every input and weight bound's gradient) against the plain layer's;
+--nonneg runs the non-negative mode instead (inputs [|x| - r, |x| + r] clamped at 0,
+input_nonneg=True), whose forward runs on the same weight classes.
 
     python benchmarks/general_weights_cpu.py [--repeats 15] [--threads 2] [--isa avx2]
-        [--straddling 0 0.1 0.5] [--backward]
+        [--straddling 0 0.1 0.5] [--backward] [--nonneg]
 """
 
 import argparse
@@ -64,23 +66,30 @@ def main():
                         help="shares of the weights whose interval straddles zero")
     parser.add_argument("--backward", action="store_true",
                         help="time forward + backward (all gradients) instead of the forward")
+    parser.add_argument("--nonneg", action="store_true",
+                        help="non-negative mode (input_nonneg=True) instead of general mode")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.isa:
         inn_cuda._backend.set_cpu_isa(args.isa)
     print(f"load average at start: {os.getloadavg()[0]:.2f}, {torch.get_num_threads()} threads, "
-          f"CPU kernels: {args.isa or 'best'}, {'forward + backward' if args.backward else 'forward'}")
+          f"CPU kernels: {args.isa or 'best'}, {'forward + backward' if args.backward else 'forward'}"
+          f", {'non-negative' if args.nonneg else 'general'} mode")
     print("| layer | straddling weights | plain ms | general ms | general ÷ plain |")
     print("|---|---|---|---|---|")
     for share in args.straddling:
         for name, op, x_shape, w_shape, stride, padding in LAYERS:
             x, w, (x_lo, x_hi), (w_lo, w_hi) = operands(x_shape, w_shape, share,
                                                         torch.Generator().manual_seed(0))
+            if args.nonneg:
+                x = x.abs()
+                x_lo, x_hi = (x - 0.1 * x - 0.01).clamp(min=0), x + 0.1 * x + 0.01
             plain = getattr(F, op)
             interval = getattr(inn_cuda, "interval_" + op)
             geometry = {} if op == "linear" else dict(stride=stride, padding=padding)
             runs = (lambda: plain(x, w, **geometry),
-                    lambda: interval(x_lo, x_hi, w_lo, w_hi, **geometry))
+                    lambda: interval(x_lo, x_hi, w_lo, w_hi, input_nonneg=args.nonneg,
+                                     **geometry))
             if args.backward:
                 runs = tuple(with_backward(run, tensors) for run, tensors in
                              zip(runs, ((x, w), (x_lo, x_hi, w_lo, w_hi))))

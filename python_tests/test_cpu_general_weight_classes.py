@@ -161,3 +161,27 @@ def test_linear_weight_classes_equal_the_oracle(mkn, classes, dtype):
     for name, g, w in zip(("y_lo", "y_hi"), got, want):
         torch.testing.assert_close(g.double(), torch.from_numpy(w), rtol=0, atol=0,
                                    msg=lambda msg: f"linear {name}: {msg}")
+
+
+@pytest.mark.parametrize("inputs", ["nonneg", "signed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-{s[2]}")
+def test_non_negative_mode_weight_classes_equal_the_oracle(shape, dtype, inputs):
+    """The non-negative mode's forward on the same classified runs: one-sign weights (valid or
+    not), straddling ones mixed in, each term the product its weight's sign picks; also on signed
+    inputs, where the raw op (which does not check values) must still follow that formula."""
+    op, x_shape, w_shape, c = shape
+    cfg = config(op, c)
+    gen = torch.Generator().manual_seed(29 + w_shape[0])
+    x_lo, x_hi = integer_interval(x_shape, nonneg=inputs == "nonneg", gen=gen, dtype=dtype)
+    classes = torch.tensor(ONE_SIGN + STRADDLING + INVALID, dtype=dtype)
+    pairs = classes[torch.randint(0, len(classes), w_shape, generator=gen)]
+    w_lo, w_hi = pairs[..., 0].contiguous(), pairs[..., 1].contiguous()
+    got = getattr(ops, "interval_" + op)(x_lo, x_hi, w_lo, w_hi, None, None, *cfg, True)
+    terms = conv_terms(op, x_shape, w_shape, cfg)
+    zeros = np.zeros(terms[3])
+    want = oracle(terms, *(t.double().numpy() for t in (x_lo, x_hi, w_lo, w_hi)), zeros, zeros,
+                  True)[:2]
+    for name, g, w in zip(("y_lo", "y_hi"), got, want):
+        torch.testing.assert_close(g.double(), torch.from_numpy(w), rtol=0, atol=0,
+                                   msg=lambda m: f"{op} {name}: {m}")

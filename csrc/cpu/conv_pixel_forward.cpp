@@ -43,48 +43,37 @@ std::vector<int64_t> tap_offsets(const ConvGeometry& g, const std::optional<Dire
   return offsets;
 }
 
-// A forward's weights, packed once per call the way its mode's tiles read them: with their signs
-// (non-negative mode, select_tiles) or classified into runs of one kind (general mode,
-// general_tiles); `tiles_into` runs the group's tiles over a chunk's source rows.
+// A forward's weights, classified once per call into runs of one kind per tile (both modes:
+// general_tiles; in non-negative mode a one-sign weight's term is one FMA per bound, no blend);
+// `tiles_into` runs the group's tiles over a chunk's source rows.
 template <typename T>
 class ForwardWeights {
  public:
-  // weight(grp, row, k) -> (a, b); offsets: the source rows of each depth index k, lo then hi
-  // (kept by reference: the caller's, which outlive the call's chunks).
+  // weight(grp, row, k) -> (a, b); offsets: the source rows of each depth index k, lo then hi.
   template <typename F>
   ForwardWeights(bool nonneg, int64_t groups, int64_t rows, int64_t depth, int64_t mr,
                  const std::vector<int64_t>& offsets, F&& weight)
-      : depth_(depth), offsets_(offsets) {
-    if (nonneg) {
-      packed_.emplace(groups, rows, depth, mr, weight);
-    } else {
-      classified_.emplace(groups, rows, depth, mr, offsets, false, weight);
-    }
-  }
+      : nonneg_(nonneg), depth_(depth),
+        classified_(groups, rows, depth, mr, offsets, false, weight) {}
 
   void tiles_into(int64_t grp, int64_t tiles, const T* src, T* out, int64_t ld,
                   int64_t width) const {
-    if (packed_) {
-      select_tiles<T>(tiles, depth_, packed_->values_of(grp), packed_->signs_of(grp), nullptr,
-                      offsets_.data(), offsets_.data() + depth_, src, out, ld, width);
-    } else {
-      general_tiles<T>(tiles, depth_, classified_->values_of(grp), classified_->runs_of(grp),
-                       classified_->x_off_of(grp), classified_->y_off_of(grp), src, out, ld,
-                       width);
-    }
+    general_tiles<T>(tiles, depth_, classified_.values_of(grp), classified_.runs_of(grp),
+                     classified_.x_off_of(grp), classified_.y_off_of(grp), src, out, ld, width,
+                     nonneg_);
   }
 
  private:
+  bool nonneg_;
   int64_t depth_;
-  const std::vector<int64_t>& offsets_;
-  std::optional<PackedWeights<T>> packed_;
-  std::optional<ClassifiedWeights<T>> classified_;
+  ClassifiedWeights<T> classified_;
 };
 
 }  // namespace
 
 // conv2d y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l) (general mode:
-// the exact product, general_tiles), in tiles of output channels over the chunk's input rows.
+// the exact product; general_tiles both), in tiles of output channels over the chunk's input
+// rows.
 template <typename T>
 void conv2d_forward_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
@@ -122,8 +111,8 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
 }
 
 // conv_transpose2d y: per input pixel, contribution rows r = (co, i, j) (the transposed weight's
-// rows) = sum over input channels ci of a * (a >= 0 ? l : h) (select_tiles over the input's pixel
-// rows; general mode: general_tiles), each added into y at the pixel it reaches. Chunks of whole images
+// rows) = sum over input channels ci of a * (a >= 0 ? l : h) (general_tiles over the input's
+// pixel rows; general mode: the exact product), each added into y at the pixel it reaches. Chunks of whole images
 // where the windows of neighbouring input pixels overlap, so that no two threads add into one
 // element.
 template <typename T>

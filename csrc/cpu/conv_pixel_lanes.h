@@ -9,8 +9,8 @@
 // (interval_gemm.h) take it as a precomputed sign word per weight, and a register tile of several
 // output channels x a few pixel vectors shares each loaded input vector between its channels (a
 // blend picks l or h).
-//  * forward (select_tiles; general mode general_tiles, on weights classified per call by sign
-//    with each tile's taps regrouped by kind: ClassifiedWeights): output channels x input taps;
+//  * forward (general_tiles, both modes, on weights classified per call by sign with each
+//    tile's taps regrouped by kind: ClassifiedWeights): output channels x input taps;
 //  * input gradient (select_tiles with gates, rare straddling weights in term lists for
 //    combine_rows; general mode general_grad_tiles on weights classified for the gradient, which
 //    also reads the input at the result's pixels): input channels x output-gradient taps of the
@@ -58,50 +58,14 @@ inline int64_t chunk_ld(const std::vector<Chunk>& chunks, int64_t tile) {
   return ld;
 }
 
-// Packs one weight interval [a, b] for the pixel-lane tiles at `at` (a) and `at + mr` (b), with
-// the all-ones / zero sign words the nonneg kernels select input rows by.
-template <typename T>
-void pack_weight(T* packed, uint16_t* signs, int64_t at, int64_t mr, T a, T b) {
-  packed[at] = a;
-  packed[at + mr] = b;
-  signs[at] = uint16_t(-int(a >= T(0)));
-  signs[at + mr] = uint16_t(-int(b >= T(0)));
-}
-
-// The weights of `rows` rows per group, `depth` terms each, packed for the pixel-lane tiles of mr
-// rows: per (group, tile, term) [a x mr, b x mr] with their sign words; the last tile's rows past
-// `rows` stay zero. `weight(grp, row, k)` gives the interval (a, b) of one term.
-template <typename T>
-struct PackedWeights {
-  int64_t per_group;
-  std::vector<T> values;
-  std::vector<uint16_t> signs;
-
-  template <typename F>
-  PackedWeights(int64_t groups, int64_t rows, int64_t depth, int64_t mr, F&& weight)
-      : per_group(ceil_div(rows, mr) * depth * 2 * mr),
-        values(groups * per_group, T(0)),
-        signs(groups * per_group, 0xFFFF) {
-    for (int64_t grp = 0; grp < groups; ++grp) {
-      for (int64_t row = 0; row < rows; ++row) {
-        for (int64_t k = 0; k < depth; ++k) {
-          const auto [a, b] = weight(grp, row, k);
-          pack_weight(values.data(), signs.data(),
-                      grp * per_group + ((row / mr) * depth + k) * 2 * mr + row % mr, mr, a, b);
-        }
-      }
-    }
-  }
-
-  const T* values_of(int64_t grp) const { return &values[grp * per_group]; }
-  const uint16_t* signs_of(int64_t grp) const { return &signs[grp * per_group]; }
-};
-
-// The weights of PackedWeights' shape classified for the general-mode tiles (general_tiles,
-// general_grad_tiles): a weight [a, b] of one sign (both bounds >= 0, or both <= 0; for the
+// The weights of `rows` rows per group, `depth` terms each ((a, b) = weight(grp, row, k)), packed
+// for the pixel-lane tiles of mr rows (per (group, tile, term) [a x mr, b x mr]; the last tile's
+// rows past `rows` stay zero) and classified for general_tiles (both modes) and
+// general_grad_tiles: a weight [a, b] of one sign (both bounds >= 0, or both <= 0; for the
 // gradients also sign-routed: sign_routed_weight, interval_math.h) takes known candidates; the
 // others (straddling zero, a < 0 < b: rare in a trained network, only where |w| is below the
-// interval's width; invalid or out-of-range intervals) take both candidates and the choice. A
+// interval's width; invalid or out-of-range intervals) take both candidates and the choice
+// (non-negative mode: a blend by each weight's sign). A
 // tile's tap has kind sum_i 2^i [channel i's bounds are not both >= 0] when every channel's
 // weight is classified, else 2^mr (rows past `rows` are zero: both >= 0). Per (group, tile) the
 // taps are reordered by kind (stable), with the weights in that order, the source rows' offsets

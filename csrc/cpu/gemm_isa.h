@@ -68,7 +68,7 @@ using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const ui
 template <typename T>
 using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                                 const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
-                                int64_t ld_out, int64_t width);
+                                int64_t ld_out, int64_t width, bool nonneg);
 
 template <typename T>
 using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
@@ -120,10 +120,11 @@ void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uin
                   const T* src, T* out, int64_t ld_out, int64_t width);
 // general_tiles, general_grad_tiles: the layout of ClassifiedWeights without its runs (each
 // tile's taps in its own order, offsets at x_off + tile * taps): every term takes both
-// candidates and the choice.
+// candidates and the choice (general_tiles with `nonneg`: the product the weight's sign picks).
 template <typename T>
 void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
-                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width);
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width,
+                   bool nonneg);
 template <typename T>
 void dot_tiles(int64_t dc, int64_t dk, int64_t c_tiles, int64_t k_tiles, const T* g,
                const int64_t* x_off, const int64_t* y_off, const uint16_t* sign, const T* src,

@@ -139,16 +139,23 @@ void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uin
 
 template <typename T>
 void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
-                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width) {
+                   const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width,
+                   bool nonneg) {
   for (int64_t c = 0; c < tiles * mr; ++c) {
     const int64_t tile = c / mr, i = c % mr;
     for (int64_t p = 0; p < width; ++p) {
       T lo = T(0), hi = T(0);
       for (int64_t t = 0; t < taps; ++t) {
         const int64_t at = (tile * taps + t) * 2 * mr + i;
+        const T a = w[at], b = w[at + mr];
         const T l = src[x_off[tile * taps + t] + p], h = src[y_off[tile * taps + t] + p];
-        lo += general_lo(w[at], w[at + mr], l, h).value;
-        hi += general_hi(w[at], w[at + mr], l, h).value;
+        if (nonneg) {
+          lo += mul_bound(nonneg_lo_input(a, l, h), a);
+          hi += mul_bound(nonneg_hi_input(b, l, h), b);
+        } else {
+          lo += general_lo(a, b, l, h).value;
+          hi += general_hi(a, b, l, h).value;
+        }
       }
       out[2 * c * ld_out + p] = lo;
       out[(2 * c + 1) * ld_out + p] = hi;
@@ -222,7 +229,7 @@ void general_dot_tiles(int64_t dc, int64_t dk, int64_t c_tiles, int64_t k_tiles,
                                 const uint16_t*, const int64_t*, const int64_t*, const T*, T*,  \
                                 int64_t, int64_t);                                              \
   template void general_tiles<T>(int64_t, int64_t, int64_t, const T*, const int64_t*,           \
-                                 const int64_t*, const T*, T*, int64_t, int64_t);               \
+                                 const int64_t*, const T*, T*, int64_t, int64_t, bool);         \
   template void dot_tiles<T>(int64_t, int64_t, int64_t, int64_t, const T*, const int64_t*,      \
                              const int64_t*, const uint16_t*, const T*, int64_t, int64_t, T*);  \
   template void general_grad_tiles<T>(int64_t, int64_t, int64_t, const T*, const int64_t*,      \
@@ -250,10 +257,15 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 // Finite operands only (the dispatcher routes the others to scalar_pixel::general_tiles): per
 // tile (one channel) its taps in runs of kinds 0 (a >= 0), 1 (b <= 0), 2 (straddling), as
 // pixel_simd_kernels.h's general_tiles; a one-sign weight takes the candidate the choice takes.
+// Non-negative mode: every term the product its weight's sign picks.
 template <typename T>
 void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                    const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
-                   int64_t ld_out, int64_t width) {
+                   int64_t ld_out, int64_t width, bool nonneg) {
+  if (nonneg) {
+    scalar_pixel::general_tiles(1, tiles, taps, w, x_off, y_off, src, out, ld_out, width, true);
+    return;
+  }
   for (int64_t c = 0; c < tiles; ++c) {
     const int64_t* r = runs + 3 * c;
     const T* wc = w + c * taps * 2;

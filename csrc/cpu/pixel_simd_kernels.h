@@ -16,13 +16,15 @@
 // and each run's kind is a template argument: a one-sign term costs one blend (the weight by the
 // input's sign) and one FMA per bound, against two products, four blends, a min/max and an add.
 // Measured on this AVX-512 machine, 2 threads: about 2.4x faster with no straddling weights,
-// 1.5x with 10 %, the same with 50 % (README, Performance).
+// 1.5x with 10 %, the same with 50 % (README, Performance). The non-negative forward runs on the
+// same classified runs, where a one-sign term needs no blend at all: one FMA per bound (on Intel
+// cores blends take the FMA ports; measured 1.1-1.3x faster than select_tiles' blend and FMA).
 // The general gradients route each term's gradient through the candidate the forward picks,
 // ties included (the l-candidate wins). Known candidates hold for them too wherever a tie
-// between two different products cannot happen: on sign-routed weights and chunks whose input
-// lanes are all sign-routed (interval_math.h; the dispatcher checks the lanes per chunk), where
-// the only ties left are l == h. There a one-sign term's gradient costs what a non-negative
-// term's does (general_grad_tiles, general_dot_tiles).
+// between two different products cannot happen: on sign-routed weights and input lanes
+// (interval_math.h; each tile checks its lanes), where the only ties left are l == h. There a
+// one-sign term's gradient costs what a non-negative term's does (general_grad_tiles,
+// general_dot_tiles).
 // Semantics, ties and NaN routing are those of csrc/interval_math.h.
 
 // out[r * ld_out + p] (+)= sum over t in [begin[r], end[r]) of coef[t] * src[offset[t] + p], for
@@ -185,7 +187,12 @@ inline __attribute__((always_inline)) void load_signed_rows(
 // The candidates picked are the ones the two-candidate choice picks (rounding is monotonic), so
 // each term is the same product; the fused add rounds once where the straddling kind rounds the
 // product and the sum separately. Finite operands only (the dispatcher's contract).
-template <class S, int NV, int KIND>
+//   NONNEG (non-negative mode, x = l and y = h, lo = sum a * (a >= 0 ? l : h), hi = sum b *
+// (b >= 0 ? h : l) whatever the input's signs): a one-sign kind's terms are one FMA per bound
+// and nothing else (bit clear: lo += l a, hi += h b; set: lo += h a, hi += l b; each the product
+// the weight's sign picks, or an exact zero where a bound is 0); kind 2^kPixMR picks by each
+// weight's sign, a blend per bound (select_tiles' term).
+template <class S, int NV, int KIND, bool NONNEG>
 inline __attribute__((always_inline)) void tap_run(
     int64_t n, const typename S::T*& wt, const int64_t*& x_off, const int64_t*& y_off,
     const typename S::T* src, typename S::V (&lo)[S::kPixMR][NV],
@@ -201,9 +208,21 @@ inline __attribute__((always_inline)) void tap_run(
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const V a = S::set1(wt[i]), b = S::set1(wt[MR + i]);
+      [[maybe_unused]] M ma{}, mb{};  // the weights' signs: non-negative mode's mixed kind
+      if constexpr (NONNEG && kStraddling) {
+        ma = S::ge0(a);
+        mb = S::ge0(b);
+      }
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        if constexpr (kStraddling) {
+        if constexpr (NONNEG && kStraddling) {
+          lo[i][v] = S::fma(S::select(ma, l[v], h[v]), a, lo[i][v]);
+          hi[i][v] = S::fma(S::select(mb, h[v], l[v]), b, hi[i][v]);
+        } else if constexpr (NONNEG) {
+          const bool set = (KIND >> i) & 1;  // a, b <= 0 (a constant of the unrolled loop)
+          lo[i][v] = S::fma(set ? h[v] : l[v], a, lo[i][v]);
+          hi[i][v] = S::fma(set ? l[v] : h[v], b, hi[i][v]);
+        } else if constexpr (kStraddling) {
           add_general_term<S>(l[v], h[v], ml[v], mh[v], a, b, lo[i][v], hi[i][v]);
         } else if ((KIND >> i) & 1) {  // a, b <= 0 (i is a constant of the unrolled loop)
           lo[i][v] = S::fma(h[v], S::select(mh[v], a, b), lo[i][v]);
@@ -220,18 +239,18 @@ inline __attribute__((always_inline)) void tap_run(
 }
 
 // The runs of kinds KIND .. 2^kPixMR (the straddling kind last), in order.
-template <class S, int NV, int KIND>
+template <class S, int NV, int KIND, bool NONNEG>
 inline __attribute__((always_inline)) void tap_runs(
     const int64_t* runs, const typename S::T*& wt, const int64_t*& x_off, const int64_t*& y_off,
     const typename S::T* src, typename S::V (&lo)[S::kPixMR][NV],
     typename S::V (&hi)[S::kPixMR][NV]) {
   if constexpr (KIND <= (1 << S::kPixMR)) {
-    tap_run<S, NV, KIND>(runs[KIND], wt, x_off, y_off, src, lo, hi);
-    tap_runs<S, NV, KIND + 1>(runs, wt, x_off, y_off, src, lo, hi);
+    tap_run<S, NV, KIND, NONNEG>(runs[KIND], wt, x_off, y_off, src, lo, hi);
+    tap_runs<S, NV, KIND + 1, NONNEG>(runs, wt, x_off, y_off, src, lo, hi);
   }
 }
 
-template <class S, int NV>
+template <class S, int NV, bool NONNEG>
 inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
                                                         const typename S::T* wt,
                                                         const int64_t* x_off,
@@ -246,7 +265,7 @@ inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
   }
-  tap_runs<S, NV, 0>(runs, wt, x_off, y_off, src, lo, hi);
+  tap_runs<S, NV, 0, NONNEG>(runs, wt, x_off, y_off, src, lo, hi);
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
@@ -258,12 +277,13 @@ inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
 }
 
 // Tile ct's runs at runs + ct * (2^kPixMR + 1), its weights at w + ct * taps * 2 * kPixMR, its
-// rows' offsets at x_off + ct * taps, y_off + ct * taps.
-template <class S>
-void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const int64_t* runs,
-                   const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
-                   typename S::T* out, int64_t ld_out, int64_t width) {
-  constexpr int L = S::L, MR = S::kPixMR, NV = S::kPixGenNV;
+// rows' offsets at x_off + ct * taps, y_off + ct * taps. Non-negative mode has the wider tile of
+// select_tiles (no candidate temporaries).
+template <class S, bool NONNEG>
+void general_tiles_(int64_t co_tiles, int64_t taps, const typename S::T* w, const int64_t* runs,
+                    const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
+                    typename S::T* out, int64_t ld_out, int64_t width) {
+  constexpr int L = S::L, MR = S::kPixMR, NV = NONNEG ? S::kPixNV : S::kPixGenNV;
   for (int64_t ct = 0; ct < co_tiles; ++ct) {
     const typename S::T* wt = w + ct * taps * 2 * MR;
     const int64_t* rt = runs + ct * ((1 << MR) + 1);
@@ -271,10 +291,18 @@ void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const
     typename S::T* o = out + 2 * ct * MR * ld_out;
     int64_t p = 0;
     for (; p + NV * L <= width; p += NV * L) {
-      general_tile<S, NV>(rt, wt, xt, yt, src + p, o + p, ld_out);
+      general_tile<S, NV, NONNEG>(rt, wt, xt, yt, src + p, o + p, ld_out);
     }
-    for (; p < width; p += L) general_tile<S, 1>(rt, wt, xt, yt, src + p, o + p, ld_out);
+    for (; p < width; p += L) general_tile<S, 1, NONNEG>(rt, wt, xt, yt, src + p, o + p, ld_out);
   }
+}
+
+template <class S>
+void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const int64_t* runs,
+                   const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
+                   typename S::T* out, int64_t ld_out, int64_t width, bool nonneg) {
+  (nonneg ? general_tiles_<S, true> : general_tiles_<S, false>)(co_tiles, taps, w, runs, x_off,
+                                                                y_off, src, out, ld_out, width);
 }
 
 // Whether the general product takes its h candidate (lower bound: lo_takes_h(pl, ph), upper:
