@@ -63,6 +63,18 @@ def run(op, x_lo, x_hi, w_lo, w_hi, cfg):
     return getattr(ops, "interval_" + op)(x_lo, x_hi, w_lo, w_hi, None, None, *cfg, False)
 
 
+def assert_equals_the_oracle(op, cfg, x_lo, x_hi, w_lo, w_hi, nonneg=False):
+    """The op's forward in the given mode equals the float64 brute-force oracle exactly."""
+    got = getattr(ops, "interval_" + op)(x_lo, x_hi, w_lo, w_hi, None, None, *cfg, nonneg)
+    terms = conv_terms(op, tuple(x_lo.shape), tuple(w_lo.shape), cfg)
+    zeros = np.zeros(terms[3])
+    want = oracle(terms, *(t.double().numpy() for t in (x_lo, x_hi, w_lo, w_hi)), zeros, zeros,
+                  nonneg)[:2]
+    for name, g, w in zip(("y_lo", "y_hi"), got, want):
+        torch.testing.assert_close(g.double(), torch.from_numpy(w), rtol=0, atol=0,
+                                   msg=lambda m: f"{op} {name}: {m}")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-{s[2]}")
@@ -76,15 +88,7 @@ def test_mixed_weight_classes_equal_the_oracle(shape, share, dtype):
     w_lo, w_hi = mixed_weights(w_shape, dtype, gen, share)
     if op == "conv_transpose2d":
         w_lo, w_hi = w_lo.transpose(0, 1).contiguous(), w_hi.transpose(0, 1).contiguous()
-        w_shape = tuple(w_lo.shape)
-    got = run(op, x_lo, x_hi, w_lo, w_hi, cfg)
-    terms = conv_terms(op, x_shape, w_shape, cfg)
-    zeros = np.zeros(terms[3])
-    want = oracle(terms, *(t.double().numpy() for t in (x_lo, x_hi, w_lo, w_hi)), zeros, zeros,
-                  False)[:2]
-    for name, g, w in zip(("y_lo", "y_hi"), got, want):
-        torch.testing.assert_close(g.double(), torch.from_numpy(w), rtol=0, atol=0,
-                                   msg=lambda m: f"{op} {name}: {m}")
+    assert_equals_the_oracle(op, cfg, x_lo, x_hi, w_lo, w_hi)
 
 
 @pytest.mark.parametrize("share", [0.0, 0.1])
@@ -125,13 +129,7 @@ def test_invalid_weight_intervals_equal_the_oracle(shape):
     classes = torch.tensor(ONE_SIGN + INVALID, dtype=torch.float64)
     pairs = classes[torch.randint(0, len(classes), w_shape, generator=gen)]
     w_lo, w_hi = pairs[..., 0].contiguous(), pairs[..., 1].contiguous()
-    got = run(op, x_lo, x_hi, w_lo, w_hi, cfg)
-    terms = conv_terms(op, x_shape, w_shape, cfg)
-    zeros = np.zeros(terms[3])
-    want = oracle(terms, *(t.numpy() for t in (x_lo, x_hi, w_lo, w_hi)), zeros, zeros, False)[:2]
-    for name, g, w in zip(("y_lo", "y_hi"), got, want):
-        torch.testing.assert_close(g, torch.from_numpy(w), rtol=0, atol=0,
-                                   msg=lambda m: f"{op} {name}: {m}")
+    assert_equals_the_oracle(op, cfg, x_lo, x_hi, w_lo, w_hi)
 
 
 # (M, K, N) above the small-batch rows (8): the GEMM family's forward, whose micro-panels of
@@ -177,11 +175,4 @@ def test_non_negative_mode_weight_classes_equal_the_oracle(shape, dtype, inputs)
     classes = torch.tensor(ONE_SIGN + STRADDLING + INVALID, dtype=dtype)
     pairs = classes[torch.randint(0, len(classes), w_shape, generator=gen)]
     w_lo, w_hi = pairs[..., 0].contiguous(), pairs[..., 1].contiguous()
-    got = getattr(ops, "interval_" + op)(x_lo, x_hi, w_lo, w_hi, None, None, *cfg, True)
-    terms = conv_terms(op, x_shape, w_shape, cfg)
-    zeros = np.zeros(terms[3])
-    want = oracle(terms, *(t.double().numpy() for t in (x_lo, x_hi, w_lo, w_hi)), zeros, zeros,
-                  True)[:2]
-    for name, g, w in zip(("y_lo", "y_hi"), got, want):
-        torch.testing.assert_close(g.double(), torch.from_numpy(w), rtol=0, atol=0,
-                                   msg=lambda m: f"{op} {name}: {m}")
+    assert_equals_the_oracle(op, cfg, x_lo, x_hi, w_lo, w_hi, nonneg=True)
