@@ -15,7 +15,6 @@
 #include <new>
 #include <type_traits>
 
-#include "../interval_math.h"
 #include "cpu_isa.h"
 #include "gemm_isa.h"
 

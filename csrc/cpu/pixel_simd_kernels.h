@@ -18,7 +18,7 @@
 // Measured on this AVX-512 machine, 2 threads: about 2.4x faster with no straddling weights,
 // 1.5x with 10 %, the same with 50 % (README, Performance). The non-negative forward runs on the
 // same classified runs, where a one-sign term needs no blend at all: one FMA per bound (on Intel
-// cores blends take the FMA ports; measured 1.1-1.3x faster than select_tiles' blend and FMA).
+// cores blends take the FMA ports; measured 1.05-1.4x faster than select_tiles' blend and FMA).
 // The general gradients route each term's gradient through the candidate the forward picks,
 // ties included (the l-candidate wins). Known candidates hold for them too wherever a tie
 // between two different products cannot happen: on sign-routed weights and input lanes
@@ -65,6 +65,32 @@ inline __attribute__((always_inline)) typename S::M word_mask(uint16_t word) {
   }
 }
 
+// A register tile of both bounds for MR output rows x NV pixel vectors: cleared, and stored to
+// rows 2i (lo) and 2i + 1 (hi) of `o` (row length ld_out).
+template <class S, int MR, int NV>
+inline __attribute__((always_inline)) void clear_pixel_tile(typename S::V (&lo)[MR][NV],
+                                                            typename S::V (&hi)[MR][NV]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
+  }
+}
+
+template <class S, int MR, int NV>
+inline __attribute__((always_inline)) void store_pixel_tile(const typename S::V (&lo)[MR][NV],
+                                                            const typename S::V (&hi)[MR][NV],
+                                                            typename S::T* o, int64_t ld_out) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      S::store(o + 2 * i * ld_out + v * S::L, lo[i][v]);
+      S::store(o + (2 * i + 1) * ld_out + v * S::L, hi[i][v]);
+    }
+  }
+}
+
 // out row 2 * c = sum_t [e] a * (sa ? x_t : y_t), row 2 * c + 1 = sum_t b * (sb ? y_t : x_t), for
 // the channels c of co_tiles tiles of kPixMR, tap t's rows x_t, y_t at src + x_off[t], y_off[t].
 // Per tile and tap, coefficients [a x kPixMR, b x kPixMR] and sign words (0xFFFF: true, 0: false)
@@ -82,11 +108,7 @@ inline __attribute__((always_inline)) void pixel_tile(
   using M = typename S::M;
   constexpr int L = S::L, MR = S::kPixMR;
   V lo[MR][NV], hi[MR][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
-  }
+  clear_pixel_tile<S>(lo, hi);
   for (int64_t t = 0; t < taps; ++t, wt += 2 * MR, st += 2 * MR, et += GATED ? MR : 0) {
     V l[NV], h[NV];
 #pragma GCC unroll 4
@@ -118,14 +140,7 @@ inline __attribute__((always_inline)) void pixel_tile(
       }
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      S::store(o + 2 * i * ld_out + v * L, lo[i][v]);
-      S::store(o + (2 * i + 1) * ld_out + v * L, hi[i][v]);
-    }
-  }
+  store_pixel_tile<S>(lo, hi, o, ld_out);
 }
 
 template <class S, bool GATED>
@@ -258,22 +273,11 @@ inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
                                                         const typename S::T* src,
                                                         typename S::T* o, int64_t ld_out) {
   using V = typename S::V;
-  constexpr int L = S::L, MR = S::kPixMR;
+  constexpr int MR = S::kPixMR;
   V lo[MR][NV], hi[MR][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) lo[i][v] = hi[i][v] = S::zero();
-  }
+  clear_pixel_tile<S>(lo, hi);
   tap_runs<S, NV, 0, NONNEG>(runs, wt, x_off, y_off, src, lo, hi);
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      S::store(o + 2 * i * ld_out + v * L, lo[i][v]);
-      S::store(o + (2 * i + 1) * ld_out + v * L, hi[i][v]);
-    }
-  }
+  store_pixel_tile<S>(lo, hi, o, ld_out);
 }
 
 // Tile ct's runs at runs + ct * (2^kPixMR + 1), its weights at w + ct * taps * 2 * kPixMR, its
@@ -668,7 +672,7 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
   const int64_t k_pad = k_tiles * NK, vectors = width / L;
   // Per (k tile, pixel vector): whether every input lane of its taps is sign-routed.
   std::vector<uint8_t> routed(FINITE ? k_tiles * vectors : 0);
-  for (int64_t kt = 0; kt < int64_t(routed.size()) / std::max<int64_t>(vectors, 1); ++kt) {
+  for (int64_t kt = 0; kt < (FINITE ? k_tiles : 0); ++kt) {
     for (int64_t v = 0; v < vectors; ++v) {
       bool all = true;
       for (int j = 0; j < NK && all; ++j) {
@@ -684,7 +688,7 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
       T a[MR][NK], b[MR][NK];
       const T* x[NK];
       const T* y[NK];
-      bool weights_routed = FINITE;
+      bool tile_routed = FINITE;
 #pragma GCC unroll 4
       for (int j = 0; j < NK; ++j) {
         x[j] = src + x_off[kt * NK + j];
@@ -692,16 +696,16 @@ void general_dot_tiles_(int64_t c_tiles, int64_t k_tiles, const typename S::T* g
       }
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
+        const T* wi = w + (ct * MR + i) * 2 * k_pad + kt * NK;
+        tile_routed = tile_routed && weights_routed(wi, 1, wi + k_pad, 1, NK);
 #pragma GCC unroll 4
         for (int j = 0; j < NK; ++j) {
-          const T* wi = w + (ct * MR + i) * 2 * k_pad + kt * NK + j;
           da[i][j] = db[i][j] = S::zero();
-          a[i][j] = wi[0];
-          b[i][j] = wi[k_pad];
-          weights_routed &= bool(sign_routed_weight(a[i][j], b[i][j]));
+          a[i][j] = wi[j];
+          b[i][j] = wi[k_pad + j];
         }
       }
-      if (weights_routed) {
+      if (tile_routed) {
         routed_dot_tile<S>(gt, ld, width, &routed[kt * vectors], x, y, a, b, da, db);
       } else {
         for (int64_t p = 0; p < width; p += L) {
