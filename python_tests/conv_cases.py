@@ -28,6 +28,11 @@ CASES = [
     # no images
     ("conv2d", (0, 3, 8, 8), (4, 3, 3, 3), dict(padding=(1, 1))),
     ("conv_transpose2d", (0, 4, 5, 5), (4, 2, 2, 2), dict(stride=(2, 2))),
+    # conv2d direct with more than 16 input channels per group: the forward's taps classified in
+    # blocks of 16 channels (kDirectBlockChannels, csrc/cpu/conv_pixel_forward.cpp), the last
+    # block partial
+    ("conv2d", (1, 40, 6, 7), (9, 40, 3, 3), dict(padding=(1, 1))),
+    ("conv2d", (2, 36, 5, 4), (6, 18, 3, 3), dict(padding=(1, 1), groups=2)),
 ]
 
 

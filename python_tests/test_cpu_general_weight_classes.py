@@ -43,6 +43,8 @@ SHAPES = [
     # 64 output channels: pixel lanes with few straddling taps, the GEMM with many
     # (forward_on_gemm, csrc/cpu/conv_cpu.h)
     ("conv2d", (1, 3, 6, 7), (64, 3, 3, 3), dict(padding=(1, 1))),
+    # 40 input channels: three blocks of classified taps (the direct forward's channel blocks)
+    ("conv2d", (1, 40, 5, 6), (9, 40, 3, 3), dict(padding=(1, 1))),
 ]
 
 

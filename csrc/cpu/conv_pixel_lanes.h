@@ -10,7 +10,9 @@
 // output channels x a few pixel vectors shares each loaded input vector between its channels (a
 // blend picks l or h).
 //  * forward (general_tiles, both modes, on weights classified per call by sign with each
-//    tile's taps regrouped by kind: ClassifiedWeights): output channels x input taps;
+//    tile's taps regrouped by kind: ClassifiedWeights; a direct conv2d's taps in blocks of input
+//    channels, each classified on its own, so that a block's source rows stay in L1):
+//    output channels x input taps;
 //  * input gradient (select_tiles with gates, rare straddling weights in term lists for
 //    combine_rows; general mode general_grad_tiles on weights classified for the gradient, which
 //    also reads the input at the result's pixels): input channels x output-gradient taps of the

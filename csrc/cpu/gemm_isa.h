@@ -68,7 +68,7 @@ using SelectTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const ui
 template <typename T>
 using GeneralTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                                 const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
-                                int64_t ld_out, int64_t width, bool nonneg);
+                                int64_t ld_out, int64_t width, bool nonneg, bool accumulate);
 
 template <typename T>
 using GeneralGradTilesFn = void (*)(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
@@ -124,7 +124,7 @@ void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uin
 template <typename T>
 void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                    const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width,
-                   bool nonneg);
+                   bool nonneg, bool accumulate);
 template <typename T>
 void dot_tiles(int64_t dc, int64_t dk, int64_t c_tiles, int64_t k_tiles, const T* g,
                const int64_t* x_off, const int64_t* y_off, const uint16_t* sign, const T* src,

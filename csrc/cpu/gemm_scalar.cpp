@@ -140,11 +140,12 @@ void select_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const uin
 template <typename T>
 void general_tiles(int64_t mr, int64_t tiles, int64_t taps, const T* w, const int64_t* x_off,
                    const int64_t* y_off, const T* src, T* out, int64_t ld_out, int64_t width,
-                   bool nonneg) {
+                   bool nonneg, bool accumulate) {
   for (int64_t c = 0; c < tiles * mr; ++c) {
     const int64_t tile = c / mr, i = c % mr;
     for (int64_t p = 0; p < width; ++p) {
-      T lo = T(0), hi = T(0);
+      T lo = accumulate ? out[2 * c * ld_out + p] : T(0);
+      T hi = accumulate ? out[(2 * c + 1) * ld_out + p] : T(0);
       for (int64_t t = 0; t < taps; ++t) {
         const int64_t at = (tile * taps + t) * 2 * mr + i;
         const T a = w[at], b = w[at + mr];
@@ -229,7 +230,7 @@ void general_dot_tiles(int64_t dc, int64_t dk, int64_t c_tiles, int64_t k_tiles,
                                 const uint16_t*, const int64_t*, const int64_t*, const T*, T*,  \
                                 int64_t, int64_t);                                              \
   template void general_tiles<T>(int64_t, int64_t, int64_t, const T*, const int64_t*,           \
-                                 const int64_t*, const T*, T*, int64_t, int64_t, bool);         \
+                                 const int64_t*, const T*, T*, int64_t, int64_t, bool, bool);   \
   template void dot_tiles<T>(int64_t, int64_t, int64_t, int64_t, const T*, const int64_t*,      \
                              const int64_t*, const uint16_t*, const T*, int64_t, int64_t, T*);  \
   template void general_grad_tiles<T>(int64_t, int64_t, int64_t, const T*, const int64_t*,      \
@@ -261,9 +262,10 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 template <typename T>
 void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                    const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
-                   int64_t ld_out, int64_t width, bool nonneg) {
+                   int64_t ld_out, int64_t width, bool nonneg, bool accumulate) {
   if (nonneg) {
-    scalar_pixel::general_tiles(1, tiles, taps, w, x_off, y_off, src, out, ld_out, width, true);
+    scalar_pixel::general_tiles(1, tiles, taps, w, x_off, y_off, src, out, ld_out, width, true,
+                                accumulate);
     return;
   }
   for (int64_t c = 0; c < tiles; ++c) {
@@ -271,7 +273,8 @@ void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
     const T* wc = w + c * taps * 2;
     const int64_t *xc = x_off + c * taps, *yc = y_off + c * taps;
     for (int64_t p = 0; p < width; ++p) {
-      T lo = T(0), hi = T(0);
+      T lo = accumulate ? out[2 * c * ld_out + p] : T(0);
+      T hi = accumulate ? out[(2 * c + 1) * ld_out + p] : T(0);
       int64_t t = 0;
       for (; t < r[0]; ++t) {  // a >= 0: lo from l, hi from h
         const T a = wc[2 * t], b = wc[2 * t + 1], l = src[xc[t] + p], h = src[yc[t] + p];

@@ -295,15 +295,15 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 template <typename T>
 void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                    const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
-                   int64_t ld_out, int64_t width, bool nonneg) {
+                   int64_t ld_out, int64_t width, bool nonneg, bool accumulate) {
   const PixelKernels<T>& k = active_pixel_kernels<T>();
   // Tile 0's taps are every tap (each tile orders the same taps): its rows are all the rows.
   if (finite_span(w, tiles * taps * 2 * k.tile_channels) &&
       finite_rows(src, x_off, taps, width) && finite_rows(src, y_off, taps, width)) {
-    k.general(tiles, taps, w, runs, x_off, y_off, src, out, ld_out, width, nonneg);
+    k.general(tiles, taps, w, runs, x_off, y_off, src, out, ld_out, width, nonneg, accumulate);
   } else {
     scalar_pixel::general_tiles(k.tile_channels, tiles, taps, w, x_off, y_off, src, out, ld_out,
-                                width, nonneg);
+                                width, nonneg, accumulate);
   }
 }
 
@@ -378,7 +378,7 @@ void general_dot_tiles(int64_t c_tiles, int64_t k_tiles, const T* g, const int64
   template void select_tiles<T>(int64_t, int64_t, const T*, const uint16_t*, const uint16_t*,   \
                                 const int64_t*, const int64_t*, const T*, T*, int64_t, int64_t); \
   template void general_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,     \
-                                 const int64_t*, const T*, T*, int64_t, int64_t, bool);        \
+                                 const int64_t*, const T*, T*, int64_t, int64_t, bool, bool);  \
   template std::pair<int64_t, int64_t> dot_tile_shape<T>();                                    \
   template void dot_tiles<T>(int64_t, int64_t, const T*, const int64_t*, const int64_t*,        \
                              const uint16_t*, const T*, int64_t, int64_t, T*);           \

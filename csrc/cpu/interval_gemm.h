@@ -86,15 +86,16 @@ void select_tiles(int64_t tiles, int64_t taps, const T* w, const uint16_t* sign,
 // The general (signed input) product in select_tiles' layout, per tap (x = l, y = h):
 //   out row 2c     += min(x * (x >= 0 ? a : b), y * (y >= 0 ? a : b))
 //   out row 2c + 1 += max(x * (x >= 0 ? b : a), y * (y >= 0 ? b : a))
-// (the choice and NaN conventions of csrc/interval_math.h; rows start from zero), or with
+// (the choice and NaN conventions of csrc/interval_math.h), or with
 // `nonneg` the non-negative mode's a * (a >= 0 ? x : y), b * (b >= 0 ? y : x), on weights
 // classified per tile (ClassifiedWeights, conv_pixel_lanes.h): each tile has its own tap order,
 // weights, offsets x_off + tile * taps, y_off + tile * taps, and runs (taps per weight kind,
-// runs + tile * (2^select_tile_channels() + 1)).
+// runs + tile * (2^select_tile_channels() + 1)). `accumulate`: the rows start from their
+// contents instead (the taps of a call split into blocks, each its own call).
 template <typename T>
 void general_tiles(int64_t tiles, int64_t taps, const T* w, const int64_t* runs,
                    const int64_t* x_off, const int64_t* y_off, const T* src, T* out,
-                   int64_t ld_out, int64_t width, bool nonneg);
+                   int64_t ld_out, int64_t width, bool nonneg, bool accumulate);
 
 // Tile shape of dot_tiles: channels c, taps k.
 template <typename T>

@@ -77,6 +77,22 @@ inline __attribute__((always_inline)) void clear_pixel_tile(typename S::V (&lo)[
   }
 }
 
+// The tile's accumulators from out rows 2i (lower bound) and 2i + 1 (upper) of channel i.
+template <class S, int MR, int NV>
+inline __attribute__((always_inline)) void load_pixel_tile(typename S::V (&lo)[MR][NV],
+                                                           typename S::V (&hi)[MR][NV],
+                                                           const typename S::T* o,
+                                                           int64_t ld_out) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      lo[i][v] = S::load(o + 2 * i * ld_out + v * S::L);
+      hi[i][v] = S::load(o + (2 * i + 1) * ld_out + v * S::L);
+    }
+  }
+}
+
 template <class S, int MR, int NV>
 inline __attribute__((always_inline)) void store_pixel_tile(const typename S::V (&lo)[MR][NV],
                                                             const typename S::V (&hi)[MR][NV],
@@ -271,22 +287,28 @@ inline __attribute__((always_inline)) void general_tile(const int64_t* runs,
                                                         const int64_t* x_off,
                                                         const int64_t* y_off,
                                                         const typename S::T* src,
-                                                        typename S::T* o, int64_t ld_out) {
+                                                        typename S::T* o, int64_t ld_out,
+                                                        bool accumulate) {
   using V = typename S::V;
   constexpr int MR = S::kPixMR;
   V lo[MR][NV], hi[MR][NV];
-  clear_pixel_tile<S>(lo, hi);
+  if (accumulate) {
+    load_pixel_tile<S>(lo, hi, o, ld_out);
+  } else {
+    clear_pixel_tile<S>(lo, hi);
+  }
   tap_runs<S, NV, 0, NONNEG>(runs, wt, x_off, y_off, src, lo, hi);
   store_pixel_tile<S>(lo, hi, o, ld_out);
 }
 
 // Tile ct's runs at runs + ct * (2^kPixMR + 1), its weights at w + ct * taps * 2 * kPixMR, its
 // rows' offsets at x_off + ct * taps, y_off + ct * taps. Non-negative mode has the wider tile of
-// select_tiles (no candidate temporaries).
+// select_tiles (no candidate temporaries). `accumulate`: add to the out rows (a later block of
+// the taps) instead of starting from zero.
 template <class S, bool NONNEG>
 void general_tiles_(int64_t co_tiles, int64_t taps, const typename S::T* w, const int64_t* runs,
                     const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
-                    typename S::T* out, int64_t ld_out, int64_t width) {
+                    typename S::T* out, int64_t ld_out, int64_t width, bool accumulate) {
   constexpr int L = S::L, MR = S::kPixMR, NV = NONNEG ? S::kPixNV : S::kPixGenNV;
   for (int64_t ct = 0; ct < co_tiles; ++ct) {
     const typename S::T* wt = w + ct * taps * 2 * MR;
@@ -295,18 +317,21 @@ void general_tiles_(int64_t co_tiles, int64_t taps, const typename S::T* w, cons
     typename S::T* o = out + 2 * ct * MR * ld_out;
     int64_t p = 0;
     for (; p + NV * L <= width; p += NV * L) {
-      general_tile<S, NV, NONNEG>(rt, wt, xt, yt, src + p, o + p, ld_out);
+      general_tile<S, NV, NONNEG>(rt, wt, xt, yt, src + p, o + p, ld_out, accumulate);
     }
-    for (; p < width; p += L) general_tile<S, 1, NONNEG>(rt, wt, xt, yt, src + p, o + p, ld_out);
+    for (; p < width; p += L) {
+      general_tile<S, 1, NONNEG>(rt, wt, xt, yt, src + p, o + p, ld_out, accumulate);
+    }
   }
 }
 
 template <class S>
 void general_tiles(int64_t co_tiles, int64_t taps, const typename S::T* w, const int64_t* runs,
                    const int64_t* x_off, const int64_t* y_off, const typename S::T* src,
-                   typename S::T* out, int64_t ld_out, int64_t width, bool nonneg) {
-  (nonneg ? general_tiles_<S, true> : general_tiles_<S, false>)(co_tiles, taps, w, runs, x_off,
-                                                                y_off, src, out, ld_out, width);
+                   typename S::T* out, int64_t ld_out, int64_t width, bool nonneg,
+                   bool accumulate) {
+  (nonneg ? general_tiles_<S, true> : general_tiles_<S, false>)(
+      co_tiles, taps, w, runs, x_off, y_off, src, out, ld_out, width, accumulate);
 }
 
 // Whether the general product takes its h candidate (lower bound: lo_takes_h(pl, ph), upper:
