@@ -11,8 +11,9 @@ CASES = [
     ("conv2d", (5, 6, 6, 6), (13, 6, 3, 3), dict(padding=(1, 1))),       # images per chunk
     ("conv2d", (1, 3, 70, 90), (4, 3, 3, 3), dict(padding=(1, 1))),      # image parts
     ("conv2d", (2, 3, 8, 8), (4, 3, 3, 3), dict(padding=(3, 2))),        # padding > reach
-    # general: the GEMM forward where over 1/8 of the tiles' taps straddle (18 % of AVX-512's,
-    # 9 % of AVX2's here: there, and on the scalar path, the pixel lanes)
+    # 64 output channels: the general forward on the pixel lanes (about 18 % of AVX-512's and
+    # 9 % of AVX2's taps straddle here, under kGemmStraddlingShare; test_cpu_general_weight_classes
+    # takes it to the GEMM with mostly straddling weights)
     ("conv2d", (1, 3, 6, 7), (64, 3, 3, 3), dict(padding=(1, 1))),
     ("conv2d", (2, 72, 3, 3), (64, 72, 3, 3), dict(padding=(1, 1))),     # small image: GEMM both
     # conv2d, other strides: gathered windows (input gradient: the GEMM kernel)

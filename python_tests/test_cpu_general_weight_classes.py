@@ -40,8 +40,8 @@ SHAPES = [
     ("conv2d", (2, 6, 9, 8), (10, 3, 3, 2), dict(stride=(2, 1), padding=(1, 0), groups=2)),
     ("conv_transpose2d", (2, 20, 5, 6), (20, 3, 2, 2), dict(stride=(2, 2))),
     ("conv_transpose2d", (1, 18, 6, 5), (18, 2, 3, 3), dict(padding=(1, 1))),   # overlapping
-    # 64 output channels: pixel lanes with few straddling taps, the GEMM with many
-    # (forward_on_gemm, csrc/cpu/conv_cpu.h)
+    # 64 output channels: pixel lanes with few straddling taps (the GEMM with many:
+    # test_mostly_straddling_weights_equal_the_oracle)
     ("conv2d", (1, 3, 6, 7), (64, 3, 3, 3), dict(padding=(1, 1))),
     # 40 input channels: three blocks of classified taps (the direct forward's channel blocks)
     ("conv2d", (1, 40, 5, 6), (9, 40, 3, 3), dict(padding=(1, 1))),
@@ -91,6 +91,25 @@ def test_mixed_weight_classes_equal_the_oracle(shape, share, dtype):
     if op == "conv_transpose2d":
         w_lo, w_hi = w_lo.transpose(0, 1).contiguous(), w_hi.transpose(0, 1).contiguous()
     assert_equals_the_oracle(op, cfg, x_lo, x_hi, w_lo, w_hi)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_mostly_straddling_weights_equal_the_oracle(dtype):
+    """64 output channels with half of the weights straddling zero on every input channel: over
+    kGemmStraddlingShare of the pixel tiles' taps straddle (csrc/cpu/conv_cpu.h,
+    forward_on_gemm), so the general forward runs on the GEMM family, and must equal the oracle
+    exactly like the pixel lanes."""
+    op, x_shape, w_shape, c = "conv2d", (1, 3, 6, 7), (64, 3, 3, 3), dict(padding=(1, 1))
+    gen = torch.Generator().manual_seed(23)
+    x_lo, x_hi = integer_interval(x_shape, nonneg=False, gen=gen, dtype=dtype)
+    one_sign = torch.tensor(ONE_SIGN, dtype=dtype)[torch.randint(0, len(ONE_SIGN), w_shape,
+                                                                 generator=gen)]
+    straddling = torch.tensor(STRADDLING, dtype=dtype)[torch.randint(0, len(STRADDLING), w_shape,
+                                                                     generator=gen)]
+    pairs = torch.where((torch.rand(w_shape, generator=gen) < 0.5)[..., None], straddling,
+                        one_sign)
+    assert_equals_the_oracle(op, config(op, c), x_lo, x_hi, pairs[..., 0].contiguous(),
+                             pairs[..., 1].contiguous())
 
 
 @pytest.mark.parametrize("share", [0.0, 0.1])

@@ -57,12 +57,15 @@ double straddling_tap_share(const T* w_lo, const T* w_hi, int64_t groups, int64_
 }
 
 // Above this share of straddling taps a general-mode forward with kGemmGeneralChannels or more
-// output channels runs on the GEMM. Measured (2 threads, general forward, pixel lanes / GEMM):
-// with no straddling weights 0.32x (AVX-512) / 0.56x (AVX2) at 64->64 on 8x32^2, 0.58x / 0.85x
-// at 128->128 on 4x32^2; with half of them straddling (94 % / 75 % of the taps) 1.08x / 1.28x
-// and 1.52x / 1.61x. The pixel lanes win up to about 40 % straddling taps on AVX-512 and 15 %
-// on AVX2 at 128 channels (more at 64); trained networks' weights rarely straddle.
-constexpr double kGemmStraddlingShare = 0.125;
+// output channels runs on the GEMM. Measured after the pixel lanes' tap blocks (2 threads,
+// general forward, `benchmarks/general_weights_cpu.py --straddling 0.1 0.3`, pixel lanes forced
+// against the GEMM): 10 % of the weights straddling (34 % of AVX-512's taps, tiles of 4
+// channels; 19 % of AVX2's, tiles of 2) 21.0 vs 35.6 ms (AVX-512) and 35.0 vs 52.2 ms (AVX2) at
+// 64->64 on 8x32^2, 49.9 vs 58.0 and 78.6 vs 92.0 ms at 128->128 on 4x32^2: the lanes win; 30 %
+// straddling (76 % / 51 % of the taps) 28.7 vs 34.9 and 46.6 vs 52.7 ms at 64->64, but 68.3 vs
+// 58.9 and 104 vs 92.6 ms at 128->128: the GEMM wins at 128 channels. (The rule was 1/8 before
+// the tap blocks.) Trained networks' weights rarely straddle.
+constexpr double kGemmStraddlingShare = 0.5;
 
 // Whether a conv2d forward runs on the GEMM family: from kGemmGeneralChannels output channels
 // per group, where the output has few pixels per image against the reduction (out_pixels * 8
