@@ -210,7 +210,8 @@ struct KernelCall {
 };
 
 // ------------------------------------------------------------------- kernel entry points
-// Each adds its result into c.o.out (zeroed, or the bias, by the caller).
+// Each adds its result into c.o.out (zeroed, or the bias, by the caller), except
+// conv2d_forward_pixels, which writes every element of it once (the bias is the caller's).
 
 // GEMM family (conv_gemm.cpp).
 template <typename T>

@@ -95,7 +95,8 @@ class ForwardWeights {
 
 // conv2d y: lo = sum_k a * (a >= 0 ? l : h), hi = sum_k b * (b >= 0 ? h : l) (general mode:
 // the exact product; general_tiles both), in tiles of output channels over the chunk's input
-// rows.
+// rows. The chunks cover every image's pixels and each writes its pixels of every channel once
+// (store_rows): y need not be initialised.
 template <typename T>
 void conv2d_forward_pixels(const KernelCall<T>& c) {
   const ConvGeometry& g = c.g;
@@ -128,7 +129,7 @@ void conv2d_forward_pixels(const KernelCall<T>& c) {
         windows(c, c.o.x_lo, c.o.x_hi, grp, chunk, ld, src);
       }
       weights.tiles_into(grp, tiles, src, out, ld, layout.width);
-      add_rows(c, out, layout, c.channels, grp * out_g, out_g, g.small_pixels(), chunk);
+      store_rows(c, out, layout, c.channels, grp * out_g, out_g, g.small_pixels(), chunk);
     }
   });
 }

@@ -293,6 +293,16 @@ void add_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout, 
                });
 }
 
+// The result pair at channels first + ch = rows[2 * ch + bound]: for kernels whose chunks and
+// groups write every element once (conv2d's forward), so that the result needs no initialising.
+template <typename T>
+void store_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout,
+                int64_t channels, int64_t first, int64_t count, int64_t plane,
+                const Chunk& chunk) {
+  for_each_run(c.o.out_lo, c.o.out_hi, channels, first, count, plane, chunk, layout, rows,
+               [](T* image, const T* row, int64_t run) { std::copy(row, row + run, image); });
+}
+
 // Runs body(chunk, buffer) for every chunk in parallel, `buffer` (`bytes`) in the thread's
 // workspace.
 template <typename F>

@@ -90,8 +90,11 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
   }
   const at::Tensor x_lo = nchw(x_lo_), x_hi = nchw(x_hi_), w_lo = nchw(w_lo_), w_hi = nchw(w_hi_);
   const int64_t batch = x_lo.size(0), out_channels = w_lo.size(0);
-  auto [y_lo, y_hi] = init_output(conv2d_output_shape(g), x_lo.options(), b_lo, b_hi);
-  if (x_lo.numel() == 0) return {y_lo, y_hi};  // no terms (no batch or no input channels)
+  const auto shape = conv2d_output_shape(g);
+  if (x_lo.numel() == 0) {  // no terms (no batch or no input channels)
+    return init_output(shape, x_lo.options(), b_lo, b_hi);
+  }
+  at::Tensor y_lo, y_hi;
   AT_DISPATCH_FLOATING_TYPES(x_lo.scalar_type(), "interval_conv2d_cpu", [&] {
     // Many output channels: the GEMM family on small images, and in general mode where many
     // weights straddle zero (see forward_on_gemm).
@@ -100,10 +103,22 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
                                   groups, out_channels / groups, g.big_depth(),
                                   select_tile_channels<scalar_t>());
     });
+    // The GEMM adds into the bias; the pixel lanes write every element (no zero fill, no read
+    // back), and the bias is added after them: the same sum, one rounding either way.
+    if (gemm) {
+      std::tie(y_lo, y_hi) = init_output(shape, x_lo.options(), b_lo, b_hi);
+    } else {
+      y_lo = at::empty(shape, x_lo.options());
+      y_hi = at::empty(shape, x_lo.options());
+    }
     (gemm ? conv2d_forward_gemm<scalar_t> : conv2d_forward_pixels<scalar_t>)(
         {g, batch, groups, out_channels,
          operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
          x_lo.options()});
+    if (!gemm && b_lo.has_value()) {
+      y_lo.add_(b_lo->reshape({1, out_channels, 1, 1}));
+      y_hi.add_(b_hi->reshape({1, out_channels, 1, 1}));
+    }
   });
   return {y_lo, y_hi};
 }
