@@ -147,6 +147,7 @@ template <typename T>
 struct Operands {
   const T *x_lo, *x_hi, *w_lo, *w_hi, *g_lo, *g_hi;  // g: the output gradient, if any
   T *out_lo, *out_hi;                                // y, dx or dw
+  const T *b_lo = nullptr, *b_hi = nullptr;          // the bias conv2d_forward_pixels adds
 };
 
 // One kernel call. The image side (the big image) has g.big_per_group() channels per group, the
@@ -211,7 +212,7 @@ struct KernelCall {
 
 // ------------------------------------------------------------------- kernel entry points
 // Each adds its result into c.o.out (zeroed, or the bias, by the caller), except
-// conv2d_forward_pixels, which writes every element of it once (the bias is the caller's).
+// conv2d_forward_pixels, which writes every element of it once, adding the bias c.o.b_lo/b_hi.
 
 // GEMM family (conv_gemm.cpp).
 template <typename T>

@@ -263,8 +263,8 @@ void windows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t grp, cons
 }
 
 // For channels first + ch of an NCHW pair (lo, hi) with `channels` channels of `plane` pixels
-// and chunk rows[(2 * ch + bound) * ld]: move(image pixels, row positions, run) for the runs of
-// the chunk's pixels that are contiguous in both.
+// and chunk rows[(2 * ch + bound) * ld]: move(image pixels, row positions, run, 2 * ch + bound)
+// for the runs of the chunk's pixels that are contiguous in both.
 template <typename P, typename R, typename F>
 void for_each_run(P lo, P hi, int64_t channels, int64_t first, int64_t count, int64_t plane,
                   const Chunk& chunk, const ChunkLayout& layout, R rows, F&& move) {
@@ -275,7 +275,8 @@ void for_each_run(P lo, P hi, int64_t channels, int64_t first, int64_t count, in
         P image = (bound == 0 ? lo : hi) + ((chunk.first_image + n) * channels + first + ch) * plane;
         for (int64_t p = chunk.first_pixel; p < last;) {
           const int64_t run = std::min(grid_w - p % grid_w, last - p);
-          move(image + p, rows + (2 * ch + bound) * layout.ld + layout.at(n, p), run);
+          move(image + p, rows + (2 * ch + bound) * layout.ld + layout.at(n, p), run,
+               2 * ch + bound);
           p += run;
         }
       }
@@ -288,19 +289,25 @@ template <typename T>
 void add_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout, int64_t channels,
               int64_t first, int64_t count, int64_t plane, const Chunk& chunk) {
   for_each_run(c.o.out_lo, c.o.out_hi, channels, first, count, plane, chunk, layout, rows,
-               [](T* image, const T* row, int64_t run) {
+               [](T* image, const T* row, int64_t run, int64_t) {
                  for (int64_t q = 0; q < run; ++q) image[q] += row[q];
                });
 }
 
-// The result pair at channels first + ch = rows[2 * ch + bound]: for kernels whose chunks and
-// groups write every element once (conv2d's forward), so that the result needs no initialising.
+// The result pair at channels first + ch = bias + rows[2 * ch + bound] (the bias pair c.o.b_lo,
+// c.o.b_hi, or zero): for kernels whose chunks and groups write every element once (conv2d's
+// forward), so that the result needs no initialising. The sum is the one of adding the rows into
+// a bias-filled result.
 template <typename T>
 void store_rows(const KernelCall<T>& c, const T* rows, const ChunkLayout& layout,
                 int64_t channels, int64_t first, int64_t count, int64_t plane,
                 const Chunk& chunk) {
   for_each_run(c.o.out_lo, c.o.out_hi, channels, first, count, plane, chunk, layout, rows,
-               [](T* image, const T* row, int64_t run) { std::copy(row, row + run, image); });
+               [&](T* image, const T* row, int64_t run, int64_t r) {
+                 const T* bias = r % 2 == 0 ? c.o.b_lo : c.o.b_hi;
+                 const T b = bias ? bias[first + r / 2] : T(0);
+                 for (int64_t q = 0; q < run; ++q) image[q] = b + row[q];
+               });
 }
 
 // Runs body(chunk, buffer) for every chunk in parallel, `buffer` (`bytes`) in the thread's
@@ -334,7 +341,9 @@ void pixel_rows(const KernelCall<T>& c, const T* lo, const T* hi, int64_t channe
     std::fill(rows + q * ld + chunk.rows(), rows + (q + 1) * ld, T(0));
   }
   for_each_run(lo, hi, channels, first, count, c.g.small_pixels(), chunk, layout, rows,
-               [](const T* image, T* row, int64_t run) { std::copy_n(image, run, row); });
+               [](const T* image, T* row, int64_t run, int64_t) {
+                 std::copy_n(image, run, row);
+               });
 }
 
 }  // namespace inn::cpu::conv

@@ -2,7 +2,8 @@
 // instruction set: gemm_avx512.cpp and gemm_avx2.cpp include this file INSIDE their own
 // namespace, after `#pragma GCC target(...)`, so every function here gets that TU's ISA and its
 // own symbol. It therefore includes nothing itself (the including TU provides <algorithm>,
-// <cstdint>, <cstring>, <vector>, csrc/interval_math.h and gemm_isa.h before the pragma).
+// <cstdint>, <cstring>, <utility>, <vector>, csrc/interval_math.h and gemm_isa.h before the
+// pragma).
 //
 // `S` provides: T (scalar), V (vector of L lanes), M (lane mask), L, the tile constants, and
 //   load/store/set1/zero/add/mul/fma, load_partial (first n lanes, zeros after), hsum,
@@ -99,6 +100,34 @@ inline __attribute__((always_inline)) void swap_where(typename S::M m, typename 
   const typename S::V t = a;
   a = S::select(m, b, t);
   b = S::select(m, t, b);
+}
+
+// swap_where over a whole R x C register tile.
+template <class S, int R, int C>
+inline __attribute__((always_inline)) void swap_tile(const typename S::M (&m)[R][C],
+                                                     typename S::V (&a)[R][C],
+                                                     typename S::V (&b)[R][C]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) swap_where<S>(m[r][c], a[r][c], b[r][c]);
+  }
+}
+
+// One step of a routed R x C weight-gradient tile (the pixel and GEMM kernels'): row r's
+// gradient bounds grad(r) = (gl, gh) times column c's input parts x[c].
+template <class S, int R, int C, typename Grad>
+inline __attribute__((always_inline)) void add_routed_weight_terms(
+    const typename S::M (&swap)[R][C], const SignedParts<S> (&x)[C], Grad&& grad,
+    typename S::V (&da)[R][C], typename S::V (&db)[R][C]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    const auto [gl, gh] = grad(r);
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      add_routed_weight_term<S>(swap[r][c], gl, gh, x[c], da[r][c], db[r][c]);
+    }
+  }
 }
 
 template <typename T>
@@ -1101,20 +1130,11 @@ struct BackwardWeight {
       SignedParts<S> x[GV];
 #pragma GCC unroll 4
       for (int v = 0; v < GV; ++v) x[v] = signed_parts<S>(xp + v * L, xp + KR + v * L);
-#pragma GCC unroll 16
-      for (int r = 0; r < NR; ++r) {
-        const V gl = S::set1(gp[r]), gh = S::set1(gp[NR + r]);
-#pragma GCC unroll 4
-        for (int v = 0; v < GV; ++v) {
-          add_routed_weight_term<S>(swap[r][v], gl, gh, x[v], da[r][v], db[r][v]);
-        }
-      }
+      add_routed_weight_terms<S>(swap, x, [&](int r) {
+        return std::pair<V, V>{S::set1(gp[r]), S::set1(gp[NR + r])};
+      }, da, db);
     }
-#pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) {
-#pragma GCC unroll 4
-      for (int v = 0; v < GV; ++v) swap_where<S>(swap[r][v], da[r][v], db[r][v]);
-    }
+    swap_tile<S>(swap, da, db);
     store_acc<S>(da, db, c);
   }
 

@@ -103,22 +103,23 @@ Pair conv2d_forward(const at::Tensor& x_lo_, const at::Tensor& x_hi_, const at::
                                   groups, out_channels / groups, g.big_depth(),
                                   select_tile_channels<scalar_t>());
     });
-    // The GEMM adds into the bias; the pixel lanes write every element (no zero fill, no read
-    // back), and the bias is added after them: the same sum, one rounding either way.
+    // The GEMM adds into the bias; the pixel lanes write every element once, bias included (no
+    // fill, no read back): the same sum, one rounding either way.
     if (gemm) {
       std::tie(y_lo, y_hi) = init_output(shape, x_lo.options(), b_lo, b_hi);
     } else {
       y_lo = at::empty(shape, x_lo.options());
       y_hi = at::empty(shape, x_lo.options());
     }
-    (gemm ? conv2d_forward_gemm<scalar_t> : conv2d_forward_pixels<scalar_t>)(
-        {g, batch, groups, out_channels,
-         operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi), input_nonneg,
-         x_lo.options()});
-    if (!gemm && b_lo.has_value()) {
-      y_lo.add_(b_lo->reshape({1, out_channels, 1, 1}));
-      y_hi.add_(b_hi->reshape({1, out_channels, 1, 1}));
+    Operands<scalar_t> o = operands<scalar_t>(x_lo, x_hi, w_lo, w_hi, nullptr, nullptr, y_lo, y_hi);
+    const at::Tensor bias_lo = b_lo ? b_lo->contiguous() : at::Tensor();
+    const at::Tensor bias_hi = b_hi ? b_hi->contiguous() : at::Tensor();
+    if (!gemm && b_lo) {
+      o.b_lo = bias_lo.const_data_ptr<scalar_t>();
+      o.b_hi = bias_hi.const_data_ptr<scalar_t>();
     }
+    (gemm ? conv2d_forward_gemm<scalar_t> : conv2d_forward_pixels<scalar_t>)(
+        {g, batch, groups, out_channels, o, input_nonneg, x_lo.options()});
   });
   return {y_lo, y_hi};
 }

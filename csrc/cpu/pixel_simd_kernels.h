@@ -657,11 +657,11 @@ inline __attribute__((always_inline)) void routed_dot_tile(
         for (int j = 0; j < NK; ++j) ta[i][j] = tb[i][j] = S::zero();
       }
       compared_dot_step<S, true>(g, ld, p, x, y, a, b, ta, tb);
+      swap_tile<S>(swap, ta, tb);
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
         for (int j = 0; j < NK; ++j) {
-          swap_where<S>(swap[i][j], ta[i][j], tb[i][j]);
           da[i][j] = S::add(da[i][j], ta[i][j]);
           db[i][j] = S::add(db[i][j], tb[i][j]);
         }
@@ -671,20 +671,11 @@ inline __attribute__((always_inline)) void routed_dot_tile(
     SignedParts<S> parts[NK];
 #pragma GCC unroll 4
     for (int j = 0; j < NK; ++j) parts[j] = signed_parts<S>(x[j] + p, y[j] + p);
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i) {
-      const V gl = S::load(g + 2 * i * ld + p), gh = S::load(g + (2 * i + 1) * ld + p);
-#pragma GCC unroll 4
-      for (int j = 0; j < NK; ++j) {
-        add_routed_weight_term<S>(swap[i][j], gl, gh, parts[j], da[i][j], db[i][j]);
-      }
-    }
+    add_routed_weight_terms<S>(swap, parts, [&](int i) {
+      return std::pair<V, V>{S::load(g + 2 * i * ld + p), S::load(g + (2 * i + 1) * ld + p)};
+    }, da, db);
   }
-#pragma GCC unroll 4
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < NK; ++j) swap_where<S>(swap[i][j], da[i][j], db[i][j]);
-  }
+  swap_tile<S>(swap, da, db);
 }
 
 template <class S, bool FINITE>
