@@ -202,13 +202,92 @@ def test_point_weights_any_layout():
         assert_close_scaled(a, f, dx_scale, torch.float64, depth)
 
 
+@pytest.mark.parametrize("op,w_shape,groups,library", [
+    ("conv2d", (18, 4, 3, 3), 2, True),      # 9 output channels per group
+    ("conv2d", (16, 4, 3, 3), 2, False),     # 8
+    ("conv2d", (72, 1, 3, 3), 8, False),     # 9 output channels, one input channel per group
+    ("conv_transpose2d", (8, 9, 2, 2), 2, True),
+    ("conv_transpose2d", (8, 8, 2, 2), 2, False),
+    ("conv_transpose2d", (2, 16, 2, 2), 2, False)])
+def test_point_weight_rule_on_the_cpu(op, w_shape, groups, library):
+    """auto on the CPU: point-weight convolutions with at most 8 output channels or one input
+    channel per group take the fused kernel, wider ones the library path; linear always the
+    library path. Forward and both gradients follow the same rule."""
+    c_in = w_shape[1] * groups if op == "conv2d" else w_shape[0]
+    x_lo, x_hi = random_interval((2, c_in, 5, 5))
+    w = torch.randn(w_shape, dtype=torch.float64)
+    forward = getattr(ops, f"interval_{op}")
+    config = ([1, 1], [1, 1], [1, 1], groups) if op == "conv2d" else \
+        ([2, 2], [0, 0], [0, 0], groups, [1, 1])
+    expected = {"library" if library else "fused"}
+    y, served = run("auto", lambda: forward(x_lo, x_hi, w, w, None, None, *config, False))
+    assert served == expected
+    g = torch.randn_like(y[0])
+    bargs = (g, g, x_lo, x_hi, w, w, *config, False)
+    _, served = run("auto", lambda: getattr(ops, f"interval_{op}_backward_input")(*bargs))
+    assert served == expected
+    _, served = run("auto", lambda: getattr(ops, f"interval_{op}_backward_weight_point")(
+        g, g, x_lo, x_hi, w, *config, False))
+    assert served == expected
+    x_lo, x_hi = random_interval((3, 4))
+    w = torch.randn(2, 4, dtype=torch.float64)
+    _, served = run("auto", lambda: ops.interval_linear(x_lo, x_hi, w, w, None, None, False))
+    assert served == {"library"}
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("bad", [None, "inf-rest-channel", "nan-rest-pixel"])
+def test_point_weight_passes_that_change_the_channel_order(op, layout, bad):
+    """float32 point-weight convs on the CPU run their products channels last: the passes around
+    them change the element order (4x4 tiles and a scalar rest of channels and pixels, several
+    pixel blocks per image). Equal to the reference within rounding; a non-finite product only
+    in the rest channels (an infinite weight of output channel 9) or only in the rest pixels (a
+    NaN last pixel through a 1x1 kernel to 8 channels) still routes the call to the fused
+    kernel."""
+    # 4 + 2 channels in, 8 + 2 out; 13 x 11 pixels: blocks of 84 and 59 in, 48, 48 and 47 out
+    # (44 in tiles + 3); with 8 channels out: 64, 64 and 15 (12 + 3)
+    c_in, c_out = 6, 8 if bad == "nan-rest-pixel" else 10
+    k = 1 if bad == "nan-rest-pixel" else 3
+    x_lo, x_hi = random_interval((2, c_in, 13, 11), dtype=torch.float32)
+    if op == "conv2d":
+        w = torch.randn(c_out, c_in, k, k)
+        config = ([1, 1], [k // 2] * 2, [1, 1], 1)
+    else:
+        k = min(k, 2)
+        w = torch.randn(c_in, c_out, k, k)
+        config = ([k, k], [0, 0], [0, 0], 1, [1, 1])
+    if bad == "inf-rest-channel":
+        w[(9,) if op == "conv2d" else (slice(None), 9)] = float("inf")
+    if bad == "nan-rest-pixel":
+        x_lo[0, 2, 12, 10] = x_hi[0, 2, 12, 10] = float("nan")
+    if layout == "channels_last":
+        x_lo = x_lo.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(c_out)
+    args = (x_lo, x_hi, w, w, b, b, *config, False)
+    forward = getattr(ops, f"interval_{op}")
+    lib, served = run("library", lambda: forward(*args))
+    assert served == ({"library"} if bad is None else {"fused"})
+    fused, _ = run("fused", lambda: forward(*args))
+    if bad is not None:
+        for a, f in zip(lib, fused):
+            torch.testing.assert_close(a, f, rtol=0, atol=0, equal_nan=True)
+        return
+    ref = reference.OPS[f"interval_{op}"](*(t.double() if torch.is_tensor(t) else t
+                                            for t in args))
+    scale = scale_of(op, torch.maximum(x_lo.abs(), x_hi.abs()), w.abs(),
+                     config=config) + b.abs().max()
+    for a, f, r in zip(lib, fused, ref):
+        assert a.is_contiguous() and a.dtype == torch.float32
+        assert_close_scaled(a, r, scale, torch.float32, c_in * 9)
+        assert_close_scaled(a, f, scale, torch.float32, c_in * 9)
+
+
 def test_dispatch_rule():
     name, xw, bias, config, _, _ = operands("conv2d", "nonneg", torch.float32, "cpu")
     forward = getattr(ops, name)
     x_lo, x_hi, w_lo, w_hi = xw
-    # auto on the CPU: point weights -> library; nonneg interval weights -> fused
-    _, served = run("auto", lambda: forward(x_lo, x_hi, w_lo, w_lo, *bias, *config, False))
-    assert served == {"library"}
+    # auto on the CPU: nonneg interval weights -> fused
     _, served = run("auto", lambda: forward(x_lo, x_hi, w_lo, w_hi, *bias, *config, True))
     assert served == {"fused"}
     # general-mode interval weights: no linear form, the fused kernel even when forced
@@ -230,7 +309,7 @@ def test_public_api_point_weights_autograd():
     weight's total gradient take the library path (the saved w_lo / w_hi are still one tensor)
     and match the reference gradients."""
     x_lo, x_hi = random_interval((3, 4, 6, 6), dtype=torch.float64)
-    w = torch.randn(5, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(12, 4, 3, 3, dtype=torch.float64, requires_grad=True)
     x_lo.requires_grad_(True)
     x_hi.requires_grad_(True)
     reset_path_counts()

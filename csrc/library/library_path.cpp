@@ -3,7 +3,9 @@
 #include "library_path.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 
+#include <algorithm>
 #include <array>
 
 #include "algorithm.h"
@@ -87,20 +89,41 @@ bool any_empty(std::initializer_list<const Tensor*> ts) {
   return false;
 }
 
+// Point-weight convolutions on the CPU with at most this many output channels per group, or one
+// input channel per group, take the fused kernel under `auto`: its pixel-lane tiles then do the
+// two bounds in about the time of one or two plain layers (the demo U-Net's 1->8, 8->8, 16->8
+// and 8->1 layers and its 2x2 16->8 transposed conv: 0.55-1.8x the plain layer against 1.0-2.4x
+// for the library path; the paper U-Net's 1->64 first layer 1.15x against 2.15x; measured
+// interleaved, 2026-12-03), while with more channels the two oneDNN products win (8->16: 2.4x
+// against 2.8x; 64->64: 2.0x against 7.9x).
+constexpr int64_t kPointFusedMaxOutChannels = 8;
+
+int64_t out_channels_per_group(const Map& m, const Tensor& w) {
+  return m.kind == Kind::kConvTranspose ? w.size(1) : w.size(0) / m.groups;
+}
+int64_t in_channels_per_group(const Map& m, const Tensor& w) {
+  return m.kind == Kind::kConvTranspose ? w.size(0) / m.groups : w.size(1);
+}
+
 // The documented rule (README "Library path"): general-mode interval weights always take the
 // fused kernel (no linear form exists); otherwise `fused` / `library` as set, and under `auto`
-// the library path, except nonneg interval weights on the CPU, where the fused SIMD kernel does
-// half the arithmetic of the four-product split and measured faster.
+// the library path, except on the CPU for nonneg interval weights, where the fused SIMD kernel
+// does half the arithmetic of the four-product split and measured faster, and for point-weight
+// convolutions with few output channels (kPointFusedMaxOutChannels).
 // An expanded (broadcast) input also stays on the fused kernels, which read it through its
 // strides: the library path would materialise it (a (2049, 2^20) view of one row: 17 GB).
-bool choose_library(bool point, bool nonneg, const Tensor& x_lo, const Tensor& x_hi) {
+bool choose_library(const Map& m, bool point, bool nonneg, const Tensor& x_lo,
+                    const Tensor& x_hi, const Tensor& w) {
   if (!point && !nonneg) return false;
   if (!x_lo.is_non_overlapping_and_dense() || !x_hi.is_non_overlapping_and_dense()) return false;
-  const Tensor& x = x_lo;
   switch (algorithm()) {
     case Algorithm::kFused: return false;
     case Algorithm::kLibrary: return true;
-    default: return point || x.is_cuda();
+    default:
+      if (x_lo.is_cuda()) return true;
+      return point && (m.kind == Kind::kLinear || (in_channels_per_group(m, w) > 1 &&
+                                                   out_channels_per_group(m, w) >
+                                                       kPointFusedMaxOutChannels));
   }
 }
 
@@ -139,6 +162,24 @@ bool midpoint_form(const Tensor& t) {
   return t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
 }
 
+// Whether the products should see channels-last operands. oneDNN computes a float32 conv on the
+// CPU in a blocked or channels-last order; given channels-first operands it reorders them and
+// its result on every call, which the point-weight form would pay twice. The passes around the
+// products change the order instead (channel_order.h). Measured on this project's 2-core Xeon,
+// one conv on channels-last input took 0.85-1.0x the channels-first time up to 128 channels and
+// 1.03-1.07x at 256-512; a 2x2 stride-2 transposed conv took 0.2-0.6x at every width. So
+// transposed convs always, convs up to kChannelsLastMaxChannels on either side.
+constexpr int64_t kChannelsLastMaxChannels = 128;
+
+bool prefers_channels_last(const Map& m, const Tensor& x, const Tensor& w) {
+  if (m.kind == Kind::kLinear || !x.device().is_cpu() || x.scalar_type() != at::kFloat ||
+      !at::globalContext().userEnabledMkldnn()) {
+    return false;
+  }
+  return m.kind == Kind::kConvTranspose ||
+         std::max(x.size(1), w.size(0)) <= kChannelsLastMaxChannels;
+}
+
 // The operands of a backward call as the map takes them: (g_lo, g_hi, l, h).
 std::array<Tensor, 4> backward_operands(const Map& m, const Tensor& grad_lo, const Tensor& grad_hi,
                                         const Tensor& x_lo, const Tensor& x_hi, const Tensor& w) {
@@ -159,7 +200,7 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
                               const std::optional<Tensor>& b_lo, const std::optional<Tensor>& b_hi,
                               bool input_nonneg) {
   const bool point = same_tensor(w_lo, w_hi);
-  if (any_empty({&x_lo_, &w_lo}) || !choose_library(point, input_nonneg, x_lo_, x_hi_)) {
+  if (any_empty({&x_lo_, &w_lo}) || !choose_library(m, point, input_nonneg, x_lo_, x_hi_, w_lo)) {
     record(op, false);
     return std::nullopt;
   }
@@ -169,7 +210,7 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
   if (point && midpoint_form(l)) {
     // y = W·c ∓ |W|·r, computed on twice the midpoint and radius (bias included):
     // S = W·(l + h) + (b_lo + b_hi), D = |W|·(h - l) + (b_hi - b_lo), y = (S ∓ D) / 2
-    const auto [s, d] = sum_difference(l, h);
+    const auto [s, d] = sum_difference(l, h, prefers_channels_last(m, l, w_lo));
     std::optional<Tensor> bs, bd;
     if (b_lo) std::tie(bs, bd) = sum_difference(*b_lo, *b_hi);
     y_lo = apply(m, s, w_lo, bs);
@@ -290,7 +331,8 @@ std::optional<Routed> backward(const char* op, const Map& m, bool weight, const 
                                const Tensor& grad_hi, const Tensor& x_lo_, const Tensor& x_hi_,
                                const Tensor& w_lo, const Tensor& w_hi, bool input_nonneg) {
   const bool point = same_tensor(w_lo, w_hi);
-  if (any_empty({&x_lo_, &w_lo, &grad_lo}) || !choose_library(point, input_nonneg, x_lo_, x_hi_)) {
+  if (any_empty({&x_lo_, &w_lo, &grad_lo}) ||
+      !choose_library(m, point, input_nonneg, x_lo_, x_hi_, w_lo)) {
     record(op, false);
     return std::nullopt;
   }
@@ -315,7 +357,8 @@ std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
                                              const Tensor& grad_lo, const Tensor& grad_hi,
                                              const Tensor& x_lo_, const Tensor& x_hi_,
                                              const Tensor& w, bool input_nonneg) {
-  if (any_empty({&x_lo_, &w, &grad_lo}) || !choose_library(true, input_nonneg, x_lo_, x_hi_)) {
+  if (any_empty({&x_lo_, &w, &grad_lo}) ||
+      !choose_library(m, true, input_nonneg, x_lo_, x_hi_, w)) {
     record(op, false);
     return std::nullopt;
   }

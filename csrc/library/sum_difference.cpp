@@ -1,9 +1,12 @@
 // The elementwise passes of the point-weight form (see sum_difference.h).
 #include "sum_difference.h"
 
+#include "channel_order.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 
 namespace inn::library {
@@ -106,6 +109,13 @@ bool parallel_finite(int64_t n, const Span& span) {
   return finite.load();
 }
 
+Planes planes_of(const Tensor& t) { return {t.size(0), t.size(1), t.size(2) * t.size(3)}; }
+
+// Channels last and not channels first (a 4-D tensor with one channel or one pixel is both).
+bool only_channels_last(const Tensor& t) {
+  return t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
+}
+
 template <typename T>
 void sum_difference_cpu(const T* a, const T* b, T* s, T* d, int64_t n) {
   at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
@@ -122,8 +132,21 @@ bool halve_sum_difference_cpu(T* s, T* d, int64_t n) {
 
 }  // namespace
 
-std::pair<Tensor, Tensor> sum_difference(const Tensor& a_, const Tensor& b_) {
+std::pair<Tensor, Tensor> sum_difference(const Tensor& a_, const Tensor& b_, bool channels_last) {
   if (!a_.device().is_cpu()) return {at::add(a_, b_), at::sub(b_, a_)};
+  if (channels_last && a_.dim() == 4 && a_.is_contiguous() &&
+      !a_.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    const Tensor b = b_.contiguous();
+    const auto format = at::MemoryFormat::ChannelsLast;
+    Tensor s = at::empty(a_.sizes(), a_.options().memory_format(format));
+    Tensor d = at::empty(a_.sizes(), a_.options().memory_format(format));
+    AT_DISPATCH_FLOATING_TYPES(a_.scalar_type(), "sum_difference_to_channels_last", [&] {
+      sum_difference_to_channels_last(a_.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(),
+                                      s.mutable_data_ptr<scalar_t>(),
+                                      d.mutable_data_ptr<scalar_t>(), planes_of(a_), kGrain);
+    });
+    return {s, d};
+  }
   const Tensor a = dense(a_), b = laid_out_like(b_, a);
   Tensor s = at::empty_like(a), d = at::empty_like(a);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "sum_difference", [&] {
@@ -140,6 +163,18 @@ bool halve_sum_difference_(Tensor& s, Tensor& d, Tensor& nonfinite_flag) {
     s = lo;
     nonfinite_flag = at::logical_not(at::isfinite(at::sum(s) + at::sum(d)));
     return true;
+  }
+  if (only_channels_last(s) && d.strides() == s.strides()) {
+    Tensor lo = at::empty(s.sizes(), s.options()), hi = at::empty(s.sizes(), s.options());
+    bool finite = true;
+    AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "halve_sum_difference_to_channels_first", [&] {
+      finite = halve_sum_difference_to_channels_first(
+          s.const_data_ptr<scalar_t>(), d.const_data_ptr<scalar_t>(),
+          lo.mutable_data_ptr<scalar_t>(), hi.mutable_data_ptr<scalar_t>(), planes_of(s), kGrain);
+    });
+    s = lo;
+    d = hi;
+    return finite;
   }
   s = dense(s);
   d = laid_out_like(d, s);

@@ -16,10 +16,13 @@
 
 namespace inn::library {
 
-// (a + b, b - a), each shaped and laid out like `a`; b has a's sizes.
-std::pair<at::Tensor, at::Tensor> sum_difference(const at::Tensor& a, const at::Tensor& b);
+// (a + b, b - a), each shaped and laid out like `a`; b has a's sizes. With `channels_last`, a
+// channels-first 4-D `a` on the CPU gives channels-last results (the pass changes the order).
+std::pair<at::Tensor, at::Tensor> sum_difference(const at::Tensor& a, const at::Tensor& b,
+                                                 bool channels_last = false);
 
-// s <- (s - d) / 2 and d <- (s + d) / 2 in place (s and d equally shaped and laid out, dense).
+// s <- (s - d) / 2 and d <- (s + d) / 2 (s and d equally shaped and laid out, dense): in place,
+// except that channels-last 4-D s and d on the CPU are replaced by new channels-first tensors.
 // Returns whether all of s and d were finite. On CUDA that is left to the device: the return
 // value is true and `nonfinite_flag` a device bool (library_path.h, Routed::nonfinite).
 bool halve_sum_difference_(at::Tensor& s, at::Tensor& d, at::Tensor& nonfinite_flag);
