@@ -207,12 +207,12 @@ def test_point_weights_any_layout():
     ("conv2d", (16, 4, 3, 3), 2, False),     # 8
     ("conv2d", (72, 1, 3, 3), 8, False),     # 9 output channels, one input channel per group
     ("conv_transpose2d", (8, 9, 2, 2), 2, True),
-    ("conv_transpose2d", (8, 8, 2, 2), 2, False),
-    ("conv_transpose2d", (2, 16, 2, 2), 2, False)])
+    ("conv_transpose2d", (8, 1, 2, 2), 2, True),
+    ("conv_transpose2d", (2, 16, 2, 2), 2, True)])
 def test_point_weight_rule_on_the_cpu(op, w_shape, groups, library):
     """auto on the CPU: point-weight convolutions with at most 8 output channels or one input
-    channel per group take the fused kernel, wider ones the library path; linear always the
-    library path. Forward and both gradients follow the same rule."""
+    channel per group take the fused kernel, wider ones the library path; transposed convs and
+    linear layers always the library path. Forward and both gradients follow the same rule."""
     c_in = w_shape[1] * groups if op == "conv2d" else w_shape[0]
     x_lo, x_hi = random_interval((2, c_in, 5, 5))
     w = torch.randn(w_shape, dtype=torch.float64)

@@ -89,13 +89,15 @@ bool any_empty(std::initializer_list<const Tensor*> ts) {
   return false;
 }
 
-// Point-weight convolutions on the CPU with at most this many output channels per group, or one
-// input channel per group, take the fused kernel under `auto`: its pixel-lane tiles then do the
-// two bounds in about the time of one or two plain layers (the demo U-Net's 1->8, 8->8, 16->8
-// and 8->1 layers and its 2x2 16->8 transposed conv: 0.55-1.8x the plain layer against 1.0-2.4x
-// for the library path; the paper U-Net's 1->64 first layer 1.15x against 2.15x; measured
-// interleaved, 2026-12-03), while with more channels the two oneDNN products win (8->16: 2.4x
-// against 2.8x; 64->64: 2.0x against 7.9x).
+// Point-weight convolutions (not transposed) on the CPU with at most this many output channels
+// per group, or one input channel per group, take the fused kernel under `auto`, forward and
+// backward: its pixel-lane tiles then do the two bounds in about the time of one or two plain
+// layers. Measured interleaved against the plain layer, 2026-12-03, this 2-core Xeon: the demo
+// U-Net's 1->8, 8->8, 16->8 and 8->1 layers forward 0.55-1.8x against 1.0-2.4x for the library
+// path, forward+backward 1.0-2.3x against 1.9-3.0x; the paper U-Net's 1->64 first layer forward
+// 1.15x against 2.15x. With more channels the two oneDNN products win (8->16 forward: 2.4x
+// against 2.8x; 64->64: 2.0x against 7.9x), and so they do for the transposed convs, which
+// oneDNN runs channels last (2x2 stride-2 16->8 forward+backward: 2.2x against 2.8x).
 constexpr int64_t kPointFusedMaxOutChannels = 8;
 
 int64_t out_channels_per_group(const Map& m, const Tensor& w) {
@@ -121,9 +123,9 @@ bool choose_library(const Map& m, bool point, bool nonneg, const Tensor& x_lo,
     case Algorithm::kLibrary: return true;
     default:
       if (x_lo.is_cuda()) return true;
-      return point && (m.kind == Kind::kLinear || (in_channels_per_group(m, w) > 1 &&
-                                                   out_channels_per_group(m, w) >
-                                                       kPointFusedMaxOutChannels));
+      return point && (m.kind != Kind::kConv || (in_channels_per_group(m, w) > 1 &&
+                                                 out_channels_per_group(m, w) >
+                                                     kPointFusedMaxOutChannels));
   }
 }
 
