@@ -202,33 +202,36 @@ def test_point_weights_any_layout():
         assert_close_scaled(a, f, dx_scale, torch.float64, depth)
 
 
-@pytest.mark.parametrize("op,w_shape,groups,library", [
-    ("conv2d", (18, 4, 3, 3), 2, True),      # 9 output channels per group
-    ("conv2d", (16, 4, 3, 3), 2, False),     # 8
-    ("conv2d", (72, 1, 3, 3), 8, False),     # 9 output channels, one input channel per group
-    ("conv_transpose2d", (8, 9, 2, 2), 2, True),
-    ("conv_transpose2d", (8, 1, 2, 2), 2, True),
-    ("conv_transpose2d", (2, 16, 2, 2), 2, True)])
-def test_point_weight_rule_on_the_cpu(op, w_shape, groups, library):
-    """auto on the CPU: point-weight convolutions with at most 8 output channels or one input
-    channel per group take the fused kernel, wider ones the library path; transposed convs and
-    linear layers always the library path. Forward and both gradients follow the same rule."""
+@pytest.mark.parametrize("op,w_shape,groups,forward,backward", [
+    ("conv2d", (18, 4, 3, 3), 2, "library", "library"),  # 9 output channels per group
+    ("conv2d", (16, 4, 3, 3), 2, "fused", "library"),    # 8
+    ("conv2d", (72, 1, 3, 3), 8, "fused", "fused"),      # 9 terms per output
+    ("conv2d", (18, 16, 1, 1), 2, "fused", "fused"),     # 16
+    ("conv2d", (18, 17, 1, 1), 1, "library", "library"),
+    ("conv_transpose2d", (8, 9, 2, 2), 2, "library", "library"),
+    ("conv_transpose2d", (8, 1, 2, 2), 2, "library", "library"),
+    ("conv_transpose2d", (2, 16, 1, 1), 2, "library", "library")])
+def test_point_weight_rule_on_the_cpu(op, w_shape, groups, forward, backward):
+    """auto on the CPU, point weights: plain convs with at most 16 terms per output (input
+    channels per group x taps) take the fused kernel, forward and backward; with at most 8 output
+    channels per group, the forward only; otherwise, and for transposed convs and linear layers,
+    the library path."""
     c_in = w_shape[1] * groups if op == "conv2d" else w_shape[0]
     x_lo, x_hi = random_interval((2, c_in, 5, 5))
     w = torch.randn(w_shape, dtype=torch.float64)
-    forward = getattr(ops, f"interval_{op}")
-    config = ([1, 1], [1, 1], [1, 1], groups) if op == "conv2d" else \
+    fn = getattr(ops, f"interval_{op}")
+    k = w_shape[2]
+    config = ([1, 1], [k // 2] * 2, [1, 1], groups) if op == "conv2d" else \
         ([2, 2], [0, 0], [0, 0], groups, [1, 1])
-    expected = {"library" if library else "fused"}
-    y, served = run("auto", lambda: forward(x_lo, x_hi, w, w, None, None, *config, False))
-    assert served == expected
+    y, served = run("auto", lambda: fn(x_lo, x_hi, w, w, None, None, *config, False))
+    assert served == {forward}
     g = torch.randn_like(y[0])
     bargs = (g, g, x_lo, x_hi, w, w, *config, False)
     _, served = run("auto", lambda: getattr(ops, f"interval_{op}_backward_input")(*bargs))
-    assert served == expected
+    assert served == {backward}
     _, served = run("auto", lambda: getattr(ops, f"interval_{op}_backward_weight_point")(
         g, g, x_lo, x_hi, w, *config, False))
-    assert served == expected
+    assert served == {backward}
     x_lo, x_hi = random_interval((3, 4))
     w = torch.randn(2, 4, dtype=torch.float64)
     _, served = run("auto", lambda: ops.interval_linear(x_lo, x_hi, w, w, None, None, False))

@@ -89,33 +89,40 @@ bool any_empty(std::initializer_list<const Tensor*> ts) {
   return false;
 }
 
-// Point-weight convolutions (not transposed) on the CPU with at most this many output channels
-// per group, or one input channel per group, take the fused kernel under `auto`, forward and
-// backward: its pixel-lane tiles then do the two bounds in about the time of one or two plain
-// layers. Measured interleaved against the plain layer, 2026-12-03, this 2-core Xeon: the demo
-// U-Net's 1->8, 8->8, 16->8 and 8->1 layers forward 0.55-1.8x against 1.0-2.4x for the library
-// path, forward+backward 1.0-2.3x against 1.9-3.0x; the paper U-Net's 1->64 first layer forward
-// 1.15x against 2.15x. With more channels the two oneDNN products win (8->16 forward: 2.4x
-// against 2.8x; 64->64: 2.0x against 7.9x), and so they do for the transposed convs, which
-// oneDNN runs channels last (2x2 stride-2 16->8 forward+backward: 2.2x against 2.8x).
+// Point-weight convolutions (not transposed) on the CPU take the fused kernel under `auto` where
+// it measured faster than the two oneDNN products: with at most kPointFusedMaxTerms terms per
+// output (input channels per group x taps: a first layer on one channel, a 1x1 output head),
+// forward and backward; with at most kPointFusedMaxOutChannels output channels per group, the
+// forward only. Measured interleaved against the plain layer, 2026-12-03, this 2-core Xeon, the
+// demo U-Net: forward, the 1->8, 8->8, 16->8 and 8->1 layers 0.55-1.8x against 1.0-2.4x for
+// the library path (the paper U-Net's 1->64 first layer 1.15x against 2.15x), but 8->16 2.8x
+// against 2.4x and 64->64 7.9x against 2.0x; forward+backward, 1->8 and 8->1 1.35x and 0.85x
+// against 2.2x and 1.95x, but 8->8 and 16->8 3.2x and 3.8x against 2.3x and 3.7x (the fused
+// general-mode weight gradient). Transposed convs run channels last on oneDNN at 0.2-0.6x their
+// channels-first time and keep the library path.
+constexpr int64_t kPointFusedMaxTerms = 16;
 constexpr int64_t kPointFusedMaxOutChannels = 8;
 
 int64_t out_channels_per_group(const Map& m, const Tensor& w) {
   return m.kind == Kind::kConvTranspose ? w.size(1) : w.size(0) / m.groups;
 }
-int64_t in_channels_per_group(const Map& m, const Tensor& w) {
-  return m.kind == Kind::kConvTranspose ? w.size(0) / m.groups : w.size(1);
+
+bool point_conv_prefers_fused(const Map& m, const Tensor& w, bool forward) {
+  if (m.kind != Kind::kConv) return false;
+  const int64_t terms = w.size(1) * w.size(2) * w.size(3);
+  return terms <= kPointFusedMaxTerms ||
+         (forward && out_channels_per_group(m, w) <= kPointFusedMaxOutChannels);
 }
 
 // The documented rule (README "Library path"): general-mode interval weights always take the
 // fused kernel (no linear form exists); otherwise `fused` / `library` as set, and under `auto`
 // the library path, except on the CPU for nonneg interval weights, where the fused SIMD kernel
 // does half the arithmetic of the four-product split and measured faster, and for point-weight
-// convolutions with few output channels (kPointFusedMaxOutChannels).
+// convolutions with few terms per output or few output channels (point_conv_prefers_fused).
 // An expanded (broadcast) input also stays on the fused kernels, which read it through its
 // strides: the library path would materialise it (a (2049, 2^20) view of one row: 17 GB).
 bool choose_library(const Map& m, bool point, bool nonneg, const Tensor& x_lo,
-                    const Tensor& x_hi, const Tensor& w) {
+                    const Tensor& x_hi, const Tensor& w, bool forward) {
   if (!point && !nonneg) return false;
   if (!x_lo.is_non_overlapping_and_dense() || !x_hi.is_non_overlapping_and_dense()) return false;
   switch (algorithm()) {
@@ -123,9 +130,7 @@ bool choose_library(const Map& m, bool point, bool nonneg, const Tensor& x_lo,
     case Algorithm::kLibrary: return true;
     default:
       if (x_lo.is_cuda()) return true;
-      return point && (m.kind != Kind::kConv || (in_channels_per_group(m, w) > 1 &&
-                                                 out_channels_per_group(m, w) >
-                                                     kPointFusedMaxOutChannels));
+      return point && !point_conv_prefers_fused(m, w, forward);
   }
 }
 
@@ -202,7 +207,8 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
                               const std::optional<Tensor>& b_lo, const std::optional<Tensor>& b_hi,
                               bool input_nonneg) {
   const bool point = same_tensor(w_lo, w_hi);
-  if (any_empty({&x_lo_, &w_lo}) || !choose_library(m, point, input_nonneg, x_lo_, x_hi_, w_lo)) {
+  if (any_empty({&x_lo_, &w_lo}) ||
+      !choose_library(m, point, input_nonneg, x_lo_, x_hi_, w_lo, true)) {
     record(op, false);
     return std::nullopt;
   }
@@ -334,7 +340,7 @@ std::optional<Routed> backward(const char* op, const Map& m, bool weight, const 
                                const Tensor& w_lo, const Tensor& w_hi, bool input_nonneg) {
   const bool point = same_tensor(w_lo, w_hi);
   if (any_empty({&x_lo_, &w_lo, &grad_lo}) ||
-      !choose_library(m, point, input_nonneg, x_lo_, x_hi_, w_lo)) {
+      !choose_library(m, point, input_nonneg, x_lo_, x_hi_, w_lo, false)) {
     record(op, false);
     return std::nullopt;
   }
@@ -360,7 +366,7 @@ std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
                                              const Tensor& x_lo_, const Tensor& x_hi_,
                                              const Tensor& w, bool input_nonneg) {
   if (any_empty({&x_lo_, &w, &grad_lo}) ||
-      !choose_library(m, true, input_nonneg, x_lo_, x_hi_, w)) {
+      !choose_library(m, true, input_nonneg, x_lo_, x_hi_, w, false)) {
     record(op, false);
     return std::nullopt;
   }
