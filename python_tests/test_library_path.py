@@ -285,6 +285,27 @@ def test_point_weight_passes_that_change_the_channel_order(op, layout, bad):
         assert_close_scaled(a, r, scale, torch.float32, c_in * 9)
         assert_close_scaled(a, f, scale, torch.float32, c_in * 9)
 
+    # the gradients, with point inputs (ties: x_lo takes the whole input gradient) in tiles
+    # and rests alike
+    x_hi = torch.where(torch.rand(x_hi.shape) < 0.3, x_lo, x_hi)
+    g_lo, g_hi = torch.randn_like(lib[0]), torch.randn_like(lib[0])
+    bargs = (g_lo, g_hi, x_lo, x_hi, w, w, *config, False)
+    dx, served = run("library", lambda: getattr(ops, f"interval_{op}_backward_input")(*bargs))
+    assert served == {"library"}
+    dx_fused, _ = run("fused", lambda: getattr(ops, f"interval_{op}_backward_input")(*bargs))
+    pargs = (g_lo, g_hi, x_lo, x_hi, w, *config, False)
+    dw, served = run("library",
+                     lambda: getattr(ops, f"interval_{op}_backward_weight_point")(*pargs))
+    assert served == {"library"}
+    dw_fused, _ = run("fused",
+                      lambda: getattr(ops, f"interval_{op}_backward_weight_point")(*pargs))
+    dx_scale, dw_scale = scale_of(op, torch.maximum(x_lo.abs(), x_hi.abs()), w.abs(),
+                                  g_lo.abs() + g_hi.abs(), config)
+    for a, f in zip(dx, dx_fused):
+        assert a.is_contiguous()
+        assert_close_scaled(a, f, dx_scale, torch.float32, c_out * 9)
+    assert_close_scaled(dw, dw_fused, dw_scale, torch.float32, lib[0][:, 0].numel())
+
 
 def test_dispatch_rule():
     name, xw, bias, config, _, _ = operands("conv2d", "nonneg", torch.float32, "cpu")

@@ -99,11 +99,21 @@ void sum_difference_to_channels_last(const T* a, const T* b, T* s, T* d, const P
   });
 }
 
-// lo = (s - d) / 2, hi = (s + d) / 2: s, d channels last, lo, hi channels first. Returns whether
-// s and d were all finite (v - v stays 0 for finite v only).
+// The halves of one element; with the input gradient's tie rule (sum_difference.h,
+// halve_sum_difference_tie_) where !(l < h): the lower bound takes both, the upper none.
 template <typename T>
-bool halve_sum_difference_to_channels_first(const T* s, const T* d, T* lo, T* hi,
-                                            const Planes& g, int64_t grain) {
+void halves(T si, T di, bool tie, T& lo, T& hi) {
+  const T l = (si - di) * T(0.5), h = (si + di) * T(0.5);
+  lo = tie ? l + h : l;
+  hi = tie ? T(0) : h;
+}
+
+// lo = (s - d) / 2, hi = (s + d) / 2: s, d channels last, lo, hi channels first; with `kTie` the
+// tie rule where !(l < h), l and h channels first. Returns whether s and d were all finite
+// (v - v stays 0 for finite v only).
+template <bool kTie, typename T>
+bool halve_sum_difference_to_channels_first(const T* s, const T* d, T* lo, T* hi, const T* l,
+                                            const T* h, const Planes& g, int64_t grain) {
   const int64_t C = g.channels, P = g.pixels;
   std::atomic<bool> finite{true};
   for_pixel_blocks(g, grain, [=, &finite](int64_t n, int64_t p0, int64_t np) {
@@ -114,10 +124,9 @@ bool halve_sum_difference_to_channels_first(const T* s, const T* d, T* lo, T* hi
       const __m128 half = _mm_set1_ps(0.5f);
       __m128 probes = _mm_setzero_ps();
       for (; c + 4 <= C; c += 4) {
+        const int64_t first = (n * C + c) * P + p0;  // channels first
         const float* sp = s + (n * P + p0) * C + c;
         const float* dp = d + (n * P + p0) * C + c;
-        float* lp = lo + (n * C + c) * P + p0;
-        float* hp = hi + (n * C + c) * P + p0;
         int64_t p = 0;
         for (; p + 4 <= np; p += 4) {
           __m128 sv[4], dv[4];
@@ -130,16 +139,24 @@ bool halve_sum_difference_to_channels_first(const T* s, const T* d, T* lo, T* hi
           _MM_TRANSPOSE4_PS(sv[0], sv[1], sv[2], sv[3]);
           _MM_TRANSPOSE4_PS(dv[0], dv[1], dv[2], dv[3]);
           for (int k = 0; k < 4; ++k) {
-            _mm_storeu_ps(lp + k * P + p, _mm_mul_ps(_mm_sub_ps(sv[k], dv[k]), half));
-            _mm_storeu_ps(hp + k * P + p, _mm_mul_ps(_mm_add_ps(sv[k], dv[k]), half));
+            const int64_t at = first + k * P + p;
+            __m128 lov = _mm_mul_ps(_mm_sub_ps(sv[k], dv[k]), half);
+            __m128 hiv = _mm_mul_ps(_mm_add_ps(sv[k], dv[k]), half);
+            if constexpr (kTie) {
+              const __m128 tie = _mm_cmpnlt_ps(_mm_loadu_ps(l + at), _mm_loadu_ps(h + at));
+              lov = _mm_or_ps(_mm_and_ps(tie, _mm_add_ps(lov, hiv)), _mm_andnot_ps(tie, lov));
+              hiv = _mm_andnot_ps(tie, hiv);
+            }
+            _mm_storeu_ps(lo + at, lov);
+            _mm_storeu_ps(hi + at, hiv);
           }
         }
         for (; p < np; ++p) {
           for (int k = 0; k < 4; ++k) {
+            const int64_t at = first + k * P + p;
             const float si = sp[p * C + k], di = dp[p * C + k];
             probe += (si - si) + (di - di);
-            lp[k * P + p] = (si - di) * 0.5f;
-            hp[k * P + p] = (si + di) * 0.5f;
+            halves(si, di, kTie && !(l[at] < h[at]), lo[at], hi[at]);
           }
         }
       }
@@ -149,15 +166,13 @@ bool halve_sum_difference_to_channels_first(const T* s, const T* d, T* lo, T* hi
 #endif
     }
     for (; c < C; ++c) {
+      const int64_t first = (n * C + c) * P + p0;
       const T* sp = s + (n * P + p0) * C + c;
       const T* dp = d + (n * P + p0) * C + c;
-      T* lp = lo + (n * C + c) * P + p0;
-      T* hp = hi + (n * C + c) * P + p0;
       for (int64_t p = 0; p < np; ++p) {
         const T si = sp[p * C], di = dp[p * C];
         probe += (si - si) + (di - di);
-        lp[p] = (si - di) * T(0.5);
-        hp[p] = (si + di) * T(0.5);
+        halves(si, di, kTie && !(l[first + p] < h[first + p]), lo[first + p], hi[first + p]);
       }
     }
     if (probe != 0) finite.store(false, std::memory_order_relaxed);

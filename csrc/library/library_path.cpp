@@ -19,8 +19,11 @@ using Kind = Map::Kind;
 
 // ------------------------------------------------------------------------ the bilinear map
 
-// A size-only stand-in for convolution_backward's input / weight argument (never read).
-Tensor like(at::IntArrayRef sizes, const Tensor& t) { return at::empty(sizes, t.options()); }
+// A size-only stand-in for convolution_backward's input / weight argument (never read), in t's
+// memory format: oneDNN picks the order of the products from it.
+Tensor like(at::IntArrayRef sizes, const Tensor& t) {
+  return at::empty(sizes, t.options().memory_format(t.suggest_memory_format()));
+}
 
 Tensor apply(const Map& m, const Tensor& x, const Tensor& w, const std::optional<Tensor>& bias) {
   if (m.kind == Kind::kLinear) return bias ? at::addmm(*bias, x, w.t()) : at::mm(x, w.t());
@@ -254,7 +257,7 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
   if (point && midpoint_form(l)) {
     // y_lo = P - Q, y_hi = P + Q with P = W·c, Q = |W|·r: with S = (g_lo + g_hi)·W and
     // D = (g_hi - g_lo)·|W|, dx_lo = (S - D) / 2, dx_hi = (S + D) / 2
-    const auto [gs, gd] = sum_difference(g_lo, g_hi);
+    const auto [gs, gd] = sum_difference(g_lo, g_hi, prefers_channels_last(m, l, a));
     dx_lo = adjoint_x(m, gs, a, l.sizes());
     dx_hi = adjoint_x(m, gd, at::abs(a), l.sizes());
     ok = nonneg ? halve_sum_difference_(dx_lo, dx_hi, nonfinite)
@@ -377,8 +380,9 @@ std::optional<RoutedTotal> weight_grad_point(const char* op, const Map& m,
     // infinite, a NaN one is selected by neither sign rule): such calls are routed (the CPU
     // checks w in the select pass, on CUDA w joins the device flag). At w == 0 nonneg mode takes
     // the w >= 0 form, general mode the tie: a third product, on the CPU only when some w is 0.
-    const auto [s, d] = sum_difference(g_lo, g_hi);
-    const auto [c2, r2] = sum_difference(l, h);
+    const bool channels_last = prefers_channels_last(m, l, w);
+    const auto [s, d] = sum_difference(g_lo, g_hi, channels_last);
+    const auto [c2, r2] = sum_difference(l, h, channels_last);
     Tensor total = adjoint_w(m, s, c2, w.sizes());
     const Tensor q = adjoint_w(m, d, r2, w.sizes());
     bool any_zero = false;

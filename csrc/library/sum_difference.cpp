@@ -130,6 +130,35 @@ bool halve_sum_difference_cpu(T* s, T* d, int64_t n) {
   });
 }
 
+// The channels-last case of the halving passes: channels-last 4-D s and d (the products of
+// channels-last operands) are replaced by new channels-first halves, with the tie rule when l
+// and h are given (read channels first). False, and nothing done, for other layouts.
+bool halve_to_channels_first(Tensor& s, Tensor& d, const Tensor* l_, const Tensor* h_,
+                             bool& finite) {
+  if (!only_channels_last(s) || d.strides() != s.strides()) return false;
+  Tensor lo = at::empty(s.sizes(), s.options()), hi = at::empty(s.sizes(), s.options());
+  Tensor l, h;
+  if (l_ != nullptr) {
+    l = l_->contiguous();
+    h = h_->contiguous();
+  }
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "halve_sum_difference_to_channels_first", [&] {
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    const scalar_t* dp = d.const_data_ptr<scalar_t>();
+    scalar_t* lop = lo.mutable_data_ptr<scalar_t>();
+    scalar_t* hip = hi.mutable_data_ptr<scalar_t>();
+    finite = l.defined()
+                 ? halve_sum_difference_to_channels_first<true>(
+                       sp, dp, lop, hip, l.const_data_ptr<scalar_t>(),
+                       h.const_data_ptr<scalar_t>(), planes_of(s), kGrain)
+                 : halve_sum_difference_to_channels_first<false, scalar_t>(
+                       sp, dp, lop, hip, nullptr, nullptr, planes_of(s), kGrain);
+  });
+  s = lo;
+  d = hi;
+  return true;
+}
+
 }  // namespace
 
 std::pair<Tensor, Tensor> sum_difference(const Tensor& a_, const Tensor& b_, bool channels_last) {
@@ -164,18 +193,8 @@ bool halve_sum_difference_(Tensor& s, Tensor& d, Tensor& nonfinite_flag) {
     nonfinite_flag = at::logical_not(at::isfinite(at::sum(s) + at::sum(d)));
     return true;
   }
-  if (only_channels_last(s) && d.strides() == s.strides()) {
-    Tensor lo = at::empty(s.sizes(), s.options()), hi = at::empty(s.sizes(), s.options());
-    bool finite = true;
-    AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "halve_sum_difference_to_channels_first", [&] {
-      finite = halve_sum_difference_to_channels_first(
-          s.const_data_ptr<scalar_t>(), d.const_data_ptr<scalar_t>(),
-          lo.mutable_data_ptr<scalar_t>(), hi.mutable_data_ptr<scalar_t>(), planes_of(s), kGrain);
-    });
-    s = lo;
-    d = hi;
-    return finite;
-  }
+  bool finite_out = true;
+  if (halve_to_channels_first(s, d, nullptr, nullptr, finite_out)) return finite_out;
   s = dense(s);
   d = laid_out_like(d, s);
   bool finite = true;
@@ -195,6 +214,8 @@ bool halve_sum_difference_tie_(Tensor& s, Tensor& d, const Tensor& l_, const Ten
     d = at::where(tie, at::zeros({}, d.options()), d);
     return true;
   }
+  bool finite_out = true;
+  if (halve_to_channels_first(s, d, &l_, &h_, finite_out)) return finite_out;
   s = dense(s);
   d = laid_out_like(d, s);
   const Tensor l = laid_out_like(l_, s), h = laid_out_like(h_, s);
