@@ -190,6 +190,13 @@ bool prefers_channels_last(const Map& m, const Tensor& x, const Tensor& w) {
          std::max(x.size(1), w.size(0)) <= kChannelsLastMaxChannels;
 }
 
+// W and |W| in the memory format of the operand they multiply: ATen would otherwise copy a
+// channels-first weight into the channels-last order on each of the two oneDNN calls.
+std::pair<Tensor, Tensor> weight_and_magnitude(const Tensor& w, const Tensor& operand) {
+  const Tensor laid_out = w.dim() == 4 ? w.contiguous(operand.suggest_memory_format()) : w;
+  return {laid_out, at::abs(laid_out)};
+}
+
 // The operands of a backward call as the map takes them: (g_lo, g_hi, l, h).
 std::array<Tensor, 4> backward_operands(const Map& m, const Tensor& grad_lo, const Tensor& grad_hi,
                                         const Tensor& x_lo, const Tensor& x_hi, const Tensor& w) {
@@ -224,8 +231,9 @@ std::optional<Routed> forward(const char* op, const Map& m, const Tensor& x_lo_,
     const auto [s, d] = sum_difference(l, h, prefers_channels_last(m, l, w_lo));
     std::optional<Tensor> bs, bd;
     if (b_lo) std::tie(bs, bd) = sum_difference(*b_lo, *b_hi);
-    y_lo = apply(m, s, w_lo, bs);
-    y_hi = apply(m, d, at::abs(w_lo), bd);
+    const auto [w, w_abs] = weight_and_magnitude(w_lo, s);
+    y_lo = apply(m, s, w, bs);
+    y_hi = apply(m, d, w_abs, bd);
     if (!halve_sum_difference_(y_lo, y_hi, nonfinite)) return record(op, false), std::nullopt;
   } else {
     // y_lo = [l h]·[a⁺; a⁻], y_hi = [l h]·[b⁻; b⁺]: two calls on stacked operands
@@ -258,8 +266,9 @@ std::pair<Tensor, Tensor> input_grad(const Map& m, bool point, bool nonneg, cons
     // y_lo = P - Q, y_hi = P + Q with P = W·c, Q = |W|·r: with S = (g_lo + g_hi)·W and
     // D = (g_hi - g_lo)·|W|, dx_lo = (S - D) / 2, dx_hi = (S + D) / 2
     const auto [gs, gd] = sum_difference(g_lo, g_hi, prefers_channels_last(m, l, a));
-    dx_lo = adjoint_x(m, gs, a, l.sizes());
-    dx_hi = adjoint_x(m, gd, at::abs(a), l.sizes());
+    const auto [w, w_abs] = weight_and_magnitude(a, gs);
+    dx_lo = adjoint_x(m, gs, w, l.sizes());
+    dx_hi = adjoint_x(m, gd, w_abs, l.sizes());
     ok = nonneg ? halve_sum_difference_(dx_lo, dx_hi, nonfinite)
                 : halve_sum_difference_tie_(dx_lo, dx_hi, l, h, nonfinite);
     if (!ok) return {};
